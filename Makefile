@@ -1,0 +1,94 @@
+# macdist build, test and benchmark entry points.
+#
+#   make setup     install the system packages (OpenBLAS, Fashion-MNIST) with apt
+#   make build     go build ./... and bin/macdist
+#   make test      vet, gofmt check, go test ./..., then -race on the concurrent packages
+#   make lint      gofmt and go vet only
+#   make bench     kernel GEMM benchmarks, then macdist vs PyTorch on the same models
+#   make fixtures  regenerate the PyTorch reference fixtures (needs Debian's python3-torch)
+#
+# Nothing here needs torch except `fixtures` and the PyTorch half of `bench`.
+
+GO          ?= go
+PYTHON      ?= /usr/bin/python3
+BIN         := bin/macdist
+TEST_TIMEOUT ?= 15m
+# Packages that run goroutines of their own get a -race pass. Only those that
+# exist are named, so the list can grow before the packages do.
+RACE_CANDIDATES := kernels collective cluster data train
+RACE_PKGS := $(foreach d,$(RACE_CANDIDATES),$(if $(wildcard $(d)/*.go $(d)/*/*.go),./$(d)/...))
+
+# apt packages the project needs at run time (OpenBLAS is opened with dlopen;
+# without it kernels/cpu falls back to gonum, slowly).
+APT_PKGS := libopenblas0 dataset-fashion-mnist
+# And those that only `make fixtures` and `make bench` need.
+APT_PY_PKGS := python3-torch python3-numpy
+
+.PHONY: all build test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python clean
+
+all: build
+
+build:
+	$(GO) build ./...
+	@mkdir -p bin
+	$(GO) build -o $(BIN) ./cmd/macdist
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+lint: fmt-check vet
+
+test: vet fmt-check
+	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+ifneq ($(strip $(RACE_PKGS)),)
+	$(GO) test -race -short -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+endif
+
+# Steps are chosen so the whole target takes a few minutes on 2 cores.
+BENCH_MODELS ?= lenet5 resnet20 vit-tiny-cifar
+bench: bench-kernels bench-compare
+
+# GEMM with OpenBLAS and with gonum (internal/benchmark), plus whatever Gemm
+# benchmarks kernels/ has.
+bench-kernels:
+	$(GO) test -run '^$$' -bench 'Gemm' -benchtime 20x ./kernels/... ./internal/benchmark/
+
+bench-compare: build
+	MODELS="$(BENCH_MODELS)" PYTHON=$(PYTHON) MACDIST=$(BIN) bash bench/compare.sh
+
+# Every generator writes into testdata/fixtures; the safetensors check then
+# proves that a file written by Go loads in PyTorch.
+fixtures:
+	@set -e; for g in testdata/gen/gen_*.py; do \
+		[ -e "$$g" ] || continue; \
+		echo "== $$g"; $(PYTHON) "$$g"; \
+	done
+	$(PYTHON) testdata/gen/check_safetensors_torch.py
+
+# Idempotent: apt runs only when a package is missing. As root apt-get runs
+# directly; otherwise through sudo when there is one.
+define apt_install
+	@missing=""; for p in $(1); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "setup: already installed: $(1)"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+	elif command -v sudo >/dev/null; then SUDO=sudo; \
+	else echo "setup: need root or sudo to install:$$missing" >&2; exit 1; fi; \
+	echo "setup: installing$$missing"; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing
+endef
+
+setup:
+	$(call apt_install,$(APT_PKGS))
+	$(GO) mod download
+
+setup-python:
+	$(call apt_install,$(APT_PY_PKGS))
+
+clean:
+	rm -rf bin

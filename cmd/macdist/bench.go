@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"github.com/macdist/macdist/internal/benchmark"
+	"github.com/macdist/macdist/kernels/cpu"
+	"github.com/macdist/macdist/nn/models"
+)
+
+// benchOutput is the JSON line `macdist bench` prints; bench/torch_ref.py
+// prints the same keys, so that bench/compare.sh can put them side by side.
+type benchOutput struct {
+	Framework string `json:"framework"`
+	Model     string `json:"model"`
+	benchmark.Result
+	BLAS    string `json:"blas"`
+	Device  string `json:"device"`
+	Threads int    `json:"threads"`
+	Params  int    `json:"params"`
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr)
+	model := fs.String("model", "", "model to build: "+strings.Join(models.Names(), ", "))
+	batch := fs.Int("batch", 128, "images per step")
+	steps := fs.Int("steps", 20, "timed steps")
+	warmup := fs.Int("warmup", 3, "untimed steps before the timed ones")
+	imageSize := fs.Int("image-size", 0, "input height and width in pixels (0: the model's default)")
+	depth := fs.Int("depth", 0, "layers or blocks, where the model has the option (0: its default)")
+	classes := fs.Int("classes", 0, "classifier outputs (0: the model's default)")
+	blas := fs.String("blas", "", `BLAS for the CPU device: "openblas", "gonum", or "" for the default (OpenBLAS when it loads; MACDIST_BLAS overrides)`)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *model == "" {
+		return usageErrorf("--model is required (one of %s)", strings.Join(models.Names(), ", "))
+	}
+	if _, err := models.Default(*model); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if *batch <= 0 || *steps <= 0 || *warmup < 0 || *imageSize < 0 || *depth < 0 || *classes < 0 {
+		return usageErrorf("--batch and --steps must be positive, --warmup, --image-size, --depth and --classes not negative")
+	}
+	dev, err := cpu.NewWithBLAS(*blas)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	m, err := models.New(dev, *model, models.Config{ImageSize: *imageSize, Depth: *depth, Classes: *classes})
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	res, err := benchmark.Run(ctx, dev, m, *batch, *steps, *warmup)
+	if err != nil {
+		return err
+	}
+	line, err := json.Marshal(benchOutput{
+		Framework: "macdist",
+		Model:     *model,
+		Result:    res,
+		BLAS:      dev.BLAS(),
+		Device:    dev.Name(),
+		Threads:   runtime.GOMAXPROCS(0),
+		Params:    m.NumParams(),
+	})
+	if err != nil {
+		return fmt.Errorf("encoding the result: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", line)
+	return err
+}

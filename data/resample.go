@@ -1,0 +1,206 @@
+package data
+
+import (
+	"image"
+	"image/color"
+	"math"
+)
+
+// Resampling follows PIL's Image.resize with BILINEAR, which torchvision's
+// Resize and RandomResizedCrop use on PIL images: a separable triangle filter
+// whose support widens with the reduction factor, so that a 500-pixel side
+// shrunk to 224 is averaged rather than aliased. PIL computes in 8-bit fixed
+// point and rounds after each pass; this computes in float32 and rounds once,
+// at the end, to the byte the normalisation table expects. The difference is
+// at most a level or two of 255.
+
+// axisCoeffs holds, for each output index along one axis, the first source
+// index, the number of taps and the normalised tap weights.
+type axisCoeffs struct {
+	start, n []int
+	w        []float32 // stride taps per output
+	stride   int
+}
+
+// compute fills the coefficients for outputs off..off+count−1 of a resize of
+// in source samples to full output samples (the outputs outside the window
+// are a crop that is never computed).
+func (a *axisCoeffs) compute(in, full, off, count int) {
+	scale := float64(in) / float64(full)
+	filterscale := math.Max(scale, 1)
+	support := filterscale // bilinear support is 1 at unit scale
+	a.stride = int(math.Ceil(support))*2 + 1
+	a.start = grow(a.start, count)
+	a.n = grow(a.n, count)
+	a.w = grow(a.w, count*a.stride)
+	ss := 1 / filterscale
+	for o := range count {
+		center := (float64(o+off) + 0.5) * scale
+		lo := max(int(center-support+0.5), 0)
+		hi := min(int(center+support+0.5), in)
+		ws := a.w[o*a.stride : (o+1)*a.stride]
+		var sum float64
+		k := 0
+		for x := lo; x < hi && k < a.stride; x++ {
+			t := math.Abs((float64(x) - center + 0.5) * ss)
+			v := 0.0
+			if t < 1 {
+				v = 1 - t
+			}
+			ws[k] = float32(v)
+			sum += v
+			k++
+		}
+		if sum != 0 {
+			for j := range k {
+				ws[j] = float32(float64(ws[j]) / sum)
+			}
+		}
+		a.start[o], a.n[o] = lo, k
+	}
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// resampler is one worker's scratch for turning a decoded image into a
+// normalised CHW tensor; reused across samples, so that after warm-up only
+// the JPEG decoder allocates.
+type resampler struct {
+	rgb    []uint8   // source region, interleaved RGB
+	tmp    []float32 // horizontal pass: rows × outW × 3
+	xs, ys axisCoeffs
+	file   []byte // encoded bytes read from disk
+}
+
+// toRGB copies region r of img into s.rgb as interleaved 8-bit RGB, the way
+// PIL's convert("RGB") does: grey is replicated, alpha is dropped (not
+// composited), palettes are looked up.
+func (s *resampler) toRGB(img image.Image, r image.Rectangle) []uint8 {
+	w, h := r.Dx(), r.Dy()
+	out := grow(s.rgb, w*h*3)
+	s.rgb = out
+	i := 0
+	switch m := img.(type) {
+	case *image.YCbCr:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				yi, ci := m.YOffset(x, y), m.COffset(x, y)
+				out[i], out[i+1], out[i+2] = color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				i += 3
+			}
+		}
+	case *image.Gray:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range w {
+				g := row[x]
+				out[i], out[i+1], out[i+2] = g, g, g
+				i += 3
+			}
+		}
+	case *image.NRGBA:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range w {
+				out[i], out[i+1], out[i+2] = row[4*x], row[4*x+1], row[4*x+2]
+				i += 3
+			}
+		}
+	case *image.RGBA:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(r.Min.X, y):]
+			for x := range w {
+				out[i], out[i+1], out[i+2] = row[4*x], row[4*x+1], row[4*x+2]
+				i += 3
+			}
+		}
+	case *image.Paletted:
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				c := color.NRGBAModel.Convert(m.Palette[m.ColorIndexAt(x, y)]).(color.NRGBA)
+				out[i], out[i+1], out[i+2] = c.R, c.G, c.B
+				i += 3
+			}
+		}
+	default: // CMYK JPEGs, 16-bit PNGs, …: slow but rare.
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for x := r.Min.X; x < r.Max.X; x++ {
+				c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA)
+				out[i], out[i+1], out[i+2] = c.R, c.G, c.B
+				i += 3
+			}
+		}
+	}
+	return out
+}
+
+// resample resizes the w×h RGB region src to fullW×fullH (bilinear, PIL
+// style), keeps the outW×outH window at (offX, offY) of that, mirrors it
+// when flip, and writes it normalised through luts into dst (3 planes).
+func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, offX, offY, outW, outH int, flip bool, luts []lut) {
+	s.xs.compute(w, fullW, offX, outW)
+	s.ys.compute(h, fullH, offY, outH)
+	// Only the source rows some output row reads go through the first pass.
+	y0 := s.ys.start[0]
+	y1 := s.ys.start[outH-1] + s.ys.n[outH-1]
+	for o := range outH {
+		y0 = min(y0, s.ys.start[o])
+		y1 = max(y1, s.ys.start[o]+s.ys.n[o])
+	}
+	tmp := grow(s.tmp, (y1-y0)*outW*3)
+	s.tmp = tmp
+	xs := &s.xs
+	for y := y0; y < y1; y++ {
+		row := src[y*w*3 : (y+1)*w*3]
+		t := tmp[(y-y0)*outW*3 : (y-y0+1)*outW*3]
+		for o := range outW {
+			ws := xs.w[o*xs.stride : o*xs.stride+xs.n[o]]
+			px := row[xs.start[o]*3:]
+			var r, g, b float32
+			for k, wk := range ws {
+				r += wk * float32(px[3*k])
+				g += wk * float32(px[3*k+1])
+				b += wk * float32(px[3*k+2])
+			}
+			t[3*o], t[3*o+1], t[3*o+2] = r, g, b
+		}
+	}
+	ys := &s.ys
+	plane := outW * outH
+	for o := range outH {
+		ws := ys.w[o*ys.stride : o*ys.stride+ys.n[o]]
+		base := (ys.start[o] - y0) * outW * 3
+		for x := range outW {
+			var r, g, b float32
+			for k, wk := range ws {
+				t := tmp[base+k*outW*3+3*x:]
+				r += wk * t[0]
+				g += wk * t[1]
+				b += wk * t[2]
+			}
+			ox := x
+			if flip {
+				ox = outW - 1 - x
+			}
+			i := o*outW + ox
+			dst[i] = luts[0][toByte(r)]
+			dst[plane+i] = luts[1][toByte(g)]
+			dst[2*plane+i] = luts[2][toByte(b)]
+		}
+	}
+}
+
+func toByte(v float32) uint8 {
+	switch {
+	case v <= 0:
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return uint8(v + 0.5)
+}

@@ -1,0 +1,78 @@
+package data
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// Sampler is PyTorch's DistributedSampler: which dataset indices rank Rank
+// of World visits in an epoch, in what order.
+//
+// The epoch's list is a permutation of 0..Len−1 drawn from (Seed, epoch)
+// when Shuffle, else 0..Len−1 in order. Unless DropLast, it is padded by
+// repeating its head (as often as needed) to TotalSize, a multiple of World;
+// with DropLast its tail is cut to TotalSize instead. Rank r takes the
+// entries r, r+World, r+2·World, … of that list. The permutation is not
+// torch.randperm's (a different generator); everything else matches.
+type Sampler struct {
+	Len, Rank, World int
+	Shuffle          bool
+	Seed             uint64
+	DropLast         bool
+}
+
+func (s Sampler) check() error {
+	if s.Len <= 0 {
+		return fmt.Errorf("data: sampler over %d samples", s.Len)
+	}
+	if s.World <= 0 || s.Rank < 0 || s.Rank >= s.World {
+		return fmt.Errorf("data: sampler rank %d of world size %d", s.Rank, s.World)
+	}
+	if s.DropLast && s.Len < s.World {
+		return fmt.Errorf("data: sampler with DropLast: %d samples leave nothing for %d ranks", s.Len, s.World)
+	}
+	return nil
+}
+
+// NumSamples is how many indices each rank gets per epoch.
+func (s Sampler) NumSamples() int {
+	if s.DropLast && s.Len%s.World != 0 {
+		return s.Len / s.World // ceil((Len−World)/World)
+	}
+	return (s.Len + s.World - 1) / s.World
+}
+
+// TotalSize is NumSamples·World, the padded (or cut) list's length.
+func (s Sampler) TotalSize() int { return s.NumSamples() * s.World }
+
+// Indices returns rank Rank's indices for epoch, in order. It works in buf
+// when buf has room for max(Len, TotalSize) entries, so that a caller that
+// keeps buf allocates nothing per epoch.
+func (s Sampler) Indices(epoch int, buf []int) []int {
+	if err := s.check(); err != nil {
+		panic(err)
+	}
+	total := s.TotalSize()
+	list := grow(buf, max(s.Len, total))
+	for i := range s.Len {
+		list[i] = i
+	}
+	if s.Shuffle {
+		// Fisher–Yates from a generator keyed by (seed, epoch) alone.
+		r := rand.New(rand.NewPCG(epochKey(tagShuffle, s.Seed, epoch), tagShuffle))
+		for i := s.Len - 1; i > 0; i-- {
+			j := r.IntN(i + 1)
+			list[i], list[j] = list[j], list[i]
+		}
+	}
+	for k := s.Len; k < total; k++ {
+		list[k] = list[k%s.Len]
+	}
+	// Compact rank's stride in place: the k-th kept entry comes from
+	// position Rank+k·World ≥ k, which has not been overwritten yet.
+	n := s.NumSamples()
+	for k := range n {
+		list[k] = list[s.Rank+k*s.World]
+	}
+	return list[:n]
+}

@@ -1,0 +1,72 @@
+package cpu_test
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/kernels/cpu"
+)
+
+// TestNoAllocs checks that kernels allocate nothing in steady state, on
+// sizes large enough to be split across goroutines.
+func TestNoAllocs(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Log("GOMAXPROCS < 2: the parallel paths are not exercised")
+	}
+	d, err := cpu.NewWithBLAS("openblas")
+	if err != nil {
+		d, _ = cpu.NewWithBLAS("gonum")
+	}
+	const n = 1 << 17
+	x, y, z := d.Alloc(n), d.Alloc(n), d.Alloc(n)
+	d.Fill(x, 0.5)
+	d.Fill(y, 0.25)
+	mean, rstd := d.Alloc(n/256), d.Alloc(n/256)
+	gamma, beta := d.Alloc(256), d.Alloc(256)
+	d.Fill(gamma, 1)
+	labels := make([]int32, 512)
+	cg := kernels.ConvGeom{C: 8, H: 16, W: 16, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+	col := d.Alloc(4 * cg.ColRows() * cg.ColCols())
+	img := d.Alloc(4 * cg.C * cg.H * cg.W)
+	pg := kernels.PoolGeom{C: 8, H: 16, W: 16, KH: 2, KW: 2, StrideH: 2, StrideW: 2}
+	pooled := d.Alloc(4 * 8 * 8 * 8)
+	sm, sr, rm, rv := d.Alloc(64), d.Alloc(64), d.Alloc(64), d.Alloc(64)
+	d.Fill(rv, 1)
+	ops := []struct {
+		name string
+		f    func()
+	}{
+		{"Fill", func() { d.Fill(z, 1) }},
+		{"Copy", func() { d.Copy(z, x) }},
+		{"Axpby", func() { d.Axpby(y, 0.5, x, 0.9) }},
+		{"Add", func() { d.Add(z, x, y) }},
+		{"ReLU", func() { d.ReLU(z, x) }},
+		{"GELU", func() { d.GELU(z, x, false) }},
+		{"DropoutMask", func() { d.DropoutMask(z, 0.1, 7) }},
+		{"Dot", func() { d.Dot(x, y) }},
+		{"AddBias", func() { d.AddBias(z, gamma, 8, 64) }},
+		{"ReduceSum", func() { d.ReduceSum(z, x, 8, 64, 256, 1, 0) }},
+		{"ReduceSumMid", func() { d.ReduceSumMid(gamma, x, 8, 256, 64, 1, 1) }},
+		{"Softmax", func() { d.Softmax(z, x, 512, 256) }},
+		{"CrossEntropy", func() { d.CrossEntropy(z, x, labels, 512, 256, 0.1) }},
+		{"LayerNorm", func() { d.LayerNorm(z, mean, rstd, x, gamma, beta, 512, 256, 1e-5) }},
+		{"LayerNormBackward", func() { d.LayerNormBackward(z, gamma, beta, y, x, mean, rstd, gamma, 512, 256) }},
+		{"BatchNormTrain", func() { d.BatchNormTrain(z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
+		{"BatchNormBackward", func() { d.BatchNormBackward(z, nil, nil, y, x, sm, sr, nil, 32, 64, 64) }},
+		{"Im2col", func() { d.Im2col(col, img, cg, 0, 4) }},
+		{"Col2im", func() { d.Col2im(img, col, cg, 0, 4) }},
+		{"MaxPool2d", func() { d.MaxPool2d(pooled, img, pg, 4) }},
+		{"AvgPool2dBackward", func() { d.AvgPool2dBackward(img, pooled, pg, 4) }},
+		{"Gemm", func() { d.Gemm(false, true, 64, 64, 64, 1, x, 64, y, 64, 0, z, 64) }},
+		{"GemmStrided", func() { d.GemmStrided(false, false, 16, 16, 16, 1, x, 0, 16, 256, y, 0, 16, 256, 0, z, 0, 16, 256, 32) }},
+	}
+	for _, op := range ops {
+		if d.BLAS() != "openblas" && (op.name == "Gemm" || op.name == "GemmStrided") {
+			continue // gonum's Sgemm starts goroutines of its own
+		}
+		if a := testing.AllocsPerRun(20, op.f); a != 0 {
+			t.Errorf("%s: %v allocations per call", op.name, a)
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+type chanOp uint8
+
+const (
+	opBNTrain chanOp = iota
+	opBNEval
+	opBNBackward
+)
+
+// chanTask runs a batch-norm kernel over the channels [lo, hi) of x viewed
+// as n × c × hw. Statistics are accumulated in float64: a channel of a
+// large batch sums millions of values.
+type chanTask struct {
+	op              chanOp
+	n, c, hw        int
+	y, x, dy        []float32
+	mean, rstd      []float32 // saved
+	runMean, runVar []float32
+	gamma, beta     []float32
+	dgamma, dbeta   []float32
+	momentum, eps   float32
+}
+
+func (t *chanTask) run(lo, hi int) {
+	n, c, hw := t.n, t.c, t.hw
+	m := float64(n * hw)
+	for ch := lo; ch < hi; ch++ {
+		var g, b float32 = 1, 0
+		if t.gamma != nil {
+			g = t.gamma[ch]
+		}
+		switch t.op {
+		case opBNTrain:
+			if t.beta != nil {
+				b = t.beta[ch]
+			}
+			var s float64
+			for i := 0; i < n; i++ {
+				s += sum64(t.x[(i*c+ch)*hw:][:hw])
+			}
+			mu := s / m
+			var ss float64
+			for i := 0; i < n; i++ {
+				for _, v := range t.x[(i*c+ch)*hw:][:hw] {
+					dv := float64(v) - mu
+					ss += dv * dv
+				}
+			}
+			v := ss / m
+			rs := 1 / math.Sqrt(v+float64(t.eps))
+			t.mean[ch], t.rstd[ch] = float32(mu), float32(rs)
+			mo := float64(t.momentum)
+			t.runMean[ch] = float32((1-mo)*float64(t.runMean[ch]) + mo*mu)
+			t.runVar[ch] = float32((1-mo)*float64(t.runVar[ch]) + mo*v*m/(m-1))
+			normalize(t, ch, float32(mu), float32(rs), g, b)
+		case opBNEval:
+			if t.beta != nil {
+				b = t.beta[ch]
+			}
+			rs := 1 / math.Sqrt(float64(t.runVar[ch])+float64(t.eps))
+			normalize(t, ch, t.runMean[ch], float32(rs), g, b)
+		case opBNBackward:
+			mu, rs := t.mean[ch], t.rstd[ch]
+			var sdy, sdyx float64
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				x, dy := t.x[off:][:hw], t.dy[off:][:hw]
+				for k, v := range x {
+					sdy += float64(dy[k])
+					sdyx += float64(dy[k]) * float64((v-mu)*rs)
+				}
+			}
+			if t.dgamma != nil {
+				t.dgamma[ch] += float32(sdyx)
+			}
+			if t.dbeta != nil {
+				t.dbeta[ch] += float32(sdy)
+			}
+			// dx = γ·rstd·(dy − mean(dy) − x̂·mean(dy⊙x̂))
+			k1, k2 := float32(sdy/m), float32(sdyx/m)
+			scale := g * rs
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				x, dy, dx := t.x[off:][:hw], t.dy[off:][:hw], t.y[off:][:hw]
+				for k, v := range x {
+					dx[k] = scale * (dy[k] - k1 - (v-mu)*rs*k2)
+				}
+			}
+		}
+	}
+}
+
+// normalize writes y = (x − mu)·rs·g + b for channel ch.
+func normalize(t *chanTask, ch int, mu, rs, g, b float32) {
+	a := rs * g
+	for i := 0; i < t.n; i++ {
+		off := (i*t.c + ch) * t.hw
+		x, y := t.x[off:][:t.hw], t.y[off:][:t.hw]
+		for k, v := range x {
+			y[k] = (v-mu)*a + b
+		}
+	}
+}
+
+func checkBN(op string, n, c, hw int) {
+	if n < 0 || c < 0 || hw < 0 {
+		panic(fmt.Sprintf("cpu: %s: negative shape n=%d c=%d hw=%d", op, n, c, hw))
+	}
+}
+
+func (d *Device) runChans(t chanTask) {
+	d.chans = t
+	d.parallel(&d.chans, t.c, max(1, grainCheap/max(1, t.n*t.hw)))
+	d.chans = chanTask{}
+}
+
+// BatchNormTrain normalises x with each channel's batch statistics, saves the
+// mean and 1/σ, and moves the running statistics.
+func (d *Device) BatchNormTrain(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
+	const op = "BatchNormTrain"
+	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
+	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
+	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
+	gs, bs := d.optSlice(gamma, op, "gamma"), d.optSlice(beta, op, "beta")
+	checkBN(op, n, c, hw)
+	if c > 0 && n*hw < 2 {
+		panic(fmt.Sprintf("cpu: BatchNormTrain: needs more than one value per channel, got n=%d hw=%d", n, hw))
+	}
+	needLen(op, "y", len(ys), n*c*hw)
+	needLen(op, "x", len(xs), n*c*hw)
+	needLen(op, "saveMean", len(sm), c)
+	needLen(op, "saveRstd", len(sr), c)
+	needLen(op, "runMean", len(rm), c)
+	needLen(op, "runVar", len(rv), c)
+	if gs != nil {
+		needLen(op, "gamma", len(gs), c)
+	}
+	if bs != nil {
+		needLen(op, "beta", len(bs), c)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.runChans(chanTask{op: opBNTrain, n: n, c: c, hw: hw, y: ys, x: xs, mean: sm, rstd: sr,
+		runMean: rm, runVar: rv, gamma: gs, beta: bs, momentum: momentum, eps: eps})
+}
+
+// BatchNormEval normalises x with the running statistics.
+func (d *Device) BatchNormEval(y, x, runMean, runVar, gamma, beta kernels.Buffer, n, c, hw int, eps float32) {
+	const op = "BatchNormEval"
+	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
+	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
+	gs, bs := d.optSlice(gamma, op, "gamma"), d.optSlice(beta, op, "beta")
+	checkBN(op, n, c, hw)
+	needLen(op, "y", len(ys), n*c*hw)
+	needLen(op, "x", len(xs), n*c*hw)
+	needLen(op, "runMean", len(rm), c)
+	needLen(op, "runVar", len(rv), c)
+	if gs != nil {
+		needLen(op, "gamma", len(gs), c)
+	}
+	if bs != nil {
+		needLen(op, "beta", len(bs), c)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.runChans(chanTask{op: opBNEval, n: n, c: c, hw: hw, y: ys, x: xs,
+		runMean: rm, runVar: rv, gamma: gs, beta: bs, eps: eps})
+}
+
+// BatchNormBackward computes dx for training-mode batch norm and accumulates
+// dgamma and dbeta.
+func (d *Device) BatchNormBackward(dx, dgamma, dbeta, dy, x, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
+	const op = "BatchNormBackward"
+	dxs, dys, xs := d.slice(dx, op, "dx"), d.slice(dy, op, "dy"), d.slice(x, op, "x")
+	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
+	dgs, dbs, gs := d.optSlice(dgamma, op, "dgamma"), d.optSlice(dbeta, op, "dbeta"), d.optSlice(gamma, op, "gamma")
+	checkBN(op, n, c, hw)
+	needLen(op, "dx", len(dxs), n*c*hw)
+	needLen(op, "dy", len(dys), n*c*hw)
+	needLen(op, "x", len(xs), n*c*hw)
+	needLen(op, "saveMean", len(sm), c)
+	needLen(op, "saveRstd", len(sr), c)
+	for _, p := range [...]struct {
+		name string
+		s    []float32
+	}{{"dgamma", dgs}, {"dbeta", dbs}, {"gamma", gs}} {
+		if p.s != nil {
+			needLen(op, p.name, len(p.s), c)
+		}
+	}
+	if n*hw == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.runChans(chanTask{op: opBNBackward, n: n, c: c, hw: hw, y: dxs, x: xs, dy: dys, mean: sm, rstd: sr,
+		gamma: gs, dgamma: dgs, dbeta: dbs})
+}

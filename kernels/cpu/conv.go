@@ -1,0 +1,141 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// convTask unfolds (Im2col) or folds back (Col2im) the planes [lo, hi) of
+// nimg images × C channels. Each plane owns its rows of col and its plane
+// of the image, so planes run in parallel without sharing writes.
+type convTask struct {
+	fold     bool // Col2im
+	g        kernels.ConvGeom
+	img0     int
+	img, col []float32
+}
+
+func (t *convTask) run(lo, hi int) {
+	g := t.g
+	oh, ow := g.OutH(), g.OutW()
+	plane, kk := g.H*g.W, g.KH*g.KW
+	for p := lo; p < hi; p++ {
+		im, c := p/g.C, p%g.C
+		x := t.img[((t.img0+im)*g.C+c)*plane:][:plane]
+		// Rows c·KH·KW … of image im's block.
+		base := (im*g.ColRows() + c*kk) * oh * ow
+		for ki := 0; ki < g.KH; ki++ {
+			for kj := 0; kj < g.KW; kj++ {
+				row := t.col[base+(ki*g.KW+kj)*oh*ow:][:oh*ow]
+				if t.fold {
+					col2imRow(x, row, g, ki, kj, oh, ow)
+				} else {
+					im2colRow(row, x, g, ki, kj, oh, ow)
+				}
+			}
+		}
+	}
+}
+
+// validRange returns the outputs [lo, hi) of n whose input coordinate
+// o·stride − pad + k·dil falls inside [0, size).
+func validRange(n, size, stride, pad, off int) (lo, hi int) {
+	// o·stride ≥ pad − off  and  o·stride ≤ size − 1 + pad − off.
+	first := pad - off
+	if first > 0 {
+		lo = (first + stride - 1) / stride
+	}
+	last := size - 1 + pad - off
+	if last < 0 {
+		return 0, 0
+	}
+	hi = min(n, last/stride+1)
+	if lo > hi {
+		lo = hi
+	}
+	return lo, hi
+}
+
+// im2colRow fills the row of col for kernel offset (ki, kj) from plane x.
+func im2colRow(row, x []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
+	offH, offW := ki*g.DilH, kj*g.DilW
+	h0, h1 := validRange(oh, g.H, g.StrideH, g.PadH, offH)
+	w0, w1 := validRange(ow, g.W, g.StrideW, g.PadW, offW)
+	clear(row[:h0*ow])
+	clear(row[h1*ow:])
+	for o := h0; o < h1; o++ {
+		out := row[o*ow : (o+1)*ow]
+		in := x[(o*g.StrideH-g.PadH+offH)*g.W:][:g.W]
+		clear(out[:w0])
+		clear(out[w1:])
+		iw := w0*g.StrideW - g.PadW + offW
+		if g.StrideW == 1 {
+			copy(out[w0:w1], in[iw:])
+			continue
+		}
+		for q := w0; q < w1; q++ {
+			out[q] = in[iw]
+			iw += g.StrideW
+		}
+	}
+}
+
+// col2imRow adds the row of col for kernel offset (ki, kj) into plane x.
+func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
+	offH, offW := ki*g.DilH, kj*g.DilW
+	h0, h1 := validRange(oh, g.H, g.StrideH, g.PadH, offH)
+	w0, w1 := validRange(ow, g.W, g.StrideW, g.PadW, offW)
+	if w0 >= w1 {
+		return
+	}
+	for o := h0; o < h1; o++ {
+		src := row[o*ow+w0 : o*ow+w1]
+		in := x[(o*g.StrideH-g.PadH+offH)*g.W:][:g.W]
+		iw := w0*g.StrideW - g.PadW + offW
+		if g.StrideW == 1 {
+			dst := in[iw : iw+len(src)]
+			for q, v := range src {
+				dst[q] += v
+			}
+			continue
+		}
+		for _, v := range src {
+			in[iw] += v
+			iw += g.StrideW
+		}
+	}
+}
+
+func checkConv(op string, g kernels.ConvGeom, img0, nimg int) {
+	if g.C < 0 || g.H < 0 || g.W < 0 || g.KH < 1 || g.KW < 1 || g.StrideH < 1 || g.StrideW < 1 ||
+		g.PadH < 0 || g.PadW < 0 || g.DilH < 1 || g.DilW < 1 || img0 < 0 || nimg < 0 || g.OutH() < 1 || g.OutW() < 1 {
+		panic(fmt.Sprintf("cpu: %s: bad geometry %+v (img0=%d nimg=%d)", op, g, img0, nimg))
+	}
+}
+
+// Im2col unfolds images [img0, img0+nimg) of x into col.
+func (d *Device) Im2col(col, x kernels.Buffer, g kernels.ConvGeom, img0, nimg int) {
+	cs, xs := d.slice(col, "Im2col", "col"), d.slice(x, "Im2col", "x")
+	checkConv("Im2col", g, img0, nimg)
+	needLen("Im2col", "col", len(cs), nimg*g.ColRows()*g.ColCols())
+	needLen("Im2col", "x", len(xs), (img0+nimg)*g.C*g.H*g.W)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.conv = convTask{g: g, img0: img0, img: xs, col: cs}
+	d.parallel(&d.conv, nimg*g.C, max(1, grainCheap/max(1, g.KH*g.KW*g.ColCols())))
+	d.conv = convTask{}
+}
+
+// Col2im adds col into images [img0, img0+nimg) of dx.
+func (d *Device) Col2im(dx, col kernels.Buffer, g kernels.ConvGeom, img0, nimg int) {
+	xs, cs := d.slice(dx, "Col2im", "dx"), d.slice(col, "Col2im", "col")
+	checkConv("Col2im", g, img0, nimg)
+	needLen("Col2im", "col", len(cs), nimg*g.ColRows()*g.ColCols())
+	needLen("Col2im", "dx", len(xs), (img0+nimg)*g.C*g.H*g.W)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.conv = convTask{fold: true, g: g, img0: img0, img: xs, col: cs}
+	d.parallel(&d.conv, nimg*g.C, max(1, grainCheap/max(1, g.KH*g.KW*g.ColCols())))
+	d.conv = convTask{}
+}

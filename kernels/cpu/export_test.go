@@ -1,0 +1,4 @@
+package cpu
+
+// SgemmLoop is openBLASSgemmLoop, for the benchmarks of package cpu_test.
+var SgemmLoop = openBLASSgemmLoop

@@ -1,0 +1,188 @@
+package kernels
+
+// Buffer is a flat array of float32 that lives on one Device. Its contents are
+// reached only through that Device's methods, so that a GPU buffer and a CPU
+// buffer look the same to the layers above.
+type Buffer interface {
+	// Len is the number of float32 elements.
+	Len() int
+}
+
+// Device is the compute backend a model replica runs on. Every method is
+// float32, and every shape is given explicitly in elements: a Device knows
+// nothing about tensors, only about flat buffers and the geometry it is told.
+//
+// Methods panic on programmer errors (a buffer too short for the shape it is
+// given, a buffer of another device); they never return errors, because a
+// kernel launch that fails is not something a caller can recover from inside a
+// training step. Sync reports asynchronous failures of devices that have them.
+//
+// Unless a method says it accumulates, it overwrites its destination. Methods
+// whose comment gives "beta" compute dst = alpha·(result) + beta·dst, as BLAS
+// does; beta == 0 means dst is not read (NaNs in it do not propagate).
+type Device interface {
+	// Name is a short description, such as "cpu (openblas 0.3.21, 2 threads)".
+	Name() string
+
+	// Alloc returns a zeroed buffer of n elements.
+	Alloc(n int) Buffer
+	// Free releases b; b must not be used afterwards. Freeing a view is a no-op.
+	Free(b Buffer)
+	// View returns the elements [off, off+n) of b, sharing its memory.
+	// Views are meant to be made once and kept, not made on every step.
+	View(b Buffer, off, n int) Buffer
+	// Upload copies host data into dst[0:len(src)].
+	Upload(dst Buffer, src []float32)
+	// Download copies src[0:len(dst)] to host memory.
+	Download(dst []float32, src Buffer)
+	// Copy copies src into dst; both have the same length.
+	Copy(dst, src Buffer)
+	// Copy2D copies rows elements blocks: for r in [0, rows),
+	// dst[dstOff + r·dstStride : +cols] = src[srcOff + r·srcStride : +cols].
+	// It is how tensors are concatenated and split along an inner axis.
+	Copy2D(dst Buffer, dstOff, dstStride int, src Buffer, srcOff, srcStride int, rows, cols int)
+	// Fill sets every element of b to v.
+	Fill(b Buffer, v float32)
+	// Sync waits for queued work and returns the first asynchronous error.
+	Sync() error
+
+	// Gemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices,
+	// op(A) m×k, op(B) k×n, C m×n, with leading dimensions lda, ldb, ldc
+	// (the row lengths of A, B and C as stored).
+	Gemm(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
+	// GemmStrided runs batch Gemms; matrix i of A starts at aOff + i·strideA
+	// (likewise B and C). A stride of 0 shares one matrix of A or B across
+	// the batch. The C matrices must not overlap (strideC = 0 with batch > 1
+	// is an error): devices run the batch in parallel, so products that
+	// would accumulate into one C would race.
+	GemmStrided(transA, transB bool, m, n, k int, alpha float32,
+		a Buffer, aOff, lda, strideA int,
+		b Buffer, bOff, ldb, strideB int,
+		beta float32, c Buffer, cOff, ldc, strideC int, batch int)
+
+	// Im2col unfolds images [img0, img0+nimg) of the batch x (N×C×H×W) into
+	// col, laid out as nimg × (C·KH·KW) × (OutH·OutW): row c·KH·KW + i·KW + j
+	// of an image's block holds input channel c at kernel offset (i, j) for
+	// every output position, zero where the window falls in the padding.
+	// This is PyTorch's unfold layout.
+	Im2col(col Buffer, x Buffer, g ConvGeom, img0, nimg int)
+	// Col2im is Im2col's adjoint: it accumulates col into images
+	// [img0, img0+nimg) of dx.
+	Col2im(dx Buffer, col Buffer, g ConvGeom, img0, nimg int)
+
+	// Axpby computes y = alpha·x + beta·y element-wise.
+	Axpby(y Buffer, alpha float32, x Buffer, beta float32)
+	// Scale computes x = alpha·x.
+	Scale(x Buffer, alpha float32)
+	// Add computes dst = a + b.
+	Add(dst, a, b Buffer)
+	// Mul computes dst = a ⊙ b.
+	Mul(dst, a, b Buffer)
+	// AddBias adds bias[j] to x[o, j, i] for x viewed as outer × len(bias) × inner.
+	AddBias(x, bias Buffer, outer, inner int)
+	// ReduceSum computes dst[o, i] = alpha·Σ_j x[o, j, i] + beta·dst[o, i]
+	// for x viewed as outer × mid × inner. With outer = 1 and inner = d it is
+	// the column sum of a row matrix; with inner = 1 the row sums.
+	ReduceSum(dst, x Buffer, outer, mid, inner int, alpha, beta float32)
+	// ReduceSumMid computes dst[j] = alpha·Σ_{o,i} x[o, j, i] + beta·dst[j]:
+	// the per-channel sum of an N×C×HW tensor, or a bias gradient.
+	ReduceSumMid(dst, x Buffer, outer, mid, inner int, alpha, beta float32)
+	// Expand is ReduceSum's adjoint: dst[o, j, i] = alpha·src[o, i] + beta·dst[o, j, i].
+	Expand(dst, src Buffer, outer, mid, inner int, alpha, beta float32)
+	// Dot returns Σ a⊙b, accumulated in float64 (it synchronises the device).
+	Dot(a, b Buffer) float64
+
+	// ReLU computes y = max(x, 0).
+	ReLU(y, x Buffer)
+	// ReLUBackward computes dx = dy where y > 0, else 0 (y the ReLU output).
+	ReLUBackward(dx, dy, y Buffer)
+	// GELU computes y = x·Φ(x), exactly (erf) or with the tanh approximation.
+	GELU(y, x Buffer, tanh bool)
+	// GELUBackward computes dx = dy·GELU'(x).
+	GELUBackward(dx, dy, x Buffer, tanh bool)
+
+	// Softmax computes row-wise softmax of x (rows × cols).
+	Softmax(y, x Buffer, rows, cols int)
+	// SoftmaxBackward computes dx = y ⊙ (dy − Σ_row dy⊙y) (y the softmax output).
+	SoftmaxBackward(dx, dy, y Buffer, rows, cols int)
+	// LogSoftmax computes row-wise log-softmax.
+	LogSoftmax(y, x Buffer, rows, cols int)
+	// CrossEntropy computes, for logits (rows × cols) and integer labels, the
+	// mean over rows of the label-smoothed cross-entropy (PyTorch's
+	// CrossEntropyLoss(label_smoothing=s)), writes its gradient with respect to
+	// the logits into dlogits (already divided by rows), and returns the loss
+	// and the number of rows whose arg-max equals the label. It synchronises.
+	CrossEntropy(dlogits, logits Buffer, labels []int32, rows, cols int, smoothing float32) (loss float64, correct int)
+
+	// LayerNorm normalises each row of x (rows × cols) and applies gamma and
+	// beta (either may be nil); it saves each row's mean and 1/σ for backward.
+	LayerNorm(y, mean, rstd, x, gamma, beta Buffer, rows, cols int, eps float32)
+	// LayerNormBackward computes dx and accumulates dgamma and dbeta (nil when
+	// the affine part is absent).
+	LayerNormBackward(dx, dgamma, dbeta, dy, x, mean, rstd, gamma Buffer, rows, cols int)
+
+	// BatchNormTrain normalises x (n × c × hw) with the batch statistics of each
+	// channel, saves the mean and 1/σ (biased variance) for backward, and moves
+	// the running statistics: running = (1−momentum)·running + momentum·batch,
+	// with the unbiased variance, as PyTorch does. gamma and beta may be nil.
+	BatchNormTrain(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta Buffer, n, c, hw int, momentum, eps float32)
+	// BatchNormEval normalises with the running statistics.
+	BatchNormEval(y, x, runMean, runVar, gamma, beta Buffer, n, c, hw int, eps float32)
+	// BatchNormBackward computes dx for training-mode batch norm and
+	// accumulates dgamma and dbeta (nil when the affine part is absent).
+	BatchNormBackward(dx, dgamma, dbeta, dy, x, saveMean, saveRstd, gamma Buffer, n, c, hw int)
+
+	// MaxPool2d pools each of the n·C planes of x. Windows that tie keep the
+	// first maximum in row-major order, as PyTorch does.
+	MaxPool2d(y, x Buffer, g PoolGeom, n int)
+	// MaxPool2dBackward accumulates dy into dx at each window's maximum,
+	// found again from x.
+	MaxPool2dBackward(dx, dy, x Buffer, g PoolGeom, n int)
+	// AvgPool2d averages each window; padding counts in the divisor when
+	// g.CountIncludePad is set (PyTorch's default).
+	AvgPool2d(y, x Buffer, g PoolGeom, n int)
+	// AvgPool2dBackward accumulates the adjoint of AvgPool2d into dx.
+	AvgPool2dBackward(dx, dy Buffer, g PoolGeom, n int)
+
+	// DropoutMask fills mask with 0 (probability p) or 1/(1−p), from a
+	// counter-based generator: the same seed gives the same mask on every device.
+	DropoutMask(mask Buffer, p float32, seed uint64)
+}
+
+// ConvGeom is the geometry of one image of a 2-D convolution, for Im2col and
+// Col2im. Groups are the caller's business: the rows of a group's input
+// channels are contiguous in the unfolded matrix.
+type ConvGeom struct {
+	C, H, W          int // input channels and size
+	KH, KW           int // kernel size
+	StrideH, StrideW int
+	PadH, PadW       int
+	DilH, DilW       int
+}
+
+// OutH is the output height.
+func (g ConvGeom) OutH() int { return (g.H+2*g.PadH-g.DilH*(g.KH-1)-1)/g.StrideH + 1 }
+
+// OutW is the output width.
+func (g ConvGeom) OutW() int { return (g.W+2*g.PadW-g.DilW*(g.KW-1)-1)/g.StrideW + 1 }
+
+// ColRows is the number of rows of one image's unfolded matrix, C·KH·KW.
+func (g ConvGeom) ColRows() int { return g.C * g.KH * g.KW }
+
+// ColCols is the number of columns of one image's unfolded matrix, OutH·OutW.
+func (g ConvGeom) ColCols() int { return g.OutH() * g.OutW() }
+
+// PoolGeom is the geometry of 2-D pooling over planes of H×W (C planes per image).
+type PoolGeom struct {
+	C, H, W          int
+	KH, KW           int
+	StrideH, StrideW int
+	PadH, PadW       int
+	CountIncludePad  bool // AvgPool2d only
+}
+
+// OutH is the output height (floor mode, as PyTorch's default).
+func (g PoolGeom) OutH() int { return (g.H+2*g.PadH-g.KH)/g.StrideH + 1 }
+
+// OutW is the output width.
+func (g PoolGeom) OutW() int { return (g.W+2*g.PadW-g.KW)/g.StrideW + 1 }

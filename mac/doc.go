@@ -1,0 +1,42 @@
+// Package mac holds the optimizers of macdist: MAC (Seung, Lee and Ko,
+// "MAC: An Efficient Gradient Preconditioning using Mean Activation
+// Approximated Curvature", ICDM 2025), the baselines it is compared with,
+// and learning-rate schedules.
+//
+// MAC approximates a layer's Fisher block with the outer product of its
+// mean input row ā alone, so that the preconditioned gradient of a Linear or
+// Conv2d layer has a closed form (Sherman–Morrison):
+//
+//	V = Gw − (Gw·m̂)·m̂ᵀ / (λ + ‖m̂‖²)
+//
+// with Gw = [∇W | ∇b] and m̂ the bias-corrected EMA of ā. It costs one GEMV
+// and one rank-1 update per layer and keeps one vector per layer, so its
+// state is within a fraction of a percent of momentum SGD's. The first layer
+// uses its full input covariance, computed once before training
+// (CovarianceAccumulator, SetFirstLayerCovariance), and the value rows of a
+// fused attention qkv projection use a vector built from the attention
+// scores. shared/MAC.md states every rule; the tests hold the code to it
+// with a closed form, a float64 inverse and replays of PyTorch runs.
+//
+// # One step
+//
+// An Optimizer is driven in a fixed order, the same for every method:
+// BeginStep before the forward pass (it switches the layers' taps on for the
+// steps that collect statistics, every TCov steps, and off otherwise), then
+// forward and backward, then Stats, then Step(lr). Stats returns the step's
+// statistics as one flat vector in a fixed order, or nil. That vector is the
+// seam for data parallelism: a trainer that all-reduces it to its mean
+// across ranks, together with the gradients, gives every replica exactly
+// the update one process would compute on the whole batch, and keeps the
+// preconditioners of all replicas identical (the authors' code does not
+// synchronise them, and its replicas drift).
+//
+// # Robustness
+//
+// Hyperparameters are checked at construction and errors name the field.
+// A step whose gradients or statistics hold a NaN or an Inf is skipped
+// without touching parameters or state, and counted; after MaxNonFinite
+// such steps in a row Step returns an error wrapping ErrNonFinite. State and
+// SetState (SaveState and LoadState for files) carry everything a resumed
+// run needs to continue exactly.
+package mac

@@ -1,0 +1,271 @@
+package mac
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/nn"
+)
+
+// Optimizer updates a model's parameters from their gradients and, for the
+// curvature methods, from the statistics the layers' taps recorded.
+//
+// One training step calls, in order:
+//
+//	opt.BeginStep()         // before Forward: switches taps on when this step collects
+//	... Forward, loss, Backward ...
+//	stats := opt.Stats()    // this step's statistics as one flat vector, or nil
+//	// a data-parallel trainer all-reduces stats to their mean across ranks here
+//	err := opt.Step(lr)
+//
+// Step may overwrite the gradients (they hold the preconditioned update
+// afterwards), as the reference implementations do.
+type Optimizer interface {
+	// Name is the method's short name: "mac", "sgd", "adamw", "kfac", "eva", "foof".
+	Name() string
+	BeginStep()
+	// Stats returns the flat statistics vector of this step, in a fixed
+	// order that is the same on every rank, or nil when the step collects
+	// none. Averaging it across ranks before Step is all that distributed
+	// training needs to keep every replica's preconditioner identical.
+	Stats() kernels.Buffer
+	// Step applies one update with learning rate lr. A step whose gradients
+	// or statistics hold a NaN or an Inf is skipped, leaving parameters and
+	// state untouched; Step then returns nil, unless MaxNonFinite such steps
+	// came in a row, when it returns an error wrapping ErrNonFinite.
+	Step(lr float64) error
+	// Steps is the number of steps applied (skipped ones excluded).
+	Steps() int
+	// Skipped is the number of steps skipped for non-finite values.
+	Skipped() int
+	// StateBytes is the size of the optimizer's state on the device.
+	StateBytes() int64
+	// State returns everything a resumed run needs, as named tensors and
+	// small metadata; SetState restores it into an optimizer built with the
+	// same model and configuration.
+	State() (*State, error)
+	SetState(*State) error
+}
+
+// ErrNonFinite is wrapped by Step's error after too many steps in a row
+// were skipped because a gradient or statistic was NaN or infinite.
+var ErrNonFinite = errors.New("mac: non-finite gradients or statistics")
+
+// State is an optimizer's saved state.
+type State struct {
+	Tensors map[string][]float32
+	Meta    map[string]string
+}
+
+// Common are the settings every optimizer has.
+type Common struct {
+	Momentum    float64
+	Nesterov    bool
+	WeightDecay float64
+	// DecoupledWD decays parameters directly (p ← (1−η·wd)·p) instead of
+	// adding wd·p to the gradient.
+	DecoupledWD bool
+	// NoDecay, when set, exempts the parameters it accepts from weight
+	// decay (NormsAndBiases is the usual choice).
+	NoDecay func(*nn.Param) bool
+	// MaxNonFinite is how many skipped steps in a row Step tolerates before
+	// it returns an error; 0 means 10.
+	MaxNonFinite int
+	// Logger receives a warning for every skipped step; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// NormsAndBiases accepts biases, norm scales and shifts and embeddings:
+// the parameters conventionally spared weight decay.
+func NormsAndBiases(p *nn.Param) bool {
+	return p.Kind == nn.KindBias || p.Kind == nn.KindNorm || p.Kind == nn.KindEmbedding
+}
+
+func (c Common) validate(method string) error {
+	switch {
+	case c.Momentum < 0 || c.Momentum >= 1 || math.IsNaN(c.Momentum):
+		return fmt.Errorf("mac: %s: momentum %v outside [0, 1)", method, c.Momentum)
+	case c.WeightDecay < 0 || math.IsNaN(c.WeightDecay):
+		return fmt.Errorf("mac: %s: weight_decay %v is negative", method, c.WeightDecay)
+	case c.MaxNonFinite < 0:
+		return fmt.Errorf("mac: %s: max_non_finite %d is negative", method, c.MaxNonFinite)
+	case c.Nesterov && c.Momentum == 0:
+		return fmt.Errorf("mac: %s: nesterov needs a momentum above 0", method)
+	}
+	return nil
+}
+
+// base holds what every optimizer shares: the trainable parameters, the
+// momentum buffers, weight decay, step counting and non-finite guarding.
+type base struct {
+	dev    kernels.Device
+	name   string
+	cfg    Common
+	params []*nn.Param // trainable, in model order
+	decay  []bool
+	buf    []kernels.Buffer // momentum buffers, allocated on first use
+
+	steps, skipped, inARow int
+}
+
+func newBase(dev kernels.Device, name string, model nn.Module, cfg Common) (base, error) {
+	if err := cfg.validate(name); err != nil {
+		return base{}, err
+	}
+	if cfg.MaxNonFinite == 0 {
+		cfg.MaxNonFinite = 10
+	}
+	b := base{dev: dev, name: name, cfg: cfg}
+	for _, p := range model.Params() {
+		if !p.Trainable() {
+			continue
+		}
+		b.params = append(b.params, p)
+		b.decay = append(b.decay, cfg.WeightDecay > 0 && (cfg.NoDecay == nil || !cfg.NoDecay(p)))
+	}
+	if len(b.params) == 0 {
+		return base{}, fmt.Errorf("mac: %s: the model has no trainable parameters", name)
+	}
+	if cfg.Momentum > 0 {
+		b.buf = make([]kernels.Buffer, len(b.params))
+		for i, p := range b.params {
+			b.buf[i] = dev.Alloc(p.Value.Len())
+		}
+	}
+	return b, nil
+}
+
+func (b *base) Name() string { return b.name }
+func (b *base) Steps() int   { return b.steps }
+func (b *base) Skipped() int { return b.skipped }
+func (b *base) logger() *slog.Logger {
+	if b.cfg.Logger != nil {
+		return b.cfg.Logger
+	}
+	return slog.Default()
+}
+
+// finite reports whether every gradient and every given buffer holds only
+// finite numbers. Dot accumulates squares in float64, so a large but finite
+// float32 cannot overflow into a false alarm, while NaN and Inf always show.
+func (b *base) finite(extra ...kernels.Buffer) (bool, string) {
+	for _, p := range b.params {
+		if v := b.dev.Dot(p.Grad.Data, p.Grad.Data); math.IsNaN(v) || math.IsInf(v, 0) {
+			return false, "gradient of " + p.Name
+		}
+	}
+	for _, e := range extra {
+		if e == nil {
+			continue
+		}
+		if v := b.dev.Dot(e, e); math.IsNaN(v) || math.IsInf(v, 0) {
+			return false, "statistics"
+		}
+	}
+	return true, ""
+}
+
+// skip records a skipped step and says whether training must stop.
+func (b *base) skip(what string) error {
+	b.skipped++
+	b.inARow++
+	b.logger().Warn("optimizer step skipped: non-finite values", "optimizer", b.name, "step", b.steps, "in", what, "in_a_row", b.inARow)
+	if b.inARow >= b.cfg.MaxNonFinite {
+		return fmt.Errorf("%w: %d steps in a row (last in the %s at step %d)", ErrNonFinite, b.inARow, what, b.steps)
+	}
+	return nil
+}
+
+// applyUpdate turns the (preconditioned) gradients into a parameter update:
+// weight decay, heavy-ball momentum without dampening, and p ← p − lr·buf,
+// as torch.optim.SGD does. The gradients are overwritten.
+func (b *base) applyUpdate(lr float64) {
+	d := b.dev
+	for i, p := range b.params {
+		g := p.Grad.Data
+		if b.decay[i] {
+			if b.cfg.DecoupledWD {
+				d.Scale(p.Value.Data, float32(1-lr*b.cfg.WeightDecay))
+			} else {
+				d.Axpby(g, float32(b.cfg.WeightDecay), p.Value.Data, 1)
+			}
+		}
+		step := g
+		if b.buf != nil {
+			d.Axpby(b.buf[i], 1, g, float32(b.cfg.Momentum))
+			if b.cfg.Nesterov {
+				d.Axpby(g, float32(b.cfg.Momentum), b.buf[i], 1)
+			} else {
+				step = b.buf[i]
+			}
+		}
+		d.Axpby(p.Value.Data, float32(-lr), step, 1)
+	}
+	b.steps++
+	b.inARow = 0
+}
+
+func (b *base) momentumBytes() int64 {
+	var n int64
+	for _, m := range b.buf {
+		n += int64(m.Len()) * 4
+	}
+	return n
+}
+
+// saveCommon and loadCommon carry the momentum buffers and counters.
+func (b *base) saveCommon(s *State) {
+	for i, p := range b.params {
+		if b.buf != nil {
+			s.Tensors["momentum_buffer."+p.Name] = download(b.dev, b.buf[i])
+		}
+	}
+	s.Meta["optimizer"] = b.name
+	s.Meta["steps"] = fmt.Sprint(b.steps)
+	s.Meta["skipped"] = fmt.Sprint(b.skipped)
+	s.Meta["in_a_row"] = fmt.Sprint(b.inARow)
+}
+
+func (b *base) loadCommon(s *State) error {
+	if got := s.Meta["optimizer"]; got != b.name {
+		return fmt.Errorf("mac: state is of optimizer %q, this one is %q", got, b.name)
+	}
+	for i, p := range b.params {
+		if b.buf != nil {
+			if err := upload(b.dev, b.buf[i], s, "momentum_buffer."+p.Name); err != nil {
+				return err
+			}
+		}
+	}
+	for key, dst := range map[string]*int{"steps": &b.steps, "skipped": &b.skipped, "in_a_row": &b.inARow} {
+		if _, err := fmt.Sscan(s.Meta[key], dst); err != nil {
+			return fmt.Errorf("mac: state: bad %s %q: %w", key, s.Meta[key], err)
+		}
+	}
+	return nil
+}
+
+func newState() *State {
+	return &State{Tensors: map[string][]float32{}, Meta: map[string]string{}}
+}
+
+func download(dev kernels.Device, b kernels.Buffer) []float32 {
+	v := make([]float32, b.Len())
+	dev.Download(v, b)
+	return v
+}
+
+func upload(dev kernels.Device, b kernels.Buffer, s *State, key string) error {
+	v, ok := s.Tensors[key]
+	if !ok {
+		return fmt.Errorf("mac: state has no tensor %q", key)
+	}
+	if len(v) != b.Len() {
+		return fmt.Errorf("mac: state tensor %q has %d elements, want %d", key, len(v), b.Len())
+	}
+	dev.Upload(b, v)
+	return nil
+}

@@ -1,0 +1,116 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// BatchNorm2d is PyTorch's nn.BatchNorm2d (eps 1e-5, momentum 0.1, affine,
+// tracking running statistics) on inputs [N, C, ...]. In training mode it
+// normalises with the batch statistics and moves the running ones; in
+// evaluation mode it normalises with the running statistics, and its
+// Backward is that of the fixed affine map.
+type BatchNorm2d struct {
+	dev  kernels.Device
+	name string
+	c    int
+
+	weight, bias     *Param
+	runMean, runVar  *Param
+	numBatches       *Param
+	params           []*Param
+	saveMean, saveRs kernels.Buffer // batch mean and 1/σ of the last training Forward
+	zeros, one       kernels.Buffer // c zeros; a single 1 to count batches with
+
+	Eps, Momentum float32
+
+	training bool
+	fwdTrain bool // the mode of the last Forward, which Backward follows
+	x        *Tensor
+	n, hw    int
+	y, dx    slot
+}
+
+// NewBatchNorm2d returns a BatchNorm2d over c channels with parameters
+// name.weight (ones) and name.bias (zeros), and buffers name.running_mean,
+// name.running_var and name.num_batches_tracked, in state_dict order.
+func NewBatchNorm2d(dev kernels.Device, name string, c int) *BatchNorm2d {
+	if c <= 0 {
+		panic(fmt.Sprintf("nn: %s: %d channels", layerName(name, "BatchNorm2d"), c))
+	}
+	b := &BatchNorm2d{dev: dev, name: name, c: c, Eps: 1e-5, Momentum: 0.1, training: true}
+	b.weight = &Param{Name: join(name, "weight"), Kind: KindNorm, Value: NewTensor(dev, c), Grad: NewTensor(dev, c)}
+	dev.Fill(b.weight.Value.Data, 1)
+	b.bias = &Param{Name: join(name, "bias"), Kind: KindNorm, Value: NewTensor(dev, c), Grad: NewTensor(dev, c)}
+	b.runMean = &Param{Name: join(name, "running_mean"), Kind: KindBuffer, Value: NewTensor(dev, c)}
+	b.runVar = &Param{Name: join(name, "running_var"), Kind: KindBuffer, Value: NewTensor(dev, c)}
+	dev.Fill(b.runVar.Value.Data, 1)
+	b.numBatches = &Param{Name: join(name, "num_batches_tracked"), Kind: KindBuffer, Value: NewTensor(dev)}
+	b.params = []*Param{b.weight, b.bias, b.runMean, b.runVar, b.numBatches}
+	b.saveMean, b.saveRs = dev.Alloc(c), dev.Alloc(c)
+	b.zeros = dev.Alloc(c)
+	b.one = dev.Alloc(1)
+	dev.Fill(b.one, 1)
+	return b
+}
+
+func (b *BatchNorm2d) label() string { return layerName(b.name, "BatchNorm2d") }
+
+// Forward normalises x [N, C, ...]; the output is owned by b.
+func (b *BatchNorm2d) Forward(x *Tensor) *Tensor {
+	if len(x.Shape) < 2 || x.Shape[1] != b.c {
+		shapePanic(b.label(), x.Shape, shapeStr("N", b.c, "H", "W"))
+	}
+	b.x, b.n = x, x.Shape[0]
+	b.hw = x.Len() / (b.n * b.c)
+	y := b.y.ensure(b.dev, x.Shape)
+	b.fwdTrain = b.training
+	if b.training {
+		b.dev.BatchNormTrain(y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		// Counted on the device, so that a checkpoint loaded into the
+		// buffer is continued rather than overwritten by a host counter.
+		b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
+	} else {
+		b.dev.BatchNormEval(y.Data, x.Data, b.runMean.Value.Data, b.runVar.Value.Data,
+			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Eps)
+	}
+	return y
+}
+
+// Backward accumulates the gradients of weight and bias and returns dx, for
+// the mode of the last Forward.
+func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
+	mustForward(b.label(), b.x != nil)
+	if !dy.SameShape(b.y.t.Shape) {
+		gradPanic(b.label(), dy.Shape, b.y.t.Shape)
+	}
+	d := b.dev
+	dx := b.dx.ensure(d, b.x.Shape)
+	if b.fwdTrain {
+		d.BatchNormBackward(dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
+			b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		return dx
+	}
+	// Evaluation mode is the per-channel affine map y = γ·x̂ + β with
+	// x̂ = (x − μ)/√(σ²+ε) fixed, so BatchNormEval itself computes both x̂
+	// (γ and β absent) and dx = γ/√(σ²+ε)·dy (μ = 0, β absent).
+	xhat := Workspace(d).Get(b.x.Len())
+	d.BatchNormEval(xhat, b.x.Data, b.runMean.Value.Data, b.runVar.Value.Data, nil, nil, b.n, b.c, b.hw, b.Eps)
+	d.Mul(xhat, xhat, dy.Data)
+	d.ReduceSumMid(b.weight.Grad.Data, xhat, b.n, b.c, b.hw, 1, 1)
+	d.ReduceSumMid(b.bias.Grad.Data, dy.Data, b.n, b.c, b.hw, 1, 1)
+	d.BatchNormEval(dx.Data, dy.Data, b.zeros, b.runVar.Value.Data, b.weight.Value.Data, nil, b.n, b.c, b.hw, b.Eps)
+	return dx
+}
+
+// Params returns weight, bias, running_mean, running_var and
+// num_batches_tracked, in state_dict order.
+func (b *BatchNorm2d) Params() []*Param { return b.params }
+
+// SetTraining chooses batch (training) or running (eval) statistics.
+func (b *BatchNorm2d) SetTraining(on bool) { b.training = on }
+
+// Channels is C.
+func (b *BatchNorm2d) Channels() int { return b.c }

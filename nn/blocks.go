@@ -1,0 +1,303 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// residual adds a block's branch and its shortcut, forward and backward,
+// into buffers the block owns.
+type residual struct {
+	dev kernels.Device
+	sum slot
+	dx  slot
+}
+
+func (r *residual) add(a, b *Tensor, label string) *Tensor {
+	if !a.SameShape(b.Shape) {
+		panic(fmt.Sprintf("nn: %s: residual branch %v and shortcut %v differ", label, a.Shape, b.Shape))
+	}
+	s := r.sum.ensure(r.dev, a.Shape)
+	r.dev.Add(s.Data, a.Data, b.Data)
+	return s
+}
+
+func (r *residual) addGrad(a, b *Tensor) *Tensor {
+	dx := r.dx.ensure(r.dev, a.Shape)
+	r.dev.Add(dx.Data, a.Data, b.Data)
+	return dx
+}
+
+func conv3x3(dev kernels.Device, name string, in, out, stride int, rng *rand.Rand) *Conv2d {
+	return NewConv2d(dev, name, Conv2dConfig{In: in, Out: out, Kernel: 3, Stride: stride, Padding: 1}, rng)
+}
+
+func conv1x1(dev kernels.Device, name string, in, out, stride int, rng *rand.Rand) *Conv2d {
+	return NewConv2d(dev, name, Conv2dConfig{In: in, Out: out, Kernel: 1, Stride: stride}, rng)
+}
+
+// downsample is torchvision's projection shortcut: a strided 1×1
+// convolution and a BatchNorm2d, named prefix.downsample.0 and .1.
+func downsample(dev kernels.Device, name string, in, out, stride int, rng *rand.Rand) *Sequential {
+	ds := join(name, "downsample")
+	return NewSequential(conv1x1(dev, join(ds, "0"), in, out, stride, rng), NewBatchNorm2d(dev, join(ds, "1"), out))
+}
+
+// BasicBlock is torchvision's ResNet BasicBlock: relu(bn2(conv2(relu(bn1(
+// conv1(x))))) + shortcut(x)), with a projection shortcut (Downsample) when
+// the stride or the width changes, and the identity otherwise.
+type BasicBlock struct {
+	Conv1      *Conv2d
+	BN1        *BatchNorm2d
+	ReLU1      *ReLU
+	Conv2      *Conv2d
+	BN2        *BatchNorm2d
+	Downsample *Sequential // nil for the identity shortcut
+	ReLU2      *ReLU
+
+	name     string
+	res      residual
+	children []Module
+	params   []*Param
+}
+
+// NewBasicBlock returns a BasicBlock from in to out channels whose first
+// convolution has the given stride. Names follow torchvision inside the
+// prefix: conv1, bn1, conv2, bn2, downsample.0, downsample.1.
+func NewBasicBlock(dev kernels.Device, name string, in, out, stride int, rng *rand.Rand) *BasicBlock {
+	b := &BasicBlock{
+		Conv1: conv3x3(dev, join(name, "conv1"), in, out, stride, rng),
+		BN1:   NewBatchNorm2d(dev, join(name, "bn1"), out),
+		ReLU1: NewReLU(dev),
+		Conv2: conv3x3(dev, join(name, "conv2"), out, out, 1, rng),
+		BN2:   NewBatchNorm2d(dev, join(name, "bn2"), out),
+		ReLU2: NewReLU(dev),
+		name:  name,
+		res:   residual{dev: dev},
+	}
+	b.children = []Module{b.Conv1, b.BN1, b.ReLU1, b.Conv2, b.BN2}
+	if stride != 1 || in != out {
+		b.Downsample = downsample(dev, name, in, out, stride, rng)
+		b.children = append(b.children, b.Downsample)
+	}
+	b.children = append(b.children, b.ReLU2)
+	b.params = collectParams(b.children)
+	return b
+}
+
+// Forward runs the block; the output is owned by the block.
+func (b *BasicBlock) Forward(x *Tensor) *Tensor {
+	h := b.ReLU1.Forward(b.BN1.Forward(b.Conv1.Forward(x)))
+	h = b.BN2.Forward(b.Conv2.Forward(h))
+	sc := x
+	if b.Downsample != nil {
+		sc = b.Downsample.Forward(x)
+	}
+	return b.ReLU2.Forward(b.res.add(h, sc, layerName(b.name, "BasicBlock")))
+}
+
+// Backward returns the sum of the gradients through both paths.
+func (b *BasicBlock) Backward(dy *Tensor) *Tensor {
+	ds := b.ReLU2.Backward(dy)
+	d := b.Conv1.Backward(b.BN1.Backward(b.ReLU1.Backward(b.Conv2.Backward(b.BN2.Backward(ds)))))
+	dsc := ds
+	if b.Downsample != nil {
+		dsc = b.Downsample.Backward(ds)
+	}
+	return b.res.addGrad(d, dsc)
+}
+
+// Params returns every state_dict entry, in torchvision's order.
+func (b *BasicBlock) Params() []*Param { return b.params }
+
+// SetTraining sets the mode of every layer.
+func (b *BasicBlock) SetTraining(on bool) { setTraining(b.children, on) }
+
+// Children returns the layers in forward order, the shortcut after the
+// residual branch.
+func (b *BasicBlock) Children() []Module { return b.children }
+
+// Bottleneck is torchvision's ResNet v1.5 Bottleneck: 1×1 to width, 3×3 with
+// the stride, 1×1 to 4·width, each followed by BatchNorm (and ReLU but for
+// the last), plus the shortcut, then ReLU.
+type Bottleneck struct {
+	Conv1      *Conv2d
+	BN1        *BatchNorm2d
+	ReLU1      *ReLU
+	Conv2      *Conv2d
+	BN2        *BatchNorm2d
+	ReLU2      *ReLU
+	Conv3      *Conv2d
+	BN3        *BatchNorm2d
+	Downsample *Sequential // nil for the identity shortcut
+	ReLU3      *ReLU
+
+	name     string
+	res      residual
+	children []Module
+	params   []*Param
+}
+
+// BottleneckExpansion is the ratio of a Bottleneck's output channels to its
+// width.
+const BottleneckExpansion = 4
+
+// NewBottleneck returns a Bottleneck from in to 4·width channels.
+func NewBottleneck(dev kernels.Device, name string, in, width, stride int, rng *rand.Rand) *Bottleneck {
+	out := width * BottleneckExpansion
+	b := &Bottleneck{
+		Conv1: conv1x1(dev, join(name, "conv1"), in, width, 1, rng),
+		BN1:   NewBatchNorm2d(dev, join(name, "bn1"), width),
+		ReLU1: NewReLU(dev),
+		Conv2: conv3x3(dev, join(name, "conv2"), width, width, stride, rng),
+		BN2:   NewBatchNorm2d(dev, join(name, "bn2"), width),
+		ReLU2: NewReLU(dev),
+		Conv3: conv1x1(dev, join(name, "conv3"), width, out, 1, rng),
+		BN3:   NewBatchNorm2d(dev, join(name, "bn3"), out),
+		ReLU3: NewReLU(dev),
+		name:  name,
+		res:   residual{dev: dev},
+	}
+	b.children = []Module{b.Conv1, b.BN1, b.ReLU1, b.Conv2, b.BN2, b.ReLU2, b.Conv3, b.BN3}
+	if stride != 1 || in != out {
+		b.Downsample = downsample(dev, name, in, out, stride, rng)
+		b.children = append(b.children, b.Downsample)
+	}
+	b.children = append(b.children, b.ReLU3)
+	b.params = collectParams(b.children)
+	return b
+}
+
+// Forward runs the block; the output is owned by the block.
+func (b *Bottleneck) Forward(x *Tensor) *Tensor {
+	h := b.ReLU1.Forward(b.BN1.Forward(b.Conv1.Forward(x)))
+	h = b.ReLU2.Forward(b.BN2.Forward(b.Conv2.Forward(h)))
+	h = b.BN3.Forward(b.Conv3.Forward(h))
+	sc := x
+	if b.Downsample != nil {
+		sc = b.Downsample.Forward(x)
+	}
+	return b.ReLU3.Forward(b.res.add(h, sc, layerName(b.name, "Bottleneck")))
+}
+
+// Backward returns the sum of the gradients through both paths.
+func (b *Bottleneck) Backward(dy *Tensor) *Tensor {
+	ds := b.ReLU3.Backward(dy)
+	d := b.ReLU2.Backward(b.Conv3.Backward(b.BN3.Backward(ds)))
+	d = b.Conv1.Backward(b.BN1.Backward(b.ReLU1.Backward(b.Conv2.Backward(b.BN2.Backward(d)))))
+	dsc := ds
+	if b.Downsample != nil {
+		dsc = b.Downsample.Backward(ds)
+	}
+	return b.res.addGrad(d, dsc)
+}
+
+// Params returns every state_dict entry, in torchvision's order.
+func (b *Bottleneck) Params() []*Param { return b.params }
+
+// SetTraining sets the mode of every layer.
+func (b *Bottleneck) SetTraining(on bool) { setTraining(b.children, on) }
+
+// Children returns the layers in forward order, the shortcut after the
+// residual branch.
+func (b *Bottleneck) Children() []Module { return b.children }
+
+// WideBlock is the pre-activation block of the common PyTorch WideResNet
+// (xternalz/WideResNet-pytorch): conv2(dropout(relu(bn2(conv1(a))))) +
+// shortcut, a = relu(bn1(x)). With equal widths the shortcut is x itself;
+// otherwise it is the 1×1 convolution convShortcut applied to a, not to x,
+// as that code does. There is no activation after the sum.
+type WideBlock struct {
+	BN1          *BatchNorm2d
+	ReLU1        *ReLU
+	Conv1        *Conv2d
+	BN2          *BatchNorm2d
+	ReLU2        *ReLU
+	Drop         *Dropout
+	Conv2        *Conv2d
+	ConvShortcut *Conv2d // nil when in == out
+
+	name     string
+	res      residual
+	children []Module
+	params   []*Param
+}
+
+// NewWideBlock returns a WideBlock from in to out channels whose first
+// convolution has the given stride, with dropout rate dropRate between the
+// convolutions. Names inside the prefix: bn1, conv1, bn2, conv2,
+// convShortcut. As in the reference code, equal widths mean an identity
+// shortcut, so they require stride 1.
+func NewWideBlock(dev kernels.Device, name string, in, out, stride int, dropRate float32, rng *rand.Rand) *WideBlock {
+	if in == out && stride != 1 {
+		panic(fmt.Sprintf("nn: %s: identity shortcut with stride %d (in = out = %d)", layerName(name, "WideBlock"), stride, in))
+	}
+	b := &WideBlock{
+		BN1:   NewBatchNorm2d(dev, join(name, "bn1"), in),
+		ReLU1: NewReLU(dev),
+		Conv1: conv3x3(dev, join(name, "conv1"), in, out, stride, rng),
+		BN2:   NewBatchNorm2d(dev, join(name, "bn2"), out),
+		ReLU2: NewReLU(dev),
+		Drop:  NewDropout(dev, dropRate, rng.Uint64()),
+		Conv2: conv3x3(dev, join(name, "conv2"), out, out, 1, rng),
+		name:  name,
+		res:   residual{dev: dev},
+	}
+	b.children = []Module{b.BN1, b.ReLU1, b.Conv1, b.BN2, b.ReLU2, b.Drop, b.Conv2}
+	if in != out {
+		b.ConvShortcut = conv1x1(dev, join(name, "convShortcut"), in, out, stride, rng)
+		b.children = append(b.children, b.ConvShortcut)
+	}
+	b.params = collectParams(b.children)
+	return b
+}
+
+// Forward runs the block; the output is owned by the block.
+func (b *WideBlock) Forward(x *Tensor) *Tensor {
+	a := b.ReLU1.Forward(b.BN1.Forward(x))
+	h := b.ReLU2.Forward(b.BN2.Forward(b.Conv1.Forward(a)))
+	h = b.Conv2.Forward(b.Drop.Forward(h))
+	sc := x
+	if b.ConvShortcut != nil {
+		sc = b.ConvShortcut.Forward(a)
+	}
+	return b.res.add(h, sc, layerName(b.name, "WideBlock"))
+}
+
+// Backward returns the sum of the gradients through both paths.
+func (b *WideBlock) Backward(dy *Tensor) *Tensor {
+	da := b.Conv1.Backward(b.BN2.Backward(b.ReLU2.Backward(b.Drop.Backward(b.Conv2.Backward(dy)))))
+	if b.ConvShortcut == nil {
+		return b.res.addGrad(b.BN1.Backward(b.ReLU1.Backward(da)), dy)
+	}
+	// Both paths start from a, so their gradients meet there; the sum
+	// lives in the residual's dx slot, which this path does not use
+	// otherwise.
+	da = b.res.addGrad(da, b.ConvShortcut.Backward(dy))
+	return b.BN1.Backward(b.ReLU1.Backward(da))
+}
+
+// Params returns every state_dict entry, in the reference code's order.
+func (b *WideBlock) Params() []*Param { return b.params }
+
+// SetTraining sets the mode of every layer.
+func (b *WideBlock) SetTraining(on bool) { setTraining(b.children, on) }
+
+// Children returns the layers in forward order, the shortcut last.
+func (b *WideBlock) Children() []Module { return b.children }
+
+func collectParams(mods []Module) []*Param {
+	var ps []*Param
+	for _, m := range mods {
+		ps = append(ps, m.Params()...)
+	}
+	return ps
+}
+
+func setTraining(mods []Module, on bool) {
+	for _, m := range mods {
+		m.SetTraining(on)
+	}
+}

@@ -1,0 +1,267 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// Conv2dConfig describes a Conv2d as PyTorch's constructor does, with square
+// kernels, strides, paddings and dilations. Zero Stride, Dilation and Groups
+// mean 1.
+type Conv2dConfig struct {
+	In, Out  int
+	Kernel   int
+	Stride   int
+	Padding  int
+	Dilation int
+	Groups   int
+	Bias     bool
+}
+
+func (c Conv2dConfig) normalized() Conv2dConfig {
+	if c.Stride == 0 {
+		c.Stride = 1
+	}
+	if c.Dilation == 0 {
+		c.Dilation = 1
+	}
+	if c.Groups == 0 {
+		c.Groups = 1
+	}
+	return c
+}
+
+// Conv2d is PyTorch's nn.Conv2d on NCHW tensors, computed as im2col + GEMM.
+//
+// The unfolded images live in the device's shared Workspace, a chunk of
+// images at a time (as many as its Limit allows), and Backward unfolds the
+// input again instead of keeping the columns of the whole batch: memory is
+// what limits the batch, and im2col is cheap next to the GEMMs. Each chunk's
+// output is one GemmStrided per group with the weight shared (stride 0).
+type Conv2d struct {
+	dev    kernels.Device
+	name   string
+	cfg    Conv2dConfig
+	weight *Param // [Out, In/Groups, K, K]
+	bias   *Param
+	params []*Param
+
+	training bool
+	x        *Tensor
+	geom     kernels.ConvGeom
+	y, dx    slot
+
+	tapOn   bool
+	tap     kernels.Buffer
+	tapMean kernels.Buffer
+	tapOne  kernels.Buffer
+}
+
+// NewConv2d returns a Conv2d with parameters name.weight
+// [Out, In/Groups, Kernel, Kernel] and name.bias [Out], initialised as
+// PyTorch does (uniform in ±1/√fan_in, fan_in = In/Groups·Kernel²).
+func NewConv2d(dev kernels.Device, name string, cfg Conv2dConfig, rng *rand.Rand) *Conv2d {
+	cfg = cfg.normalized()
+	label := layerName(name, "Conv2d")
+	if cfg.In <= 0 || cfg.Out <= 0 || cfg.Kernel <= 0 || cfg.Stride < 0 || cfg.Padding < 0 || cfg.Dilation < 0 || cfg.Groups < 0 {
+		panic(fmt.Sprintf("nn: %s: invalid config %+v", label, cfg))
+	}
+	if cfg.In%cfg.Groups != 0 || cfg.Out%cfg.Groups != 0 {
+		panic(fmt.Sprintf("nn: %s: In %d and Out %d must be multiples of Groups %d", label, cfg.In, cfg.Out, cfg.Groups))
+	}
+	c := &Conv2d{dev: dev, name: name, cfg: cfg, training: true}
+	fanIn := cfg.In / cfg.Groups * cfg.Kernel * cfg.Kernel
+	bound := 1 / math.Sqrt(float64(fanIn))
+	c.weight = newParam(dev, join(name, "weight"), KindWeight, rng, bound, cfg.Out, cfg.In/cfg.Groups, cfg.Kernel, cfg.Kernel)
+	c.params = []*Param{c.weight}
+	if cfg.Bias {
+		c.bias = newParam(dev, join(name, "bias"), KindBias, rng, bound, cfg.Out)
+		c.params = append(c.params, c.bias)
+	}
+	return c
+}
+
+// Config returns the layer's configuration, with defaults filled in.
+func (c *Conv2d) Config() Conv2dConfig { return c.cfg }
+
+func (c *Conv2d) label() string { return layerName(c.name, "Conv2d") }
+
+// direct reports whether the unfolded input is the input itself (a 1×1
+// convolution with stride 1 and no padding), so that im2col and col2im are
+// skipped and the GEMMs read x and write dx in place.
+func (c *Conv2d) direct() bool {
+	return c.cfg.Kernel == 1 && c.cfg.Stride == 1 && c.cfg.Padding == 0
+}
+
+// chunk is the number of images unfolded at a time.
+func (c *Conv2d) chunk(n int) int {
+	if c.direct() {
+		return n
+	}
+	per := c.geom.ColRows() * c.geom.ColCols()
+	return max(1, min(n, Workspace(c.dev).Limit()/per))
+}
+
+// unfold returns the unfolded images [i0, i0+nimg) of x and the offset of
+// the first one in the returned buffer.
+func (c *Conv2d) unfold(x kernels.Buffer, i0, nimg int) (col kernels.Buffer, off int) {
+	per := c.geom.ColRows() * c.geom.ColCols()
+	if c.direct() {
+		return x, i0 * per
+	}
+	col = Workspace(c.dev).Get(nimg * per)
+	c.dev.Im2col(col, x, c.geom, i0, nimg)
+	return col, 0
+}
+
+// Forward convolves x [N, In, H, W] into [N, Out, OH, OW], owned by c.
+func (c *Conv2d) Forward(x *Tensor) *Tensor {
+	cfg := c.cfg
+	if len(x.Shape) != 4 || x.Shape[1] != cfg.In {
+		shapePanic(c.label(), x.Shape, shapeStr("N", cfg.In, "H", "W"))
+	}
+	g := kernels.ConvGeom{C: cfg.In, H: x.Shape[2], W: x.Shape[3], KH: cfg.Kernel, KW: cfg.Kernel,
+		StrideH: cfg.Stride, StrideW: cfg.Stride, PadH: cfg.Padding, PadW: cfg.Padding,
+		DilH: cfg.Dilation, DilW: cfg.Dilation}
+	// Checked before OutH, whose integer division would round a slightly
+	// negative extent up to one output row.
+	if span := cfg.Dilation*(cfg.Kernel-1) + 1; g.H+2*g.PadH < span || g.W+2*g.PadW < span {
+		panic(fmt.Sprintf("nn: %s: input %v is smaller than the dilated kernel %d (padding %d)",
+			c.label(), x.Shape, span, cfg.Padding))
+	}
+	oh, ow := g.OutH(), g.OutW()
+	n := x.Shape[0]
+	c.geom, c.x = g, x
+	y := c.y.ensure(c.dev, []int{n, cfg.Out, oh, ow})
+
+	d := c.dev
+	rows, cols := g.ColRows(), g.ColCols()
+	groups := cfg.Groups
+	og, rg := cfg.Out/groups, rows/groups
+	tap := c.tapOn && c.training
+	step := c.chunk(n)
+	for i0 := 0; i0 < n; i0 += step {
+		nimg := min(step, n-i0)
+		col, off := c.unfold(x.Data, i0, nimg)
+		if tap {
+			// ā: mean over images and positions of every row of the
+			// unfolded input, all groups' rows together.
+			beta := float32(1)
+			if i0 == 0 {
+				beta = 0
+			}
+			// A direct convolution is one chunk, so col is exactly
+			// the chunk's columns either way.
+			d.ReduceSumMid(c.tapMean, col, nimg, rows, cols, 1/float32(n*cols), beta)
+		}
+		for gi := 0; gi < groups; gi++ {
+			d.GemmStrided(false, false, og, cols, rg, 1,
+				c.weight.Value.Data, gi*og*rg, rg, 0,
+				col, off+gi*rg*cols, cols, rows*cols,
+				0, y.Data, (i0*cfg.Out+gi*og)*cols, cols, cfg.Out*cols, nimg)
+		}
+	}
+	if c.bias != nil {
+		d.AddBias(y.Data, c.bias.Value.Data, n, cols)
+	}
+	if tap && c.tapOne != nil {
+		d.Fill(c.tapOne, 1)
+	}
+	return y
+}
+
+// Backward accumulates dW and db and returns dx. It unfolds the input again,
+// a chunk of images at a time, and reuses the same workspace for the
+// columns' gradient.
+func (c *Conv2d) Backward(dy *Tensor) *Tensor {
+	mustForward(c.label(), c.x != nil)
+	if !dy.SameShape(c.y.t.Shape) {
+		gradPanic(c.label(), dy.Shape, c.y.t.Shape)
+	}
+	d := c.dev
+	cfg := c.cfg
+	n := c.x.Shape[0]
+	rows, cols := c.geom.ColRows(), c.geom.ColCols()
+	groups := cfg.Groups
+	og, rg := cfg.Out/groups, rows/groups
+	if c.bias != nil {
+		d.ReduceSumMid(c.bias.Grad.Data, dy.Data, n, cfg.Out, cols, 1, 1)
+	}
+	dx := c.dx.ensure(d, c.x.Shape)
+	direct := c.direct()
+	if !direct {
+		d.Fill(dx.Data, 0) // Col2im accumulates
+	}
+	step := c.chunk(n)
+	for i0 := 0; i0 < n; i0 += step {
+		nimg := min(step, n-i0)
+		col, off := c.unfold(c.x.Data, i0, nimg)
+		// dW += dy·colᵀ, image by image, the groups of one image as one
+		// strided batch (their blocks of dW are disjoint). Batching over
+		// images instead would make every output land on the same
+		// matrix, which races on devices that run a batch in parallel.
+		for i := 0; i < nimg; i++ {
+			d.GemmStrided(false, true, og, rg, cols, 1,
+				dy.Data, (i0+i)*cfg.Out*cols, cols, og*cols,
+				col, off+i*rows*cols, cols, rg*cols,
+				1, c.weight.Grad.Data, 0, rg, og*rg, groups)
+		}
+		// dcol = Wᵀ·dy, written over the columns just used and folded
+		// back into dx; a direct convolution writes dx itself.
+		dcol := col
+		if direct {
+			dcol = dx.Data
+		}
+		for gi := 0; gi < groups; gi++ {
+			d.GemmStrided(true, false, rg, cols, og, 1,
+				c.weight.Value.Data, gi*og*rg, rg, 0,
+				dy.Data, (i0*cfg.Out+gi*og)*cols, cols, cfg.Out*cols,
+				0, dcol, off+gi*rg*cols, cols, rows*cols, nimg)
+		}
+		if !direct {
+			d.Col2im(dx.Data, col, c.geom, i0, nimg)
+		}
+	}
+	return dx
+}
+
+// Params returns weight and bias, in state_dict order.
+func (c *Conv2d) Params() []*Param { return c.params }
+
+// SetTraining switches the tap's recording on (training) or off (eval).
+func (c *Conv2d) SetTraining(on bool) { c.training = on }
+
+// Weight returns the weight parameter [Out, In/Groups, K, K].
+func (c *Conv2d) Weight() *Param { return c.weight }
+
+// Bias returns the bias parameter, or nil.
+func (c *Conv2d) Bias() *Param { return c.bias }
+
+// TapDim is In·K·K, plus one with a bias. With groups it counts every input
+// channel, not In/Groups: ā is the mean of the whole unfolded column (see
+// SetTap), so it is longer than a row of the reshaped weight.
+func (c *Conv2d) TapDim() int {
+	d := c.cfg.In * c.cfg.Kernel * c.cfg.Kernel
+	if c.bias != nil {
+		d++
+	}
+	return d
+}
+
+// SetTap turns the recording of ā on or off: the mean over images and output
+// positions of the im2col patches (zero padding included), in PyTorch's
+// unfold order (channel, kernel row, kernel column), followed by a 1 with a
+// bias. For Groups > 1 the patches span all In channels, so group g's
+// statistics are the slice [g·In/Groups·K², (g+1)·In/Groups·K²) of ā.
+func (c *Conv2d) SetTap(on bool) {
+	c.tapOn = on
+	if on && c.tap == nil {
+		c.tap, c.tapMean, c.tapOne = newTap(c.dev, c.cfg.In*c.cfg.Kernel*c.cfg.Kernel, c.bias != nil)
+	}
+}
+
+// Tap returns ā of the last training-mode Forward with the tap on.
+func (c *Conv2d) Tap() kernels.Buffer { return c.tap }

@@ -1,0 +1,26 @@
+// Package models is macdist's model zoo: the networks the trainer and its
+// benchmarks use, built from package nn's layers with the state_dict names of
+// their PyTorch originals, so that checkpoints and fixtures line up key for
+// key.
+//
+//	mlp             flatten, fc1, relu, fc2, relu, fc3 (hidden width Config.Width)
+//	lenet5          LeNet-5 with ReLU and max pooling (conv1 pads by 2)
+//	resnet20 … 110  He et al.'s CIFAR ResNets (6n+2 layers) as akamaster's
+//	                implementation, with torchvision's BasicBlock: 1×1
+//	                convolution + BatchNorm shortcuts, named downsample.0/.1
+//	resnet18, 50    torchvision's ResNets (v1.5 bottlenecks)
+//	wrn28-10        Zagoruyko & Komodakis' Wide ResNet, as xternalz's
+//	                WideResNet-pytorch names it
+//	vit-tiny        DeiT-Tiny: timm's VisionTransformer, 192 wide, 12 deep,
+//	                3 heads, 16 px patches, 224 px images
+//	vit-tiny-cifar  the same at 32 px with 4 px patches
+//
+// Every model takes its input channels, image size and number of classes
+// from Config; the depth, widths and dropout rate are options where the
+// original has them. Weights start as in the original code (torchvision's,
+// akamaster's, xternalz's and timm's initialisations), drawn from
+// Config.Seed.
+//
+// testdata/gen/gen_models.py holds the PyTorch definitions the tests compare
+// with, layer for layer.
+package models

@@ -1,0 +1,112 @@
+package nn
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// ViTBlock is timm's pre-norm transformer Block without layer scale, drop
+// path or dropout:
+//
+//	h = x + attn(norm1(x))
+//	y = h + mlp.fc2(GELU(mlp.fc1(norm2(h))))
+//
+// with LayerNorms of eps 1e-6 (timm's ViT passes partial(nn.LayerNorm,
+// eps=1e-6)), erf GELU and a qkv bias.
+type ViTBlock struct {
+	dev          kernels.Device
+	name         string
+	dim          int
+	norm1, norm2 *LayerNorm
+	attn         *MultiHeadSelfAttention
+	fc1, fc2     *Linear
+	act          *GELU
+
+	x     *Tensor
+	h, y  slot // the two residual sums
+	dh    slot // dL/dh: dy plus the MLP branch's gradient
+	dx    slot
+	shape [3]int
+}
+
+// NewViTBlock returns a block of width dim with heads attention heads and an
+// MLP of hidden width int(dim·mlpRatio), as timm computes it. Parameter
+// names follow timm: name.norm1.*, name.attn.qkv.*, name.attn.proj.*,
+// name.norm2.*, name.mlp.fc1.*, name.mlp.fc2.*.
+func NewViTBlock(dev kernels.Device, name string, dim, heads int, mlpRatio float64, rng *rand.Rand) *ViTBlock {
+	hidden := int(float64(dim) * mlpRatio)
+	if hidden <= 0 {
+		panic(fmt.Sprintf("nn: %s: MLP ratio %g gives hidden width %d", layerName(name, "ViTBlock"), mlpRatio, hidden))
+	}
+	return &ViTBlock{
+		dev: dev, name: name, dim: dim,
+		norm1: NewLayerNorm(dev, join(name, "norm1"), dim, 1e-6),
+		attn:  NewMultiHeadSelfAttention(dev, join(name, "attn"), dim, heads, true, rng),
+		norm2: NewLayerNorm(dev, join(name, "norm2"), dim, 1e-6),
+		fc1:   NewLinear(dev, join(name, "mlp.fc1"), dim, hidden, true, rng),
+		act:   NewGELU(dev, false),
+		fc2:   NewLinear(dev, join(name, "mlp.fc2"), hidden, dim, true, rng),
+	}
+}
+
+func (v *ViTBlock) label() string { return layerName(v.name, "ViTBlock") }
+
+// Forward maps x [B, N, dim] to a tensor of the same shape.
+func (v *ViTBlock) Forward(x *Tensor) *Tensor {
+	if len(x.Shape) != 3 || x.Shape[2] != v.dim || x.Shape[0] == 0 || x.Shape[1] == 0 {
+		shapePanic(v.label(), x.Shape, shapeStr("B", "N", v.dim))
+	}
+	d := v.dev
+	v.x = x
+	copy(v.shape[:], x.Shape)
+	a := v.attn.Forward(v.norm1.Forward(x))
+	h := v.h.ensure(d, x.Shape)
+	d.Add(h.Data, x.Data, a.Data)
+	m := v.fc2.Forward(v.act.Forward(v.fc1.Forward(v.norm2.Forward(h))))
+	y := v.y.ensure(d, x.Shape)
+	d.Add(y.Data, h.Data, m.Data)
+	return y
+}
+
+// Backward accumulates the gradients of every sublayer and returns dL/dx.
+func (v *ViTBlock) Backward(dy *Tensor) *Tensor {
+	mustForward(v.label(), v.x != nil)
+	if !dy.SameShape(v.shape[:]) {
+		gradPanic(v.label(), dy.Shape, v.shape[:])
+	}
+	d := v.dev
+	dm := v.norm2.Backward(v.fc1.Backward(v.act.Backward(v.fc2.Backward(dy))))
+	dh := v.dh.ensure(d, v.shape[:])
+	d.Add(dh.Data, dy.Data, dm.Data)
+	da := v.norm1.Backward(v.attn.Backward(dh))
+	dx := v.dx.ensure(d, v.shape[:])
+	d.Add(dx.Data, dh.Data, da.Data)
+	return dx
+}
+
+// Params returns every parameter in timm's state_dict order.
+func (v *ViTBlock) Params() []*Param {
+	var ps []*Param
+	for _, m := range v.Children() {
+		ps = append(ps, m.Params()...)
+	}
+	return ps
+}
+
+// SetTraining passes the mode on to every sublayer.
+func (v *ViTBlock) SetTraining(on bool) {
+	for _, m := range v.Children() {
+		m.SetTraining(on)
+	}
+}
+
+// Children returns norm1, attn, norm2, mlp.fc1, the GELU and mlp.fc2, in
+// forward order.
+func (v *ViTBlock) Children() []Module {
+	return []Module{v.norm1, v.attn, v.norm2, v.fc1, v.act, v.fc2}
+}
+
+// Attn returns the block's attention layer.
+func (v *ViTBlock) Attn() *MultiHeadSelfAttention { return v.attn }

@@ -1,0 +1,127 @@
+"""Fixtures for package mac: multi-step training runs of the reference
+optimizers (ref_optim.py, and torch.optim for SGD and AdamW) on lenet5 and
+a tiny ViT, from hash_init weights, on stored batches. Go replays the same
+steps and must end with the same parameters.
+
+12 steps with TCov 2 and TInv 5, so that statistics collection, refreshes
+and the first-layer rule are all exercised, and a cosine learning rate.
+Run with Debian's /usr/bin/python3.
+"""
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import hash_init, hash_uniform, save  # noqa: E402
+from gen_models import build  # noqa: E402
+import ref_optim  # noqa: E402
+
+STEPS, BATCH, LR, SEED = int(os.environ.get("STEPS", 12)), 8, 0.1, 7
+
+MODELS = {
+    "lenet5": ("lenet5", "lenet5", dict(InChannels=1, ImageSize=28, Classes=10)),
+    "vit": ("vit-tiny-cifar", "vit", dict(InChannels=3, ImageSize=16, Classes=10, Dim=32, Depth=2, Heads=2,
+                                           Patch=4, MLPRatio=4.0)),
+}
+
+
+def cosine(k):
+    return LR * (1 + math.cos(math.pi * k / STEPS)) / 2
+
+
+def batches(opts):
+    """Step k's batch from hash_uniform, which Go reproduces, so the
+    fixtures need not store inputs: x uniform in [-1, 1), labels uniform."""
+    c, s, k = opts["InChannels"], opts["ImageSize"], opts["Classes"]
+    out = []
+    for i in range(STEPS):
+        x = torch.from_numpy((hash_uniform("x.%d" % i, SEED, BATCH * c * s * s) * 2 - 1).astype("float32"))
+        y = torch.from_numpy((hash_uniform("y.%d" % i, SEED, BATCH) * k).astype("int64"))
+        out.append((x.reshape(BATCH, c, s, s), y))
+    return out
+
+
+def make_optimizer(name, model, hp, data):
+    if name == "mac":
+        o = ref_optim.MAC(model, **hp)
+        if hp.get("first_layer_cov"):
+            o.first_layer_covariance([x for x, _ in data])
+        return o
+    if name == "sgd":
+        return TorchOpt(torch.optim.SGD(model.parameters(), lr=LR, momentum=hp["momentum"],
+                                        weight_decay=hp["wd"], nesterov=hp.get("nesterov", False)))
+    if name == "adamw":
+        return TorchOpt(torch.optim.AdamW(model.parameters(), lr=LR, betas=(hp["beta1"], hp["beta2"]),
+                                          eps=hp["eps"], weight_decay=hp["wd"]))
+    raise ValueError(name)
+
+
+class TorchOpt:
+    """A torch.optim optimizer behind the begin_step/step(lr) protocol."""
+
+    def __init__(self, opt):
+        self.opt = opt
+
+    def begin_step(self):
+        pass
+
+    def step(self, lr):
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.step()
+
+
+def run(case, model_key, opt, hp):
+    go_name, kind, opts = MODELS[model_key]
+    torch.manual_seed(0)
+    model = build(kind, opts)
+    hash_init(model, SEED)
+    model.train()
+    data = batches(opts)
+    o = make_optimizer(opt, model, hp, data)
+    losses = []
+    for k, (x, y) in enumerate(data):
+        model.zero_grad(set_to_none=False)
+        for p in model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        o.begin_step()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        o.step(cosine(k))
+        losses.append(loss.item())
+    out = {"final." + n: p.detach() for n, p in model.named_parameters()}
+    meta = dict(model=go_name, config=json.dumps(opts, sort_keys=True), optimizer=opt,
+                hparams=json.dumps(hp, sort_keys=True), steps=STEPS, lr=LR, seed=SEED, losses=json.dumps(losses))
+    path = save("optim_" + case, out, meta)
+    print("%-22s loss %.4f -> %.4f  %d bytes" % (case, losses[0], losses[-1], os.path.getsize(path)))
+
+
+MAC_HP = dict(momentum=0.9, stat_decay=0.95, damping=1.0, wd=5e-4, tcov=2, tinv=5)
+
+CASES = [
+    ("sgd_lenet5", "lenet5", "sgd", dict(momentum=0.9, wd=5e-4)),
+    ("sgd_vit_nesterov", "vit", "sgd", dict(momentum=0.9, wd=5e-4, nesterov=True)),
+    ("adamw_vit", "vit", "adamw", dict(beta1=0.9, beta2=0.999, eps=1e-8, wd=0.05)),
+    ("mac_lenet5", "lenet5", "mac", dict(MAC_HP, first_layer_cov=True, attention_v=True)),
+    ("mac_lenet5_nofirst", "lenet5", "mac", dict(MAC_HP, first_layer_cov=False, damping=0.5)),
+    ("mac_vit", "vit", "mac", dict(MAC_HP, first_layer_cov=True, attention_v=True)),
+    ("mac_vit_noattn_decoupled", "vit", "mac", dict(MAC_HP, first_layer_cov=False, attention_v=False,
+                                                     decoupled=True, wd=0.05)),
+]
+
+
+def main():
+    torch.set_num_threads(2)
+    only = set(sys.argv[1:])
+    for case in CASES:
+        if not only or case[0] in only:
+            run(*case)
+
+
+if __name__ == "__main__":
+    main()
