@@ -64,10 +64,10 @@
 //
 // # The Loader
 //
-// NewLoader(ds, cfg) checks the configuration and allocates the ring; Start
-// (ctx, epoch) launches a scheduler and cfg.Workers decoders for the epoch;
-// Next returns batches until io.EOF. A Batch is valid until Release or the
-// next Next, which hands its buffer back for decoding ahead. Cancelling ctx
+// NewLoader(ds, cfg) checks the configuration and allocates the ring;
+// Start(ctx, epoch) — or StartAt(ctx, epoch, step) to resume mid-epoch —
+// launches a scheduler and cfg.Workers decoders for the epoch; Next returns
+// batches until io.EOF. A Batch is valid until Release or the next Next, which hands its buffer back for decoding ahead. Cancelling ctx
 // makes Next return the context's error at once, even while a worker is
 // stuck inside a slow Get; Start and Close wait for the goroutines, so that
 // none outlives the Loader and no buffer is reused while written.

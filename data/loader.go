@@ -100,6 +100,7 @@ type epochRun struct {
 	dones  []chan error // per slot (cap 1): decoding finished, with its error
 	work   chan item
 	wg     sync.WaitGroup
+	first  int // batch the epoch was started at
 	next   int // batch the consumer gets next
 	epoch  int
 }
@@ -153,8 +154,18 @@ func (l *Loader) Sampler() Sampler { return l.sampler }
 // progress (its batches, including a held one, become invalid). Cancelling
 // ctx stops the epoch; Next then returns the context's error.
 func (l *Loader) Start(ctx context.Context, epoch int) error {
+	return l.StartAt(ctx, epoch, 0)
+}
+
+// StartAt is Start from batch step of the epoch, for resuming from a
+// checkpoint taken mid-epoch: the batches are those Start would give from
+// that step on, identical in order and content.
+func (l *Loader) StartAt(ctx context.Context, epoch, step int) error {
 	if l.closed {
 		return ErrClosed
+	}
+	if step < 0 || step > l.nb {
+		return fmt.Errorf("data: start at batch %d of an epoch of %d", step, l.nb)
 	}
 	l.stop()
 	l.err = nil
@@ -166,6 +177,8 @@ func (l *Loader) Start(ctx context.Context, epoch int) error {
 		dones: make([]chan error, k),
 		work:  make(chan item, k*l.cfg.Workers),
 		epoch: epoch,
+		first: step,
+		next:  step,
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	for i := range k {
@@ -198,7 +211,7 @@ func (l *Loader) schedule(r *epochRun) {
 	defer r.wg.Done()
 	bs := l.cfg.BatchSize
 	chunk := max(1, (bs+l.cfg.Workers-1)/l.cfg.Workers)
-	for b := range l.nb {
+	for b := r.first; b < l.nb; b++ {
 		var s int
 		select {
 		case s = <-r.free:

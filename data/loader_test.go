@@ -400,3 +400,34 @@ func TestLoaderReleaseEarly(t *testing.T) {
 		l.Release(b) // twice is harmless
 	}
 }
+
+// TestLoaderStartAt: resuming mid-epoch gives the rest of the epoch exactly.
+func TestLoaderStartAt(t *testing.T) {
+	ds := byteSet(t, 50, 3, 4, 4, 1, true)
+	cfg := LoaderConfig{BatchSize: 4, Shuffle: true, Seed: 3, Workers: 2}
+	full := drain(t, newLoader(t, ds, cfg), 2)
+	l := newLoader(t, ds, cfg)
+	if err := l.StartAt(context.Background(), 2, 5); err != nil {
+		t.Fatal(err)
+	}
+	chw := 3 * 4 * 4
+	for step := 5; ; step++ {
+		b, err := l.Next()
+		if err == io.EOF {
+			if step != l.Len() {
+				t.Fatalf("ended at batch %d of %d", step, l.Len())
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		lo := step * 4
+		if b.Step != step || !slices.Equal(b.Index, full.index[lo:lo+b.N]) || !slices.Equal(b.X, full.x[lo*chw:(lo+b.N)*chw]) {
+			t.Fatalf("batch %d differs from the uninterrupted epoch", step)
+		}
+	}
+	if err := l.StartAt(context.Background(), 0, l.Len()+1); err == nil {
+		t.Error("start past the end accepted")
+	}
+}

@@ -162,10 +162,12 @@ func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, off
 			ws := xs.w[o*xs.stride : o*xs.stride+xs.n[o]]
 			px := row[xs.start[o]*3:]
 			var r, g, b float32
-			for k, wk := range ws {
-				r += wk * float32(px[3*k])
-				g += wk * float32(px[3*k+1])
-				b += wk * float32(px[3*k+2])
+			for _, wk := range ws {
+				_ = px[2]
+				r += wk * float32(px[0])
+				g += wk * float32(px[1])
+				b += wk * float32(px[2])
+				px = px[3:]
 			}
 			t[3*o], t[3*o+1], t[3*o+2] = r, g, b
 		}
@@ -177,8 +179,12 @@ func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, off
 		base := (ys.start[o] - y0) * outW * 3
 		for x := range outW {
 			var r, g, b float32
+			t := tmp[base+3*x:]
 			for k, wk := range ws {
-				t := tmp[base+k*outW*3+3*x:]
+				if k > 0 {
+					t = t[outW*3:]
+				}
+				_ = t[2]
 				r += wk * t[0]
 				g += wk * t[1]
 				b += wk * t[2]

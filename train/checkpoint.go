@@ -21,13 +21,23 @@ import (
 // RunState is what a checkpoint records besides tensors: where training
 // stood and under which configuration.
 type RunState struct {
-	Step       int    `json:"step"`        // optimizer steps taken
-	Epoch      int    `json:"epoch"`       // epoch the next step belongs to
-	EpochStep  int    `json:"epoch_step"`  // steps already taken within Epoch
+	Step       int    `json:"step"`        // training steps taken (batches consumed, skipped steps included)
+	Epoch      int    `json:"epoch"`       // epoch the next step belongs to, from 0
+	EpochStep  int    `json:"epoch_step"`  // steps already taken within Epoch; all of them when only its evaluation is left
 	Seed       uint64 `json:"seed"`        // data order and augmentation derive from (seed, epoch)
-	ConfigHash string `json:"config_hash"` // of the settings that must not change on resume
+	ConfigHash string `json:"config_hash"` // Settings.Hash of the settings that must not change on resume
 	Model      string `json:"model"`
 	Optimizer  string `json:"optimizer"`
+
+	// Settings are the hashed settings themselves, so that a refused resume
+	// can say what changed, and eval can rebuild the model.
+	Settings *Settings `json:"settings,omitempty"`
+	// Running is the current epoch's running sums, so that a resumed
+	// epoch reports the same numbers as an uninterrupted one.
+	Running EpochSums `json:"running"`
+	// History holds the record of every finished epoch: metrics.jsonl and
+	// curves.png are rebuilt from it on resume.
+	History []EpochRecord `json:"history,omitempty"`
 }
 
 // Manifest lists a checkpoint's files with their sizes and SHA-256 sums. It

@@ -129,7 +129,7 @@ func (d *Device) BatchNormBackward(dx, dgamma, dbeta, dy, x, saveMean, saveRstd,
 	part := d.scratch(partBytes + int64(c)*8)
 	coef := part + uint64(partBytes)
 	d.bnReduce(part, bnBackward, xb, dyb, 0, smb, srb, n, c, hw, splits)
-	d.k(kBNBackwardFinal).ptr(dgb).ptr(dbb).addr(coef).addr(part).i32(c).i32(splits).f64(float64(n*hw)).run1D(int64(c))
+	d.k(kBNBackwardFinal).ptr(dgb).ptr(dbb).addr(coef).addr(part).i32(c).i32(splits).f64(float64(n * hw)).run1D(int64(c))
 	total := n * c * hw
 	d.k(kBNBackwardApply).ptr(dxb).ptr(dyb).ptr(xb).ptr(smb).ptr(srb).ptr(gb).addr(coef).i32(c).i64(hw).i64(total).
 		run1D(int64(total))

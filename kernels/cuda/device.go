@@ -280,6 +280,14 @@ func (d *Device) MemStats() MemStats {
 	return MemStats{InUse: a.inUse, Cached: a.cached, Peak: a.peak, Allocs: a.allocs}
 }
 
+// DeviceMemory reports the GPU's free and total memory as the driver sees
+// it (the cache's blocks count as used).
+func (d *Device) DeviceMemory() (free, total int64, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return cuMemInfo(d.ctx)
+}
+
 // EmptyCache gives the cached free blocks back to the driver.
 func (d *Device) EmptyCache() error {
 	d.mu.Lock()

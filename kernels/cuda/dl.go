@@ -435,7 +435,9 @@ func cuPrimaryCtxRetain(d cuDevice) (cuContext, error) {
 	return c, err
 }
 
-func cuPrimaryCtxRelease(d cuDevice) error { return cuErr(C.macdist_cuDevicePrimaryCtxRelease(C.CUdevice(d))) }
+func cuPrimaryCtxRelease(d cuDevice) error {
+	return cuErr(C.macdist_cuDevicePrimaryCtxRelease(C.CUdevice(d)))
+}
 
 func cuCtxSetCurrent(ctx cuContext) error { return cuErr(C.macdist_cuCtxSetCurrent(ctx)) }
 
@@ -450,9 +452,13 @@ func cuStreamCreate(ctx cuContext) (cuStream, error) {
 	return s, err
 }
 
-func cuStreamDestroy(ctx cuContext, s cuStream) error { return cuErr(C.macdist_cuStreamDestroy(ctx, s)) }
+func cuStreamDestroy(ctx cuContext, s cuStream) error {
+	return cuErr(C.macdist_cuStreamDestroy(ctx, s))
+}
 
-func cuStreamSync(ctx cuContext, s cuStream) error { return cuErr(C.macdist_cuStreamSynchronize(ctx, s)) }
+func cuStreamSync(ctx cuContext, s cuStream) error {
+	return cuErr(C.macdist_cuStreamSynchronize(ctx, s))
+}
 
 func cuMemAlloc(ctx cuContext, bytes int64) (uint64, error) {
 	var p C.CUdeviceptr
@@ -460,7 +466,9 @@ func cuMemAlloc(ctx cuContext, bytes int64) (uint64, error) {
 	return uint64(p), err
 }
 
-func cuMemFree(ctx cuContext, p uint64) error { return cuErr(C.macdist_cuMemFree(ctx, C.CUdeviceptr(p))) }
+func cuMemFree(ctx cuContext, p uint64) error {
+	return cuErr(C.macdist_cuMemFree(ctx, C.CUdeviceptr(p)))
+}
 
 func cuMemInfo(ctx cuContext) (free, total int64, err error) {
 	var f, t C.size_t

@@ -49,7 +49,7 @@ func gemmShapes(op string, transA, transB bool, m, n, k, lda, ldb, ldc int) (na,
 // off elements into c: what is left of a Gemm whose product is empty or
 // multiplied by zero. d.mu must be held. With beta == 0, C is not read.
 func (d *Device) scaleC(c *buffer, off, m, n, ldc, strideC, batch int, beta float32) {
-	d.k(kScale2D).addr(c.ptr+uint64(off)*4).f32(beta).i64(m).i64(n).i64(ldc).i64(strideC).i64(batch).
+	d.k(kScale2D).addr(c.ptr + uint64(off)*4).f32(beta).i64(m).i64(n).i64(ldc).i64(strideC).i64(batch).
 		run1D(int64(batch) * int64(m) * int64(n))
 }
 

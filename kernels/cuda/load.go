@@ -33,7 +33,7 @@ type lib struct {
 }
 
 var (
-	drv   lib // libcuda.so.1
+	drv    lib // libcuda.so.1
 	cublas lib
 
 	drvInitOnce sync.Once

@@ -69,7 +69,7 @@ func (d *Device) ReduceSum(dst, x kernels.Buffer, outer, mid, inner int, alpha, 
 	d.k(kReduceCols).ptr(yb).addr(part).ptr(xb).i64(mid).i64(inner).i64(tiles).i64(chunkLen).f32(alpha).f32(beta).
 		run([3]uint32{uint32(outer * tiles), uint32(chunks), 1}, [3]uint32{32, 8, 1})
 	if chunks > 1 {
-		d.k(kReduceColsFinal).ptr(yb).addr(part).i64(inner).i64(chunks).i64(outer*inner).f32(alpha).f32(beta).
+		d.k(kReduceColsFinal).ptr(yb).addr(part).i64(inner).i64(chunks).i64(outer * inner).f32(alpha).f32(beta).
 			run1D(int64(outer) * int64(inner))
 	}
 }

@@ -147,8 +147,10 @@ func (e searchEnv) plan(sonames ...string) []candidate {
 	}
 	if len(sonames) == 1 && sonames[0] == driverLib {
 		// The driver is never taken from a toolkit or a wheel: those hold
-		// only stubs, which load and then fail every call.
-		add("system", e.globAll("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/aarch64-linux-gnu", "/usr/lib/wsl/lib"))
+		// only stubs, which load and then fail every call. Containers
+		// often mount it under /usr/local/nvidia without telling ld.so.
+		add("system", e.globAll("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib",
+			"/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib/aarch64-linux-gnu", "/usr/lib/wsl/lib"))
 		return out
 	}
 	add("cuda toolkit", e.toolkitDirs())

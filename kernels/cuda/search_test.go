@@ -87,9 +87,10 @@ func TestSearchOrder(t *testing.T) {
 	// never in toolkits (stubs) or wheels.
 	drvEnv := touch(t, root, "drv/libcuda.so.1")
 	drvSys := touch(t, root, "usr/lib64/libcuda.so.1")
+	drvMount := touch(t, root, "usr/local/nvidia/lib64/libcuda.so.1")
 	e = testEnv(root, map[string]string{EnvLibs: filepath.Join(root, "drv")})
 	got = paths(e.plan(driverLib))
-	want = []string{drvEnv + " (MACDIST_CUDA_LIBS)", drvSys + " (system)"}
+	want = []string{drvEnv + " (MACDIST_CUDA_LIBS)", drvMount + " (system)", drvSys + " (system)"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("driver search: got %v, want %v", got, want)
 	}

@@ -1,0 +1,323 @@
+package train
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is everything a training run is told. DefaultConfig holds MAC's
+// defaults; OptimizerDefaults gives another method's.
+type Config struct {
+	// Model is a name of models.Names(); its input shape and class count are
+	// taken from the dataset.
+	Model string
+	// Data is a data.Open spec ("fashion-mnist", "cifar10:DIR", …).
+	Data string
+	// DatasetsDir is where bare dataset names are looked for; empty means
+	// /usr/share/datasets.
+	DatasetsDir string
+	// Augment is the training set's augmentation: "default" or "none".
+	Augment string
+	// Subset and TestSubset, when positive, keep only the first that many
+	// training and evaluation samples: for quick runs and tests.
+	Subset, TestSubset int
+	// Device is "cpu", "cuda" or "cuda:N".
+	Device string
+
+	// Optimizer is "mac", "sgd", "adamw", "kfac", "eva" or "foof".
+	Optimizer     string
+	LR            float64
+	Momentum      float64
+	Nesterov      bool
+	WeightDecay   float64
+	DecoupledWD   bool
+	Damping       float64
+	StatDecay     float64
+	TCov, TInv    int
+	FirstLayerCov bool
+	AttentionV    bool
+	// LabelSmoothing of the cross-entropy loss, in [0, 1).
+	LabelSmoothing float64
+
+	// Epochs fixes the length of the learning-rate schedule; MaxSteps, when
+	// positive, stops earlier (or later: it may extend a resumed run) without
+	// changing the schedule.
+	Epochs, MaxSteps int
+	// Batch is the per-rank batch size.
+	Batch int
+	// Schedule is "constant", "cosine" or "multistep"; Warmup is a linear
+	// warmup in front of it, in epochs (fractions allowed).
+	Schedule string
+	Warmup   float64
+	// Seed determines the initial weights, the data order and augmentation.
+	Seed    uint64
+	Shuffle bool
+	// Init, when set, is a safetensors state_dict to start from.
+	Init string
+
+	// RunDir receives checkpoints, metrics.jsonl, curves.png and final/.
+	RunDir string
+	// Resume continues from the newest complete checkpoint in RunDir.
+	Resume bool
+	// CheckpointEvery, when positive, writes a checkpoint every that many
+	// steps, besides the one at each epoch's end; Keep bounds how many
+	// complete ones stay (0 keeps all).
+	CheckpointEvery, Keep int
+	// MetricsAddr, when set, serves Prometheus metrics on /metrics there.
+	MetricsAddr string
+	// Workers decode samples concurrently; 0 means GOMAXPROCS.
+	Workers int
+
+	// Rank and World place this process in a data-parallel run (World 0
+	// means 1); Reducer averages across ranks (nil means Local). Only rank 0
+	// writes files and serves metrics.
+	Rank, World int
+	Reducer     Reducer
+
+	// Progress receives the progress bar or lines and the run's messages
+	// (nil: discarded). ProgressMode is "auto" (a bar when Progress is a
+	// terminal, lines otherwise), "bar", "lines" or "none". LogEvery is the
+	// step interval of plain lines (0: a tenth of an epoch, and at least
+	// every 30 s).
+	Progress     io.Writer
+	ProgressMode string
+	LogEvery     int
+	// Logger receives warnings (a skipped checkpoint, a skipped step); nil
+	// writes them as text to Progress.
+	Logger *slog.Logger
+
+	// now is the clock, replaced in tests.
+	now func() time.Time
+}
+
+// DefaultConfig returns MAC's defaults (shared/MAC.md): LeNet-5 settings
+// aside, `macdist train --model lenet5 --data fashion-mnist` trains with
+// nothing else given.
+func DefaultConfig() Config {
+	return Config{
+		Model:         "lenet5",
+		Data:          "fashion-mnist",
+		Augment:       "default",
+		Device:        "cpu",
+		Optimizer:     "mac",
+		LR:            0.1,
+		Momentum:      0.9,
+		WeightDecay:   5e-4,
+		Damping:       1.0,
+		StatDecay:     0.95,
+		TCov:          5,
+		TInv:          50,
+		FirstLayerCov: true,
+		AttentionV:    true,
+		Epochs:        10,
+		Batch:         128,
+		Schedule:      "cosine",
+		Shuffle:       true,
+		Keep:          3,
+		ProgressMode:  "auto",
+	}
+}
+
+// Optimizers lists the methods Run trains with.
+var Optimizers = []string{"mac", "sgd", "adamw", "kfac", "eva", "foof"}
+
+// HyperFields names the Config fields that OptimizerDefaults sets, as the
+// flags of `macdist train` spell them; a command line fills the ones the
+// user did not give from the chosen method's defaults.
+var HyperFields = map[string]string{
+	"lr": "LR", "momentum": "Momentum", "nesterov": "Nesterov", "weight-decay": "WeightDecay",
+	"decoupled-wd": "DecoupledWD", "damping": "Damping", "stat-decay": "StatDecay",
+	"tcov": "TCov", "tinv": "TInv", "first-layer-cov": "FirstLayerCov", "attention-v": "AttentionV",
+}
+
+// OptimizerDefaults returns the hyperparameters method uses when none are
+// given, as a Config whose other fields are DefaultConfig's.
+func OptimizerDefaults(method string) (Config, error) {
+	c := DefaultConfig()
+	c.Optimizer = method
+	switch method {
+	case "mac":
+	case "sgd":
+		c.Damping, c.StatDecay, c.TCov, c.TInv = 0, 0, 0, 0
+		c.FirstLayerCov, c.AttentionV = false, false
+	case "adamw":
+		// AdamW's decay is decoupled by definition; the usual CIFAR
+		// setting is lr 1e-3, wd 5e-4 (the issue's reproduction).
+		c.LR, c.Momentum, c.DecoupledWD = 1e-3, 0.9, true
+		c.Damping, c.StatDecay, c.TCov, c.TInv = 0, 0, 0, 0
+		c.FirstLayerCov, c.AttentionV = false, false
+	case "kfac", "eva", "foof":
+		c.Damping, c.StatDecay = 0.03, 0.95
+		c.FirstLayerCov, c.AttentionV = false, false
+	default:
+		return c, fmt.Errorf("train: unknown optimizer %q (want %s)", method, strings.Join(Optimizers, ", "))
+	}
+	if d, ok := methodDefaults(method); ok {
+		d.apply(&c)
+	}
+	return c, nil
+}
+
+// withDefaults fills what the zero value leaves open.
+func (c Config) withDefaults() Config {
+	if c.World == 0 {
+		c.World = 1
+	}
+	if c.Reducer == nil {
+		c.Reducer = Local{}
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.ProgressMode == "" {
+		c.ProgressMode = "auto"
+	}
+	if c.Device == "" {
+		c.Device = "cpu"
+	}
+	if c.Augment == "" {
+		c.Augment = "default"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(c.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// validate checks what Run can check before touching a file; each message
+// names the flag.
+func (c Config) validate() error {
+	bad := func(format string, args ...any) error { return fmt.Errorf("train: "+format, args...) }
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	switch {
+	case c.Model == "":
+		return bad("--model is required")
+	case c.Data == "":
+		return bad("--data is required")
+	case c.Batch <= 0:
+		return bad("--batch %d must be positive", c.Batch)
+	case c.Epochs <= 0:
+		return bad("--epochs %d must be positive", c.Epochs)
+	case c.MaxSteps < 0:
+		return bad("--max-steps %d is negative", c.MaxSteps)
+	case !finite(c.LR) || c.LR < 0:
+		return bad("--lr %v must be a finite number ≥ 0", c.LR)
+	case !finite(c.Warmup) || c.Warmup < 0 || c.Warmup > float64(c.Epochs):
+		return bad("--warmup %v must be within [0, --epochs %d]", c.Warmup, c.Epochs)
+	case !(c.LabelSmoothing >= 0 && c.LabelSmoothing < 1):
+		return bad("--label-smoothing %v outside [0, 1)", c.LabelSmoothing)
+	case c.CheckpointEvery < 0:
+		return bad("--checkpoint-every %d is negative", c.CheckpointEvery)
+	case c.Keep < 0:
+		return bad("--keep %d is negative", c.Keep)
+	case c.Workers < 0:
+		return bad("--workers %d is negative", c.Workers)
+	case c.Subset < 0 || c.TestSubset < 0:
+		return bad("--subset and --test-subset must not be negative")
+	case c.World < 1 || c.Rank < 0 || c.Rank >= c.World:
+		return bad("rank %d of world size %d", c.Rank, c.World)
+	case c.RunDir == "":
+		return bad("--run-dir is required")
+	}
+	switch c.ProgressMode {
+	case "auto", "bar", "lines", "none":
+	default:
+		return bad("progress mode %q (want auto, bar, lines or none)", c.ProgressMode)
+	}
+	switch c.Schedule {
+	case "constant", "cosine", "multistep":
+	default:
+		return bad("--lr-schedule %q (want constant, cosine or multistep)", c.Schedule)
+	}
+	if !contains(Optimizers, c.Optimizer) {
+		return bad("unknown --optimizer %q (want %s)", c.Optimizer, strings.Join(Optimizers, ", "))
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Settings are the parts of a Config that decide the trajectory of a run:
+// a resumed run must have the same, or it would not continue the same
+// computation. MaxSteps, checkpointing, workers, the device and the
+// outputs may change between a run and its resumption.
+type Settings struct {
+	Model          string  `json:"model"`
+	Data           string  `json:"data"`
+	Augment        string  `json:"augment"`
+	Subset         int     `json:"subset"`
+	Optimizer      string  `json:"optimizer"`
+	LR             float64 `json:"lr"`
+	Momentum       float64 `json:"momentum"`
+	Nesterov       bool    `json:"nesterov"`
+	WeightDecay    float64 `json:"weight_decay"`
+	DecoupledWD    bool    `json:"decoupled_wd"`
+	Damping        float64 `json:"damping"`
+	StatDecay      float64 `json:"stat_decay"`
+	TCov           int     `json:"tcov"`
+	TInv           int     `json:"tinv"`
+	FirstLayerCov  bool    `json:"first_layer_cov"`
+	AttentionV     bool    `json:"attention_v"`
+	LabelSmoothing float64 `json:"label_smoothing"`
+	Epochs         int     `json:"epochs"`
+	Batch          int     `json:"batch"`
+	Schedule       string  `json:"lr_schedule"`
+	Warmup         float64 `json:"warmup"`
+	Seed           uint64  `json:"seed"`
+	Shuffle        bool    `json:"shuffle"`
+	World          int     `json:"world"`
+}
+
+func (c Config) settings() Settings {
+	return Settings{
+		Model: c.Model, Data: c.Data, Augment: c.Augment, Subset: c.Subset, Optimizer: c.Optimizer,
+		LR: c.LR, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
+		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
+		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV, LabelSmoothing: c.LabelSmoothing,
+		Epochs: c.Epochs, Batch: c.Batch, Schedule: c.Schedule, Warmup: c.Warmup,
+		Seed: c.Seed, Shuffle: c.Shuffle, World: c.World,
+	}
+}
+
+// Hash is a short digest of s, recorded in every checkpoint.
+func (s Settings) Hash() string {
+	js, _ := json.Marshal(s)
+	h := sha256.Sum256(js)
+	return hex.EncodeToString(h[:8])
+}
+
+// Diff lists, sorted, the settings that differ between s and o as
+// "name: s's value → o's value".
+func (s Settings) Diff(o Settings) []string {
+	var out []string
+	a, b := reflect.ValueOf(s), reflect.ValueOf(o)
+	t := a.Type()
+	for i := range t.NumField() {
+		x, y := a.Field(i).Interface(), b.Field(i).Interface()
+		if x != y {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			out = append(out, fmt.Sprintf("%s: %v → %v", name, x, y))
+		}
+	}
+	sort.Strings(out)
+	return out
+}

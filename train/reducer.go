@@ -1,0 +1,26 @@
+package train
+
+import "github.com/macdist/macdist/kernels"
+
+// Reducer is what the training loop needs from a collective: averaging the
+// gradients and the optimizer's statistics of every rank, and summing a few
+// host numbers (the first-layer covariance, evaluation counts). Every rank
+// calls the same methods in the same order with buffers of the same sizes;
+// the data-parallel package supplies the implementation.
+type Reducer interface {
+	// AllReduceMean replaces each buffer, on every rank, with its mean
+	// across ranks.
+	AllReduceMean(bufs ...kernels.Buffer) error
+	// AllReduceSum64 replaces vals, on every rank, with their sum across
+	// ranks. float64 because the covariance sums count millions of rows.
+	AllReduceSum64(vals []float64) error
+}
+
+// Local is the Reducer of a single process: there is nothing to average.
+type Local struct{}
+
+// AllReduceMean leaves bufs as they are.
+func (Local) AllReduceMean(...kernels.Buffer) error { return nil }
+
+// AllReduceSum64 leaves vals as they are.
+func (Local) AllReduceSum64([]float64) error { return nil }
