@@ -12,7 +12,7 @@
 GO          ?= go
 PYTHON      ?= /usr/bin/python3
 BIN         := bin/macdist
-TEST_TIMEOUT ?= 15m
+TEST_TIMEOUT ?= 10m
 # Packages that run goroutines of their own get a -race pass. Only those that
 # exist are named, so the list can grow before the packages do.
 RACE_CANDIDATES := kernels collective cluster data train

@@ -1,9 +1,6 @@
-// Package collective will hold the Communicator (AllReduce, Broadcast,
-// Barrier, Abort) in three forms, in-process for tests, a TCP ring for CPUs
-// and NCCL for GPUs, and the bucketer that packs gradients and MAC's ā
-// vectors into buckets all-reduced in the same order on every rank while
-// backward is still running (shared/DESIGN.md, "Parallel training").
-//
-// Not written yet: it arrives with the data-parallel work, which also wires
-// it into train/. Until then the package holds no code.
+// Package collective holds the Communicator (AllReduce, Broadcast, Barrier,
+// Abort): in-process for tests, a TCP ring for CPUs, NCCL for GPUs; and the
+// Bucketer, which packs gradients and MAC's ā vectors into buckets that are
+// all-reduced in the same order on every rank while backward is still
+// running (shared/DESIGN.md, "Parallel training").
 package collective

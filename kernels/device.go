@@ -147,6 +147,17 @@ type Device interface {
 	// DropoutMask fills mask with 0 (probability p) or 1/(1−p), from a
 	// counter-based generator: the same seed gives the same mask on every device.
 	DropoutMask(mask Buffer, p float32, seed uint64)
+
+	// AdamW applies one step of torch.optim.AdamW (amsgrad off) to the
+	// parameters p with gradients g and moments m and v, all of one length;
+	// step counts from 1 and sets the bias corrections bc1 = 1 − beta1^step
+	// and bc2 = 1 − beta2^step. Element-wise, in float32, in torch's order:
+	//
+	//	p ← p·(1 − lr·weightDecay)
+	//	m ← beta1·m + (1 − beta1)·g
+	//	v ← beta2·v + (1 − beta2)·g²
+	//	p ← p − (lr/bc1) · m / (√v/√bc2 + eps)
+	AdamW(p, g, m, v Buffer, lr, beta1, beta2, eps, weightDecay float32, step int)
 }
 
 // ConvGeom is the geometry of one image of a 2-D convolution, for Im2col and

@@ -58,6 +58,8 @@ type Conv2d struct {
 	tap     kernels.Buffer
 	tapMean kernels.Buffer
 	tapOne  kernels.Buffer
+
+	curv curvTaps // KFACTapped, see curvature.go
 }
 
 // NewConv2d returns a Conv2d with parameters name.weight
@@ -142,6 +144,10 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	groups := cfg.Groups
 	og, rg := cfg.Out/groups, rows/groups
 	tap := c.tapOn && c.training
+	cov := c.curv.covOn && c.training
+	if c.training {
+		c.curv.samples, c.curv.positions = n, cols
+	}
 	step := c.chunk(n)
 	for i0 := 0; i0 < n; i0 += step {
 		nimg := min(step, n-i0)
@@ -157,6 +163,9 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 			// the chunk's columns either way.
 			d.ReduceSumMid(c.tapMean, col, nimg, rows, cols, 1/float32(n*cols), beta)
 		}
+		if cov {
+			c.covChunk(col, off, i0, nimg, n)
+		}
 		for gi := 0; gi < groups; gi++ {
 			d.GemmStrided(false, false, og, cols, rg, 1,
 				c.weight.Value.Data, gi*og*rg, rg, 0,
@@ -169,6 +178,9 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	}
 	if tap && c.tapOne != nil {
 		d.Fill(c.tapOne, 1)
+	}
+	if cov {
+		c.curv.biasBorder(d, rows)
 	}
 	return y
 }
@@ -187,6 +199,9 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 	rows, cols := c.geom.ColRows(), c.geom.ColCols()
 	groups := cfg.Groups
 	og, rg := cfg.Out/groups, rows/groups
+	if c.training && (c.curv.gradOn || c.curv.gmeanOn) {
+		c.backwardCurv(dy, n)
+	}
 	if c.bias != nil {
 		d.ReduceSumMid(c.bias.Grad.Data, dy.Data, n, cfg.Out, cols, 1, 1)
 	}

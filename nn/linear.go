@@ -26,6 +26,8 @@ type Linear struct {
 	tap     kernels.Buffer // TapDim elements
 	tapMean kernels.Buffer // view of the first in elements
 	tapOne  kernels.Buffer // view of the trailing 1 (bias only)
+
+	curv curvTaps // KFACTapped, see curvature.go
 }
 
 // NewLinear returns a Linear layer mapping [..., in] to [..., out], with
@@ -90,6 +92,9 @@ func (l *Linear) Forward(x *Tensor) *Tensor {
 			d.Fill(l.tapOne, 1)
 		}
 	}
+	if l.training {
+		l.forwardCurv(x, rows)
+	}
 	return y
 }
 
@@ -102,6 +107,9 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 		gradPanic(l.label(), dy.Shape, l.y.t.Shape)
 	}
 	d := l.dev
+	if l.training && (l.curv.gradOn || l.curv.gmeanOn) {
+		l.backwardCurv(dy)
+	}
 	d.Gemm(true, false, l.out, l.in, l.rows, 1, dy.Data, l.out, l.x.Data, l.in, 1, l.weight.Grad.Data, l.in)
 	if l.bias != nil {
 		d.ReduceSum(l.bias.Grad.Data, dy.Data, 1, l.rows, l.out, 1, 1)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 )
 
@@ -262,10 +263,16 @@ func Parse(raw []byte) (*File, error) {
 		if e.DType.Size() == 0 {
 			return nil, fmt.Errorf("tensor %q: unknown dtype %q", name, e.DType)
 		}
-		n := int64(1)
+		// The element count is bounded by the data size as it grows, so that a
+		// huge shape cannot wrap around to match a small byte range. With a
+		// zero dimension the product is 0 whatever wraps on the way.
+		n, empty := int64(1), slices.Contains(e.Shape, 0)
 		for _, d := range e.Shape {
 			if d < 0 {
 				return nil, fmt.Errorf("tensor %q: negative dimension in shape %v", name, e.Shape)
+			}
+			if !empty && n > int64(len(data))/int64(d) {
+				return nil, fmt.Errorf("tensor %q: shape %v holds more elements than the file has bytes", name, e.Shape)
 			}
 			n *= int64(d)
 		}
@@ -279,7 +286,18 @@ func Parse(raw []byte) (*File, error) {
 		f.tensors[name] = &Tensor{Name: name, DType: e.DType, Shape: e.Shape, Data: data[lo:hi]}
 		spans = append(spans, span{name, lo, hi})
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	// An empty tensor shares its offset with the next one: putting it first
+	// keeps it from looking like an overlap, and the name makes Names the
+	// same on every run despite the map's random order.
+	sort.Slice(spans, func(i, j int) bool {
+		if spans[i].lo != spans[j].lo {
+			return spans[i].lo < spans[j].lo
+		}
+		if spans[i].hi != spans[j].hi {
+			return spans[i].hi < spans[j].hi
+		}
+		return spans[i].name < spans[j].name
+	})
 	for i := 1; i < len(spans); i++ {
 		if spans[i].lo < spans[i-1].hi {
 			return nil, fmt.Errorf("tensors %q and %q overlap", spans[i-1].name, spans[i].name)

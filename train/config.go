@@ -20,6 +20,9 @@ type Config struct {
 	// Model is a name of models.Names(); its input shape and class count are
 	// taken from the dataset.
 	Model string
+	// Depth and Patch, when positive, override the model's depth (layers
+	// or blocks) and a ViT's patch size.
+	Depth, Patch int
 	// Data is a data.Open spec ("fashion-mnist", "cifar10:DIR", …).
 	Data string
 	// DatasetsDir is where bare dataset names are looked for; empty means
@@ -224,6 +227,8 @@ func (c Config) validate() error {
 		return bad("--keep %d is negative", c.Keep)
 	case c.Workers < 0:
 		return bad("--workers %d is negative", c.Workers)
+	case c.Depth < 0 || c.Patch < 0:
+		return bad("--depth and --patch must not be negative")
 	case c.Subset < 0 || c.TestSubset < 0:
 		return bad("--subset and --test-subset must not be negative")
 	case c.World < 1 || c.Rank < 0 || c.Rank >= c.World:
@@ -262,6 +267,8 @@ func contains(list []string, s string) bool {
 // outputs may change between a run and its resumption.
 type Settings struct {
 	Model          string  `json:"model"`
+	Depth          int     `json:"depth"`
+	Patch          int     `json:"patch"`
 	Data           string  `json:"data"`
 	Augment        string  `json:"augment"`
 	Subset         int     `json:"subset"`
@@ -289,7 +296,7 @@ type Settings struct {
 
 func (c Config) settings() Settings {
 	return Settings{
-		Model: c.Model, Data: c.Data, Augment: c.Augment, Subset: c.Subset, Optimizer: c.Optimizer,
+		Model: c.Model, Depth: c.Depth, Patch: c.Patch, Data: c.Data, Augment: c.Augment, Subset: c.Subset, Optimizer: c.Optimizer,
 		LR: c.LR, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
 		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV, LabelSmoothing: c.LabelSmoothing,

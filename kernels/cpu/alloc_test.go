@@ -22,6 +22,7 @@ func TestNoAllocs(t *testing.T) {
 	x, y, z := d.Alloc(n), d.Alloc(n), d.Alloc(n)
 	d.Fill(x, 0.5)
 	d.Fill(y, 0.25)
+	am, av := d.Alloc(n), d.Alloc(n) // AdamW's moments
 	mean, rstd := d.Alloc(n/256), d.Alloc(n/256)
 	gamma, beta := d.Alloc(256), d.Alloc(256)
 	d.Fill(gamma, 1)
@@ -45,6 +46,7 @@ func TestNoAllocs(t *testing.T) {
 		{"GELU", func() { d.GELU(z, x, false) }},
 		{"DropoutMask", func() { d.DropoutMask(z, 0.1, 7) }},
 		{"Dot", func() { d.Dot(x, y) }},
+		{"AdamW", func() { d.AdamW(z, x, am, av, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3) }},
 		{"AddBias", func() { d.AddBias(z, gamma, 8, 64) }},
 		{"ReduceSum", func() { d.ReduceSum(z, x, 8, 64, 256, 1, 0) }},
 		{"ReduceSumMid", func() { d.ReduceSumMid(gamma, x, 8, 256, 64, 1, 1) }},

@@ -33,6 +33,7 @@ type Device struct {
 	lnGrad  lnParamTask
 	dotPart dotTask
 	gemm    gemmTask
+	adamw   adamwTask
 }
 
 // buffer is the Buffer of a Device. A view shares data with its parent.

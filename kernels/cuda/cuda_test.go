@@ -120,9 +120,9 @@ func TestNoAllocs(t *testing.T) {
 	}
 }
 
-// The GPU agrees with the CPU device on a few results that must match
-// exactly (the dropout mask, im2col, max pooling) and on a float64 Dot to
-// float64 rounding, and its Dot is the same on every call.
+// The GPU agrees with the CPU device on the results that must match
+// exactly (the dropout mask, im2col, max pooling, AdamW) and on a float64
+// Dot to float64 rounding, and its Dot is the same on every call.
 func TestMatchesCPU(t *testing.T) {
 	d := newDevice(t, cuda.Options{})
 	c := cpu.New()
@@ -169,6 +169,25 @@ func TestMatchesCPU(t *testing.T) {
 	c.MaxPool2d(cp, up(c, img), pg, 2)
 	if !equal(get(d, gp), get(c, cp)) {
 		t.Error("MaxPool2d differs from the CPU device's")
+	}
+	// AdamW: the same float32 operations in the same order, so the same
+	// bits, step after step.
+	gbuf, cbuf := [4]kernels.Buffer{}, [4]kernels.Buffer{}
+	for i := range gbuf {
+		s := v[i*1000 : (i+1)*1000]
+		if i == 3 {
+			s = make([]float32, 1000) // v starts at 0, as in torch
+		}
+		gbuf[i], cbuf[i] = up(d, s), up(c, s)
+	}
+	for step := 1; step <= 3; step++ {
+		d.AdamW(gbuf[0], gbuf[1], gbuf[2], gbuf[3], 1e-3, 0.9, 0.999, 1e-8, 0.01, step)
+		c.AdamW(cbuf[0], cbuf[1], cbuf[2], cbuf[3], 1e-3, 0.9, 0.999, 1e-8, 0.01, step)
+	}
+	for i, what := range []string{"p", "g", "m", "v"} {
+		if !equal(get(d, gbuf[i]), get(c, cbuf[i])) {
+			t.Errorf("AdamW: %s differs from the CPU device's", what)
+		}
 	}
 	if err := d.Sync(); err != nil {
 		t.Error(err)

@@ -60,6 +60,7 @@ const (
 	kScale2D
 	kAddBias
 	kExpand
+	kAdamW
 	kReduceRows
 	kReduceCols
 	kReduceColsFinal
@@ -104,6 +105,7 @@ var kernelNames = [numKernels]string{
 	kScale2D:           "scale2d",
 	kAddBias:           "add_bias",
 	kExpand:            "expand",
+	kAdamW:             "adamw",
 	kReduceRows:        "reduce_rows",
 	kReduceCols:        "reduce_cols",
 	kReduceColsFinal:   "reduce_cols_final",
@@ -151,6 +153,7 @@ var kernelSigs = [numKernels]string{
 	kScale2D:           "pflllll",
 	kAddBias:           "pplll",
 	kExpand:            "ppllffl",
+	kAdamW:             "ppppffffffffl",
 	kReduceRows:        "pplff",
 	kReduceCols:        "pppllllff",
 	kReduceColsFinal:   "pplllff",

@@ -20,7 +20,8 @@ import (
 // Run tests every method of dev. Each group of methods is a subtest, so
 // that -run selects them: "Memory", "Gemm", "GemmStrided", "Im2col",
 // "Col2im", "Elementwise", "Reduce", "Activation", "Softmax",
-// "CrossEntropy", "LayerNorm", "BatchNorm", "Pool", "Dropout" and "Panics".
+// "CrossEntropy", "LayerNorm", "BatchNorm", "Pool", "Dropout", "AdamW" and
+// "Panics".
 func Run(t *testing.T, dev kernels.Device) {
 	t.Helper()
 	if dev.Name() == "" {
@@ -44,6 +45,7 @@ func Run(t *testing.T, dev kernels.Device) {
 		{"BatchNorm", testBatchNorm},
 		{"Pool", testPool},
 		{"Dropout", testDropout},
+		{"AdamW", testAdamW},
 		{"Panics", testPanics},
 	} {
 		t.Run(s.name, func(t *testing.T) {

@@ -29,8 +29,8 @@ MODELS = {
 }
 
 
-def cosine(k):
-    return LR * (1 + math.cos(math.pi * k / STEPS)) / 2
+def cosine(k, lr=LR):
+    return lr * (1 + math.cos(math.pi * k / STEPS)) / 2
 
 
 def batches(opts):
@@ -46,16 +46,22 @@ def batches(opts):
 
 
 def make_optimizer(name, model, hp, data):
+    """The optimizer of a case; hp's optional "lr" (the base of the cosine
+    schedule, LR when absent) is the runner's, not the optimizer's."""
+    lr = hp.get("lr", LR)
+    hp = {k: v for k, v in hp.items() if k != "lr"}
+    if name in ("kfac", "eva", "foof"):
+        return {"kfac": ref_optim.KFAC, "eva": ref_optim.Eva, "foof": ref_optim.FOOF}[name](model, **hp)
     if name == "mac":
         o = ref_optim.MAC(model, **hp)
         if hp.get("first_layer_cov"):
             o.first_layer_covariance([x for x, _ in data])
         return o
     if name == "sgd":
-        return TorchOpt(torch.optim.SGD(model.parameters(), lr=LR, momentum=hp["momentum"],
+        return TorchOpt(torch.optim.SGD(model.parameters(), lr=lr, momentum=hp["momentum"],
                                         weight_decay=hp["wd"], nesterov=hp.get("nesterov", False)))
     if name == "adamw":
-        return TorchOpt(torch.optim.AdamW(model.parameters(), lr=LR, betas=(hp["beta1"], hp["beta2"]),
+        return TorchOpt(torch.optim.AdamW(model.parameters(), lr=lr, betas=(hp["beta1"], hp["beta2"]),
                                           eps=hp["eps"], weight_decay=hp["wd"]))
     raise ValueError(name)
 
@@ -92,26 +98,36 @@ def run(case, model_key, opt, hp):
         o.begin_step()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
-        o.step(cosine(k))
+        o.step(cosine(k, hp.get("lr", LR)))
         losses.append(loss.item())
     out = {"final." + n: p.detach() for n, p in model.named_parameters()}
     meta = dict(model=go_name, config=json.dumps(opts, sort_keys=True), optimizer=opt,
-                hparams=json.dumps(hp, sort_keys=True), steps=STEPS, lr=LR, seed=SEED, losses=json.dumps(losses))
+                hparams=json.dumps(hp, sort_keys=True), steps=STEPS, lr=hp.get("lr", LR), seed=SEED, losses=json.dumps(losses))
     path = save("optim_" + case, out, meta)
     print("%-22s loss %.4f -> %.4f  %d bytes" % (case, losses[0], losses[-1], os.path.getsize(path)))
 
 
 MAC_HP = dict(momentum=0.9, stat_decay=0.95, damping=1.0, wd=5e-4, tcov=2, tinv=5)
+KFAC_HP = dict(momentum=0.9, stat_decay=0.95, damping=0.03, wd=5e-4, tcov=2, tinv=5, kl_clip=1e-3)
+EVA_HP = dict(momentum=0.9, stat_decay=0.95, damping=0.03, wd=5e-4, tcov=2, kl_clip=1e-3)
+FOOF_HP = dict(momentum=0.9, stat_decay=0.95, damping=1.0, wd=5e-4, tcov=2, tinv=5, kl_clip=0.0)
 
 CASES = [
     ("sgd_lenet5", "lenet5", "sgd", dict(momentum=0.9, wd=5e-4)),
     ("sgd_vit_nesterov", "vit", "sgd", dict(momentum=0.9, wd=5e-4, nesterov=True)),
-    ("adamw_vit", "vit", "adamw", dict(beta1=0.9, beta2=0.999, eps=1e-8, wd=0.05)),
+    ("adamw_vit", "vit", "adamw", dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.05)),
+    ("adamw_lenet5", "lenet5", "adamw", dict(lr=2e-3, beta1=0.8, beta2=0.99, eps=1e-6, wd=0.01)),
     ("mac_lenet5", "lenet5", "mac", dict(MAC_HP, first_layer_cov=True, attention_v=True)),
     ("mac_lenet5_nofirst", "lenet5", "mac", dict(MAC_HP, first_layer_cov=False, damping=0.5)),
     ("mac_vit", "vit", "mac", dict(MAC_HP, first_layer_cov=True, attention_v=True)),
     ("mac_vit_noattn_decoupled", "vit", "mac", dict(MAC_HP, first_layer_cov=False, attention_v=False,
                                                      decoupled=True, wd=0.05)),
+    ("kfac_lenet5", "lenet5", "kfac", dict(KFAC_HP)),
+    ("kfac_vit_decoupled", "vit", "kfac", dict(KFAC_HP, decoupled=True, wd=0.05)),
+    ("eva_lenet5", "lenet5", "eva", dict(EVA_HP)),
+    ("eva_vit", "vit", "eva", dict(EVA_HP, damping=0.1)),
+    ("foof_lenet5", "lenet5", "foof", dict(FOOF_HP)),
+    ("foof_vit_klclip", "vit", "foof", dict(FOOF_HP, kl_clip=1e-3, damping=0.5)),
 ]
 
 

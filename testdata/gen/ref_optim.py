@@ -159,3 +159,198 @@ class MAC:
             set_grad(m, v)
         self.sgd.apply(lr)
         self.k += 1
+
+
+# ---------------------------------------------------------------------------
+# The curvature baselines of shared/MAC.md: KFAC, Eva, FOOF. Same protocol as
+# MAC (begin_step, then forward and backward, then step(lr)); statistics are
+# taken on steps k with k % tcov == 0, from forward hooks on the layers'
+# inputs and tensor hooks on their outputs' gradients. The loss is a mean
+# over the batch, so the output gradient of sample i is g_i / B.
+
+
+def output_grad_rows(m, g):
+    """The rows of a layer's output gradient: [B·P, out]."""
+    if isinstance(m, nn.Conv2d):
+        return g.permute(0, 2, 3, 1).reshape(-1, g.shape[1])
+    return g.reshape(-1, g.shape[-1])
+
+
+def sym_inverse(a, shift):
+    """(sym(a) + shift·I)⁻¹ in float64, returned in float32."""
+    a = a.double()
+    a = (a + a.T) / 2 + shift * torch.eye(a.shape[0], dtype=torch.float64)
+    return torch.linalg.inv(a).float()
+
+
+class _Hooked:
+    """Forward hooks on every Linear and Conv2d that hand the layer's input
+    to self._input and its output gradient to self._grad, on collecting
+    steps only."""
+
+    def __init__(self, model, tcov):
+        self.layers = preconditioned(model)
+        self.tcov, self.k, self.collect = tcov, 0, False
+        for _, m in self.layers:
+            m.register_forward_hook(self._fwd)
+
+    def _fwd(self, m, inp, out):
+        if not self.collect:
+            return
+        a = inp[0].detach()
+        self._input(m, a)
+        out.register_hook(lambda g, m=m, a=a: self._grad(m, a, g.detach()))
+
+    def begin_step(self):
+        self.collect = self.k % self.tcov == 0
+
+    def _kl_clip(self, vs, gws, lr):
+        """ν = min(1, √(κ / |η²·Σ V⊙Gw|)) over every preconditioned layer."""
+        if not self.kl_clip:
+            return 1.0
+        vg = sum(float((v * g).sum()) for v, g in zip(vs, gws)) * lr ** 2
+        return min(1.0, (self.kl_clip / abs(vg)) ** 0.5) if vg != 0 else 1.0
+
+
+class KFAC(_Hooked):
+    """KFAC with kfac-pytorch's factors (alecwangcq/KFAC-Pytorch, batch
+    averaged): A from the input rows divided by the positions P of a sample
+    (a sample's rows: 1 for a plain Linear, its tokens, or a convolution's
+    output positions), A = Σ (a/P)(a/P)ᵀ / B; G from the output-gradient rows
+    times B·P, G = mean of (B·P·g)(B·P·g)ᵀ. EMA from the identity; every
+    tinv steps π-damped inverses; KL clip."""
+
+    def __init__(self, model, momentum=0.9, stat_decay=0.95, damping=0.03, wd=5e-4, decoupled=False,
+                 tcov=5, tinv=50, kl_clip=1e-3):
+        super().__init__(model, tcov)
+        self.beta, self.damping, self.tinv, self.kl_clip = stat_decay, damping, tinv, kl_clip
+        self.sgd = SGDStep(model.parameters(), momentum, wd, decoupled)
+        self.A, self.G, self.Ainv, self.Ginv = {}, {}, {}, {}
+        self.a_new, self.g_new = {}, {}
+
+    def _input(self, m, a):
+        rows = input_rows(m, a)
+        B = a.shape[0]
+        P = rows.shape[0] // B
+        r = rows / P
+        self.a_new[m] = r.T @ (r / B)
+
+    def _grad(self, m, a, g):
+        rows = output_grad_rows(m, g)
+        B = a.shape[0]
+        P = rows.shape[0] // B
+        s = rows * (B * P)
+        self.g_new[m] = s.T @ (s / rows.shape[0])
+
+    @torch.no_grad()
+    def step(self, lr):
+        for _, m in self.layers:
+            if self.collect:
+                for ema, new in ((self.A, self.a_new), (self.G, self.g_new)):
+                    if m not in ema:
+                        ema[m] = torch.eye(new[m].shape[0])
+                    ema[m] = self.beta * ema[m] + (1 - self.beta) * new[m]
+            if self.k % self.tinv == 0:
+                A, G = self.A[m], self.G[m]
+                ta, tg = float(A.double().trace()) / A.shape[0], float(G.double().trace()) / G.shape[0]
+                pi = (ta / tg) ** 0.5 if ta > 0 and tg > 0 else 1.0
+                self.Ainv[m] = sym_inverse(A, self.damping ** 0.5 * pi)
+                self.Ginv[m] = sym_inverse(G, self.damping ** 0.5 / pi)
+        vs, gws = [], []
+        for _, m in self.layers:
+            gw = grad_matrix(m)
+            vs.append(self.Ginv[m] @ gw @ self.Ainv[m])
+            gws.append(gw)
+        nu = self._kl_clip(vs, gws, lr)
+        for (_, m), v in zip(self.layers, vs):
+            set_grad(m, v * nu)
+        self.sgd.apply(lr)
+        self.k += 1
+
+
+class Eva(_Hooked):
+    """Eva: ā the mean input row (with the trailing 1), ḡ the mean raw output
+    gradient, as Eva's get_vector_a and get_vector_g take them; each an EMA
+    started at its first value; V = (1/λ)·[Gw − (ḡᵀGwā / (‖ā‖²‖ḡ‖² + λ))·ḡāᵀ]
+    every step; KL clip."""
+
+    def __init__(self, model, momentum=0.9, stat_decay=0.95, damping=0.03, wd=5e-4, decoupled=False,
+                 tcov=5, kl_clip=1e-3, **_):
+        super().__init__(model, tcov)
+        self.beta, self.damping, self.kl_clip = stat_decay, damping, kl_clip
+        self.sgd = SGDStep(model.parameters(), momentum, wd, decoupled)
+        self.ma, self.mg, self.a_new, self.g_new = {}, {}, {}, {}
+
+    def _input(self, m, a):
+        if isinstance(m, nn.Conv2d):
+            a = a.mean(0, keepdim=True)  # Eva averages the batch first, then unfolds
+            p = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+            v = p.mean((0, 2))
+        else:
+            v = a.mean(tuple(range(a.dim() - 1)))
+        if m.bias is not None:
+            v = torch.cat([v, v.new_ones(1)])
+        self.a_new[m] = v
+
+    def _grad(self, m, a, g):
+        dims = [0, 2, 3] if isinstance(m, nn.Conv2d) else list(range(g.dim() - 1))
+        self.g_new[m] = g.mean(dims)
+
+    @torch.no_grad()
+    def step(self, lr):
+        if self.collect:
+            for _, m in self.layers:
+                for ema, new in ((self.ma, self.a_new), (self.mg, self.g_new)):
+                    ema[m] = new[m].clone() if m not in ema else self.beta * ema[m] + (1 - self.beta) * new[m]
+        vs, gws = [], []
+        for _, m in self.layers:
+            gw = grad_matrix(m)
+            a, g = self.ma[m], self.mg[m]
+            coef = (g @ gw @ a) / ((a @ a) * (g @ g) + self.damping)
+            vs.append((gw - coef * torch.outer(g, a)) / self.damping)
+            gws.append(gw)
+        nu = self._kl_clip(vs, gws, lr)
+        for (_, m), v in zip(self.layers, vs):
+            set_grad(m, v * nu)
+        self.sgd.apply(lr)
+        self.k += 1
+
+
+class FOOF(_Hooked):
+    """FOOF: A = E[aaᵀ], the plain mean over input rows (patches unscaled, as
+    the MAC authors' FOOF takes it); EMA from zero with bias correction;
+    every tinv steps (Â + λI)⁻¹; V = Gw·(Â + λI)⁻¹; KL clip when kl_clip > 0."""
+
+    def __init__(self, model, momentum=0.9, stat_decay=0.95, damping=1.0, wd=5e-4, decoupled=False,
+                 tcov=5, tinv=50, kl_clip=0.0):
+        super().__init__(model, tcov)
+        self.beta, self.damping, self.tinv, self.kl_clip = stat_decay, damping, tinv, kl_clip
+        self.sgd = SGDStep(model.parameters(), momentum, wd, decoupled)
+        self.A, self.n, self.Ainv, self.a_new = {}, 0, {}, {}
+
+    def _input(self, m, a):
+        rows = input_rows(m, a)
+        self.a_new[m] = rows.T @ (rows / rows.shape[0])
+
+    def _grad(self, m, a, g):
+        pass
+
+    @torch.no_grad()
+    def step(self, lr):
+        if self.collect:
+            self.n += 1
+            for _, m in self.layers:
+                self.A[m] = (1 - self.beta) * self.a_new[m] + (self.beta * self.A[m] if m in self.A else 0)
+        if self.k % self.tinv == 0:
+            for _, m in self.layers:
+                self.Ainv[m] = sym_inverse(self.A[m] / (1 - self.beta ** self.n), self.damping)
+        vs, gws = [], []
+        for _, m in self.layers:
+            gw = grad_matrix(m)
+            vs.append(gw @ self.Ainv[m])
+            gws.append(gw)
+        nu = self._kl_clip(vs, gws, lr)
+        for (_, m), v in zip(self.layers, vs):
+            set_grad(m, v * nu)
+        self.sgd.apply(lr)
+        self.k += 1

@@ -61,9 +61,12 @@ inline float __int_as_float(int i) {
 	return f;
 }
 
-// No contraction on the host unless asked (-ffp-contract=off): __fmul_rn
-// is then a plain product.
-inline float __fmul_rn(float a, float b) { return a * b; }
+// The explicitly rounded operations, kept out of line so that the host
+// compiler cannot fuse them into multiply-adds even with FMA=1.
+__attribute__((noinline)) inline float __fmul_rn(float a, float b) { return a * b; }
+__attribute__((noinline)) inline float __fadd_rn(float a, float b) { return a + b; }
+__attribute__((noinline)) inline float __fsub_rn(float a, float b) { return a - b; }
+__attribute__((noinline)) inline float __fdiv_rn(float a, float b) { return a / b; }
 
 using std::max;
 using std::min;

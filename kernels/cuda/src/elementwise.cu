@@ -113,3 +113,21 @@ KERNEL void expand(float *dst, const float *src, i64 mid, i64 inner, float alpha
 		dst[k] = beta == 0.0f ? v : v + beta * dst[k];
 	}
 }
+
+// adamw is one torch.optim.AdamW step, in float32 in torch's order, the
+// scalars computed on the host in float64 as kernels/cpu does. The
+// explicit roundings keep nvcc from fusing multiply-adds, so that the GPU
+// and the CPU devices move the parameters identically.
+KERNEL void adamw(float *p, const float *g, float *m, float *v, float decay, float beta1, float c1, float beta2,
+                  float c2, float stepSize, float bc2Sqrt, float eps, i64 n) {
+	FOR_N(i, n) {
+		float gi = g[i];
+		float pi = __fmul_rn(p[i], decay);
+		float mi = __fadd_rn(__fmul_rn(m[i], beta1), __fmul_rn(c1, gi));
+		float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(c2, gi), gi));
+		float denom = __fadd_rn(__fdiv_rn(sqrtf(vi), bc2Sqrt), eps);
+		p[i] = __fsub_rn(pi, __fmul_rn(stepSize, __fdiv_rn(mi, denom)));
+		m[i] = mi;
+		v[i] = vi;
+	}
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/train"
+)
+
+// trainFlags binds every `macdist train` flag to a train.Config.
+func trainFlags(fs *flag.FlagSet, c *train.Config) {
+	fs.StringVar(&c.Model, "model", c.Model, "model: "+strings.Join(models.Names(), ", "))
+	fs.IntVar(&c.Depth, "depth", 0, "layers or blocks, where the model has the option (0: its default)")
+	fs.IntVar(&c.Patch, "patch", 0, "ViT patch size in pixels (0: the model's default)")
+	fs.StringVar(&c.Data, "data", c.Data, "dataset: fashion-mnist | fashion-mnist:DIR | mnist:DIR | cifar10:DIR | cifar100:DIR | imagefolder:PATH | synthetic:CxHxW:K:N")
+	fs.StringVar(&c.DatasetsDir, "datasets-dir", "", "where bare dataset names are looked for (default /usr/share/datasets)")
+	fs.StringVar(&c.Augment, "augment", c.Augment, "training augmentation: none or default (none for MNIST-like sets, crop+flip for CIFAR, random-resized-crop+flip for ImageFolder)")
+	fs.IntVar(&c.Subset, "subset", 0, "train on the first N training samples only (0: all)")
+	fs.IntVar(&c.TestSubset, "test-subset", 0, "evaluate on the first N evaluation samples only (0: all)")
+	fs.StringVar(&c.Device, "device", c.Device, "cpu, cuda or cuda:N")
+
+	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "mac, sgd, adamw, kfac, eva or foof; hyperparameters not given take that method's defaults")
+	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
+	fs.Float64Var(&c.Momentum, "momentum", c.Momentum, "heavy-ball momentum (AdamW: β1)")
+	fs.BoolVar(&c.Nesterov, "nesterov", c.Nesterov, "Nesterov momentum")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "weight decay")
+	fs.BoolVar(&c.DecoupledWD, "decoupled-wd", c.DecoupledWD, "decay the weights directly (p ← (1−lr·wd)·p) instead of adding wd·p to the gradient")
+	fs.Float64Var(&c.Damping, "damping", c.Damping, "λ of the curvature methods")
+	fs.Float64Var(&c.StatDecay, "stat-decay", c.StatDecay, "β of the statistics' moving average")
+	fs.IntVar(&c.TCov, "tcov", c.TCov, "collect statistics every N steps")
+	fs.IntVar(&c.TInv, "tinv", c.TInv, "refresh the preconditioner every N steps")
+	fs.BoolVar(&c.FirstLayerCov, "first-layer-cov", c.FirstLayerCov, "MAC: precondition the first layer with its full input covariance, computed before training")
+	fs.BoolVar(&c.AttentionV, "attention-v", c.AttentionV, "MAC: the attention rule for the value rows of qkv projections")
+	fs.Float64Var(&c.LabelSmoothing, "label-smoothing", c.LabelSmoothing, "label smoothing of the loss, in [0, 1)")
+
+	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs; the learning-rate schedule spans them")
+	fs.IntVar(&c.MaxSteps, "max-steps", 0, "stop after this many steps in all, without changing the schedule (0: run every epoch)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "batch size (per rank)")
+	fs.StringVar(&c.Schedule, "lr-schedule", c.Schedule, "constant, cosine or multistep (×0.1 at 50% and 75%)")
+	fs.Float64Var(&c.Warmup, "warmup", 0, "linear warmup, in epochs (fractions allowed)")
+	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the initial weights, the data order and augmentation")
+	fs.BoolVar(&c.Shuffle, "shuffle", c.Shuffle, "shuffle the training set every epoch")
+	fs.StringVar(&c.Init, "init", "", "start from this safetensors state_dict (PyTorch names) instead of the seeded initialisation")
+
+	fs.StringVar(&c.RunDir, "run-dir", "", "directory for checkpoints, metrics.jsonl, curves.png and final/ (default runs/MODEL-OPTIMIZER-TIME)")
+	fs.BoolVar(&c.Resume, "resume", false, "continue from the newest complete checkpoint in --run-dir")
+	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "also checkpoint every N steps (0: only at the end of each epoch)")
+	fs.IntVar(&c.Keep, "keep", c.Keep, "complete checkpoints to keep (0: all)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on /metrics at this address, such as 127.0.0.1:9464 (default off)")
+	fs.IntVar(&c.Workers, "workers", 0, "data decoding goroutines (0: one per CPU)")
+	fs.StringVar(&c.ProgressMode, "progress", "auto", "auto (a bar on a terminal, lines otherwise), bar, lines or none")
+	fs.IntVar(&c.LogEvery, "log-every", 0, "steps between progress lines when not on a terminal (0: a tenth of an epoch)")
+}
+
+// applyMethodDefaults gives the hyperparameters the user did not set the
+// chosen method's defaults (the flags' own defaults are MAC's).
+func applyMethodDefaults(fs *flag.FlagSet, c *train.Config) error {
+	if c.Optimizer == "mac" {
+		return nil
+	}
+	d, err := train.OptimizerDefaults(c.Optimizer)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cv, dv := reflect.ValueOf(c).Elem(), reflect.ValueOf(d)
+	for flagName, field := range train.HyperFields {
+		if !set[flagName] {
+			cv.FieldByName(field).Set(dv.FieldByName(field))
+		}
+	}
+	return nil
+}
+
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("train", stderr)
+	cfg := train.DefaultConfig()
+	trainFlags(fs, &cfg)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := applyMethodDefaults(fs, &cfg); err != nil {
+		return err
+	}
+	if _, err := models.Default(cfg.Model); err != nil {
+		return usageErrorf("%v", err)
+	}
+	if cfg.RunDir == "" {
+		if cfg.Resume {
+			return usageErrorf("--resume needs --run-dir, the directory of the run to continue")
+		}
+		cfg.RunDir = filepath.Join("runs", fmt.Sprintf("%s-%s-%s", cfg.Model, cfg.Optimizer, time.Now().Format("20060102-150405")))
+	}
+	cfg.Progress = stderr
+
+	// SIGTERM (and Ctrl-C, which main also catches) finishes the step and
+	// checkpoints; a second signal quits at once.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case s := <-sig:
+			fmt.Fprintf(stderr, "\nmacdist train: %v: finishing the step and writing a checkpoint (signal again to quit without one)\n", s)
+			cancel(fmt.Errorf("signal: %v", s))
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sig:
+			fmt.Fprintf(stderr, "macdist train: %v again: quitting without a checkpoint\n", s)
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+
+	err := train.Run(ctx, cfg, stdout)
+	var intr *train.Interrupted
+	if errors.As(err, &intr) {
+		if intr.Checkpoint == "" {
+			return fmt.Errorf("%v\nto start again: %s", intr, resumeCommand(args, cfg.RunDir, false))
+		}
+		return fmt.Errorf("%v\nto resume: %s", intr, resumeCommand(args, cfg.RunDir, true))
+	}
+	return err
+}
+
+// resumeCommand is the command line that continues this run: the same
+// flags, --run-dir made explicit, and --resume.
+func resumeCommand(args []string, runDir string, resume bool) string {
+	out := []string{os.Args[0], "train"}
+	hasDir := false
+	for _, a := range args {
+		name := strings.TrimLeft(a, "-")
+		name, _, _ = strings.Cut(name, "=")
+		if strings.HasPrefix(a, "-") && name == "resume" {
+			continue
+		}
+		if strings.HasPrefix(a, "-") && name == "run-dir" {
+			hasDir = true
+		}
+		out = append(out, a)
+	}
+	if !hasDir {
+		out = append(out, "--run-dir", runDir)
+	}
+	if resume {
+		out = append(out, "--resume")
+	}
+	for i, a := range out {
+		out[i] = shellQuote(a)
+	}
+	return strings.Join(out, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,569 @@
+package collective
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+const (
+	// DefaultTimeout bounds every wait of a ring on a peer. It must exceed
+	// the longest time one rank may legitimately reach a collective after
+	// another (a slow step, rank 0 writing a checkpoint), so it is generous.
+	DefaultTimeout = 60 * time.Second
+	// DefaultChunkBytes is the unit of the ring's pipeline: small enough
+	// that a rank forwards the first chunk of a segment while the rest is
+	// still arriving, large enough that per-chunk costs (a deadline, a
+	// system call) vanish against the copy.
+	DefaultChunkBytes = 256 << 10
+)
+
+// RingConfig is what a rank needs to join a ring: the rendezvous hands it out.
+type RingConfig struct {
+	Rank, Size int
+	// Addrs holds every rank's listen address, indexed by rank. Rank r
+	// dials Addrs[(r+1)%Size], its right neighbour, and accepts its left.
+	Addrs []string
+	// Listener is this rank's, already bound to Addrs[Rank]. NewRing
+	// accepts on it but does not close it: the caller owns it and may
+	// reuse it for the next generation. It should have a SetDeadline
+	// method (as *net.TCPListener has); otherwise NewRing closes it to
+	// stop accepting when it gives up.
+	Listener net.Listener
+	// Generation and Token must match on both ends of every connection;
+	// the token is never sent, both ends prove they know it (HMAC-SHA256
+	// over fresh nonces).
+	Generation uint64
+	Token      string
+	// Timeout bounds each wait on a peer, for data or for room to send
+	// (0 means DefaultTimeout): a dead or stalled peer becomes an error
+	// within it instead of a hang.
+	Timeout time.Duration
+	// ConnectTimeout bounds NewRing (0 means Timeout).
+	ConnectTimeout time.Duration
+	// ChunkBytes is the pipeline's unit (0 means DefaultChunkBytes).
+	ChunkBytes int
+	// Device is the device whose buffers the ring reduces. Nil or a
+	// *cpu.Device: buffers are used in place. Any other device: buffers
+	// are staged through a host buffer (Download, ring, Upload), which the
+	// ring keeps between calls.
+	Device kernels.Device
+}
+
+// Ring is a Communicator over TCP: each rank keeps one connection to its
+// right neighbour, on which it only sends, and one from its left, on which
+// it only receives. See the package documentation for the algorithm.
+type Ring struct {
+	rank, size int
+	gen        uint64
+	timeout    time.Duration
+	chunk      int // elements
+	left       *link
+	right      *link
+	host       host
+
+	opMu    sync.Mutex // one collective at a time
+	seq     uint64
+	scratch []float32 // one received chunk, before it is added
+
+	// The receiving half of a collective runs on the caller's goroutine,
+	// the sending half on sender: progress counts the units received so
+	// far (the header, then chunks), and kick wakes a sender waiting for
+	// the chunk it must forward next.
+	jobs     chan job
+	sendRes  chan error
+	progress atomic.Int64
+	kick     chan struct{}
+	watch    chan context.Context
+	opEnd    chan struct{}
+
+	aborted   chan struct{}
+	abortOnce sync.Once
+	causeMu   sync.Mutex
+	cause     error
+
+	quit      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+type opKind uint8
+
+const (
+	kindAllReduce opKind = iota + 1
+	kindBroadcast
+	kindBarrier
+)
+
+func (k opKind) String() string {
+	switch k {
+	case kindAllReduce:
+		return "AllReduce"
+	case kindBroadcast:
+		return "Broadcast"
+	case kindBarrier:
+		return "Barrier"
+	}
+	return fmt.Sprintf("op(%d)", uint8(k))
+}
+
+// header describes a collective. Each rank sends its own to its right
+// neighbour before any data, and checks the one from its left, so that two
+// ranks that disagree on the order or the sizes of their collectives fail
+// at once with a clear error instead of exchanging garbage.
+type header struct {
+	kind opKind
+	op   Op
+	root uint32
+	seq  uint64
+	n    uint64
+}
+
+func (h header) String() string {
+	switch h.kind {
+	case kindAllReduce:
+		return fmt.Sprintf("AllReduce #%d (%s, %d elements)", h.seq, h.op, h.n)
+	case kindBroadcast:
+		return fmt.Sprintf("Broadcast #%d (root %d, %d elements)", h.seq, h.root, h.n)
+	}
+	return fmt.Sprintf("%v #%d", h.kind, h.seq)
+}
+
+const (
+	headerLen   = 32
+	headerMagic = 0x4c43444d // "MDCL"
+)
+
+func (h header) encode(b *[headerLen]byte) {
+	binary.LittleEndian.PutUint32(b[0:], headerMagic)
+	b[4] = byte(h.kind)
+	b[5] = byte(h.op)
+	b[6], b[7] = 0, 0
+	binary.LittleEndian.PutUint32(b[8:], h.root)
+	binary.LittleEndian.PutUint32(b[12:], 0)
+	binary.LittleEndian.PutUint64(b[16:], h.seq)
+	binary.LittleEndian.PutUint64(b[24:], h.n)
+}
+
+func decodeHeader(b *[headerLen]byte) (header, bool) {
+	h := header{
+		kind: opKind(b[4]),
+		op:   Op(b[5]),
+		root: binary.LittleEndian.Uint32(b[8:]),
+		seq:  binary.LittleEndian.Uint64(b[16:]),
+		n:    binary.LittleEndian.Uint64(b[24:]),
+	}
+	return h, binary.LittleEndian.Uint32(b[0:]) == headerMagic
+}
+
+// job is one collective as the sender sees it.
+type job struct {
+	h    header
+	data []float32
+}
+
+// link is one connection to a neighbour, with the per-wait deadline.
+type link struct {
+	conn    net.Conn
+	peer    int
+	addr    string
+	timeout time.Duration
+	// Kept here so that passing them to the connection does not move
+	// them to the heap on every call.
+	hdr [headerLen]byte
+	tok [8]byte
+}
+
+func (l *link) write(b []byte) error {
+	if err := l.conn.SetWriteDeadline(time.Now().Add(l.timeout)); err != nil {
+		return l.wrap("send to", err)
+	}
+	if _, err := l.conn.Write(b); err != nil {
+		return l.wrap("send to", err)
+	}
+	return nil
+}
+
+func (l *link) read(b []byte) error {
+	if err := l.conn.SetReadDeadline(time.Now().Add(l.timeout)); err != nil {
+		return l.wrap("receive from", err)
+	}
+	if _, err := io.ReadFull(l.conn, b); err != nil {
+		return l.wrap("receive from", err)
+	}
+	return nil
+}
+
+func (l *link) wrap(what string, err error) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%s rank %d (%s): no progress for %v (timeout; peer stalled or dead): %w", what, l.peer, l.addr, l.timeout, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%s rank %d (%s): connection closed by the peer (it failed or aborted): %w", what, l.peer, l.addr, err)
+	}
+	return fmt.Errorf("%s rank %d (%s): %w", what, l.peer, l.addr, err)
+}
+
+// Rank is this rank's index.
+func (r *Ring) Rank() int { return r.rank }
+
+// Size is the number of ranks in the ring.
+func (r *Ring) Size() int { return r.size }
+
+// Generation is the generation the ring was built for.
+func (r *Ring) Generation() uint64 { return r.gen }
+
+// Abort breaks the ring: it closes both connections, which wakes this
+// rank's blocked call and makes both neighbours fail in turn.
+func (r *Ring) Abort(err error) {
+	if err == nil {
+		err = ErrAborted
+	}
+	r.abortOnce.Do(func() {
+		r.causeMu.Lock()
+		r.cause = err
+		r.causeMu.Unlock()
+		close(r.aborted)
+		if r.left != nil {
+			r.left.conn.Close()
+		}
+		if r.right != nil {
+			r.right.conn.Close()
+		}
+	})
+}
+
+// Close aborts with ErrClosed (unless the ring failed before), waits for any
+// call in flight to return and stops the ring's goroutines.
+func (r *Ring) Close() error {
+	r.Abort(ErrClosed)
+	r.closeOnce.Do(func() {
+		r.opMu.Lock()
+		close(r.quit)
+		r.opMu.Unlock()
+		r.wg.Wait()
+	})
+	return nil
+}
+
+// Err returns the reason the ring broke, or nil while it works.
+func (r *Ring) Err() error {
+	select {
+	case <-r.aborted:
+		r.causeMu.Lock()
+		defer r.causeMu.Unlock()
+		return r.cause
+	default:
+		return nil
+	}
+}
+
+func (r *Ring) opError(h header) error {
+	return fmt.Errorf("collective: ring rank %d/%d (generation %d): %v: %w", r.rank, r.size, r.gen, h, r.Err())
+}
+
+// AllReduce reduces buf over the ring: reduce-scatter, then all-gather.
+func (r *Ring) AllReduce(ctx context.Context, buf kernels.Buffer, op Op) error {
+	if op != Sum && op != Avg {
+		return fmt.Errorf("collective: AllReduce: unknown op %v", op)
+	}
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	data := r.host.get(buf, true)
+	err := r.run(ctx, header{kind: kindAllReduce, op: op, seq: r.seq, n: uint64(len(data))}, data)
+	if err == nil {
+		r.host.put(buf, data)
+	}
+	return err
+}
+
+// Broadcast pipelines root's buf along the ring, root → root+1 → … → root−1.
+func (r *Ring) Broadcast(ctx context.Context, buf kernels.Buffer, root int) error {
+	if root < 0 || root >= r.size {
+		return fmt.Errorf("collective: Broadcast: root %d outside [0, %d)", root, r.size)
+	}
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	data := r.host.get(buf, r.rank == root)
+	err := r.run(ctx, header{kind: kindBroadcast, root: uint32(root), seq: r.seq, n: uint64(len(data))}, data)
+	if err == nil && r.rank != root {
+		r.host.put(buf, data)
+	}
+	return err
+}
+
+// Barrier passes a token round the ring Size−1 times; the last one a rank
+// receives proves, transitively, that every rank has entered.
+func (r *Ring) Barrier(ctx context.Context) error {
+	r.opMu.Lock()
+	defer r.opMu.Unlock()
+	return r.run(ctx, header{kind: kindBarrier, seq: r.seq}, nil)
+}
+
+// run executes one collective: the sender goroutine sends while this one
+// receives. Called with opMu held.
+func (r *Ring) run(ctx context.Context, h header, data []float32) error {
+	r.seq++
+	select {
+	case <-r.aborted:
+		return r.opError(h)
+	default:
+	}
+	if r.size == 1 {
+		return nil
+	}
+	watching := ctx.Done() != nil
+	if watching {
+		r.watch <- ctx
+	}
+	r.progress.Store(0)
+	select {
+	case <-r.kick:
+	default:
+	}
+	r.jobs <- job{h: h, data: data}
+	rerr := r.receive(h, data)
+	if rerr != nil {
+		r.Abort(rerr)
+	}
+	// The sender always answers, and soon once the ring is aborted: it
+	// must be done with data before the caller gets it back.
+	if serr := <-r.sendRes; serr != nil {
+		r.Abort(serr)
+		rerr = serr
+	}
+	if watching {
+		r.opEnd <- struct{}{}
+	}
+	if rerr != nil {
+		return r.opError(h)
+	}
+	return nil
+}
+
+// watcher turns the end of a call's context into an abort: a collective
+// interrupted halfway leaves its peers mid-stream, so the ring cannot go on.
+func (r *Ring) watcher() {
+	defer r.wg.Done()
+	for {
+		select {
+		case ctx := <-r.watch:
+			select {
+			case <-ctx.Done():
+				r.Abort(fmt.Errorf("context ended during a collective: %w", context.Cause(ctx)))
+				<-r.opEnd
+			case <-r.opEnd:
+			}
+		case <-r.quit:
+			return
+		}
+	}
+}
+
+func (r *Ring) sender() {
+	defer r.wg.Done()
+	for {
+		select {
+		case j := <-r.jobs:
+			r.sendRes <- r.send(j)
+		case <-r.quit:
+			return
+		}
+	}
+}
+
+// errAbortedWait stands for "the ring was aborted while the sender waited";
+// the caller reports the abort's cause instead.
+var errAbortedWait = errors.New("collective: aborted while waiting")
+
+// await blocks until the receiver has completed n units.
+func (r *Ring) await(n int64) error {
+	for r.progress.Load() < n {
+		select {
+		case <-r.kick:
+		case <-r.aborted:
+			return errAbortedWait
+		}
+	}
+	return nil
+}
+
+// done records that the receiver has completed n units.
+func (r *Ring) done(n int64) {
+	r.progress.Store(n)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// chunks is the number of pipeline chunks per ring segment of an n-element
+// AllReduce: every segment is cut at the same multiples of r.chunk, so the
+// shorter segments simply have a shorter (or empty) last chunk.
+func (r *Ring) chunks(n int) int {
+	seg := (n + r.size - 1) / r.size
+	return (seg + r.chunk - 1) / r.chunk
+}
+
+// The AllReduce stream has 2(R−1) steps. At step s, rank r sends segment
+// (r−s) mod R and receives segment (r−s−1) mod R: for s < R−1 it adds what
+// it receives into its own values (reduce-scatter); at s = R−2 the segment
+// it receives, (r+1) mod R, is complete; from s = R−1 on it overwrites
+// (all-gather). What a rank sends at step s is what it received at step
+// s−1, so chunk c of step s waits only for chunk c of step s−1: unit
+// 1 + (s−1)·C + c + 1 of the receiver's progress (unit 0 is the header).
+
+func (r *Ring) send(j job) error {
+	l := r.right
+	j.h.encode(&l.hdr)
+	if err := l.write(l.hdr[:]); err != nil {
+		return err
+	}
+	R := r.size
+	switch j.h.kind {
+	case kindAllReduce:
+		n := len(j.data)
+		C := r.chunks(n)
+		for s := 0; s < 2*(R-1); s++ {
+			off, segLen := segment(n, R, mod(r.rank-s, R))
+			for c := 0; c < C; c++ {
+				lo, hi := c*r.chunk, min((c+1)*r.chunk, segLen)
+				if lo >= hi {
+					continue
+				}
+				if s > 0 {
+					if err := r.await(int64(1 + (s-1)*C + c + 1)); err != nil {
+						return err
+					}
+				}
+				if err := l.write(asBytes(j.data[off+lo : off+hi])); err != nil {
+					return err
+				}
+			}
+		}
+	case kindBroadcast:
+		root := int(j.h.root)
+		if mod(r.rank+1, R) == root {
+			return nil // the end of the chain
+		}
+		for c, lo := 0, 0; lo < len(j.data); c, lo = c+1, lo+r.chunk {
+			hi := min(lo+r.chunk, len(j.data))
+			if r.rank != root {
+				if err := r.await(int64(1 + c + 1)); err != nil {
+					return err
+				}
+			}
+			if err := l.write(asBytes(j.data[lo:hi])); err != nil {
+				return err
+			}
+		}
+	case kindBarrier:
+		for s := 1; s < R-1; s++ {
+			if err := r.await(int64(s)); err != nil {
+				return err
+			}
+			binary.LittleEndian.PutUint64(l.tok[:], j.h.seq)
+			if err := l.write(l.tok[:]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Ring) receive(h header, data []float32) error {
+	l := r.left
+	if err := l.read(l.hdr[:]); err != nil {
+		return err
+	}
+	got, ok := decodeHeader(&l.hdr)
+	if !ok {
+		return fmt.Errorf("receive from rank %d (%s): stream out of step (bad header magic)", l.peer, l.addr)
+	}
+	if got != h {
+		return fmt.Errorf("%w: rank %d issued %v while rank %d issued %v", ErrMismatch, l.peer, got, r.rank, h)
+	}
+	r.done(1)
+	R := r.size
+	switch h.kind {
+	case kindAllReduce:
+		n := len(data)
+		C := r.chunks(n)
+		for s := 0; s < 2*(R-1); s++ {
+			off, segLen := segment(n, R, mod(r.rank-s-1, R))
+			for c := 0; c < C; c++ {
+				lo, hi := c*r.chunk, min((c+1)*r.chunk, segLen)
+				if lo < hi {
+					dst := data[off+lo : off+hi]
+					if s < R-1 {
+						in := r.scratch[:hi-lo]
+						if err := l.read(asBytes(in)); err != nil {
+							return err
+						}
+						add(dst, in)
+						if s == R-2 && h.op == Avg {
+							div(dst, float32(R))
+						}
+					} else if err := l.read(asBytes(dst)); err != nil {
+						return err
+					}
+				}
+				r.done(int64(1 + s*C + c + 1))
+			}
+		}
+	case kindBroadcast:
+		if r.rank == int(h.root) {
+			return nil
+		}
+		for c, lo := 0, 0; lo < len(data); c, lo = c+1, lo+r.chunk {
+			hi := min(lo+r.chunk, len(data))
+			if err := l.read(asBytes(data[lo:hi])); err != nil {
+				return err
+			}
+			r.done(int64(1 + c + 1))
+		}
+	case kindBarrier:
+		for s := 1; s < R-1; s++ {
+			if err := l.read(l.tok[:]); err != nil {
+				return err
+			}
+			if binary.LittleEndian.Uint64(l.tok[:]) != h.seq {
+				return fmt.Errorf("receive from rank %d (%s): barrier token out of step", l.peer, l.addr)
+			}
+			r.done(int64(s + 1))
+		}
+	}
+	return nil
+}
+
+// asBytes is f's memory as bytes, in this host's byte order; the handshake
+// refuses peers of the other order.
+func asBytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
+}
+
+func add(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+func div(x []float32, d float32) {
+	for i := range x {
+		x[i] /= d
+	}
+}

@@ -1,0 +1,681 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/macdist/macdist/data"
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/mac"
+	"github.com/macdist/macdist/nn"
+	"github.com/macdist/macdist/nn/models"
+)
+
+// Interrupted is Run's error when its context was cancelled (Ctrl-C,
+// SIGTERM): the step in flight was finished and, on rank 0, a checkpoint
+// written, from which `--resume` continues exactly.
+type Interrupted struct {
+	RunDir     string
+	Checkpoint string // "" when training had not started
+	Step       int
+	Cause      error
+}
+
+func (e *Interrupted) Error() string {
+	if e.Checkpoint == "" {
+		return fmt.Sprintf("interrupted before the first step (%v); no checkpoint was written", e.Cause)
+	}
+	return fmt.Sprintf("interrupted (%v) after step %d; checkpoint %s written", e.Cause, e.Step, e.Checkpoint)
+}
+
+func (e *Interrupted) Unwrap() error { return e.Cause }
+
+// Paths inside a run directory.
+const (
+	CheckpointsDir = "checkpoints"
+	FinalDir       = "final"
+	CurvesFile     = "curves.png"
+	ConfigFile     = "config.json"
+)
+
+type trainer struct {
+	cfg    Config
+	out    io.Writer
+	log    *progress
+	lead   bool // rank 0: writes files, serves metrics
+	ckRoot string
+
+	dev       kernels.Device
+	closeDev  func()
+	model     *models.Model
+	params    []*nn.Param
+	grads     []kernels.Buffer
+	bufParams []*nn.Param
+	shadow    []kernels.Buffer // copies of the buffers, restored on a skipped step
+	opt       mac.Optimizer
+	sched     mac.Schedule
+	lossFn    *nn.CrossEntropyLoss
+	evalLoss  *nn.CrossEntropyLoss
+	inputs    map[int]*nn.Tensor // by batch size
+
+	trainSet, testSet   data.Dataset
+	loader, testLoader  *data.Loader
+	nb, total, maxSteps int
+
+	settings Settings
+	st       RunState
+	lastCkpt string
+	lastKey  [3]int // step, epoch and epoch step of lastCkpt
+	metrics  *metrics
+
+	lastLoss, lastAcc, lastLR float64
+
+	// hookStep, for tests, runs after every step.
+	hookStep func(t *trainer)
+}
+
+// Run trains as cfg says, writing the per-epoch JSON lines to out and
+// everything else under cfg.RunDir (rank 0). It returns an *Interrupted
+// when ctx is cancelled, after saving a checkpoint.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	t, err := newTrainer(cfg, out)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	return t.run(ctx)
+}
+
+func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	t := &trainer{
+		cfg: cfg, out: out, lead: cfg.Rank == 0, lastKey: [3]int{-1, -1, -1},
+		ckRoot:   filepath.Join(cfg.RunDir, CheckpointsDir),
+		settings: cfg.settings(),
+		inputs:   map[int]*nn.Tensor{},
+		closeDev: func() {},
+	}
+	t.log = newProgress(cfg.Progress, cfg.ProgressMode, cfg.LogEvery, cfg.now)
+	if !t.lead {
+		t.log.mode = "none"
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			t.close()
+		}
+	}()
+	var err error
+	if t.dev, t.closeDev, err = NewDevice(cfg.Device); err != nil {
+		return nil, err
+	}
+	if t.trainSet, t.testSet, err = OpenData(cfg.Data, cfg.DatasetsDir, cfg.Augment, cfg.Seed, cfg.Subset, cfg.TestSubset); err != nil {
+		return nil, err
+	}
+	if t.model, err = BuildModel(t.dev, cfg.Model, t.trainSet, ModelOptions{Depth: cfg.Depth, Patch: cfg.Patch, Seed: cfg.Seed}); err != nil {
+		return nil, err
+	}
+	t.params = t.model.Params()
+	for _, p := range t.params {
+		if p.Grad != nil {
+			t.grads = append(t.grads, p.Grad.Data)
+		}
+		if p.Kind == nn.KindBuffer {
+			t.bufParams = append(t.bufParams, p)
+			t.shadow = append(t.shadow, t.dev.Alloc(p.Value.Len()))
+		}
+	}
+	if t.opt, err = newOptimizer(t.dev, t.model, cfg); err != nil {
+		return nil, err
+	}
+	t.lossFn = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
+	t.evalLoss = nn.NewCrossEntropyLoss(t.dev, 0)
+
+	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
+		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
+	}); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if t.testLoader, err = data.NewLoader(t.testSet, data.LoaderConfig{
+		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, NoAugment: true, Workers: cfg.Workers,
+	}); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	t.nb = t.loader.Len()
+	t.total = cfg.Epochs * t.nb
+	t.maxSteps = t.total
+	if cfg.MaxSteps > 0 {
+		t.maxSteps = cfg.MaxSteps
+	}
+	warm := int(math.Round(cfg.Warmup * float64(t.nb)))
+	if t.sched, err = mac.NewSchedule(cfg.Schedule, cfg.LR, 0, t.total, warm); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	t.st = RunState{Seed: cfg.Seed, ConfigHash: t.settings.Hash(), Model: cfg.Model, Optimizer: cfg.Optimizer, Settings: &t.settings}
+	ok = true
+	return t, nil
+}
+
+func (t *trainer) close() {
+	if t.metrics != nil {
+		t.metrics.close()
+	}
+	if t.loader != nil {
+		t.loader.Close()
+	}
+	if t.testLoader != nil {
+		t.testLoader.Close()
+	}
+	t.closeDev()
+}
+
+func (t *trainer) run(ctx context.Context) error {
+	cfg := t.cfg
+	if t.lead {
+		if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+			return fmt.Errorf("train: run directory: %w", err)
+		}
+	}
+	if err := t.start(ctx); err != nil {
+		return err
+	}
+	if t.lead && cfg.MetricsAddr != "" {
+		t.metrics = newMetrics(map[string]string{"model": cfg.Model, "optimizer": cfg.Optimizer, "data": cfg.Data})
+		if err := t.metrics.serve(cfg.MetricsAddr); err != nil {
+			return err
+		}
+		t.log.printf("metrics: http://%s/metrics", t.metrics.addr())
+	}
+	t.log.printf("training %s (%d parameters) on %s with %s: %d epochs of %d steps, batch %d%s, %s",
+		cfg.Model, t.model.NumParams(), cfg.Data, cfg.Optimizer, cfg.Epochs, t.nb, cfg.Batch,
+		map[bool]string{true: fmt.Sprintf(" × %d ranks", cfg.World), false: ""}[cfg.World > 1], t.dev.Name())
+
+	runStart := cfg.now()
+	startStep := t.st.Step
+	var seen int64
+	for t.st.Epoch < cfg.Epochs && t.st.Step < t.maxSteps {
+		e := t.st.Epoch
+		if err := t.loader.Start(context.Background(), e); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		// A resumed epoch's first batches were trained on before: draw
+		// them (the order is a function of seed and epoch) and pass.
+		for range t.st.EpochStep {
+			if _, err := t.loader.Next(); err != nil {
+				return fmt.Errorf("train: skipping to batch %d of epoch %d: %w", t.st.EpochStep, e+1, err)
+			}
+		}
+		if t.metrics != nil {
+			t.metrics.epoch.Set(float64(e + 1))
+		}
+		for t.st.EpochStep < t.nb && t.st.Step < t.maxSteps {
+			if err := ctx.Err(); err != nil {
+				return t.interrupted(err)
+			}
+			n, err := t.step()
+			if err != nil {
+				return err
+			}
+			seen += int64(n)
+			if t.hookStep != nil {
+				t.hookStep(t)
+			}
+			t.progress(runStart, startStep, seen)
+			if cfg.CheckpointEvery > 0 && t.st.Step%cfg.CheckpointEvery == 0 && t.st.EpochStep < t.nb {
+				if err := t.checkpoint(); err != nil {
+					return err
+				}
+			}
+		}
+		if t.st.EpochStep < t.nb {
+			// --max-steps ended the run inside the epoch.
+			break
+		}
+		if err := t.endEpoch(ctx); err != nil {
+			return err
+		}
+	}
+	if t.st.EpochStep > 0 && t.st.Epoch < cfg.Epochs {
+		if err := t.partialRecord(ctx); err != nil {
+			return err
+		}
+		if err := t.checkpoint(); err != nil {
+			return err
+		}
+	}
+	return t.finish()
+}
+
+// start resumes from the newest checkpoint, or starts fresh: --init, then
+// MAC's first-layer covariance.
+func (t *trainer) start(ctx context.Context) error {
+	cfg := t.cfg
+	existing, err := Checkpoints(t.ckRoot)
+	if err != nil {
+		return err
+	}
+	if cfg.Resume {
+		dir, st, err := LatestCheckpoint(t.ckRoot, func(dir string, err error) {
+			t.log.clear()
+			cfg.Logger.Warn("skipping a checkpoint that is incomplete or corrupt", "dir", dir, "err", err)
+		})
+		if err != nil {
+			return err
+		}
+		if dir != "" {
+			if st.ConfigHash != t.settings.Hash() {
+				msg := fmt.Sprintf("train: cannot resume from %s: it was written with other settings", dir)
+				if st.Settings != nil {
+					for _, d := range st.Settings.Diff(t.settings) {
+						msg += "\n  " + d
+					}
+				}
+				return errors.New(msg + "\nrun with the checkpoint's settings, or choose a new --run-dir")
+			}
+			if _, err := LoadCheckpoint(dir, t.dev, t.params, t.opt); err != nil {
+				return err
+			}
+			t.st = st
+			t.st.Settings = &t.settings
+			t.lastCkpt, t.lastKey = dir, t.key()
+			t.advanceDropout(st.Step)
+			t.log.printf("resuming from %s: step %d, epoch %d, batch %d of %d", dir, st.Step, st.Epoch+1, st.EpochStep, t.nb)
+			if t.lead {
+				if err := rewriteMetrics(cfg.RunDir, t.st.History); err != nil {
+					return err
+				}
+			}
+			return t.writeConfig()
+		}
+		t.log.printf("no complete checkpoint in %s: starting from scratch", t.ckRoot)
+	} else if len(existing) > 0 {
+		return fmt.Errorf("train: %s already holds checkpoints: pass --resume to continue that run, or choose another --run-dir", cfg.RunDir)
+	}
+	if cfg.Init != "" {
+		if err := LoadInit(t.dev, cfg.Init, t.params); err != nil {
+			return err
+		}
+		t.log.printf("initial weights from %s", cfg.Init)
+	}
+	if t.lead {
+		// A previous run's log in the same directory would mix with this one.
+		if err := rewriteMetrics(cfg.RunDir, nil); err != nil {
+			return err
+		}
+	}
+	if err := t.firstLayerCovariance(ctx); err != nil {
+		return err
+	}
+	return t.writeConfig()
+}
+
+// writeConfig records the run's configuration for people and for eval.
+func (t *trainer) writeConfig() error {
+	if !t.lead {
+		return nil
+	}
+	c := t.cfg
+	js, err := json.MarshalIndent(struct {
+		Settings
+		Device          string `json:"device"`
+		MaxSteps        int    `json:"max_steps"`
+		Init            string `json:"init,omitempty"`
+		CheckpointEvery int    `json:"checkpoint_every"`
+		Keep            int    `json:"keep"`
+		Workers         int    `json:"workers"`
+		TestSubset      int    `json:"test_subset"`
+		ConfigHash      string `json:"config_hash"`
+	}{t.settings, c.Device, c.MaxSteps, c.Init, c.CheckpointEvery, c.Keep, c.Workers, c.TestSubset, t.settings.Hash()}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return writeFileAtomic(filepath.Join(c.RunDir, ConfigFile), append(js, '\n'))
+}
+
+// advanceDropout puts every dropout layer's seed where step training
+// forwards would have left it, so that a resumed run draws the same masks.
+func (t *trainer) advanceDropout(steps int) {
+	nn.Walk(t.model, func(m nn.Module) {
+		if d, ok := m.(*nn.Dropout); ok {
+			d.Seed += uint64(steps)
+		}
+	})
+}
+
+// firstLayerCovariance gives MAC's first layer its input covariance, from a
+// pass over this rank's shard of the training set (normalised, not
+// augmented), summed over ranks.
+func (t *trainer) firstLayerCovariance(ctx context.Context) error {
+	m, ok := t.opt.(*mac.MAC)
+	if !ok {
+		return nil
+	}
+	layer := m.FirstLayer()
+	if layer == nil {
+		return nil
+	}
+	c, h, w := t.trainSet.Shape()
+	switch l := layer.(type) {
+	case *nn.Conv2d:
+		if l.Config().In != c {
+			return fmt.Errorf("train: first-layer covariance: %s takes %d channels, the images have %d; the first layer must see the images (or pass --first-layer-cov=false)", l.Weight().Name, l.Config().In, c)
+		}
+	case *nn.Linear:
+		if din := layer.TapDim() - btoi(layer.Bias() != nil); din != c*h*w {
+			return fmt.Errorf("train: first-layer covariance: %s takes %d inputs, the images have %d values; the first layer must see the images (or pass --first-layer-cov=false)", l.Weight().Name, din, c*h*w)
+		}
+	}
+	acc, err := mac.NewCovarianceAccumulator(t.dev, layer)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	ld, err := data.NewLoader(t.trainSet, data.LoaderConfig{
+		BatchSize: t.cfg.Batch, Rank: t.cfg.Rank, World: t.cfg.World, NoAugment: true, Workers: t.cfg.Workers,
+		DropLast: t.cfg.World > 1, // every sample once across ranks
+	})
+	if err != nil {
+		return fmt.Errorf("train: first-layer covariance: %w", err)
+	}
+	defer ld.Close()
+	t0 := t.cfg.now()
+	if err := ld.Start(ctx, 0); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	for {
+		b, err := ld.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return &Interrupted{RunDir: t.cfg.RunDir, Cause: ctx.Err()}
+			}
+			return fmt.Errorf("train: first-layer covariance: %w", err)
+		}
+		acc.Add(t.upload(b))
+	}
+	sum, rows := acc.Sum()
+	all := append(append([]float64(nil), sum...), rows)
+	if err := t.cfg.Reducer.AllReduceSum64(all); err != nil {
+		return fmt.Errorf("train: first-layer covariance: %w", err)
+	}
+	if err := m.SetFirstLayerCovariance(all[:len(sum)], all[len(sum)]); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	t.log.printf("first-layer covariance of %s: %.0f rows in %.1fs", layer.Weight().Name, all[len(sum)], t.cfg.now().Sub(t0).Seconds())
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// upload copies a batch into the device tensor kept for its size.
+func (t *trainer) upload(b *data.Batch) *nn.Tensor {
+	x, ok := t.inputs[b.N]
+	if !ok {
+		x = nn.NewTensor(t.dev, b.N, b.C, b.H, b.W)
+		t.inputs[b.N] = x
+	}
+	t.dev.Upload(x.Data, b.X)
+	return x
+}
+
+// step trains on the next batch and returns its size.
+func (t *trainer) step() (int, error) {
+	t0 := t.cfg.now()
+	b, err := t.loader.Next()
+	if err != nil {
+		if err == io.EOF {
+			err = errors.New("the loader ended the epoch early")
+		}
+		return 0, fmt.Errorf("train: epoch %d, batch %d: %w", t.st.Epoch+1, t.st.EpochStep, err)
+	}
+	t1 := t.cfg.now()
+	x := t.upload(b)
+	for i, p := range t.bufParams {
+		t.dev.Copy(t.shadow[i], p.Value.Data)
+	}
+	nn.ZeroGrad(t.dev, t.params)
+	t.opt.BeginStep()
+	logits := t.model.Forward(x)
+	loss, correct := t.lossFn.Forward(logits, b.Y)
+	t.model.Backward(t.lossFn.Backward())
+	finite := !math.IsNaN(loss) && !math.IsInf(loss, 0)
+	if !finite && len(t.grads) > 0 {
+		// The optimizer decides skips from the gradients, which the
+		// all-reduce makes the same on every rank; a bad loss on this
+		// rank poisons them so that every rank skips together.
+		t.dev.Fill(t.grads[0], float32(math.NaN()))
+	}
+	if err := t.cfg.Reducer.AllReduceMean(t.grads...); err != nil {
+		return 0, fmt.Errorf("train: all-reduce of gradients at step %d: %w", t.st.Step, err)
+	}
+	if stats := t.opt.Stats(); stats != nil {
+		if err := t.cfg.Reducer.AllReduceMean(stats); err != nil {
+			return 0, fmt.Errorf("train: all-reduce of statistics at step %d: %w", t.st.Step, err)
+		}
+	}
+	lr := t.sched.LR(t.st.Step)
+	skippedBefore := t.opt.Skipped()
+	t2 := t.cfg.now()
+	stepErr := t.opt.Step(lr)
+	t3 := t.cfg.now()
+	skipped := t.opt.Skipped() > skippedBefore
+	if skipped {
+		// A skipped step changes nothing, BatchNorm's running statistics
+		// included: they saw the bad batch in the forward pass.
+		for i, p := range t.bufParams {
+			t.dev.Copy(p.Value.Data, t.shadow[i])
+		}
+		t.st.Running.NaNSkips++
+	}
+	if stepErr != nil {
+		return 0, fmt.Errorf("train: step %d (epoch %d): %w; the last checkpoint is %s — lower --lr or check the data",
+			t.st.Step, t.st.Epoch+1, stepErr, orNone(t.lastCkpt))
+	}
+	if err := t.dev.Sync(); err != nil {
+		return 0, fmt.Errorf("train: step %d: %w", t.st.Step, err)
+	}
+	t4 := t.cfg.now()
+	r := &t.st.Running
+	if finite {
+		r.LossSum += loss * float64(b.N)
+		r.Correct += int64(correct)
+		r.Samples += int64(b.N)
+	}
+	r.Seen += int64(b.N)
+	r.Seconds += t4.Sub(t0).Seconds()
+	t.st.Step++
+	t.st.EpochStep++
+	if m := t.metrics; m != nil {
+		m.dataWait.Observe(t1.Sub(t0).Seconds())
+		m.stepTime.Observe(t4.Sub(t1).Seconds())
+		m.optTime.Observe(t3.Sub(t2).Seconds())
+		if finite {
+			m.loss.Set(loss)
+		}
+		m.acc.Set(float64(correct) / float64(b.N))
+		m.lr.Set(lr)
+		m.step.Set(float64(t.st.Step))
+		m.samples.Add(float64(b.N))
+		m.steps.Inc()
+		if skipped {
+			m.nanSkips.Inc()
+		}
+	}
+	t.lastLoss, t.lastAcc, t.lastLR = loss, float64(correct)/float64(b.N), lr
+	return b.N, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func (t *trainer) progress(runStart time.Time, startStep int, seen int64) {
+	done := t.st.Step - startStep
+	spent := t.cfg.now().Sub(runStart).Seconds()
+	var sps float64
+	if done > 0 {
+		sps = spent / float64(done)
+	}
+	r := t.st.Running
+	loss, acc := t.lastLoss, t.lastAcc
+	if r.Samples > 0 {
+		loss, acc = r.LossSum/float64(r.Samples), float64(r.Correct)/float64(r.Samples)
+	}
+	t.log.update(status{
+		epoch: t.st.Epoch + 1, epochs: t.cfg.Epochs, estep: t.st.EpochStep, nb: t.nb,
+		step: t.st.Step, total: t.maxSteps, loss: loss, acc: acc, lr: t.lastLR,
+		seen: seen, remainingSteps: t.maxSteps - t.st.Step, secondsPerStep: sps,
+	})
+}
+
+// endEpoch evaluates, records the epoch and checkpoints it.
+func (t *trainer) endEpoch(ctx context.Context) error {
+	rec, err := t.record(ctx)
+	if err != nil {
+		return err
+	}
+	t.st.History = append(t.st.History, rec)
+	t.st.Epoch++
+	t.st.EpochStep = 0
+	t.st.Running = EpochSums{}
+	if err := t.emit(rec); err != nil {
+		return err
+	}
+	return t.checkpoint()
+}
+
+// partialRecord reports an epoch that --max-steps cut short; it stays out
+// of the history.
+func (t *trainer) partialRecord(ctx context.Context) error {
+	rec, err := t.record(ctx)
+	if err != nil {
+		return err
+	}
+	rec.Partial = true
+	return t.emit(rec)
+}
+
+// record evaluates the model and sums up the epoch so far.
+func (t *trainer) record(ctx context.Context) (EpochRecord, error) {
+	r := t.st.Running
+	sums := []float64{r.LossSum, float64(r.Correct), float64(r.Samples), float64(r.Seen)}
+	if err := t.cfg.Reducer.AllReduceSum64(sums); err != nil {
+		return EpochRecord{}, fmt.Errorf("train: epoch %d: %w", t.st.Epoch+1, err)
+	}
+	t0 := t.cfg.now()
+	ev, err := evaluate(ctx, t.dev, t.model, t.testLoader, t.evalLoss, t.cfg.Reducer, t.upload)
+	if err != nil {
+		if ctx.Err() != nil {
+			return EpochRecord{}, t.interrupted(ctx.Err())
+		}
+		return EpochRecord{}, err
+	}
+	rec := EpochRecord{
+		Epoch: t.st.Epoch + 1, Step: t.st.Step,
+		TrainLoss: finiteOr0(sums[0] / sums[2]), TrainAcc: finiteOr0(sums[1] / sums[2]),
+		TestLoss: finiteOr0(ev.Loss), TestAcc: ev.Accuracy,
+		LR: t.lastLR, EpochTime: r.Seconds, EvalTime: t.cfg.now().Sub(t0).Seconds(),
+		NaNSkips: r.NaNSkips,
+	}
+	if r.Seconds > 0 {
+		rec.ImgPerS = sums[3] / r.Seconds
+	}
+	if m := t.metrics; m != nil {
+		m.testLoss.Set(ev.Loss)
+		m.testAcc.Set(ev.Accuracy)
+	}
+	return rec, nil
+}
+
+// emit writes an epoch's record: stdout, metrics.jsonl, curves.png.
+func (t *trainer) emit(rec EpochRecord) error {
+	if !t.lead {
+		return nil
+	}
+	t.log.clear()
+	if _, err := t.out.Write(rec.line()); err != nil {
+		return fmt.Errorf("train: writing the epoch record: %w", err)
+	}
+	if err := appendMetrics(t.cfg.RunDir, rec); err != nil {
+		return err
+	}
+	recs := t.st.History
+	if rec.Partial {
+		recs = append(recs[:len(recs):len(recs)], rec)
+	}
+	png, err := PlotCurves(fmt.Sprintf("%s, %s, %s", t.cfg.Model, t.cfg.Data, t.cfg.Optimizer), Series{Records: recs})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(t.cfg.RunDir, CurvesFile), png)
+}
+
+// checkpoint saves the current state, unless it is saved already.
+func (t *trainer) checkpoint() error {
+	if !t.lead || t.lastKey == t.key() {
+		return nil
+	}
+	t0 := t.cfg.now()
+	dir, err := SaveCheckpoint(t.ckRoot, t.dev, t.params, t.opt, t.st, t.cfg.Keep)
+	if err != nil {
+		return err
+	}
+	t.lastCkpt, t.lastKey = dir, t.key()
+	if m := t.metrics; m != nil {
+		m.ckptTime.Observe(t.cfg.now().Sub(t0).Seconds())
+		m.checkpoints.Inc()
+	}
+	return nil
+}
+
+// key identifies a position in training: two checkpoints with the same
+// key hold the same state.
+func (t *trainer) key() [3]int { return [3]int{t.st.Step, t.st.Epoch, t.st.EpochStep} }
+
+// interrupted saves where the run stands and says so.
+func (t *trainer) interrupted(cause error) error {
+	t.log.clear()
+	if err := t.checkpoint(); err != nil {
+		return fmt.Errorf("train: interrupted, and the checkpoint failed: %w", err)
+	}
+	return &Interrupted{RunDir: t.cfg.RunDir, Checkpoint: t.lastCkpt, Step: t.st.Step, Cause: cause}
+}
+
+// finish writes the final weights.
+func (t *trainer) finish() error {
+	if !t.lead {
+		return nil
+	}
+	dir := filepath.Join(t.cfg.RunDir, FinalDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	path := filepath.Join(dir, modelFile)
+	if err := nn.SaveParams(t.dev, path, t.params); err != nil {
+		return fmt.Errorf("train: final model: %w", err)
+	}
+	t.log.printf("done: %d steps; final weights in %s", t.st.Step, path)
+	return nil
+}

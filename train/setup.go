@@ -1,0 +1,156 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/macdist/macdist/data"
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/kernels/cpu"
+	"github.com/macdist/macdist/kernels/cuda"
+	"github.com/macdist/macdist/nn/models"
+)
+
+// NewDevice opens the device named by spec: "cpu", "cuda" or "cuda:N".
+// The returned function releases it.
+func NewDevice(spec string) (kernels.Device, func(), error) {
+	switch {
+	case spec == "" || spec == "cpu":
+		return cpu.New(), func() {}, nil
+	case spec == "cuda" || strings.HasPrefix(spec, "cuda:"):
+		ord := 0
+		if s, ok := strings.CutPrefix(spec, "cuda:"); ok {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return nil, nil, fmt.Errorf("train: --device %q: want cuda:N with N a GPU number", spec)
+			}
+			ord = n
+		}
+		d, err := cuda.New(ord)
+		if err != nil {
+			return nil, nil, fmt.Errorf("train: --device %s: %w", spec, err)
+		}
+		return d, func() { d.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("train: unknown --device %q (want cpu, cuda or cuda:N)", spec)
+}
+
+// OpenData opens spec's training and evaluation sets, keeping only the
+// first subset and testSubset samples when those are positive. A dataset
+// that is not where it was looked for gets an error saying where that was
+// and what provides it.
+func OpenData(spec, datasetsDir, augment string, seed uint64, subset, testSubset int) (tr, te data.Dataset, err error) {
+	aug, err := data.ParseAugment(augment)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: --augment: %w", err)
+	}
+	if err := datasetMissing(spec, datasetsDir); err != nil {
+		return nil, nil, err
+	}
+	tr, te, err = data.Open(spec, data.Options{Augment: aug, Seed: seed, DatasetsDir: datasetsDir})
+	if err != nil {
+		if hint := dataHint(spec); hint != "" && strings.Contains(err.Error(), "has none of") {
+			return nil, nil, fmt.Errorf("%w\n%s", err, hint)
+		}
+		return nil, nil, err
+	}
+	if subset > 0 && subset < tr.Len() {
+		tr = &prefix{tr, subset}
+	}
+	if testSubset > 0 && testSubset < te.Len() {
+		te = &prefix{te, testSubset}
+	}
+	return tr, te, nil
+}
+
+// datasetMissing reports a dataset path that does not exist, before
+// data.Open says something less helpful about it.
+func datasetMissing(spec, datasetsDir string) error {
+	kind, arg, hasArg := strings.Cut(spec, ":")
+	path := arg
+	switch kind {
+	case "fashion-mnist", "mnist":
+		if !hasArg {
+			root := datasetsDir
+			if root == "" {
+				root = data.DefaultDatasetsDir
+			}
+			path = filepath.Join(root, kind)
+		}
+	case "cifar10", "cifar100", "imagefolder":
+		if !hasArg || arg == "" {
+			return nil // data.Open explains the form
+		}
+	default:
+		return nil
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("train: dataset %q: %s does not exist\n%s", spec, path, dataHint(spec))
+	}
+	return nil
+}
+
+// dataHint says how to get the dataset spec names.
+func dataHint(spec string) string {
+	kind, _, hasArg := strings.Cut(spec, ":")
+	switch kind {
+	case "fashion-mnist":
+		h := "Fashion-MNIST: install Debian's package (sudo apt-get install dataset-fashion-mnist, or `make setup`), " +
+			"which puts it in " + filepath.Join(data.DefaultDatasetsDir, "fashion-mnist") +
+			", or pass --data fashion-mnist:DIR with DIR holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"
+		if hasArg {
+			h += " (the same four files Debian installs)"
+		}
+		return h
+	case "mnist":
+		return "MNIST: download the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into a directory and pass --data mnist:DIR"
+	case "cifar10":
+		return "CIFAR-10: download the binary version (https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz), unpack it and pass --data cifar10:DIR with DIR holding data_batch_1.bin … test_batch.bin"
+	case "cifar100":
+		return "CIFAR-100: download the binary version (https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz), unpack it and pass --data cifar100:DIR with DIR holding train.bin and test.bin"
+	case "imagefolder":
+		return "ImageFolder: pass --data imagefolder:PATH with PATH/train/CLASS/*.jpg and PATH/val/ (or PATH/test/), or a .tar/.tar.gz of such a tree"
+	}
+	return ""
+}
+
+// prefix is the first n samples of a dataset.
+type prefix struct {
+	data.Dataset
+	n int
+}
+
+func (p *prefix) Len() int { return p.n }
+
+func (p *prefix) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
+	if i < 0 || i >= p.n {
+		panic(fmt.Sprintf("train: subset: index %d out of range [0, %d)", i, p.n))
+	}
+	return p.Dataset.Get(i, dst, rng)
+}
+
+// ModelOptions are the model settings a Config adds to the dataset's shape.
+type ModelOptions struct {
+	Depth, Patch int
+	Seed         uint64
+}
+
+// BuildModel builds the named model for images shaped like ds's, with as
+// many outputs as ds has classes.
+func BuildModel(dev kernels.Device, name string, ds data.Dataset, o ModelOptions) (*models.Model, error) {
+	c, h, w := ds.Shape()
+	if h != w {
+		return nil, fmt.Errorf("train: the models take square images; the dataset's are %dx%d", h, w)
+	}
+	m, err := models.New(dev, name, models.Config{InChannels: c, ImageSize: h, Classes: ds.Classes(), Depth: o.Depth, Patch: o.Patch, Seed: o.Seed})
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	return m, nil
+}
