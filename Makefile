@@ -6,6 +6,7 @@
 #   make lint      gofmt and go vet only
 #   make bench     kernel GEMM benchmarks, then macdist vs PyTorch on the same models
 #   make fixtures  regenerate the PyTorch reference fixtures (needs Debian's python3-torch)
+#   make proto     regenerate cluster/controlpb from its .proto (Debian's protoc, Go plugins)
 #
 # Nothing here needs torch except `fixtures` and the PyTorch half of `bench`.
 
@@ -24,7 +25,7 @@ APT_PKGS := libopenblas0 dataset-fashion-mnist
 # And those that only `make fixtures` and `make bench` need.
 APT_PY_PKGS := python3-torch python3-numpy
 
-.PHONY: all build test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python clean
+.PHONY: all build test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python proto clean
 
 all: build
 
@@ -89,6 +90,25 @@ setup:
 
 setup-python:
 	$(call apt_install,$(APT_PY_PKGS))
+
+# The generated code is committed; this regenerates it after a change to the
+# .proto. protoc comes from Debian (protobuf-compiler), the plugins from the
+# Go module proxy, at the versions the committed code was made with.
+PROTOC_GEN_GO_VERSION      ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+proto:
+	@command -v protoc >/dev/null || $(MAKE) --no-print-directory apt-protoc
+	GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH="$(GOBIN_DIR):$$PATH" protoc -I cluster/controlpb \
+		--go_out=paths=source_relative:cluster/controlpb \
+		--go-grpc_out=paths=source_relative:cluster/controlpb \
+		cluster/controlpb/control.proto
+
+.PHONY: apt-protoc
+apt-protoc:
+	$(call apt_install,protobuf-compiler)
 
 clean:
 	rm -rf bin

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -138,7 +139,9 @@ func (m *Membership) Join(addrs []string) (int, error) {
 	}
 	n, err := m.ml.Join(others)
 	if err != nil {
-		return n, fmt.Errorf("cluster: joining %v: %w (same --cluster-key on every node?)", others, err)
+		// memberlist's multi-error spans lines; one line reads better.
+		msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "1 error occurred:", "")), " ")
+		return n, fmt.Errorf("cluster: joining %v: %s (same --cluster-key on every node?)", others, strings.TrimPrefix(msg, "* "))
 	}
 	return n, nil
 }

@@ -236,9 +236,10 @@ func (b *Bucketer) launch(k int) {
 // statistics, or nil) appended to the last one, waits for them, and leaves
 // the averages over ranks in the gradients and in extra. extra's length
 // must be the same on every rank for the step, but may change from step to
-// step. On error the gradients are left as they were before the step if
-// their bucket failed, or averaged if it succeeded: the caller must not
-// apply the step either way, since the Communicator is broken.
+// step. On error the gradients and extra hold unspecified values (a
+// collective that fails halfway leaves partial sums): the step must not be
+// applied, and the Communicator is broken; the supervisor restores the
+// last checkpoint in the next generation.
 func (b *Bucketer) Finish(extra kernels.Buffer) error {
 	if !b.active {
 		panic("collective: Bucketer.Finish without Start")

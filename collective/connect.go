@@ -49,7 +49,8 @@ func NewRing(ctx context.Context, cfg RingConfig) (*Ring, error) {
 		host:    newHost(cfg.Device),
 		jobs:    make(chan job),
 		sendRes: make(chan error, 1),
-		kick:    make(chan struct{}, 1),
+		recvd:   newProgress(),
+		sent:    newProgress(),
 		watch:   make(chan context.Context),
 		opEnd:   make(chan struct{}),
 		aborted: make(chan struct{}),
@@ -349,21 +350,22 @@ func parseHello(b *[helloLen]byte) hello {
 	return h
 }
 
-// mismatch says why a peer's hello does not belong on this connection, or "".
+// mismatch says why a peer's hello does not belong on this connection, or
+// "". The reason goes to both ends, so it names ranks rather than "peer".
 func (h hello) mismatch(cfg *RingConfig, wantRank int) string {
 	switch {
 	case !h.magicGood:
 		return "not a macdist ring peer"
 	case h.version != helloVersion:
-		return fmt.Sprintf("protocol version %d, want %d", h.version, helloVersion)
+		return fmt.Sprintf("ring protocol version %d meets version %d", h.version, helloVersion)
 	case h.little != hostLittle:
-		return "peer has another byte order"
+		return "ranks of different byte orders"
 	case h.gen != cfg.Generation:
-		return fmt.Sprintf("peer is at generation %d, this rank at generation %d", h.gen, cfg.Generation)
+		return fmt.Sprintf("rank %d is at generation %d, rank %d at generation %d", h.rank, h.gen, cfg.Rank, cfg.Generation)
 	case h.size != cfg.Size:
-		return fmt.Sprintf("peer's ring has %d ranks, this rank's %d", h.size, cfg.Size)
+		return fmt.Sprintf("rank %d has a ring of %d ranks, rank %d one of %d", h.rank, h.size, cfg.Rank, cfg.Size)
 	case h.rank != wantRank:
-		return fmt.Sprintf("peer is rank %d, want rank %d", h.rank, wantRank)
+		return fmt.Sprintf("rank %d connected to rank %d, whose neighbour there is rank %d (addresses out of date?)", h.rank, cfg.Rank, wantRank)
 	}
 	return ""
 }

@@ -57,8 +57,8 @@ type localGroup struct {
 	abortOnce sync.Once
 	cause     error // set before aborted is closed
 
-	slots   []localSlot   // what each rank called, for the mismatch check
-	partial [][]float32   // each rank's reduced segment during AllReduce
+	slots   []localSlot // what each rank called, for the mismatch check
+	partial [][]float32 // each rank's reduced segment during AllReduce
 }
 
 type localSlot struct {
@@ -150,6 +150,11 @@ func (l *Local) AllReduce(ctx context.Context, buf kernels.Buffer, op Op) error 
 	data := cpu.Data(buf)
 	h := header{kind: kindAllReduce, op: op, seq: l.seq, n: uint64(len(data))}
 	l.seq++
+	if op != Sum && op != Avg {
+		err := fmt.Errorf("unknown op %v", op)
+		l.g.abort(err)
+		return l.fail(h, err)
+	}
 	if err := l.enter(ctx, h, data); err != nil {
 		return l.fail(h, err)
 	}
@@ -189,7 +194,9 @@ func (l *Local) Broadcast(ctx context.Context, buf kernels.Buffer, root int) err
 	h := header{kind: kindBroadcast, root: uint32(root), seq: l.seq, n: uint64(len(data))}
 	l.seq++
 	if root < 0 || root >= l.g.n {
-		return l.fail(h, fmt.Errorf("root %d outside [0, %d)", root, l.g.n))
+		err := fmt.Errorf("root %d outside [0, %d)", root, l.g.n)
+		l.g.abort(err)
+		return l.fail(h, err)
 	}
 	if err := l.enter(ctx, h, data); err != nil {
 		return l.fail(h, err)

@@ -99,12 +99,13 @@ func asComms[C Communicator](cs []C) []Communicator {
 // inputs returns each rank's values: varied signs and magnitudes, so that
 // the summation order shows in the low bits.
 func inputs(ranks, n int, seed uint64) [][]float32 {
+	scales := [...]float32{1, 1e-3, 1e3, 3e-7, 7}
 	xs := make([][]float32, ranks)
 	for r := range xs {
 		rng := rand.New(rand.NewPCG(seed, uint64(r)))
 		xs[r] = make([]float32, n)
 		for i := range xs[r] {
-			xs[r][i] = float32(rng.NormFloat64() * math.Exp(2*rng.NormFloat64()))
+			xs[r][i] = (2*rng.Float32() - 1) * scales[i%len(scales)]
 		}
 	}
 	return xs
@@ -174,13 +175,15 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 
 func TestRingAllReduce(t *testing.T) {
 	sizes := []int{0, 1, 3, 7, 1000, 1001, 1 << 20}
-	for _, ranks := range []int{1, 2, 3, 4, 5, 8} {
+	for ranks := 1; ranks <= 8; ranks++ {
 		for _, chunk := range []int{0, 20} { // default, and 5-float chunks: many per segment
 			t.Run(fmt.Sprintf("ranks=%d/chunk=%d", ranks, chunk), func(t *testing.T) {
 				rings := mustRings(t, ranks, func(c *RingConfig) { c.ChunkBytes = chunk })
 				local := NewLocal(ranks)
 				for _, n := range sizes {
-					if n == 1<<20 && (chunk != 0 || (testing.Short() && ranks > 4)) {
+					// 4 MiB takes seconds under the race detector, mostly
+					// in this test's own checks: -short keeps two cases.
+					if n == 1<<20 && (chunk != 0 || (testing.Short() && ranks != 2 && ranks != 3)) {
 						continue
 					}
 					for _, op := range []Op{Sum, Avg} {

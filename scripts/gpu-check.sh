@@ -45,6 +45,27 @@ echo "=== environment"
 	echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 } 2>&1 | tee "$LOG_DIR/env.txt"
 
+# retry_local_ptx: when the driver refused our PTX (nvcc 11.8,
+# compute_70), rebuild it with this machine's nvcc and run the conformance
+# suite once more; the binary loads MACDIST_CUDA_PTX_DIR instead of its
+# embedded PTX.
+retry_local_ptx() {
+	command -v nvcc >/dev/null || { result WARN "PTX from local nvcc" "no nvcc here"; return; }
+	# Outside $LOG_DIR: the device tool brings back at most 8 files.
+	local ptx=/tmp/gpu-check-ptx f
+	mkdir -p "$ptx"
+	for f in kernels/cuda/src/*.cu; do
+		nvcc -ptx -arch=compute_90 -O3 -o "$ptx/$(basename "${f%.cu}").ptx" "$f" || break
+	done
+	(cd kernels/cuda && MACDIST_CUDA_PTX_DIR="$ptx" timeout 120 ./cuda.test -test.v -test.count=1 \
+		-test.run 'TestConformance' -test.timeout=110s) >"$LOG_DIR/cuda-test-ptx.log" 2>&1
+	if grep -q -- '--- PASS: TestConformance' "$LOG_DIR/cuda-test-ptx.log"; then
+		result FAIL "embedded PTX" "refused by the driver; PTX from this machine's nvcc passes: regenerate ptx/ with a newer nvcc or arch"
+	else
+		result FAIL "PTX from local nvcc" "also fails, see $LOG_DIR/cuda-test-ptx.log"
+	fi
+}
+
 # ---- 1. kernels/cuda: conformance suite and device tests ----------------
 bin=kernels/cuda/cuda.test
 if [ ! -x "$bin" ]; then
@@ -52,7 +73,7 @@ if [ ! -x "$bin" ]; then
 else
 	echo "=== kernels/cuda tests"
 	# The test binary runs in its package's folder, as go test would.
-	(cd kernels/cuda && timeout 150 ./cuda.test -test.v -test.count=1 -test.timeout=140s) >"$LOG_DIR/cuda-test.log" 2>&1
+	(cd kernels/cuda && timeout 120 ./cuda.test -test.v -test.count=1 -test.timeout=110s) >"$LOG_DIR/cuda-test.log" 2>&1
 	rc=$?
 	grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|cuda_test.go' "$LOG_DIR/cuda-test.log" | grep -v '=== RUN' | head -80
 	if grep -q -- '--- SKIP: TestConformance' "$LOG_DIR/cuda-test.log"; then
@@ -61,9 +82,12 @@ else
 		result FAIL "kernels/cuda conformance" "skipped: no usable GPU found by New(0): $why"
 		# Retry once with MACDIST_CUDA_LIBS pointing at a cuBLAS found on
 		# disk, so that one GPU session shows whether only the search is
-		# at fault.
+		# at fault; or with PTX from this machine's nvcc if the driver
+		# refused ours.
 		lib=$(find /usr/local/cuda*/lib64 /opt -name 'libcublas.so.1[123]' 2>/dev/null | sort -r | head -1)
-		if [ -n "$lib" ]; then
+		if [[ $why == *cuModuleLoadDataEx* ]]; then
+			retry_local_ptx
+		elif [[ $why == *cuBLAS* && -n $lib ]]; then
 			dir=$(dirname "$lib")
 			echo "=== retry with MACDIST_CUDA_LIBS=$dir"
 			(cd kernels/cuda && MACDIST_CUDA_LIBS="$dir" timeout 120 ./cuda.test -test.v -test.count=1 \
@@ -81,6 +105,7 @@ else
 		[ $rc -eq 124 ] && fails="$fails(timed out)"
 		result FAIL "kernels/cuda tests" "rc=$rc, failed: ${fails:-see log}; first errors:"
 		grep -E '^\s+\S+\.go:[0-9]+:' "$LOG_DIR/cuda-test.log" | head -15
+		grep -q 'cuModuleLoadDataEx' "$LOG_DIR/cuda-test.log" && retry_local_ptx
 	fi
 fi
 

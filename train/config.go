@@ -12,6 +12,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/macdist/macdist/data"
+	"github.com/macdist/macdist/mac"
 )
 
 // Config is everything a training run is told. DefaultConfig holds MAC's
@@ -48,6 +51,9 @@ type Config struct {
 	TCov, TInv    int
 	FirstLayerCov bool
 	AttentionV    bool
+	// KLClip is κ of KFAC, Eva and FOOF (0: off); Beta1, Beta2 and Eps are
+	// AdamW's.
+	KLClip, Beta1, Beta2, Eps float64
 	// LabelSmoothing of the cross-entropy loss, in [0, 1).
 	LabelSmoothing float64
 
@@ -98,76 +104,43 @@ type Config struct {
 	// writes them as text to Progress.
 	Logger *slog.Logger
 
-	// now is the clock, replaced in tests.
-	now func() time.Time
+	// now is the clock and openData the datasets, replaced in tests.
+	now      func() time.Time
+	openData func() (train, test data.Dataset, err error)
 }
 
-// DefaultConfig returns MAC's defaults (shared/MAC.md): LeNet-5 settings
-// aside, `macdist train --model lenet5 --data fashion-mnist` trains with
-// nothing else given.
+// DefaultConfig returns MAC's defaults (shared/MAC.md), so that
+// `macdist train --model lenet5 --data fashion-mnist` trains with nothing
+// else given.
 func DefaultConfig() Config {
-	return Config{
-		Model:         "lenet5",
-		Data:          "fashion-mnist",
-		Augment:       "default",
-		Device:        "cpu",
-		Optimizer:     "mac",
-		LR:            0.1,
-		Momentum:      0.9,
-		WeightDecay:   5e-4,
-		Damping:       1.0,
-		StatDecay:     0.95,
-		TCov:          5,
-		TInv:          50,
-		FirstLayerCov: true,
-		AttentionV:    true,
-		Epochs:        10,
-		Batch:         128,
-		Schedule:      "cosine",
-		Shuffle:       true,
-		Keep:          3,
-		ProgressMode:  "auto",
+	c := Config{
+		Model:        "lenet5",
+		Data:         "fashion-mnist",
+		Augment:      "default",
+		Device:       "cpu",
+		Epochs:       10,
+		Batch:        128,
+		Schedule:     "cosine",
+		Shuffle:      true,
+		Keep:         3,
+		ProgressMode: "auto",
 	}
+	o, _ := mac.DefaultOptions("mac")
+	c.setHyper("mac", o)
+	return c
 }
 
 // Optimizers lists the methods Run trains with.
-var Optimizers = []string{"mac", "sgd", "adamw", "kfac", "eva", "foof"}
+var Optimizers = mac.Methods
 
-// HyperFields names the Config fields that OptimizerDefaults sets, as the
-// flags of `macdist train` spell them; a command line fills the ones the
-// user did not give from the chosen method's defaults.
+// HyperFields maps the flags of `macdist train` that set a method's
+// hyperparameters to their Config fields; a command line fills the ones
+// the user did not give from OptimizerDefaults of the chosen method.
 var HyperFields = map[string]string{
 	"lr": "LR", "momentum": "Momentum", "nesterov": "Nesterov", "weight-decay": "WeightDecay",
 	"decoupled-wd": "DecoupledWD", "damping": "Damping", "stat-decay": "StatDecay",
 	"tcov": "TCov", "tinv": "TInv", "first-layer-cov": "FirstLayerCov", "attention-v": "AttentionV",
-}
-
-// OptimizerDefaults returns the hyperparameters method uses when none are
-// given, as a Config whose other fields are DefaultConfig's.
-func OptimizerDefaults(method string) (Config, error) {
-	c := DefaultConfig()
-	c.Optimizer = method
-	switch method {
-	case "mac":
-	case "sgd":
-		c.Damping, c.StatDecay, c.TCov, c.TInv = 0, 0, 0, 0
-		c.FirstLayerCov, c.AttentionV = false, false
-	case "adamw":
-		// AdamW's decay is decoupled by definition; the usual CIFAR
-		// setting is lr 1e-3, wd 5e-4 (the issue's reproduction).
-		c.LR, c.Momentum, c.DecoupledWD = 1e-3, 0.9, true
-		c.Damping, c.StatDecay, c.TCov, c.TInv = 0, 0, 0, 0
-		c.FirstLayerCov, c.AttentionV = false, false
-	case "kfac", "eva", "foof":
-		c.Damping, c.StatDecay = 0.03, 0.95
-		c.FirstLayerCov, c.AttentionV = false, false
-	default:
-		return c, fmt.Errorf("train: unknown optimizer %q (want %s)", method, strings.Join(Optimizers, ", "))
-	}
-	if d, ok := methodDefaults(method); ok {
-		d.apply(&c)
-	}
-	return c, nil
+	"kl-clip": "KLClip", "beta1": "Beta1", "beta2": "Beta2", "eps": "Eps",
 }
 
 // withDefaults fills what the zero value leaves open.
@@ -199,9 +172,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// validate checks what Run can check before touching a file; each message
+// Validate checks what Run can check before touching a file; each message
 // names the flag.
-func (c Config) validate() error {
+func (c Config) Validate() error {
 	bad := func(format string, args ...any) error { return fmt.Errorf("train: "+format, args...) }
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
@@ -231,13 +204,13 @@ func (c Config) validate() error {
 		return bad("--depth and --patch must not be negative")
 	case c.Subset < 0 || c.TestSubset < 0:
 		return bad("--subset and --test-subset must not be negative")
-	case c.World < 1 || c.Rank < 0 || c.Rank >= c.World:
+	case c.World < 0 || c.Rank < 0 || c.Rank >= max(c.World, 1):
 		return bad("rank %d of world size %d", c.Rank, c.World)
 	case c.RunDir == "":
 		return bad("--run-dir is required")
 	}
 	switch c.ProgressMode {
-	case "auto", "bar", "lines", "none":
+	case "", "auto", "bar", "lines", "none":
 	default:
 		return bad("progress mode %q (want auto, bar, lines or none)", c.ProgressMode)
 	}
@@ -264,7 +237,11 @@ func contains(list []string, s string) bool {
 // Settings are the parts of a Config that decide the trajectory of a run:
 // a resumed run must have the same, or it would not continue the same
 // computation. MaxSteps, checkpointing, workers, the device and the
-// outputs may change between a run and its resumption.
+// outputs may change between a run and its resumption, and so may the
+// number of ranks as long as the global batch (Batch·World) stays: step s
+// of W ranks with batch B holds the samples of step s of one process with
+// batch W·B (the data package's sharding), so an elastic run that loses or
+// gains a rank continues from the same position in the same epoch order.
 type Settings struct {
 	Model          string  `json:"model"`
 	Depth          int     `json:"depth"`
@@ -284,14 +261,17 @@ type Settings struct {
 	TInv           int     `json:"tinv"`
 	FirstLayerCov  bool    `json:"first_layer_cov"`
 	AttentionV     bool    `json:"attention_v"`
+	KLClip         float64 `json:"kl_clip"`
+	Beta1          float64 `json:"beta1"`
+	Beta2          float64 `json:"beta2"`
+	Eps            float64 `json:"eps"`
 	LabelSmoothing float64 `json:"label_smoothing"`
 	Epochs         int     `json:"epochs"`
-	Batch          int     `json:"batch"`
+	GlobalBatch    int     `json:"global_batch"`
 	Schedule       string  `json:"lr_schedule"`
 	Warmup         float64 `json:"warmup"`
 	Seed           uint64  `json:"seed"`
 	Shuffle        bool    `json:"shuffle"`
-	World          int     `json:"world"`
 }
 
 func (c Config) settings() Settings {
@@ -299,9 +279,10 @@ func (c Config) settings() Settings {
 		Model: c.Model, Depth: c.Depth, Patch: c.Patch, Data: c.Data, Augment: c.Augment, Subset: c.Subset, Optimizer: c.Optimizer,
 		LR: c.LR, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
-		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV, LabelSmoothing: c.LabelSmoothing,
-		Epochs: c.Epochs, Batch: c.Batch, Schedule: c.Schedule, Warmup: c.Warmup,
-		Seed: c.Seed, Shuffle: c.Shuffle, World: c.World,
+		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV,
+		KLClip: c.KLClip, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, LabelSmoothing: c.LabelSmoothing,
+		Epochs: c.Epochs, GlobalBatch: c.Batch * max(c.World, 1), Schedule: c.Schedule, Warmup: c.Warmup,
+		Seed: c.Seed, Shuffle: c.Shuffle,
 	}
 }
 

@@ -1,7 +1,81 @@
-// Package train holds the training loop and what surrounds it: steps,
-// evaluation, atomic checkpoints (model.safetensors with PyTorch's
-// state_dict names, optimizer.safetensors, state.json, and a MANIFEST of
-// checksums written last), export, metrics, the JSONL log and progress
-// output. `macdist bench` keeps its timing loop in internal/benchmark, since
-// it needs no optimizer or data.
+// Package train is the training loop of macdist: it builds the model, the
+// optimizer and the data loaders a Config names, trains, evaluates after
+// every epoch, and writes what a person or a program watching the run
+// needs — checkpoints, a JSON line per epoch, curves, Prometheus metrics,
+// progress. `macdist train` parses flags into a Config and calls Run;
+// `macdist eval` and `macdist export` call Evaluate and Export.
+//
+// # One step
+//
+//	batch ← loader.Next()                      (data-wait time)
+//	opt.BeginStep(); forward; loss; backward
+//	Reducer.AllReduceMean(gradients...)
+//	Reducer.AllReduceMean(opt.Stats())         (MAC's ā vectors, KFAC's factors)
+//	opt.Step(schedule.LR(step))
+//
+// The Reducer is the seam for data parallelism: Local does nothing; a
+// collective's implementation averages across ranks, so that every replica
+// applies the same update. Config.Rank and Config.World shard the data as
+// PyTorch's DistributedSampler does; only rank 0 writes files and serves
+// metrics. Before the first step of a fresh MAC run, a no-grad pass over the
+// training shard (normalised, never augmented) gives the first layer its
+// input covariance; the sums are all-reduced with AllReduceSum64.
+//
+// # Skipped steps
+//
+// A step whose loss, gradients or statistics are not finite is skipped by
+// the optimizer's own rule (mac.Optimizer.Step), and changes nothing:
+// BatchNorm's running statistics, which the forward pass updated with the
+// bad batch, are copied back from a snapshot taken before it. A non-finite
+// loss on one rank poisons its gradients before the all-reduce, so that
+// every rank skips the same step. Skips are counted in the epoch record
+// and in macdist_nan_skipped_steps_total; after mac's MaxNonFinite in a row
+// the run stops with an error naming the last checkpoint, which cannot hold
+// a NaN since no skipped step reached the parameters.
+//
+// # Checkpoints and exact resumption
+//
+// A checkpoint is a directory RUN_DIR/checkpoints/step-NNNNNNNNN with
+// model.safetensors (PyTorch's state_dict names, num_batches_tracked as
+// int64), optimizer.safetensors, state.json and a MANIFEST of sizes and
+// SHA-256 sums; every file goes through a temporary name, fsync and rename,
+// and the MANIFEST comes last, so a directory without a valid MANIFEST — a
+// writer killed half-way, a truncated or edited file — is not a checkpoint:
+// LatestCheckpoint passes over it with a warning and takes the one before.
+// Checkpoints are written every CheckpointEvery steps, at each epoch's end,
+// at --max-steps and on interruption; the newest Keep complete ones stay.
+//
+// Resuming continues the same computation, bit for bit on the same device:
+// the data order is a function of (seed, epoch), so the resumed epoch's
+// first batches are drawn and passed over; the optimizer's state (momentum,
+// statistics and their counters, MAC's first-layer inverse) is restored;
+// dropout seeds advance by the steps taken; the running sums of the
+// interrupted epoch and the history of finished epochs travel in state.json,
+// so metrics.jsonl and curves.png are rebuilt as an uninterrupted run writes
+// them. The settings that decide the trajectory are hashed into every
+// checkpoint (Settings): a resume with different ones is refused with the
+// list of differences. The world size may change if the global batch does
+// not (see Settings).
+//
+// An interruption (the context cancelled: Ctrl-C or SIGTERM in the command)
+// finishes the step in flight, or the evaluation, writes a checkpoint and
+// returns an *Interrupted; the command prints how to resume.
+//
+// # Outputs
+//
+// Per epoch, an EpochRecord goes to Run's writer and to RUN_DIR/metrics.jsonl
+// as one JSON line, and RUN_DIR/curves.png is redrawn (PlotCurves, with
+// gonum/plot). A run stopped by --max-steps inside an epoch evaluates and
+// writes a record marked partial, which a resumed run replaces. The final
+// weights go to RUN_DIR/final/model.safetensors, and the configuration to
+// RUN_DIR/config.json. Progress goes to Config.Progress: a bar redrawn in
+// place on a terminal, plain lines otherwise. docs/metrics.md lists the
+// Prometheus series served on Config.MetricsAddr.
+//
+// # Why the design differs from DESIGN.md's sketch
+//
+// DESIGN.md overlaps the all-reduce with the backward pass in buckets. The
+// loop here reduces after backward, through a Reducer that takes every
+// gradient at once: the collective can bucket and overlap behind that call
+// without changing this package, and a single process pays nothing for it.
 package train

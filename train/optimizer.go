@@ -8,46 +8,43 @@ import (
 	"github.com/macdist/macdist/nn"
 )
 
-// hyper is a method's default hyperparameters as the mac package states
-// them; apply copies them into a Config.
-type hyper struct{ c Config }
+// defaultLR is each method's learning rate when none is given: the CIFAR
+// recipe's 0.1 for the momentum methods, torch's 1e-3 for AdamW.
+var defaultLR = map[string]float64{"mac": 0.1, "sgd": 0.1, "adamw": 1e-3, "kfac": 0.1, "eva": 0.1, "foof": 0.1}
 
-func (h hyper) apply(c *Config) {
-	c.LR, c.Momentum, c.Nesterov = h.c.LR, h.c.Momentum, h.c.Nesterov
-	c.WeightDecay, c.DecoupledWD = h.c.WeightDecay, h.c.DecoupledWD
-	c.Damping, c.StatDecay, c.TCov, c.TInv = h.c.Damping, h.c.StatDecay, h.c.TCov, h.c.TInv
-	c.FirstLayerCov, c.AttentionV = h.c.FirstLayerCov, h.c.AttentionV
+// OptimizerDefaults returns DefaultConfig with the hyperparameters (the
+// HyperFields) of method as the mac package states them.
+func OptimizerDefaults(method string) (Config, error) {
+	c := DefaultConfig()
+	o, err := mac.DefaultOptions(method)
+	if err != nil {
+		return c, fmt.Errorf("train: %w", err)
+	}
+	c.setHyper(method, o)
+	return c, nil
 }
 
-// methodDefaults returns what the mac package says a method's defaults
-// are, where it says.
-func methodDefaults(method string) (hyper, bool) {
-	if method != "mac" {
-		return hyper{}, false
-	}
-	d := mac.DefaultConfig()
-	c := DefaultConfig()
-	c.Momentum, c.Nesterov, c.WeightDecay, c.DecoupledWD = d.Momentum, d.Nesterov, d.WeightDecay, d.DecoupledWD
-	c.Damping, c.StatDecay, c.TCov, c.TInv = d.Damping, d.StatDecay, d.TCov, d.TInv
-	c.FirstLayerCov, c.AttentionV = d.FirstLayerCov, d.AttentionV
-	return hyper{c}, true
+// setHyper sets every HyperField from the mac package's options.
+func (c *Config) setHyper(method string, o mac.Options) {
+	c.Optimizer = method
+	c.LR = defaultLR[method]
+	c.Momentum, c.Nesterov, c.WeightDecay, c.DecoupledWD = o.Momentum, o.Nesterov, o.WeightDecay, o.DecoupledWD
+	c.Damping, c.StatDecay, c.TCov, c.TInv = o.Damping, o.StatDecay, o.TCov, o.TInv
+	c.FirstLayerCov, c.AttentionV = o.FirstLayerCov, o.AttentionV
+	c.KLClip, c.Beta1, c.Beta2, c.Eps = o.KLClip, o.Beta1, o.Beta2, o.Eps
 }
 
 // newOptimizer builds cfg's method over model.
 func newOptimizer(dev kernels.Device, model nn.Module, cfg Config) (mac.Optimizer, error) {
-	common := mac.Common{
-		Momentum: cfg.Momentum, Nesterov: cfg.Nesterov,
-		WeightDecay: cfg.WeightDecay, DecoupledWD: cfg.DecoupledWD,
+	opt, err := mac.New(cfg.Optimizer, dev, model, mac.Options{
+		Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, DecoupledWD: cfg.DecoupledWD,
+		Damping: cfg.Damping, StatDecay: cfg.StatDecay, TCov: cfg.TCov, TInv: cfg.TInv,
+		FirstLayerCov: cfg.FirstLayerCov, AttentionV: cfg.AttentionV,
+		KLClip: cfg.KLClip, Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps,
 		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
-	switch cfg.Optimizer {
-	case "mac":
-		return mac.NewMAC(dev, model, mac.Config{
-			Common: common, StatDecay: cfg.StatDecay, Damping: cfg.Damping,
-			TCov: cfg.TCov, TInv: cfg.TInv, FirstLayerCov: cfg.FirstLayerCov, AttentionV: cfg.AttentionV,
-		})
-	case "sgd":
-		return mac.NewSGD(dev, model, common)
-	}
-	return nil, fmt.Errorf("train: optimizer %q is not available in this build", cfg.Optimizer)
+	return opt, nil
 }

@@ -18,7 +18,6 @@ type progress struct {
 	now     func() time.Time
 	drawn   bool // a bar is on the screen
 	lastOut time.Time
-	lastAt  int
 
 	// Throughput over the recent past: a window restarted every few
 	// seconds, so that the rate follows the present and not the start.
@@ -45,7 +44,7 @@ func newProgress(w io.Writer, mode string, every int, now func() time.Time) *pro
 			mode = "bar"
 		}
 	}
-	return &progress{w: w, mode: mode, every: every, maxGap: 30 * time.Second, now: now}
+	return &progress{w: w, mode: mode, every: every, maxGap: 30 * time.Second, now: now, lastOut: now()}
 }
 
 // status is one step's view for the progress output.
@@ -66,9 +65,11 @@ func (p *progress) update(s status) {
 	t := p.now()
 	if p.winStart.IsZero() {
 		p.winStart, p.winSeen = t, s.seen
-	} else if dt := t.Sub(p.winStart).Seconds(); dt >= 2 {
+	} else if dt := t.Sub(p.winStart).Seconds(); dt >= 0.25 {
 		p.rate = float64(s.seen-p.winSeen) / dt
-		p.winStart, p.winSeen = t, s.seen
+		if dt >= 5 {
+			p.winStart, p.winSeen = t, s.seen
+		}
 	}
 	eta := ""
 	if s.secondsPerStep > 0 {
@@ -93,10 +94,9 @@ func (p *progress) update(s status) {
 		if every <= 0 {
 			every = max(1, s.nb/10)
 		}
-		if s.step-p.lastAt < every && t.Sub(p.lastOut) < p.maxGap {
+		if s.step%every != 0 && t.Sub(p.lastOut) < p.maxGap {
 			return
 		}
-		p.lastAt = s.step
 		fmt.Fprintf(p.w, "epoch %d/%d  step %d/%d (%d/%d)  loss %.4f  acc %.1f%%  lr %.4g  %s img/s  ETA %s\n",
 			s.epoch, s.epochs, s.estep, s.nb, s.step, s.total, s.loss, 100*s.acc, s.lr, fmtRate(p.rate), eta)
 	}

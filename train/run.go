@@ -95,7 +95,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 
 func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if out == nil {
@@ -122,7 +122,12 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	if t.dev, t.closeDev, err = NewDevice(cfg.Device); err != nil {
 		return nil, err
 	}
-	if t.trainSet, t.testSet, err = OpenData(cfg.Data, cfg.DatasetsDir, cfg.Augment, cfg.Seed, cfg.Subset, cfg.TestSubset); err != nil {
+	if cfg.openData != nil {
+		t.trainSet, t.testSet, err = cfg.openData()
+	} else {
+		t.trainSet, t.testSet, err = OpenData(cfg.Data, cfg.DatasetsDir, cfg.Augment, cfg.Seed, cfg.Subset, cfg.TestSubset)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if t.model, err = BuildModel(t.dev, cfg.Model, t.trainSet, ModelOptions{Depth: cfg.Depth, Patch: cfg.Patch, Seed: cfg.Seed}); err != nil {
@@ -189,9 +194,6 @@ func (t *trainer) run(ctx context.Context) error {
 			return fmt.Errorf("train: run directory: %w", err)
 		}
 	}
-	if err := t.start(ctx); err != nil {
-		return err
-	}
 	if t.lead && cfg.MetricsAddr != "" {
 		t.metrics = newMetrics(map[string]string{"model": cfg.Model, "optimizer": cfg.Optimizer, "data": cfg.Data})
 		if err := t.metrics.serve(cfg.MetricsAddr); err != nil {
@@ -199,9 +201,15 @@ func (t *trainer) run(ctx context.Context) error {
 		}
 		t.log.printf("metrics: http://%s/metrics", t.metrics.addr())
 	}
-	t.log.printf("training %s (%d parameters) on %s with %s: %d epochs of %d steps, batch %d%s, %s",
-		cfg.Model, t.model.NumParams(), cfg.Data, cfg.Optimizer, cfg.Epochs, t.nb, cfg.Batch,
-		map[bool]string{true: fmt.Sprintf(" × %d ranks", cfg.World), false: ""}[cfg.World > 1], t.dev.Name())
+	ranks := ""
+	if cfg.World > 1 {
+		ranks = fmt.Sprintf(" × %d ranks", cfg.World)
+	}
+	t.log.printf("training %s (%d parameters) on %s with %s: %d epochs of %d steps, batch %d%s, %s; run directory %s",
+		cfg.Model, t.model.NumParams(), cfg.Data, cfg.Optimizer, cfg.Epochs, t.nb, cfg.Batch, ranks, t.dev.Name(), cfg.RunDir)
+	if err := t.start(ctx); err != nil {
+		return err
+	}
 
 	runStart := cfg.now()
 	startStep := t.st.Step
@@ -222,8 +230,8 @@ func (t *trainer) run(ctx context.Context) error {
 			t.metrics.epoch.Set(float64(e + 1))
 		}
 		for t.st.EpochStep < t.nb && t.st.Step < t.maxSteps {
-			if err := ctx.Err(); err != nil {
-				return t.interrupted(err)
+			if ctx.Err() != nil {
+				return t.interrupted(context.Cause(ctx))
 			}
 			n, err := t.step()
 			if err != nil {
@@ -401,7 +409,7 @@ func (t *trainer) firstLayerCovariance(ctx context.Context) error {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return &Interrupted{RunDir: t.cfg.RunDir, Cause: ctx.Err()}
+				return &Interrupted{RunDir: t.cfg.RunDir, Cause: context.Cause(ctx)}
 			}
 			return fmt.Errorf("train: first-layer covariance: %w", err)
 		}
@@ -588,7 +596,7 @@ func (t *trainer) record(ctx context.Context) (EpochRecord, error) {
 	ev, err := evaluate(ctx, t.dev, t.model, t.testLoader, t.evalLoss, t.cfg.Reducer, t.upload)
 	if err != nil {
 		if ctx.Err() != nil {
-			return EpochRecord{}, t.interrupted(ctx.Err())
+			return EpochRecord{}, t.interrupted(context.Cause(ctx))
 		}
 		return EpochRecord{}, err
 	}

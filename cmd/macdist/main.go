@@ -28,6 +28,12 @@ type command struct {
 
 var commands = []command{
 	{"bench", "time training steps of a model on synthetic data and print one JSON line", runBench},
+	{"train", "train a model on one machine: checkpoints, metrics.jsonl, curves.png, --resume", runTrain},
+	{"eval", "print a checkpoint's loss and accuracy on a dataset as one JSON line", runEval},
+	{"export", "write a checkpoint's weights as a safetensors file PyTorch loads", runExport},
+	{"launch", "run the workers of a data-parallel run on this node (--standalone for one machine)", runLaunch},
+	{"status", "print a launched run's members, ranks, generation and step", runStatus},
+	{"node", "a worker process of launch (started by launch, not by hand)", runNode},
 }
 
 func main() {

@@ -32,7 +32,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 
 	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "mac, sgd, adamw, kfac, eva or foof; hyperparameters not given take that method's defaults")
 	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
-	fs.Float64Var(&c.Momentum, "momentum", c.Momentum, "heavy-ball momentum (AdamW: β1)")
+	fs.Float64Var(&c.Momentum, "momentum", c.Momentum, "heavy-ball momentum")
 	fs.BoolVar(&c.Nesterov, "nesterov", c.Nesterov, "Nesterov momentum")
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "weight decay")
 	fs.BoolVar(&c.DecoupledWD, "decoupled-wd", c.DecoupledWD, "decay the weights directly (p ← (1−lr·wd)·p) instead of adding wd·p to the gradient")
@@ -42,6 +42,12 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 	fs.IntVar(&c.TInv, "tinv", c.TInv, "refresh the preconditioner every N steps")
 	fs.BoolVar(&c.FirstLayerCov, "first-layer-cov", c.FirstLayerCov, "MAC: precondition the first layer with its full input covariance, computed before training")
 	fs.BoolVar(&c.AttentionV, "attention-v", c.AttentionV, "MAC: the attention rule for the value rows of qkv projections")
+	adamw, _ := train.OptimizerDefaults("adamw")
+	kfac, _ := train.OptimizerDefaults("kfac")
+	fs.Float64Var(&c.KLClip, "kl-clip", c.KLClip, fmt.Sprintf("KFAC, Eva, FOOF: κ of the KL clip, 0 for none (their default %g)", kfac.KLClip))
+	fs.Float64Var(&c.Beta1, "beta1", c.Beta1, fmt.Sprintf("AdamW: β1 (its default %g)", adamw.Beta1))
+	fs.Float64Var(&c.Beta2, "beta2", c.Beta2, fmt.Sprintf("AdamW: β2 (its default %g)", adamw.Beta2))
+	fs.Float64Var(&c.Eps, "eps", c.Eps, fmt.Sprintf("AdamW: ε (its default %g)", adamw.Eps))
 	fs.Float64Var(&c.LabelSmoothing, "label-smoothing", c.LabelSmoothing, "label smoothing of the loss, in [0, 1)")
 
 	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs; the learning-rate schedule spans them")
@@ -102,6 +108,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErrorf("--resume needs --run-dir, the directory of the run to continue")
 		}
 		cfg.RunDir = filepath.Join("runs", fmt.Sprintf("%s-%s-%s", cfg.Model, cfg.Optimizer, time.Now().Format("20060102-150405")))
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("%v", strings.TrimPrefix(err.Error(), "train: "))
 	}
 	cfg.Progress = stderr
 

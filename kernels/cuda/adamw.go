@@ -26,6 +26,6 @@ func (d *Device) AdamW(p, g, m, v kernels.Buffer, lr, beta1, beta2, eps, weightD
 		f32(float32(1 - float64(lr)*float64(weightDecay))).
 		f32(beta1).f32(float32(1 - float64(beta1))).
 		f32(beta2).f32(float32(1 - float64(beta2))).
-		f32(float32(float64(lr) / bc1)).f32(float32(math.Sqrt(bc2))*1.000001).f32(eps).
+		f32(float32(float64(lr) / bc1)).f32(float32(math.Sqrt(bc2))).f32(eps).
 		i64(pb.n).run1D(int64(pb.n))
 }

@@ -127,7 +127,7 @@ func (d *Device) open() error {
 
 	names, texts, err := ptxModules()
 	if err != nil {
-		return fmt.Errorf("embedded PTX: %w", err)
+		return fmt.Errorf("PTX (embedded, or $%s): %w", EnvPTXDir, err)
 	}
 	for i, t := range texts {
 		m, err := moduleLoad(d.ctx, t)
@@ -138,7 +138,7 @@ func (d *Device) open() error {
 	}
 	for k, name := range kernelNames {
 		for _, m := range d.mods {
-			if f, err := moduleFunction(m, name); err == nil {
+			if f, err := moduleFunction(d.ctx, m, name); err == nil {
 				d.fn[k] = f
 				break
 			}
@@ -151,21 +151,21 @@ func (d *Device) open() error {
 	if d.blas, err = cublasCreate(d.ctx); err != nil {
 		return fmt.Errorf("cublasCreate: %w", err)
 	}
-	if err := cublasSetStream(d.blas, d.stream); err != nil {
+	if err := cublasSetStream(d.ctx, d.blas, d.stream); err != nil {
 		return fmt.Errorf("cublasSetStream: %w", err)
 	}
 	mode := mathDefault
 	if d.tf32 {
 		mode = mathTF32
 	}
-	if err := cublasSetMathMode(d.blas, mode); err != nil {
+	if err := cublasSetMathMode(d.ctx, d.blas, mode); err != nil {
 		return fmt.Errorf("cublasSetMathMode(%d): %w", mode, err)
 	}
 
 	gpu, _ := cuDeviceName(d.dev)
 	maj, _ := cuDeviceAttribute(d.dev, attrCCMajor)
 	mnr, _ := cuDeviceAttribute(d.dev, attrCCMinor)
-	bv, _ := cublasVersion(d.blas)
+	bv, _ := cublasVersion(d.ctx, d.blas)
 	d.name = fmt.Sprintf("cuda:%d (%s, sm_%d%d, CUDA driver %s, cuBLAS %s", d.ordinal, gpu, maj, mnr,
 		cudaVersion(drvVersion), blasVersionText(bv))
 	if d.tf32 {
@@ -469,6 +469,9 @@ func (d *Device) buf(b kernels.Buffer, op, arg string) *buffer {
 	}
 	if cb.dev != d {
 		panic("cuda: " + op + ": " + arg + " belongs to another cuda Device")
+	}
+	if d.closed {
+		panic("cuda: " + op + " on a closed Device")
 	}
 	if cb.dead() {
 		panic("cuda: " + op + ": " + arg + " was freed")

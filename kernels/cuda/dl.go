@@ -243,7 +243,9 @@ static CUresult macdist_module_unload(void *ctx, void *m) {
 	if (r != 0) return r;
 	return cu.ModuleUnload(m);
 }
-static CUresult macdist_module_function(void *m, void **f, const char *name) {
+static CUresult macdist_module_function(void *ctx, void *m, void **f, const char *name) {
+	CUresult r = cu.CtxSetCurrent(ctx);
+	if (r != 0) return r;
 	return cu.ModuleGetFunction(f, m, name);
 }
 
@@ -270,9 +272,21 @@ static cublasStatus_t macdist_cublasDestroy(void *ctx, void *h) {
 	if (r != 0) return -r;
 	return blas.Destroy(h);
 }
-static cublasStatus_t macdist_cublasSetStream(void *h, void *s) { return blas.SetStream(h, s); }
-static cublasStatus_t macdist_cublasSetMathMode(void *h, int mode) { return blas.SetMathMode(h, mode); }
-static cublasStatus_t macdist_cublasGetVersion(void *h, int *v) { return blas.GetVersion(h, v); }
+static cublasStatus_t macdist_cublasSetStream(void *ctx, void *h, void *s) {
+	CUresult r = cu.CtxSetCurrent(ctx);
+	if (r != 0) return -r;
+	return blas.SetStream(h, s);
+}
+static cublasStatus_t macdist_cublasSetMathMode(void *ctx, void *h, int mode) {
+	CUresult r = cu.CtxSetCurrent(ctx);
+	if (r != 0) return -r;
+	return blas.SetMathMode(h, mode);
+}
+static cublasStatus_t macdist_cublasGetVersion(void *ctx, void *h, int *v) {
+	CUresult r = cu.CtxSetCurrent(ctx);
+	if (r != 0) return -r;
+	return blas.GetVersion(h, v);
+}
 static cublasStatus_t macdist_cublasGetProperty(int which, int *v) { return blas.GetProperty(which, v); }
 static const char *macdist_cublasStatusString(cublasStatus_t s) {
 	return blas.GetStatusString ? blas.GetStatusString(s) : NULL;
@@ -513,11 +527,11 @@ func moduleLoad(ctx cuContext, ptx string) (cuModule, error) {
 
 func moduleUnload(ctx cuContext, m cuModule) error { return cuErr(C.macdist_module_unload(ctx, m)) }
 
-func moduleFunction(m cuModule, name string) (cuFunction, error) {
+func moduleFunction(ctx cuContext, m cuModule, name string) (cuFunction, error) {
 	cs := C.CString(name)
 	defer C.free(unsafe.Pointer(cs))
 	var f unsafe.Pointer
-	err := cuErr(C.macdist_module_function(m, &f, cs))
+	err := cuErr(C.macdist_module_function(ctx, m, &f, cs))
 	return f, err
 }
 
@@ -538,15 +552,17 @@ func cublasCreate(ctx cuContext) (cublasH, error) {
 
 func cublasDestroy(ctx cuContext, h cublasH) error { return blasErr(C.macdist_cublasDestroy(ctx, h)) }
 
-func cublasSetStream(h cublasH, s cuStream) error { return blasErr(C.macdist_cublasSetStream(h, s)) }
-
-func cublasSetMathMode(h cublasH, mode int) error {
-	return blasErr(C.macdist_cublasSetMathMode(h, C.int(mode)))
+func cublasSetStream(ctx cuContext, h cublasH, s cuStream) error {
+	return blasErr(C.macdist_cublasSetStream(ctx, h, s))
 }
 
-func cublasVersion(h cublasH) (int, error) {
+func cublasSetMathMode(ctx cuContext, h cublasH, mode int) error {
+	return blasErr(C.macdist_cublasSetMathMode(ctx, h, C.int(mode)))
+}
+
+func cublasVersion(ctx cuContext, h cublasH) (int, error) {
 	var v C.int
-	err := blasErr(C.macdist_cublasGetVersion(h, &v))
+	err := blasErr(C.macdist_cublasGetVersion(ctx, h, &v))
 	return int(v), err
 }
 

@@ -22,33 +22,35 @@ func whereFrom(handle, string) string     { return "" }
 func bindDriver(handle) error             { return errNoCgo }
 func bindCUBLAS(handle) error             { return errNoCgo }
 
-func cuInit() error                                       { return errNoCgo }
-func cuDriverVersion() (int, error)                       { return 0, errNoCgo }
-func cuDeviceCount() (int, error)                         { return 0, errNoCgo }
-func cuDeviceGet(int) (cuDevice, error)                   { return 0, errNoCgo }
-func cuDeviceName(cuDevice) (string, error)               { return "", errNoCgo }
-func cuDeviceAttribute(cuDevice, int) (int, error)        { return 0, errNoCgo }
-func cuDeviceTotalMem(cuDevice) (int64, error)            { return 0, errNoCgo }
-func cuPrimaryCtxRetain(cuDevice) (cuContext, error)      { return nil, errNoCgo }
-func cuPrimaryCtxRelease(cuDevice) error                  { return errNoCgo }
-func cuCtxSetCurrent(cuContext) error                     { return errNoCgo }
-func cAlloc(n int) unsafe.Pointer                         { return unsafe.Pointer(&make([]byte, n)[0]) }
-func cFree(unsafe.Pointer)                                {}
-func cuStreamCreate(cuContext) (cuStream, error)          { return nil, errNoCgo }
-func cuStreamDestroy(cuContext, cuStream) error           { return errNoCgo }
-func cuStreamSync(cuContext, cuStream) error              { return errNoCgo }
-func cuMemAlloc(cuContext, int64) (uint64, error)         { return 0, errNoCgo }
-func cuMemFree(cuContext, uint64) error                   { return errNoCgo }
-func cuMemInfo(cuContext) (int64, int64, error)           { return 0, 0, errNoCgo }
-func moduleLoad(cuContext, string) (cuModule, error)      { return nil, errNoCgo }
-func moduleUnload(cuContext, cuModule) error              { return errNoCgo }
-func moduleFunction(cuModule, string) (cuFunction, error) { return nil, errNoCgo }
-func cublasCreate(cuContext) (cublasH, error)             { return nil, errNoCgo }
-func cublasDestroy(cuContext, cublasH) error              { return errNoCgo }
-func cublasSetStream(cublasH, cuStream) error             { return errNoCgo }
-func cublasSetMathMode(cublasH, int) error                { return errNoCgo }
-func cublasVersion(cublasH) (int, error)                  { return 0, errNoCgo }
-func cublasProperty(int) (int, error)                     { return 0, errNoCgo }
+func cuInit() error                                  { return errNoCgo }
+func cuDriverVersion() (int, error)                  { return 0, errNoCgo }
+func cuDeviceCount() (int, error)                    { return 0, errNoCgo }
+func cuDeviceGet(int) (cuDevice, error)              { return 0, errNoCgo }
+func cuDeviceName(cuDevice) (string, error)          { return "", errNoCgo }
+func cuDeviceAttribute(cuDevice, int) (int, error)   { return 0, errNoCgo }
+func cuDeviceTotalMem(cuDevice) (int64, error)       { return 0, errNoCgo }
+func cuPrimaryCtxRetain(cuDevice) (cuContext, error) { return nil, errNoCgo }
+func cuPrimaryCtxRelease(cuDevice) error             { return errNoCgo }
+func cuCtxSetCurrent(cuContext) error                { return errNoCgo }
+func cAlloc(n int) unsafe.Pointer                    { return unsafe.Pointer(&make([]byte, n)[0]) }
+func cFree(unsafe.Pointer)                           {}
+func cuStreamCreate(cuContext) (cuStream, error)     { return nil, errNoCgo }
+func cuStreamDestroy(cuContext, cuStream) error      { return errNoCgo }
+func cuStreamSync(cuContext, cuStream) error         { return errNoCgo }
+func cuMemAlloc(cuContext, int64) (uint64, error)    { return 0, errNoCgo }
+func cuMemFree(cuContext, uint64) error              { return errNoCgo }
+func cuMemInfo(cuContext) (int64, int64, error)      { return 0, 0, errNoCgo }
+func moduleLoad(cuContext, string) (cuModule, error) { return nil, errNoCgo }
+func moduleUnload(cuContext, cuModule) error         { return errNoCgo }
+func moduleFunction(cuContext, cuModule, string) (cuFunction, error) {
+	return nil, errNoCgo
+}
+func cublasCreate(cuContext) (cublasH, error)            { return nil, errNoCgo }
+func cublasDestroy(cuContext, cublasH) error             { return errNoCgo }
+func cublasSetStream(cuContext, cublasH, cuStream) error { return errNoCgo }
+func cublasSetMathMode(cuContext, cublasH, int) error    { return errNoCgo }
+func cublasVersion(cuContext, cublasH) (int, error)      { return 0, errNoCgo }
+func cublasProperty(int) (int, error)                    { return 0, errNoCgo }
 
 func htod(cuContext, cuStream, uint64, unsafe.Pointer, int64) error { return errNoCgo }
 func dtoh(cuContext, cuStream, unsafe.Pointer, uint64, int64) error { return errNoCgo }

@@ -37,7 +37,9 @@
 // from 11.8) to PTX for compute_70, committed under ptx/ and embedded.
 // New loads them with cuModuleLoadDataEx: the driver JIT-compiles the PTX
 // for the GPU at hand (newer architectures included) and caches the result
-// in ~/.nv/ComputeCache. The kernels take their parameters through
+// in ~/.nv/ComputeCache. MACDIST_CUDA_PTX_DIR names a folder of .ptx
+// files to load instead, for kernels rebuilt on a machine without Go. The
+// kernels take their parameters through
 // CU_LAUNCH_PARAM_BUFFER_POINTER, packed by a launcher that checks each
 // call against the kernel's signature (kernelSigs, which a test checks
 // against the PTX), so a launch allocates nothing and passes cgo no Go

@@ -4,8 +4,12 @@ import (
 	"embed"
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path"
 	"sort"
+	"strings"
 	"unsafe"
 )
 
@@ -16,19 +20,37 @@ import (
 //go:embed ptx/*.ptx
 var ptxFS embed.FS
 
-// ptxModules returns the embedded PTX texts by file name, in name order.
+// EnvPTXDir names the environment variable that, when set, makes New load
+// the kernels from that folder's *.ptx files instead of the embedded ones:
+// for trying kernels rebuilt by another nvcc (on a GPU machine without Go,
+// say) without rebuilding the binary.
+const EnvPTXDir = "MACDIST_CUDA_PTX_DIR"
+
+// ptxModules returns the PTX texts by file name, in name order: the
+// embedded ones, or those of MACDIST_CUDA_PTX_DIR.
 func ptxModules() (names []string, texts []string, err error) {
-	ents, err := ptxFS.ReadDir("ptx")
+	var fsys fs.FS = ptxFS
+	dir := "ptx"
+	if d := os.Getenv(EnvPTXDir); d != "" {
+		fsys, dir = os.DirFS(d), "."
+	}
+	ents, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, e := range ents {
-		b, err := ptxFS.ReadFile("ptx/" + e.Name())
+		if !strings.HasSuffix(e.Name(), ".ptx") {
+			continue
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, nil, err
 		}
 		names = append(names, e.Name())
 		texts = append(texts, string(b))
+	}
+	if len(texts) == 0 {
+		return nil, nil, fmt.Errorf("no .ptx files in %s", dir)
 	}
 	sort.Sort(byName{names, texts})
 	return names, texts, nil

@@ -2,6 +2,8 @@ package cuda
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -198,4 +200,23 @@ func TestLauncherPacking(t *testing.T) {
 	mustPanic("a launch with parameters missing", func() {
 		d.k(kScale).addr(0).f32(1).run([3]uint32{1, 1, 1}, [3]uint32{32, 1, 1})
 	})
+}
+
+// MACDIST_CUDA_PTX_DIR replaces the embedded PTX with a folder's .ptx
+// files, and a folder without any is an error rather than no kernels.
+func TestPTXDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(EnvPTXDir, dir)
+	if _, _, err := ptxModules(); err == nil {
+		t.Error("an empty MACDIST_CUDA_PTX_DIR gave no error")
+	}
+	for name, text := range map[string]string{"b.ptx": "second", "a.ptx": "first", "notes.txt": "skipped"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names, texts, err := ptxModules()
+	if err != nil || strings.Join(names, ",") != "a.ptx,b.ptx" || strings.Join(texts, ",") != "first,second" {
+		t.Errorf("ptxModules() = %v, %v, %v", names, texts, err)
+	}
 }

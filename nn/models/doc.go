@@ -10,7 +10,8 @@
 //	                convolution + BatchNorm shortcuts, named downsample.0/.1
 //	resnet18, 50    torchvision's ResNets (v1.5 bottlenecks)
 //	wrn28-10        Zagoruyko & Komodakis' Wide ResNet, as xternalz's
-//	                WideResNet-pytorch names it
+//	                WideResNet-pytorch names it; DropRate defaults to 0 as
+//	                there (the paper's CIFAR runs used 0.3)
 //	vit-tiny        DeiT-Tiny: timm's VisionTransformer, 192 wide, 12 deep,
 //	                3 heads, 16 px patches, 224 px images
 //	vit-tiny-cifar  the same at 32 px with 4 px patches

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
@@ -152,7 +153,7 @@ func checkParity(t *testing.T, dev kernels.Device, f *safetensors.File, meta cas
 		byName[p.Name] = p
 	}
 	for _, name := range f.Names() {
-		if pname, ok := cut(name, "init."); ok {
+		if pname, ok := strings.CutPrefix(name, "init."); ok {
 			// Bit for bit: HashInit and common.hash_init are one rule.
 			want, _ := fixture.Floats(t, f, name)
 			got := download(dev, byName[pname].Value)
@@ -198,18 +199,11 @@ func checkParity(t *testing.T, dev kernels.Device, f *safetensors.File, meta cas
 		fixture.RelErr(download(dev, logits), wantLogits), fixture.RelErr([]float32{float32(loss)}, wantLoss), worst,
 		f.Metadata["torch_f32_err"], f.Metadata["f32_spread"])
 	for _, name := range f.Names() {
-		if pname, ok := cut(name, "state."); ok {
+		if pname, ok := strings.CutPrefix(name, "state."); ok {
 			want, _ := fixture.Floats(t, f, name)
 			fixture.Close(t, pname+" after the step", download(dev, byName[pname].Value), want, baseTol)
 		}
 	}
-}
-
-func cut(s, prefix string) (string, bool) {
-	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return "", false
 }
 
 func checkStateDict(t *testing.T, ps []*nn.Param, meta caseMeta) {

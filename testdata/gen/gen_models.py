@@ -11,8 +11,14 @@ parameter: the sum, the sum of absolute values, the sum of squares and the
 projection on hash_uniform(name, 99, n)*2-1, a pseudo-random ±1 direction
 that Go computes too, so that one wrong element cannot hide in a sum.
 
-The reference values come from a float64 copy of the model; see run_case. models_resnet20 also
-stores the BatchNorm running statistics after the step.
+The reference values come from a float64 copy of the model (see run_case),
+and the metadata records how far float32 strays from them on the same input
+(f32_spread), which the Go test uses to size its tolerance for the deep
+models. models_resnet20 also stores the BatchNorm running statistics after
+the step, and models_lenet5 the hash-initialised conv1.weight.
+
+Pass fixture suffixes (mlp, resnet50, ...) as arguments to regenerate only
+those.
 
 Run with Debian's /usr/bin/python3 (torchvision is not installed there, hence
 the hand-written modules).
@@ -23,7 +29,6 @@ import math
 import os
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

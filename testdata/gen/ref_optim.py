@@ -1,5 +1,5 @@
-"""Reference implementations of MAC (and, later, the curvature baselines)
-written in plain PyTorch from shared/MAC.md, independently of the Go code:
+"""Reference implementations of MAC and of the curvature baselines (KFAC,
+Eva, FOOF), written in plain PyTorch from shared/MAC.md, independently of the Go code:
 the fixtures of gen_optim.py come from these.
 
 They follow MAC.md literally and favour clarity over speed: dense Gw

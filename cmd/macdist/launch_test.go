@@ -1,0 +1,400 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/macdist/macdist/cluster"
+	"github.com/macdist/macdist/safetensors"
+)
+
+// The multi-process tests run this test binary as macdist: with
+// MACDIST_TEST_AS_MAIN set it is the command itself (launch re-executes it
+// as its workers, which inherit the variable). That is the binary built
+// once for all of them, without a go build of its own.
+func init() {
+	if os.Getenv("MACDIST_TEST_AS_MAIN") == "1" {
+		ctx, stop := signalContext()
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+}
+
+func signalContext() (context.Context, func()) {
+	return context.WithCancel(context.Background())
+}
+
+// proc is a macdist process whose stderr is kept and searchable.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	cond *sync.Cond
+	done chan struct{}
+	err  error
+}
+
+func startMacdist(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, name: name, done: make(chan struct{})}
+	p.cond = sync.NewCond(&p.mu)
+	p.cmd = exec.Command(exe, args...)
+	p.cmd.Env = append(os.Environ(), "MACDIST_TEST_AS_MAIN=1", "OPENBLAS_NUM_THREADS=1", "GOMAXPROCS=2", cluster.KeyEnv+"=")
+	// Its own process group, so that kill -9 takes the agent and its
+	// workers together, as a node's crash would.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw, _ := os.Pipe()
+	p.cmd.Stderr, p.cmd.Stdout = pw, pw
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.cond.Broadcast()
+			p.mu.Unlock()
+		}
+		p.err = p.cmd.Wait()
+		p.mu.Lock()
+		close(p.done)
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		if t.Failed() || os.Getenv("MACDIST_TEST_VERBOSE") != "" {
+			t.Logf("--- %s output:\n%s", p.name, p.output())
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// waitLine waits for a line matching re and returns its submatches.
+func (p *proc) waitLine(re string, d time.Duration) []string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(d)
+	timer := time.AfterFunc(d, func() { p.mu.Lock(); p.cond.Broadcast(); p.mu.Unlock() })
+	defer timer.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if m := rx.FindStringSubmatch(p.out.String()); m != nil {
+			return m
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited (%v) without printing /%s/", p.name, p.err, re)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: no line /%s/ within %v", p.name, re, d)
+		}
+		p.cond.Wait()
+	}
+}
+
+// wait waits for the process to exit and returns its error.
+func (p *proc) wait(d time.Duration) error {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		p.t.Fatalf("%s still running after %v", p.name, d)
+		return nil
+	}
+}
+
+// freePort returns a port p with p and p+1 free on loopback (TCP, and UDP
+// for p).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		u, err1 := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		l2, err2 := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		l.Close()
+		if err1 == nil {
+			u.Close()
+		}
+		if err2 == nil {
+			l2.Close()
+		}
+		if err1 == nil && err2 == nil && p < 65000 {
+			return p
+		}
+	}
+	t.Fatal("no free port pair")
+	return 0
+}
+
+// trainArgs are the train flags of a small run: an MLP on 8×8 synthetic
+// images, about 40 ms a step with three ranks on two cores.
+func trainArgs(runDir string, samples, epochs int, extra ...string) []string {
+	return append([]string{
+		"--model", "mlp", "--data", fmt.Sprintf("synthetic:1x8x8:4:%d:96", samples), "--batch", "24",
+		"--epochs", fmt.Sprint(epochs), "--optimizer", "sgd", "--lr", "0.05", "--run-dir", runDir,
+		"--progress", "lines", "--log-every", "20", "--workers", "1",
+	}, extra...)
+}
+
+// finalParams reads final/model.safetensors and fails on a non-finite value.
+func checkFinalParams(t *testing.T, runDir string) {
+	t.Helper()
+	f, err := safetensors.ReadFile(filepath.Join(runDir, "final", "model.safetensors"))
+	if err != nil {
+		t.Fatalf("final weights: %v", err)
+	}
+	n := 0
+	for _, name := range f.Names() {
+		tn, err := f.Tensor(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := tn.Floats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				t.Fatalf("final %s holds %v", name, x)
+			}
+		}
+		n += len(v)
+	}
+	if n == 0 {
+		t.Fatal("final weights hold no parameter")
+	}
+}
+
+// lastRecord returns the last line of metrics.jsonl.
+func lastRecord(t *testing.T, runDir string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(runDir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func TestLaunchStandalone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process")
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	start := time.Now()
+	p := startMacdist(t, "standalone", append([]string{"launch", "--standalone", "--nproc-per-node", "2", "--"},
+		trainArgs(dir, 480, 1)...)...)
+	if err := p.wait(2 * time.Minute); err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	t.Logf("2 workers, 20 steps: %v", time.Since(start).Round(time.Millisecond))
+	out := p.output()
+	for _, want := range []string{"generation 1: world size 2", "batch 12 × 2 ranks", "done: 20 steps"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// Logs and progress come from rank 0 only.
+	if strings.Contains(out, "[rank 1] training") || strings.Count(out, "training mlp") != 1 {
+		t.Errorf("rank 1 logged its progress:\n%s", out)
+	}
+	checkFinalParams(t, dir)
+}
+
+func TestLaunchUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"launch", "--", "--model", "mlp"}, "--join HOST:PORT is required"},
+		{[]string{"launch", "--nnodes", "3:2", "--join", "127.0.0.1:1", "--"}, "MIN ≤ MAX"},
+		{[]string{"launch", "--join", "10.0.0.1:29400", "--", "--model", "mlp"}, "cluster key is required"},
+		{[]string{"launch", "--bind", "0.0.0.0:29400", "--join", "127.0.0.1:1", "--", "--model", "mlp"}, "cluster key is required"},
+		{[]string{"launch", "--nnodes", "1:3", "--join", "127.0.0.1:1", "--", "--model", "mlp", "--batch", "64"}, "world size 3"},
+		{[]string{"launch", "--standalone", "--", "--model", "alexnet"}, "alexnet"},
+		{[]string{"launch", "--standalone", "--", "--lr-typo", "1"}, "lr-typo"},
+		{[]string{"node", "--", "--model", "mlp"}, "started by `macdist launch`"},
+		{[]string{"status"}, "--join HOST:PORT or --control"},
+	}
+	for _, c := range cases {
+		code, _, errOut := runArgs(c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
+// Two nodes start a run; a third joins late and is taken in at the next
+// generation; intruders with a wrong key or a different configuration are
+// refused without disturbing the run; then one node is killed (kill -9,
+// agent and worker) and the other two re-form, resume from the last
+// checkpoint and finish.
+func TestLaunchElastic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process")
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	seed := freePort(t)
+	key := "test-cluster-key"
+	args := func(port int, name, key string, extra ...string) []string {
+		a := []string{"launch", "--nnodes", "2:3", "--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
+			"--join", fmt.Sprintf("127.0.0.1:%d", seed), "--cluster-key", key, "--node-name", name,
+			"--ring-timeout", "5s", "--last-call", "1s", "--rdzv-timeout", "60s"}
+		return append(append(a, extra...), "--")
+	}
+	train := trainArgs(dir, 9600, 3, "--checkpoint-every", "25")
+	n0 := startMacdist(t, "n0", append(args(seed, "n0", key), train...)...)
+	p1 := freePort(t)
+	n1 := startMacdist(t, "n1", append(args(p1, "n1", key), train...)...)
+	n0.waitLine(`generation 1: world size 2`, 30*time.Second)
+	n0.waitLine(`step 20/`, 30*time.Second)
+
+	// Intruders: another key, and another learning rate.
+	wrongKey := startMacdist(t, "wrong key", append(args(freePort(t), "x1", "another key", "--rdzv-timeout", "3s"), train...)...)
+	otherLR := startMacdist(t, "other lr", append(args(freePort(t), "x2", key), append(train, "--lr", "0.01")...)...)
+	if err := wrongKey.wait(30 * time.Second); err == nil || !strings.Contains(wrongKey.output(), "same --cluster-key on every node?") {
+		t.Errorf("a node with another key: %v\n%s", err, wrongKey.output())
+	}
+	if err := otherLR.wait(30 * time.Second); err == nil || !strings.Contains(otherLR.output(), `lr: "0.05" (run) ≠ "0.01" (node)`) {
+		t.Errorf("a node with another --lr: %v\n%s", err, otherLR.output())
+	}
+	if out := n0.output(); strings.Contains(out, "generation 2") || strings.Contains(out, "generation 1 failed") {
+		t.Fatalf("the intruders disturbed the run:\n%s", out)
+	}
+
+	// A late joiner is taken in at the next generation.
+	n2 := startMacdist(t, "n2", append(args(freePort(t), "n2", key), train...)...)
+	n0.waitLine(`generation 2: world size 3`, 30*time.Second)
+	n2.waitLine(`generation 2: world size 3, 3 nodes, this node's ranks 2\.\.2`, 10*time.Second)
+	n0.waitLine(`resuming from .*step-0+(\d+)`, 30*time.Second)
+
+	// Status through any node.
+	code, out, errOut := runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", key)
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, errOut)
+	}
+	for _, want := range []string{"coordinator n0, generation 2, world size 3", "members (3 alive)", "n1", "n2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", "wrong"); code == 0 || !strings.Contains(errOut, "does not hold this cluster key") {
+		t.Errorf("status with a wrong key: exit %d, %s", code, errOut)
+	}
+
+	// Kill node n1 mid-epoch, after a checkpoint of generation 2.
+	n0.waitLine(`(?s)generation 2: world size 3.*step (1[0-9]{2}|[2-9][0-9]{2})/`, 60*time.Second)
+	killed := time.Now()
+	syscall.Kill(-n1.cmd.Process.Pid, syscall.SIGKILL)
+	n0.waitLine(`generation 2 (failed|ends)`, 10*time.Second)
+	noticed := time.Since(killed)
+	n0.waitLine(`generation 3: world size 2`, 30*time.Second)
+	reformed := time.Since(killed)
+	t.Logf("node killed: noticed after %v, re-formed with two after %v", noticed.Round(time.Millisecond), reformed.Round(time.Millisecond))
+	if noticed > 10*time.Second {
+		t.Errorf("the loss was noticed after %v, want within 10 s", noticed)
+	}
+	n0.waitLine(`(?s)generation 3: world size 2.*resuming from`, 30*time.Second)
+	if err := n0.wait(3 * time.Minute); err != nil {
+		t.Fatalf("n0: %v", err)
+	}
+	if err := n2.wait(time.Minute); err != nil {
+		t.Fatalf("n2: %v", err)
+	}
+	checkFinalParams(t, dir)
+	rec := lastRecord(t, dir)
+	if acc, _ := rec["test_acc"].(float64); acc < 0.9 {
+		t.Errorf("test accuracy %v after recovery, want ≥ 0.9 (an undisturbed run reaches 1)", rec["test_acc"])
+	}
+}
+
+// A worker that stalls (SIGSTOP) makes its peers' collectives time out:
+// the generation fails within --ring-timeout instead of hanging, the
+// stalled worker is ended by its agent, and the run re-forms and finishes.
+func TestLaunchStalledPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process")
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	seed := freePort(t)
+	train := trainArgs(dir, 4800, 1, "--checkpoint-every", "25")
+	var nodes []*proc
+	for i := range 3 {
+		port := seed
+		if i > 0 {
+			port = freePort(t)
+		}
+		nodes = append(nodes, startMacdist(t, fmt.Sprintf("n%d", i), append([]string{"launch", "--nnodes", "3",
+			"--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port), "--join", fmt.Sprintf("127.0.0.1:%d", seed),
+			"--node-name", fmt.Sprintf("n%d", i), "--ring-timeout", "2s", "--last-call", "1s", "--"}, train...)...))
+	}
+	m := nodes[2].waitLine(`rank 2: pid (\d+)`, 30*time.Second)
+	var pid int
+	fmt.Sscan(m[1], &pid)
+	nodes[0].waitLine(`step 40/`, 30*time.Second)
+	stopped := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	fail := nodes[0].waitLine(`generation 1 (failed: .*|ends: .*)`, 15*time.Second)
+	noticed := time.Since(stopped)
+	t.Logf("stalled peer: generation ended after %v: %s", noticed.Round(time.Millisecond), fail[1])
+	if noticed > 2*time.Second+5*time.Second {
+		t.Errorf("the stall was noticed after %v, want about --ring-timeout 2s", noticed)
+	}
+	// The failure is rank 0's timeout on its stalled neighbour (rank 2
+	// feeds rank 0 in the ring of three), not a hang.
+	if out := nodes[0].output(); !strings.Contains(out, "timeout") && !strings.Contains(out, "timed out") {
+		t.Errorf("rank 0 did not report a timeout:\n%s", out)
+	}
+	nodes[0].waitLine(`generation 2: world size 3`, 30*time.Second)
+	nodes[0].waitLine(`resuming from`, 30*time.Second)
+	for i, n := range nodes {
+		if err := n.wait(2 * time.Minute); err != nil {
+			t.Fatalf("n%d: %v", i, err)
+		}
+	}
+	checkFinalParams(t, dir)
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/macdist/macdist/cluster"
+	"github.com/macdist/macdist/collective"
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/kernels/cpu"
+	"github.com/macdist/macdist/train"
+)
+
+// runNode is a worker process of `macdist launch`: it reads its place in
+// the generation from the environment, connects the ring and trains.
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("node", stderr)
+	ringTimeout := fs.Duration("ring-timeout", collective.DefaultTimeout, "bound on every wait of the ring on a peer")
+	scaleLR := fs.Bool("scale-lr", false, "see macdist launch")
+	if err := fs.Parse(args); err != nil {
+		return usageErrorf("%v", err)
+	}
+	w, err := cluster.WorkerFromEnv()
+	if err != nil {
+		return usageErrorf("%v: this subcommand is started by `macdist launch`", err)
+	}
+	defer w.Close()
+
+	tfs := newFlagSet("node", stderr)
+	cfg := train.DefaultConfig()
+	trainFlags(tfs, &cfg)
+	if err := parse(tfs, fs.Args()); err != nil {
+		return err
+	}
+	if err := applyMethodDefaults(tfs, &cfg); err != nil {
+		return err
+	}
+	if err := placeRank(&cfg, w.Rank, w.World, *scaleLR); err != nil {
+		return usageErrorf("%v", err)
+	}
+	// Generation 1 is the run's start: it resumes only when asked; every
+	// later one continues from the last complete checkpoint.
+	cfg.Resume = cfg.Resume || w.Generation > 1
+	if cfg.MetricsAddr != "" {
+		if cfg.MetricsAddr, err = offsetPort(cfg.MetricsAddr, w.LocalRank); err != nil {
+			return usageErrorf("--metrics-addr: %v", err)
+		}
+	}
+	// Logs and progress come from rank 0 only; the others report warnings
+	// (and their error, through main).
+	cfg.Progress = stderr
+	if w.Rank != 0 {
+		cfg.Progress, cfg.ProgressMode = io.Discard, "none"
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+
+	// A stopping agent sends SIGTERM: the worker ends at once (the next
+	// generation restarts from the last checkpoint), aborting its ring so
+	// that its peers fail fast instead of waiting out their timeout.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sig)
+	cluster.WatchParent(ctx, func() { cancel(errors.New("the launch agent is gone")) })
+
+	ring, err := w.Ring(ctx, *ringTimeout)
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	go func() {
+		select {
+		case s := <-sig:
+			ring.Abort(fmt.Errorf("signal %v", s))
+			cancel(fmt.Errorf("signal %v", s))
+		case <-ctx.Done():
+			ring.Abort(context.Cause(ctx))
+		}
+	}()
+	cfg.Reducer = &commReducer{ctx: ctx, comm: ring}
+	err = train.Run(ctx, cfg, stdout)
+	if err != nil {
+		ring.Abort(err)
+	}
+	return err
+}
+
+// placeRank gives cfg its rank and world and the per-rank batch: the
+// global batch split evenly (as PyTorch's DistributedSampler splits a
+// batch), or, with scaleLR, the batch per rank as given and the learning
+// rate multiplied by the world size (the linear scaling rule).
+func placeRank(cfg *train.Config, rank, world int, scaleLR bool) error {
+	cfg.Rank, cfg.World = rank, world
+	if scaleLR {
+		cfg.LR *= float64(world)
+		return nil
+	}
+	if cfg.Batch%world != 0 {
+		return fmt.Errorf("--batch %d (the global batch) is not divisible by the world size %d; choose a multiple, or --scale-lr to keep the batch per rank", cfg.Batch, world)
+	}
+	cfg.Batch /= world
+	return nil
+}
+
+// offsetPort adds off to addr's port: every local rank serves its own
+// metrics.
+func offsetPort(addr string, off int) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", err
+	}
+	if p == 0 {
+		return addr, nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+off)), nil
+}
+
+// commReducer is train's Reducer over a collective communicator.
+type commReducer struct {
+	ctx  context.Context
+	comm collective.Communicator
+	host *cpu.Device
+	bufs []kernels.Buffer // per rank, reused by AllReduceSum64
+}
+
+func (r *commReducer) AllReduceMean(bufs ...kernels.Buffer) error {
+	for _, b := range bufs {
+		if err := r.comm.AllReduce(r.ctx, b, collective.Avg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AllReduceSum64 sums in float64, which the communicator's float32
+// arithmetic cannot: every rank broadcasts its values' bits (a broadcast
+// copies, never adds), and every rank adds the same numbers in rank order,
+// so all end with the same bits.
+func (r *commReducer) AllReduceSum64(vals []float64) error {
+	size := r.comm.Size()
+	if size == 1 || len(vals) == 0 {
+		return nil
+	}
+	if r.host == nil {
+		r.host = cpu.New()
+	}
+	n := 2 * len(vals)
+	if len(r.bufs) == 0 || r.bufs[0].Len() < n {
+		r.bufs = r.bufs[:0]
+		for range size {
+			r.bufs = append(r.bufs, r.host.Alloc(n))
+		}
+	}
+	for root := range size {
+		b := r.host.View(r.bufs[root], 0, n)
+		d := cpu.Data(b)
+		if root == r.comm.Rank() {
+			for i, v := range vals {
+				bits := math.Float64bits(v)
+				d[2*i] = math.Float32frombits(uint32(bits))
+				d[2*i+1] = math.Float32frombits(uint32(bits >> 32))
+			}
+		}
+		if err := r.comm.Broadcast(r.ctx, b, root); err != nil {
+			return err
+		}
+	}
+	for i := range vals {
+		var s float64
+		for root := range size {
+			d := cpu.Data(r.bufs[root])
+			s += math.Float64frombits(uint64(math.Float32bits(d[2*i])) | uint64(math.Float32bits(d[2*i+1]))<<32)
+		}
+		vals[i] = s
+	}
+	return nil
+}
