@@ -145,7 +145,7 @@ fi
 # gVisor ("Device not supported"), which is then a WARN, not a failure.
 if [ -x "$bin" ] && command -v compute-sanitizer >/dev/null && [ $(elapsed) -lt 120 ]; then
 	echo "=== compute-sanitizer memcheck"
-	(cd kernels/cuda && timeout 75 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 \
+	(cd kernels/cuda && timeout 75 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 99 --print-limit 20 \
 		./cuda.test -test.count=1 -test.run 'TestConformance/(Memory|Im2col|Col2im|Elementwise|Reduce|Softmax|CrossEntropy|LayerNorm|BatchNorm|Pool|Dropout)$') \
 		>"$LOG_DIR/memcheck.log" 2>&1
 	rc=$?

@@ -113,7 +113,7 @@ KERNEL void layer_norm_backward(float *dx, const float *dy, const float *x, cons
 	double sg = 0, sgx = 0;
 	for (int j = threadIdx.x; j < cols; j += blockDim.x) {
 		float g = dy[off + j];
-		if (gamma) g *= gamma[j];
+		if (gamma) g = __fmul_rn(g, gamma[j]);
 		float xh = (x[off + j] - mu) * rs;
 		sg += (double)g;
 		sgx += (double)g * (double)xh;
@@ -122,8 +122,11 @@ KERNEL void layer_norm_backward(float *dx, const float *dy, const float *x, cons
 	sgx = block_sum(sgx);
 	float mg = (float)(sg / cols), mgx = (float)(sgx / cols);
 	for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+		// __fmul_rn keeps dy·gamma rounded as in the first loop: contracted
+		// into an FMA with −mg, a one-column row would leave the product's
+		// rounding error where the exact answer is 0.
 		float g = dy[off + j];
-		if (gamma) g *= gamma[j];
+		if (gamma) g = __fmul_rn(g, gamma[j]);
 		float xh = (x[off + j] - mu) * rs;
 		dx[off + j] = rs * (g - mg - xh * mgx);
 	}
