@@ -436,6 +436,12 @@ func (a *Agent) runGeneration(ctx context.Context, asg *pb.JoinResponse, lns []*
 			return failed, ctx.Err()
 		case w := <-exits:
 			if err := <-w.exit; err != nil {
+				// A joining node ends every worker's generation too, and
+				// one may see its ring break before its agent hears of the
+				// new round: that is no failure to count.
+				if why := a.heartbeat(ctx, asg.Generation); why != "" {
+					return changed, fmt.Errorf("%s (rank %d exited: %v)", why, w.spec.Rank, err)
+				}
 				return failed, fmt.Errorf("rank %d (pid %d): %v", w.spec.Rank, w.cmd.Process.Pid, err)
 			}
 			if running--; running == 0 {

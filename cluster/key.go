@@ -37,7 +37,7 @@ type Secrets struct {
 	// Gossip encrypts memberlist traffic (AES-256-GCM); nil without a key.
 	Gossip []byte
 	// Token authenticates every control RPC.
-	Token string
+	Token  string
 	tlsKey ed25519.PrivateKey // nil without a key: the control service is then plaintext on loopback
 }
 

@@ -18,10 +18,10 @@ import (
 // than the workers because it outlives generations: restarts and members
 // alive stay visible while no worker runs.
 type agentMetrics struct {
-	reg                                 *prometheus.Registry
+	reg                                *prometheus.Registry
 	world, generation, restarts, alive *prometheus.GaugeVec
-	ln                                  net.Listener
-	srv                                 *http.Server
+	ln                                 net.Listener
+	srv                                *http.Server
 }
 
 func newAgentMetrics() *agentMetrics {

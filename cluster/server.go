@@ -90,7 +90,9 @@ type clients struct {
 	conns   map[string]*grpc.ClientConn
 }
 
-func newClients(s Secrets) *clients { return &clients{secrets: s, conns: map[string]*grpc.ClientConn{}} }
+func newClients(s Secrets) *clients {
+	return &clients{secrets: s, conns: map[string]*grpc.ClientConn{}}
+}
 
 func (c *clients) get(addr string) (pb.ControlClient, error) {
 	c.mu.Lock()

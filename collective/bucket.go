@@ -332,15 +332,20 @@ func (b *Bucketer) worker() {
 }
 
 // Close stops the background goroutine and frees the buckets; it does not
-// close the Communicator. It must not be called during a step.
+// close the Communicator. During a step (a trainer giving up halfway) it
+// first waits for the buckets already launched: abort the Communicator
+// before, so that they fail at once.
 func (b *Bucketer) Close() {
-	if b.active {
-		panic("collective: Bucketer.Close during a step")
-	}
 	select {
 	case <-b.quit:
 		return
 	default:
+	}
+	if b.active {
+		for range b.next {
+			<-b.results
+		}
+		b.active = false
 	}
 	close(b.quit)
 	for k := range b.buckets {

@@ -211,20 +211,27 @@ func TestBucketerOverlap(t *testing.T) {
 		defer b.Close()
 		b.Start(context.Background())
 		b.MarkReady(2) // bucket 1: not yet, bucket 0 is not ready
+		var early error
 		select {
 		case n := <-rec.calls:
-			return fmt.Errorf("an AllReduce of %d elements went out before its bucket was ready", n)
+			early = fmt.Errorf("an AllReduce of %d elements went out before its bucket was ready", n)
 		case <-time.After(20 * time.Millisecond):
 		}
 		b.MarkReady(3) // buckets 0 and 1 are ready now
 		for k := range 2 {
+			if early != nil {
+				break
+			}
 			select {
 			case <-rec.calls:
 			case <-time.After(5 * time.Second):
-				return fmt.Errorf("bucket %d did not go out before Finish", k)
+				early = fmt.Errorf("bucket %d did not go out before Finish", k)
 			}
 		}
-		return b.Finish(nil)
+		if err := b.Finish(nil); early == nil {
+			early = err
+		}
+		return early
 	})
 	for r, err := range errs {
 		if err != nil {

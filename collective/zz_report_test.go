@@ -35,7 +35,11 @@ func TestZZReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Printf("chunk %d: stream: %.0f MB/s\n", ch, s.BW/1e6)
+		fmt.Printf("chunk %d: stream of 256 MiB: %.0f MB/s\n", ch, s.BW/1e6)
+		for _, b := range []int{256 << 10, 16 << 20} {
+			s2, _ := BenchStream(ctx, b)
+			fmt.Printf("chunk %d: stream of %d: %.0f MB/s\n", ch, b, s2.BW/1e6)
+		}
 		for _, R := range ranks {
 			res, err := BenchRing(ctx, R, sizes)
 			if err != nil {

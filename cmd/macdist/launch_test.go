@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,15 +30,8 @@ import (
 // once for all of them, without a go build of its own.
 func init() {
 	if os.Getenv("MACDIST_TEST_AS_MAIN") == "1" {
-		ctx, stop := signalContext()
-		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
-}
-
-func signalContext() (context.Context, func()) {
-	return context.WithCancel(context.Background())
 }
 
 // proc is a macdist process whose stderr is kept and searchable.
@@ -218,6 +213,20 @@ func lastRecord(t *testing.T, runDir string) map[string]any {
 	return rec
 }
 
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestLaunchStandalone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process")
@@ -285,7 +294,8 @@ func TestLaunchElastic(t *testing.T) {
 		return append(append(a, extra...), "--")
 	}
 	train := trainArgs(dir, 9600, 3, "--checkpoint-every", "25")
-	n0 := startMacdist(t, "n0", append(args(seed, "n0", key), train...)...)
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	n0 := startMacdist(t, "n0", append(args(seed, "n0", key, "--metrics-addr", metrics), train...)...)
 	p1 := freePort(t)
 	n1 := startMacdist(t, "n1", append(args(p1, "n1", key), train...)...)
 	n0.waitLine(`generation 1: world size 2`, 30*time.Second)
@@ -309,6 +319,15 @@ func TestLaunchElastic(t *testing.T) {
 	n0.waitLine(`generation 2: world size 3`, 30*time.Second)
 	n2.waitLine(`generation 2: world size 3, 3 nodes, this node's ranks 2\.\.2`, 10*time.Second)
 	n0.waitLine(`resuming from .*step-0+(\d+)`, 30*time.Second)
+
+	// The agent's metrics follow the generation.
+	body := scrape(t, metrics)
+	for _, want := range []string{`macdist_world_size{node="n0",rank="0"} 3`, `macdist_generation{node="n0",rank="0"} 2`,
+		`macdist_members_alive{node="n0",rank="0"} 3`, `macdist_restarts_total{node="n0",rank="0"} 0`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
 
 	// Status through any node.
 	code, out, errOut := runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", key)

@@ -3,9 +3,7 @@ package cpu
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
-	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -38,7 +36,7 @@ func loadOpenBLAS() error {
 	openOnce.Do(func() {
 		openErr = dlopenOpenBLAS()
 		if openErr == nil {
-			syncThreads()
+			singleThreaded()
 		}
 	})
 	return openErr
@@ -83,17 +81,12 @@ func chooseBLAS(env string, load func() error) (blasImpl, string) {
 // New's warning.
 func BLASName() string { return defaultBLAS().String() }
 
-// OpenBLAS keeps its own thread pool. Its size follows GOMAXPROCS, which the
-// Go runtime may change while the process runs (container CPU limits), so
-// each Gemm compares the two before calling in.
-var blasThreads atomic.Int64
-
-func syncThreads() {
-	if p := int64(runtime.GOMAXPROCS(0)); blasThreads.Load() != p {
-		blasThreads.Store(p)
-		openBLASSetThreads(int(p))
-	}
-}
+// OpenBLAS runs every product on the calling thread. Its own thread pool,
+// spinning and yielding between calls, fought the package's goroutines for
+// the cores (on 2 cores a quarter of a ResNet step went to sched_yield);
+// the Device instead cuts large products into blocks and runs them on its
+// goroutines (see gemmParts), so that there is one pool of threads.
+func singleThreaded() { openBLASSetThreads(1) }
 
 // sgemm calls the Device's BLAS on row-major matrices whose first elements
 // are a[0], b[0] and c[0]. Its arguments have been checked, and m, n and k

@@ -62,6 +62,10 @@ func im2colRow(row, x []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 	offH, offW := ki*g.DilH, kj*g.DilW
 	h0, h1 := validRange(oh, g.H, g.StrideH, g.PadH, offH)
 	w0, w1 := validRange(ow, g.W, g.StrideW, g.PadW, offW)
+	if g.StrideH == 1 && g.StrideW == 1 && ow == g.W {
+		im2colShift(row, x, g.W, offH-g.PadH, offW-g.PadW, h0, h1, w0, w1)
+		return
+	}
 	clear(row[:h0*ow])
 	clear(row[h1*ow:])
 	for o := h0; o < h1; o++ {
@@ -74,9 +78,42 @@ func im2colRow(row, x []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 			copy(out[w0:w1], in[iw:])
 			continue
 		}
-		for q := w0; q < w1; q++ {
-			out[q] = in[iw]
-			iw += g.StrideW
+		out = out[w0:w1]
+		in = in[iw : iw+(w1-w0-1)*g.StrideW+1]
+		for q := range out {
+			out[q] = in[q*g.StrideW]
+		}
+	}
+}
+
+// im2colShift is im2colRow for a stride of 1 and an output as wide as the
+// input ("same" padding across), the usual 3×3 convolution. Output element
+// o·w + q then reads input element o·w + q + dh·w + dw: the valid rows are
+// one shifted copy of the plane, after which the |dw| columns of each row
+// that wrapped around into the neighbouring row are zeroed.
+func im2colShift(row, x []float32, w, dh, dw, h0, h1, w0, w1 int) {
+	delta := dh*w + dw
+	lo, hi := h0*w, h1*w
+	// The first and last elements of the range may read outside the
+	// plane (they are wrapped columns, zeroed below).
+	lo2, hi2 := max(lo, -delta), min(hi, len(x)-delta)
+	if lo2 >= hi2 || w0 >= w1 {
+		clear(row)
+		return
+	}
+	clear(row[:lo2])
+	copy(row[lo2:hi2], x[lo2+delta:hi2+delta])
+	clear(row[hi2:])
+	if w0 == 0 && w1 == w {
+		return
+	}
+	for o := h0; o < h1; o++ {
+		r := row[o*w : (o+1)*w]
+		for q := 0; q < w0; q++ {
+			r[q] = 0
+		}
+		for q := w1; q < w; q++ {
+			r[q] = 0
 		}
 	}
 }
@@ -89,21 +126,38 @@ func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 	if w0 >= w1 {
 		return
 	}
+	n := w1 - w0
 	for o := h0; o < h1; o++ {
-		src := row[o*ow+w0 : o*ow+w1]
-		in := x[(o*g.StrideH-g.PadH+offH)*g.W:][:g.W]
-		iw := w0*g.StrideW - g.PadW + offW
+		src := row[o*ow+w0:][:n]
+		iw := (o*g.StrideH-g.PadH+offH)*g.W + w0*g.StrideW - g.PadW + offW
 		if g.StrideW == 1 {
-			dst := in[iw : iw+len(src)]
-			for q, v := range src {
-				dst[q] += v
-			}
+			addTo(x[iw:iw+n], src)
 			continue
 		}
-		for _, v := range src {
-			in[iw] += v
-			iw += g.StrideW
+		dst := x[iw : iw+(n-1)*g.StrideW+1]
+		for q, v := range src {
+			dst[q*g.StrideW] += v
 		}
+	}
+}
+
+// addTo computes dst += src, eight elements at a time.
+func addTo(dst, src []float32) {
+	src = src[:len(dst)]
+	i := 0
+	for ; i+8 <= len(dst); i += 8 {
+		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
+		d[0] += s[0]
+		d[1] += s[1]
+		d[2] += s[2]
+		d[3] += s[3]
+		d[4] += s[4]
+		d[5] += s[5]
+		d[6] += s[6]
+		d[7] += s[7]
+	}
+	for ; i < len(dst); i++ {
+		dst[i] += src[i]
 	}
 }
 

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,8 +86,9 @@ func (d *Device) Name() string {
 	if core := openBLASCore(); core != "" {
 		s += ", " + core
 	}
-	syncThreads()
-	return s + ", " + strconv.Itoa(openBLASThreads()) + " threads)"
+	// OpenBLAS itself runs on one thread (see singleThreaded); the
+	// products are spread over GOMAXPROCS goroutines.
+	return s + ", " + strconv.Itoa(runtime.GOMAXPROCS(0)) + " threads)"
 }
 
 // BLAS reports the BLAS that d's Gemm uses: "openblas" or "gonum".

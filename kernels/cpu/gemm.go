@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/macdist/macdist/kernels"
 )
@@ -64,10 +65,22 @@ func (d *Device) Gemm(transA, transB bool, m, n, k int, alpha float32, a kernels
 		scaleC(m, n, beta, cs, ldc)
 		return
 	}
-	d.sgemm(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
+	parts := d.gemmParts(m, n, k, 1)
+	if parts == 1 {
+		d.sgemm(transA, transB, m, n, k, alpha, as, lda, bs, ldb, beta, cs, ldc)
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g := &d.gemm
+	*g = gemmTask{d: d, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: as, b: bs, c: cs, lda: lda, ldb: ldb, ldc: ldc, parts: parts, splitN: n >= m}
+	d.parallel(g, parts, 1)
+	*g = gemmTask{}
 }
 
-// gemmTask runs the matrices [lo, hi) of a GemmStrided.
+// gemmTask runs the units [lo, hi) of a GemmStrided: unit u is the block
+// u mod parts, of parts blocks of rows or columns of C, of matrix u / parts.
 type gemmTask struct {
 	d                         *Device
 	transA, transB            bool
@@ -77,21 +90,88 @@ type gemmTask struct {
 	aOff, bOff, cOff          int
 	lda, ldb, ldc             int
 	strideA, strideB, strideC int
+
+	parts  int  // blocks per matrix
+	splitN bool // blocks of columns, else of rows
 }
 
 func (t *gemmTask) run(lo, hi int) {
-	for i := lo; i < hi; i++ {
-		t.d.sgemm(t.transA, t.transB, t.m, t.n, t.k, t.alpha,
-			t.a[t.aOff+i*t.strideA:], t.lda,
-			t.b[t.bOff+i*t.strideB:], t.ldb,
-			t.beta, t.c[t.cOff+i*t.strideC:], t.ldc)
+	for u := lo; u < hi; u++ {
+		i, q := u/t.parts, u%t.parts
+		ao, bo, co := t.aOff+i*t.strideA, t.bOff+i*t.strideB, t.cOff+i*t.strideC
+		m, n := t.m, t.n
+		if t.parts > 1 {
+			var b0, b1 int
+			if t.splitN {
+				b0, b1 = blockBounds(n, t.parts, q)
+				n = b1 - b0
+				// Columns b0… of op(B): columns of B, or rows of Bᵀ.
+				if t.transB {
+					bo += b0 * t.ldb
+				} else {
+					bo += b0
+				}
+				co += b0
+			} else {
+				b0, b1 = blockBounds(m, t.parts, q)
+				m = b1 - b0
+				if t.transA {
+					ao += b0
+				} else {
+					ao += b0 * t.lda
+				}
+				co += b0 * t.ldc
+			}
+			if m == 0 || n == 0 {
+				continue
+			}
+		}
+		t.d.sgemm(t.transA, t.transB, m, n, t.k, t.alpha,
+			t.a[ao:], t.lda, t.b[bo:], t.ldb, t.beta, t.c[co:], t.ldc)
 	}
 }
 
-// smallGemm is the size m·n·k up to which OpenBLAS runs a Gemm on one
-// thread (65536·GEMM_MULTITHREAD_THRESHOLD, by default 4): a batch of such
-// matrices is better spread over goroutines, one matrix each.
+// blockBounds returns block q of parts blocks of [0, n), cut at multiples of
+// gemmAlign so that each block but the last fills OpenBLAS's micro-kernels.
+func blockBounds(n, parts, q int) (lo, hi int) {
+	units := (n + gemmAlign - 1) / gemmAlign
+	lo = min(n, q*units/parts*gemmAlign)
+	hi = min(n, (q+1)*units/parts*gemmAlign)
+	return lo, hi
+}
+
+// gemmAlign is the width of OpenBLAS's single-precision micro-tiles on x86
+// (16 rows or 4 to 8 columns, depending on the kernel), rounded up.
+const gemmAlign = 16
+
+// smallGemm is the size m·n·k up to which gonum's Sgemm runs a product on
+// one goroutine: a batch of such matrices is better spread over goroutines,
+// one matrix each.
 const smallGemm = 64 * 64 * 64
+
+// minSplitGemm is the size m·n·k of a product below which it is not split
+// across goroutines: about 20 µs of one core's work, several times what
+// waking a worker costs.
+const minSplitGemm = 1 << 19
+
+// gemmParts is the number of blocks each of batch products of size m×n×k is
+// cut into, so that batch·parts units keep every worker busy. OpenBLAS runs
+// single-threaded (see loadOpenBLAS): the package's goroutines are the only
+// threads, and the products are divided here. gonum's Sgemm divides its own
+// work over goroutines, so it gets whole matrices.
+func (d *Device) gemmParts(m, n, k, batch int) int {
+	p := runtime.GOMAXPROCS(0)
+	if d.blas != blasOpenBLAS || p == 1 || batch%p == 0 || batch >= 4*p {
+		return 1
+	}
+	size := m * n * k
+	if size*batch < minSplitGemm {
+		return 1
+	}
+	span := max(m, n)
+	parts := min(p, (span+gemmAlign-1)/gemmAlign, max(1, size/(minSplitGemm/4)))
+	return max(1, parts)
+}
 
 // GemmStrided runs batch Gemms on matrices at a fixed stride from each other.
 func (d *Device) GemmStrided(transA, transB bool, m, n, k int, alpha float32,
@@ -123,13 +203,26 @@ func (d *Device) GemmStrided(transA, transB bool, m, n, k int, alpha float32,
 	g := &d.gemm
 	*g = gemmTask{d: d, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: as, b: bs, c: cs, aOff: aOff, bOff: bOff, cOff: cOff, lda: lda, ldb: ldb, ldc: ldc,
-		strideA: strideA, strideB: strideB, strideC: strideC}
-	// Matrices of C that overlap (a stride of 0 accumulates) must be
-	// written in order.
-	if batch > 1 && m*n*k <= smallGemm && strideC >= nc {
-		d.parallel(g, batch, 1)
-	} else {
+		strideA: strideA, strideB: strideB, strideC: strideC, parts: 1, splitN: n >= m}
+	switch {
+	case batch > 1 && strideC < nc:
+		// Matrices of C that overlap (a stride of 0 accumulates) must be
+		// written in order; each may still be cut into blocks.
+		g.parts = d.gemmParts(m, n, k, 1)
+		for i := 0; i < batch; i++ {
+			d.parallel(g, g.parts, 1)
+			g.aOff, g.bOff, g.cOff = g.aOff+strideA, g.bOff+strideB, g.cOff+strideC
+		}
+	case d.blas != blasOpenBLAS && (batch == 1 || m*n*k > smallGemm):
+		// gonum's Sgemm spreads a large product over goroutines itself.
 		g.run(0, batch)
+	default:
+		g.parts = d.gemmParts(m, n, k, batch)
+		if g.parts == 1 && batch*m*n*k < minSplitGemm/8 {
+			g.run(0, batch)
+		} else {
+			d.parallel(g, batch*g.parts, 1)
+		}
 	}
 	*g = gemmTask{}
 }

@@ -119,7 +119,6 @@ func openBLASSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 	if max(m, n, k, lda, ldb, ldc) > math.MaxInt32 {
 		panic("cpu: Gemm dimensions exceed OpenBLAS's 32-bit integers")
 	}
-	syncThreads()
 	C.macdist_sgemm(cbool(transA), cbool(transB), C.int(m), C.int(n), C.int(k),
 		C.float(alpha), (*C.float)(unsafe.Pointer(&a[0])), C.int(lda),
 		(*C.float)(unsafe.Pointer(&b[0])), C.int(ldb),
@@ -129,7 +128,6 @@ func openBLASSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32,
 // openBLASSgemmLoop runs iters products C = A·B of packed m×k and k×n
 // matrices entirely in C. It exists for benchmarks.
 func openBLASSgemmLoop(iters, m, n, k int, a, b, c []float32) {
-	syncThreads()
 	C.macdist_sgemm_loop(C.long(iters), C.int(m), C.int(n), C.int(k),
 		(*C.float)(unsafe.Pointer(&a[0])), (*C.float)(unsafe.Pointer(&b[0])), (*C.float)(unsafe.Pointer(&c[0])))
 }
