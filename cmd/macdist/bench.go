@@ -10,6 +10,7 @@ import (
 
 	"github.com/macdist/macdist/internal/benchmark"
 	"github.com/macdist/macdist/kernels/cpu"
+	"github.com/macdist/macdist/mac"
 	"github.com/macdist/macdist/nn/models"
 )
 
@@ -34,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	imageSize := fs.Int("image-size", 0, "input height and width in pixels (0: the model's default)")
 	depth := fs.Int("depth", 0, "layers or blocks, where the model has the option (0: its default)")
 	classes := fs.Int("classes", 0, "classifier outputs (0: the model's default)")
+	optimizer := fs.String("optimizer", "", "include an optimizer step: "+strings.Join(mac.Methods, ", ")+" (with its default hyperparameters; empty: forward, loss and backward only)")
 	blas := fs.String("blas", "", `BLAS for the CPU device: "openblas", "gonum", or "" for the default (OpenBLAS when it loads; MACDIST_BLAS overrides)`)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -55,7 +57,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	res, err := benchmark.Run(ctx, dev, m, *batch, *steps, *warmup)
+	var opt mac.Optimizer
+	if *optimizer != "" {
+		o, err := mac.DefaultOptions(*optimizer)
+		if err != nil {
+			return usageErrorf("%v", err)
+		}
+		if opt, err = mac.New(*optimizer, dev, m, o); err != nil {
+			return usageErrorf("%v", err)
+		}
+	}
+	res, err := benchmark.RunOptimizer(ctx, dev, m, opt, *batch, *steps, *warmup)
 	if err != nil {
 		return err
 	}

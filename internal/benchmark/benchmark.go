@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/mac"
 	"github.com/macdist/macdist/nn"
 )
 
@@ -38,6 +39,17 @@ type Result struct {
 	MedianMS float64 `json:"median_step_ms"` // median, less sensitive to a noisy neighbour
 	ImgPerS  float64 `json:"img_per_s"`      // batch·steps / total time
 	Loss     float64 `json:"loss"`           // of the last step, to show the step computed something finite
+
+	// With an optimizer (RunOptimizer) the step includes it, and these say
+	// what it cost: mean milliseconds of Stats+Step, the optimizer's state,
+	// and the bytes a data-parallel step all-reduces (gradients, and the
+	// largest statistics vector of any step).
+	Optimizer         string  `json:"optimizer,omitempty"`
+	OptStepMS         float64 `json:"opt_step_ms,omitempty"`
+	OptStateBytes     int64   `json:"opt_state_bytes,omitempty"`
+	GradBytes         int64   `json:"allreduce_grad_bytes,omitempty"`
+	StatsBytes        int64   `json:"allreduce_stats_bytes,omitempty"`
+	StatsBytesPerStep float64 `json:"allreduce_stats_bytes_per_step,omitempty"`
 }
 
 // Run trains model on one fixed synthetic batch: warmup untimed steps (which
@@ -45,6 +57,13 @@ type Result struct {
 // input is standard normal and the labels uniform over the classes, both from
 // a fixed seed. It checks ctx between steps.
 func Run(ctx context.Context, dev kernels.Device, model Model, batch, steps, warmup int) (Result, error) {
+	return RunOptimizer(ctx, dev, model, nil, batch, steps, warmup)
+}
+
+// RunOptimizer is Run with an optimizer step (learning rate 0.01) in every
+// step, timed on its own as well. MAC's first-layer covariance, when on, is
+// taken from the benchmark batch.
+func RunOptimizer(ctx context.Context, dev kernels.Device, model Model, opt mac.Optimizer, batch, steps, warmup int) (Result, error) {
 	if batch <= 0 || steps <= 0 || warmup < 0 {
 		return Result{}, fmt.Errorf("benchmark: batch %d, steps %d, warmup %d: want batch and steps > 0, warmup ≥ 0", batch, steps, warmup)
 	}
@@ -64,8 +83,33 @@ func Run(ctx context.Context, dev kernels.Device, model Model, batch, steps, war
 	model.SetTraining(true)
 	params := model.Params()
 	loss := nn.NewCrossEntropyLoss(dev, 0)
+	var res Result
+	if opt != nil {
+		res.Optimizer = opt.Name()
+		for _, p := range params {
+			if p.Trainable() {
+				res.GradBytes += int64(p.Value.Len()) * 4
+			}
+		}
+		if m, ok := opt.(*mac.MAC); ok && m.FirstLayer() != nil {
+			acc, err := mac.NewCovarianceAccumulator(dev, m.FirstLayer())
+			if err != nil {
+				return Result{}, err
+			}
+			acc.Add(x)
+			if err := m.SetFirstLayerCovariance(acc.Sum()); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	var optTime time.Duration
+	var statsTotal int64
 	var labels []int32
 	step := func() (float64, error) {
+		if opt != nil {
+			nn.ZeroGrad(dev, params)
+			opt.BeginStep()
+		}
 		logits := model.Forward(x)
 		if labels == nil {
 			// The class count is the logits' last dimension, known only now.
@@ -79,7 +123,26 @@ func Run(ctx context.Context, dev kernels.Device, model Model, batch, steps, war
 		}
 		l, _ := loss.Forward(logits, labels)
 		model.Backward(loss.Backward())
-		nn.ZeroGrad(dev, params)
+		if opt == nil {
+			nn.ZeroGrad(dev, params)
+			return l, nil
+		}
+		if err := dev.Sync(); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		if st := opt.Stats(); st != nil {
+			n := int64(st.Len()) * 4
+			statsTotal += n
+			res.StatsBytes = max(res.StatsBytes, n)
+		}
+		if err := opt.Step(0.01); err != nil {
+			return 0, err
+		}
+		if err := dev.Sync(); err != nil {
+			return 0, err
+		}
+		optTime += time.Since(t0)
 		return l, nil
 	}
 
@@ -95,6 +158,7 @@ func Run(ctx context.Context, dev kernels.Device, model Model, batch, steps, war
 		return Result{}, fmt.Errorf("benchmark: warmup: %w", err)
 	}
 
+	optTime, statsTotal = 0, 0
 	times := make([]time.Duration, 0, steps)
 	var last float64
 	start := time.Now()
@@ -124,13 +188,15 @@ func Run(ctx context.Context, dev kernels.Device, model Model, batch, steps, war
 		med = (times[len(times)/2-1] + times[len(times)/2]) / 2
 	}
 	secs := total.Seconds()
-	return Result{
-		Batch:    batch,
-		Steps:    steps,
-		Warmup:   warmup,
-		StepMS:   secs * 1000 / float64(steps),
-		MedianMS: float64(med) / float64(time.Millisecond),
-		ImgPerS:  float64(batch*steps) / secs,
-		Loss:     last,
-	}, nil
+	res.Batch, res.Steps, res.Warmup = batch, steps, warmup
+	res.StepMS = secs * 1000 / float64(steps)
+	res.MedianMS = float64(med) / float64(time.Millisecond)
+	res.ImgPerS = float64(batch*steps) / secs
+	res.Loss = last
+	if opt != nil {
+		res.OptStepMS = optTime.Seconds() * 1000 / float64(steps)
+		res.OptStateBytes = opt.StateBytes()
+		res.StatsBytesPerStep = float64(statsTotal) / float64(steps)
+	}
+	return res, nil
 }
