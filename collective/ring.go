@@ -287,6 +287,9 @@ func (r *Ring) AllReduce(ctx context.Context, buf kernels.Buffer, op Op) error {
 	}
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
+	if r.size == 1 { // nothing to stage either
+		return r.run(ctx, header{kind: kindAllReduce, op: op, seq: r.seq, n: uint64(buf.Len())}, nil)
+	}
 	data := r.host.get(buf, true)
 	err := r.run(ctx, header{kind: kindAllReduce, op: op, seq: r.seq, n: uint64(len(data))}, data)
 	if err == nil {
@@ -304,6 +307,9 @@ func (r *Ring) Broadcast(ctx context.Context, buf kernels.Buffer, root int) erro
 	}
 	r.opMu.Lock()
 	defer r.opMu.Unlock()
+	if r.size == 1 {
+		return r.run(ctx, header{kind: kindBroadcast, seq: r.seq, n: uint64(buf.Len())}, nil)
+	}
 	data := r.host.get(buf, r.rank == root)
 	err := r.run(ctx, header{kind: kindBroadcast, root: uint32(root), seq: r.seq, n: uint64(len(data))}, data)
 	if err == nil && r.rank != root {

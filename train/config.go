@@ -36,6 +36,10 @@ type Config struct {
 	// Subset and TestSubset, when positive, keep only the first that many
 	// training and evaluation samples: for quick runs and tests.
 	Subset, TestSubset int
+	// SkipBad replaces unreadable samples (a corrupt image in an
+	// ImageFolder) by the next readable one and reports each, instead of
+	// failing the run.
+	SkipBad bool
 	// Device is "cpu", "cuda" or "cuda:N".
 	Device string
 

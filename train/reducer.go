@@ -16,6 +16,17 @@ type Reducer interface {
 	AllReduceSum64(vals []float64) error
 }
 
+// StepReducer is a Reducer that can average one step's gradients and
+// statistics in a single collective pass (collective.StepReducer packs the
+// statistics into the gradients' last bucket). The training loop uses it
+// when the Reducer has it.
+type StepReducer interface {
+	Reducer
+	// ReduceStep averages grads (the same buffers of dev every step) and
+	// stats (nil on steps without statistics) across ranks.
+	ReduceStep(dev kernels.Device, grads []kernels.Buffer, stats kernels.Buffer) error
+}
+
 // Local is the Reducer of a single process: there is nothing to average.
 type Local struct{}
 

@@ -66,6 +66,7 @@ type trainer struct {
 	inputs    map[int]*nn.Tensor // by batch size
 
 	trainSet, testSet   data.Dataset
+	bad                 []*skipBad // with SkipBad: the train and test sets
 	loader, testLoader  *data.Loader
 	nb, total, maxSteps int
 
@@ -129,6 +130,10 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.SkipBad {
+		t.bad = []*skipBad{{Dataset: t.trainSet, log: cfg.Logger}, {Dataset: t.testSet, log: cfg.Logger}}
+		t.trainSet, t.testSet = t.bad[0], t.bad[1]
 	}
 	if t.model, err = BuildModel(t.dev, cfg.Model, t.trainSet, ModelOptions{Depth: cfg.Depth, Patch: cfg.Patch, Seed: cfg.Seed}); err != nil {
 		return nil, err
@@ -472,12 +477,18 @@ func (t *trainer) step() (int, error) {
 		// rank poisons them so that every rank skips together.
 		t.dev.Fill(t.grads[0], float32(math.NaN()))
 	}
-	if err := t.cfg.Reducer.AllReduceMean(t.grads...); err != nil {
-		return 0, fmt.Errorf("train: all-reduce of gradients at step %d: %w", t.st.Step, err)
-	}
-	if stats := t.opt.Stats(); stats != nil {
-		if err := t.cfg.Reducer.AllReduceMean(stats); err != nil {
-			return 0, fmt.Errorf("train: all-reduce of statistics at step %d: %w", t.st.Step, err)
+	if sr, ok := t.cfg.Reducer.(StepReducer); ok {
+		if err := sr.ReduceStep(t.dev, t.grads, t.opt.Stats()); err != nil {
+			return 0, fmt.Errorf("train: all-reduce of gradients and statistics at step %d: %w", t.st.Step, err)
+		}
+	} else {
+		if err := t.cfg.Reducer.AllReduceMean(t.grads...); err != nil {
+			return 0, fmt.Errorf("train: all-reduce of gradients at step %d: %w", t.st.Step, err)
+		}
+		if stats := t.opt.Stats(); stats != nil {
+			if err := t.cfg.Reducer.AllReduceMean(stats); err != nil {
+				return 0, fmt.Errorf("train: all-reduce of statistics at step %d: %w", t.st.Step, err)
+			}
 		}
 	}
 	lr := t.sched.LR(t.st.Step)
@@ -685,5 +696,8 @@ func (t *trainer) finish() error {
 		return fmt.Errorf("train: final model: %w", err)
 	}
 	t.log.printf("done: %d steps; final weights in %s", t.st.Step, path)
+	if len(t.bad) > 0 && t.bad[0].Bad()+t.bad[1].Bad() > 0 {
+		t.log.printf("--skip-bad: %d unreadable training and %d evaluation samples were replaced", t.bad[0].Bad(), t.bad[1].Bad())
+	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"image"
 	"image/png"
 	"io"
 	"math"
@@ -166,6 +168,9 @@ func TestResumeExact(t *testing.T) {
 // at an epoch's last step, checks the checkpoint and the error, and that
 // resuming ends where an uninterrupted run does.
 func TestInterruptAndResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long; the -race pass runs the short tests")
+	}
 	straight := t.TempDir()
 	if err := Run(context.Background(), smallConfig(t, straight), io.Discard); err != nil {
 		t.Fatal(err)
@@ -359,6 +364,9 @@ func TestRunOutputs(t *testing.T) {
 // interrupted run: resuming warns, takes the one before and still ends
 // exactly where a straight run does.
 func TestResumeSkipsDamagedCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long; the -race pass runs the short tests")
+	}
 	straight := t.TempDir()
 	if err := Run(context.Background(), smallConfig(t, straight), io.Discard); err != nil {
 		t.Fatal(err)
@@ -716,6 +724,9 @@ func TestDefaults(t *testing.T) {
 // and stopped at step 6 then resumed in the same epoch, and checks that
 // both end alike: every method's state goes through the checkpoint.
 func TestEveryOptimizerResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long; the -race pass runs the short tests")
+	}
 	for _, method := range Optimizers {
 		t.Run(method, func(t *testing.T) {
 			d, err := OptimizerDefaults(method)
@@ -757,4 +768,77 @@ func TestEveryOptimizerResumes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// imageFolder writes a tiny ImageFolder tree (two classes of 8×8 PNGs) with
+// one corrupt file among the training images, and returns its root and the
+// corrupt file's path.
+func imageFolder(t *testing.T) (string, string) {
+	t.Helper()
+	root := t.TempDir()
+	for _, split := range []string{"train", "val"} {
+		for c, class := range []string{"cat", "dog"} {
+			d := filepath.Join(root, split, class)
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 8 {
+				img := image.NewRGBA(image.Rect(0, 0, 8, 8))
+				for p := range img.Pix {
+					img.Pix[p] = uint8(40*c + 7*i + p%5)
+				}
+				var buf bytes.Buffer
+				if err := png.Encode(&buf, img); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("%d.png", i)), buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	bad := filepath.Join(root, "train", "dog", "3.png")
+	if err := os.WriteFile(bad, []byte("\x89PNG\r\n\x1a\nnot really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, bad
+}
+
+// TestSkipBad trains on an ImageFolder holding a corrupt image: without
+// --skip-bad the run stops naming the file; with it, the run completes
+// and reports the file once.
+func TestSkipBad(t *testing.T) {
+	root, bad := imageFolder(t)
+	c := smallConfig(t, t.TempDir())
+	c.Model, c.Data, c.Batch, c.Epochs, c.Augment = "mlp", "imagefolder:"+root, 4, 2, "none"
+	err := Run(context.Background(), c, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("a corrupt image without --skip-bad: %v", err)
+	}
+	var prog bytes.Buffer
+	c.RunDir, c.SkipBad, c.Progress = t.TempDir(), true, &prog
+	var out bytes.Buffer
+	if err := Run(context.Background(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(prog.String(), "skipping an unreadable sample"); n != 1 || !strings.Contains(prog.String(), bad) ||
+		!strings.Contains(prog.String(), "1 unreadable training and 0 evaluation samples were replaced") {
+		t.Errorf("%d warnings; progress:\n%s", n, prog.String())
+	}
+	if recs := records(t, out.String()); len(recs) != 2 {
+		t.Errorf("%d records", len(recs))
+	}
+}
+
+func records(t *testing.T, s string) []EpochRecord {
+	t.Helper()
+	var out []EpochRecord
+	for _, ln := range strings.Split(strings.TrimSpace(s), "\n") {
+		var r EpochRecord
+		if err := json.Unmarshal([]byte(ln), &r); err != nil {
+			t.Fatalf("%q: %v", ln, err)
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/macdist/macdist/data"
 	"github.com/macdist/macdist/kernels"
@@ -154,3 +157,42 @@ func BuildModel(dev kernels.Device, name string, ds data.Dataset, o ModelOptions
 	}
 	return m, nil
 }
+
+// skipBad stands in for a Dataset whose unreadable samples (a
+// *data.SampleError: a corrupt image) are replaced by the next readable
+// one, so that a few bad files in a large ImageFolder do not stop a run.
+// The replacement depends only on the index, so every rank and every
+// resumed run sees the same. Each bad sample is reported once.
+type skipBad struct {
+	data.Dataset
+	log  *slog.Logger
+	seen sync.Map // index → struct{}
+	n    atomic.Int64
+}
+
+// maxBadRun bounds how far a replacement is looked for: more bad samples
+// in a row than this is a broken dataset, not a few bad files.
+const maxBadRun = 64
+
+func (s *skipBad) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
+	n := s.Dataset.Len()
+	var first error
+	for k := range maxBadRun {
+		j := (i + k) % n
+		y, err := s.Dataset.Get(j, dst, rng)
+		var se *data.SampleError
+		if err == nil || !errors.As(err, &se) {
+			return y, err
+		}
+		if first == nil {
+			first = err
+		}
+		if _, dup := s.seen.LoadOrStore(j, struct{}{}); !dup {
+			s.log.Warn("skipping an unreadable sample (--skip-bad)", "index", j, "file", se.File, "err", se.Err, "bad_so_far", s.n.Add(1))
+		}
+	}
+	return 0, fmt.Errorf("train: --skip-bad: %d unreadable samples in a row from %d: %w", maxBadRun, i, first)
+}
+
+// Bad is the number of distinct unreadable samples met so far.
+func (s *skipBad) Bad() int64 { return s.n.Load() }

@@ -134,6 +134,23 @@ func (p *proc) wait(d time.Duration) error {
 
 // freePort returns a port p with p and p+1 free on loopback (TCP, and UDP
 // for p).
+// waitListening waits until something accepts TCP connections at addr.
+func waitListening(t *testing.T, addr string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens at %s after %v: %v", addr, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	for range 100 {
@@ -296,6 +313,9 @@ func TestLaunchElastic(t *testing.T) {
 	train := trainArgs(dir, 9600, 3, "--checkpoint-every", "25")
 	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	n0 := startMacdist(t, "n0", append(args(seed, "n0", key, "--metrics-addr", metrics), train...)...)
+	// The oldest member coordinates: let n0's membership come up before n1
+	// starts, or a loaded machine can make n1 the older one.
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", seed), 20*time.Second)
 	p1 := freePort(t)
 	n1 := startMacdist(t, "n1", append(args(p1, "n1", key), train...)...)
 	n0.waitLine(`generation 1: world size 2`, 30*time.Second)

@@ -31,9 +31,11 @@ var commands = []command{
 	{"train", "train a model on one machine: checkpoints, metrics.jsonl, curves.png, --resume", runTrain},
 	{"eval", "print a checkpoint's loss and accuracy on a dataset as one JSON line", runEval},
 	{"export", "write a checkpoint's weights as a safetensors file PyTorch loads", runExport},
+	{"plot", "draw the loss and accuracy curves of one or more runs into a PNG", runPlot},
 	{"launch", "run the workers of a data-parallel run on this node (--standalone for one machine)", runLaunch},
 	{"status", "print a launched run's members, ranks, generation and step", runStatus},
 	{"node", "a worker process of launch (started by launch, not by hand)", runNode},
+	{"doctor", "print the compute libraries and GPUs found (OpenBLAS, CUDA, cuBLAS, NCCL), versions, and fixes for what is missing", runDoctor},
 }
 
 func main() {

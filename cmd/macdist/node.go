@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/macdist/macdist/cluster"
 	"github.com/macdist/macdist/collective"
-	"github.com/macdist/macdist/kernels"
-	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/train"
 )
 
@@ -87,7 +84,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			ring.Abort(context.Cause(ctx))
 		}
 	}()
-	cfg.Reducer = &commReducer{ctx: ctx, comm: ring}
+	reducer := collective.NewStepReducer(ctx, ring, collective.BucketConfig{})
+	defer reducer.Close()
+	cfg.Reducer = reducer
 	err = train.Run(ctx, cfg, stdout)
 	if err != nil {
 		ring.Abort(err)
@@ -129,63 +128,6 @@ func offsetPort(addr string, off int) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(p+off)), nil
 }
 
-// commReducer is train's Reducer over a collective communicator.
-type commReducer struct {
-	ctx  context.Context
-	comm collective.Communicator
-	host *cpu.Device
-	bufs []kernels.Buffer // per rank, reused by AllReduceSum64
-}
-
-func (r *commReducer) AllReduceMean(bufs ...kernels.Buffer) error {
-	for _, b := range bufs {
-		if err := r.comm.AllReduce(r.ctx, b, collective.Avg); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// AllReduceSum64 sums in float64, which the communicator's float32
-// arithmetic cannot: every rank broadcasts its values' bits (a broadcast
-// copies, never adds), and every rank adds the same numbers in rank order,
-// so all end with the same bits.
-func (r *commReducer) AllReduceSum64(vals []float64) error {
-	size := r.comm.Size()
-	if size == 1 || len(vals) == 0 {
-		return nil
-	}
-	if r.host == nil {
-		r.host = cpu.New()
-	}
-	n := 2 * len(vals)
-	if len(r.bufs) == 0 || r.bufs[0].Len() < n {
-		r.bufs = r.bufs[:0]
-		for range size {
-			r.bufs = append(r.bufs, r.host.Alloc(n))
-		}
-	}
-	for root := range size {
-		b := r.host.View(r.bufs[root], 0, n)
-		d := cpu.Data(b)
-		if root == r.comm.Rank() {
-			for i, v := range vals {
-				bits := math.Float64bits(v)
-				d[2*i] = math.Float32frombits(uint32(bits))
-				d[2*i+1] = math.Float32frombits(uint32(bits >> 32))
-			}
-		}
-		if err := r.comm.Broadcast(r.ctx, b, root); err != nil {
-			return err
-		}
-	}
-	for i := range vals {
-		var s float64
-		for root := range size {
-			d := cpu.Data(r.bufs[root])
-			s += math.Float64frombits(uint64(math.Float32bits(d[2*i])) | uint64(math.Float32bits(d[2*i+1]))<<32)
-		}
-		vals[i] = s
-	}
-	return nil
-}
+// The training loop averages gradients and statistics in one bucketed pass
+// only through this interface: keep the two in step.
+var _ train.StepReducer = (*collective.StepReducer)(nil)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 	fs.StringVar(&c.Augment, "augment", c.Augment, "training augmentation: none or default (none for MNIST-like sets, crop+flip for CIFAR, random-resized-crop+flip for ImageFolder)")
 	fs.IntVar(&c.Subset, "subset", 0, "train on the first N training samples only (0: all)")
 	fs.IntVar(&c.TestSubset, "test-subset", 0, "evaluate on the first N evaluation samples only (0: all)")
+	fs.BoolVar(&c.SkipBad, "skip-bad", false, "replace unreadable samples (corrupt images) by the next readable one and report each, instead of stopping")
 	fs.StringVar(&c.Device, "device", c.Device, "cpu, cuda or cuda:N")
 
 	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "mac, sgd, adamw, kfac, eva or foof; hyperparameters not given take that method's defaults")
@@ -123,11 +125,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer signal.Stop(sig)
 	done := make(chan struct{})
 	defer close(done)
+	var caught atomic.Value // the signal, for the message: main's handler may cancel first
 	go func() {
 		select {
 		case s := <-sig:
+			caught.Store(fmt.Errorf("signal: %v", s))
 			fmt.Fprintf(stderr, "\nmacdist train: %v: finishing the step and writing a checkpoint (signal again to quit without one)\n", s)
-			cancel(fmt.Errorf("signal: %v", s))
+			cancel(caught.Load().(error))
 		case <-done:
 			return
 		}
@@ -142,6 +146,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err := train.Run(ctx, cfg, stdout)
 	var intr *train.Interrupted
 	if errors.As(err, &intr) {
+		if c, ok := caught.Load().(error); ok && errors.Is(intr.Cause, context.Canceled) {
+			intr.Cause = c
+		}
 		if intr.Checkpoint == "" {
 			return fmt.Errorf("%v\nto start again: %s", intr, resumeCommand(args, cfg.RunDir, false))
 		}

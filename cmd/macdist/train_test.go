@@ -369,3 +369,36 @@ func TestResumeCommand(t *testing.T) {
 		t.Errorf("shellQuote: %s", s)
 	}
 }
+
+// TestPlot draws two runs' metrics into one PNG.
+func TestPlot(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	for _, d := range []string{a, b} {
+		os.MkdirAll(d, 0o755)
+		line := `{"epoch":1,"step":10,"train_loss":1,"train_acc":0.5,"test_loss":0.9,"test_acc":0.6}` + "\n" +
+			`{"epoch":2,"step":20,"train_loss":0.5,"train_acc":0.8,"test_loss":0.6,"test_acc":0.75}` + "\n"
+		if err := os.WriteFile(filepath.Join(d, "metrics.jsonl"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "cmp.png")
+	code, stdout, errOut := runArgs("plot", "--out", out, "--title", "lenet5", "MAC="+a, filepath.Join(b, "metrics.jsonl"))
+	if code != 0 || !strings.Contains(stdout, "2 runs") {
+		t.Fatalf("exit %d: %s %s", code, stdout, errOut)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Error(err)
+	}
+	if code, _, errOut := runArgs("plot", "--out", out, filepath.Join(dir, "missing")); code != 1 || !strings.Contains(errOut, "missing") {
+		t.Errorf("plot of a missing run: exit %d, %s", code, errOut)
+	}
+	if code, _, _ := runArgs("plot", "--out", out); code != 2 {
+		t.Errorf("plot without runs: exit %d, want 2", code)
+	}
+}

@@ -194,7 +194,7 @@ func bindEvents(h handle) error {
 
 func ncclVersion() (int, error) {
 	var v C.int
-	err := check("ncclGetVersion", nil, C.macdist_nccl_version(&v))
+	err := check("ncclGetVersion", nil, result(C.macdist_nccl_version(&v)))
 	return int(v), err
 }
 
@@ -202,7 +202,7 @@ func ncclUniqueID() ([IDBytes]byte, error) {
 	p := C.calloc(IDBytes, 1) // C memory: NCCL writes it from C
 	defer C.free(p)
 	var id [IDBytes]byte
-	if err := check("ncclGetUniqueId", nil, C.macdist_nccl_unique_id(p)); err != nil {
+	if err := check("ncclGetUniqueId", nil, result(C.macdist_nccl_unique_id(p))); err != nil {
 		return id, err
 	}
 	copy(id[:], unsafe.Slice((*byte)(p), IDBytes))
@@ -246,12 +246,9 @@ func broadcast(buf uint64, n int, root int, c comm, stream unsafe.Pointer) resul
 
 func errorString(r result) string { return C.GoString(C.macdist_nccl_error_string(C.ncclResult_t(r))) }
 
-func lastError(c comm) string {
-	if c == nil {
-		return ""
-	}
-	return C.GoString(C.macdist_nccl_last_error(C.ncclComm_t(c)))
-}
+// lastError is ncclGetLastError, which ignores its argument (NULL is
+// allowed) and reports the calling thread's last error.
+func lastError(c comm) string { return C.GoString(C.macdist_nccl_last_error(C.ncclComm_t(c))) }
 
 func eventCreate() (event, error) {
 	var e unsafe.Pointer

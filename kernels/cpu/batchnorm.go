@@ -32,52 +32,36 @@ type chanTask struct {
 func (t *chanTask) run(lo, hi int) {
 	n, c, hw := t.n, t.c, t.hw
 	m := float64(n * hw)
+	stride := c * hw
 	for ch := lo; ch < hi; ch++ {
 		var g, b float32 = 1, 0
 		if t.gamma != nil {
 			g = t.gamma[ch]
 		}
+		x := t.x[ch*hw:]
 		switch t.op {
 		case opBNTrain:
 			if t.beta != nil {
 				b = t.beta[ch]
 			}
-			var s float64
-			for i := 0; i < n; i++ {
-				s += sum64(t.x[(i*c+ch)*hw:][:hw])
-			}
-			mu := s / m
-			var ss float64
-			for i := 0; i < n; i++ {
-				for _, v := range t.x[(i*c+ch)*hw:][:hw] {
-					dv := float64(v) - mu
-					ss += dv * dv
-				}
-			}
-			v := ss / m
+			mu := sumPlanes(x, n, hw, stride) / m
+			v := sqDevPlanes(x, n, hw, stride, mu) / m
 			rs := 1 / math.Sqrt(v+float64(t.eps))
 			t.mean[ch], t.rstd[ch] = float32(mu), float32(rs)
 			mo := float64(t.momentum)
 			t.runMean[ch] = float32((1-mo)*float64(t.runMean[ch]) + mo*mu)
 			t.runVar[ch] = float32((1-mo)*float64(t.runVar[ch]) + mo*v*m/(m-1))
-			normalize(t, ch, float32(mu), float32(rs), g, b)
+			bnNorm(t.y[ch*hw:], x, n, hw, stride, float32(mu), float32(rs)*g, b)
 		case opBNEval:
 			if t.beta != nil {
 				b = t.beta[ch]
 			}
 			rs := 1 / math.Sqrt(float64(t.runVar[ch])+float64(t.eps))
-			normalize(t, ch, t.runMean[ch], float32(rs), g, b)
+			bnNorm(t.y[ch*hw:], x, n, hw, stride, t.runMean[ch], float32(rs)*g, b)
 		case opBNBackward:
 			mu, rs := t.mean[ch], t.rstd[ch]
-			var sdy, sdyx float64
-			for i := 0; i < n; i++ {
-				off := (i*c + ch) * hw
-				x, dy := t.x[off:][:hw], t.dy[off:][:hw]
-				for k, v := range x {
-					sdy += float64(dy[k])
-					sdyx += float64(dy[k]) * float64((v-mu)*rs)
-				}
-			}
+			dy := t.dy[ch*hw:]
+			sdy, sdyx := bnGradSums(x, dy, n, hw, stride, mu, rs)
 			if t.dgamma != nil {
 				t.dgamma[ch] += float32(sdyx)
 			}
@@ -85,27 +69,113 @@ func (t *chanTask) run(lo, hi int) {
 				t.dbeta[ch] += float32(sdy)
 			}
 			// dx = γ·rstd·(dy − mean(dy) − x̂·mean(dy⊙x̂))
-			k1, k2 := float32(sdy/m), float32(sdyx/m)
-			scale := g * rs
-			for i := 0; i < n; i++ {
-				off := (i*c + ch) * hw
-				x, dy, dx := t.x[off:][:hw], t.dy[off:][:hw], t.y[off:][:hw]
-				for k, v := range x {
-					dx[k] = scale * (dy[k] - k1 - (v-mu)*rs*k2)
-				}
-			}
+			bnDx(t.y[ch*hw:], dy, x, n, hw, stride, mu, rs, float32(sdy/m), float32(sdyx/m), g*rs)
 		}
 	}
 }
 
-// normalize writes y = (x − mu)·rs·g + b for channel ch.
-func normalize(t *chanTask, ch int, mu, rs, g, b float32) {
-	a := rs * g
-	for i := 0; i < t.n; i++ {
-		off := (i*t.c + ch) * t.hw
-		x, y := t.x[off:][:t.hw], t.y[off:][:t.hw]
-		for k, v := range x {
-			y[k] = (v-mu)*a + b
+// The per-channel loops below work on n planes of hw elements, plane i at
+// offset i·stride: one channel of an n×c×hw tensor. The sums run in float64
+// in eight lanes, lane k taking the elements k mod 8 of each plane, as the
+// SIMD versions do, so that both give the same bits.
+
+// lanesTotal combines eight lanes as an AVX2 horizontal sum does.
+func lanesTotal(s *[8]float64) float64 {
+	return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]))
+}
+
+// sumPlanes returns the sum of the planes' elements.
+func sumPlanes(x []float32, n, hw, stride int) float64 {
+	if haveSIMD {
+		return simdSumPlanes(x, n, hw, stride)
+	}
+	return sumPlanesGo(x, n, hw, stride)
+}
+
+func sumPlanesGo(x []float32, n, hw, stride int) float64 {
+	var s [8]float64
+	for i := 0; i < n; i++ {
+		p := x[i*stride:][:hw]
+		for j, v := range p {
+			s[j&7] += float64(v)
+		}
+	}
+	return lanesTotal(&s)
+}
+
+// sqDevPlanes returns Σ (x − mu)² over the planes.
+func sqDevPlanes(x []float32, n, hw, stride int, mu float64) float64 {
+	if haveSIMD {
+		return simdSqDevPlanes(x, n, hw, stride, mu)
+	}
+	return sqDevPlanesGo(x, n, hw, stride, mu)
+}
+
+func sqDevPlanesGo(x []float32, n, hw, stride int, mu float64) float64 {
+	var s [8]float64
+	for i := 0; i < n; i++ {
+		p := x[i*stride:][:hw]
+		for j, v := range p {
+			d := float64(v) - mu
+			s[j&7] += d * d
+		}
+	}
+	return lanesTotal(&s)
+}
+
+// bnGradSums returns Σ dy and Σ dy·x̂ over the planes, x̂ = (x − mu)·rs.
+func bnGradSums(x, dy []float32, n, hw, stride int, mu, rs float32) (sdy, sdyx float64) {
+	if haveSIMD {
+		return simdBNGradSums(x, dy, n, hw, stride, mu, rs)
+	}
+	return bnGradSumsGo(x, dy, n, hw, stride, mu, rs)
+}
+
+func bnGradSumsGo(x, dy []float32, n, hw, stride int, mu, rs float32) (sdy, sdyx float64) {
+	var a, b [8]float64
+	for i := 0; i < n; i++ {
+		p, q := x[i*stride:][:hw], dy[i*stride:][:hw]
+		for j, v := range p {
+			g := float64(q[j])
+			a[j&7] += g
+			b[j&7] += g * float64((v-mu)*rs)
+		}
+	}
+	return lanesTotal(&a), lanesTotal(&b)
+}
+
+// bnNorm writes y = (x − mu)·a + b over the planes.
+func bnNorm(y, x []float32, n, hw, stride int, mu, a, b float32) {
+	if haveSIMD {
+		simdBNNorm(y, x, n, hw, stride, mu, a, b)
+		return
+	}
+	bnNormGo(y, x, n, hw, stride, mu, a, b)
+}
+
+func bnNormGo(y, x []float32, n, hw, stride int, mu, a, b float32) {
+	for i := 0; i < n; i++ {
+		p, q := x[i*stride:][:hw], y[i*stride:][:hw]
+		for k, v := range p {
+			q[k] = (v-mu)*a + b
+		}
+	}
+}
+
+// bnDx writes dx = scale·(dy − k1 − (x − mu)·rs·k2) over the planes.
+func bnDx(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale float32) {
+	if haveSIMD {
+		simdBNDx(dx, dy, x, n, hw, stride, mu, rs, k1, k2, scale)
+		return
+	}
+	bnDxGo(dx, dy, x, n, hw, stride, mu, rs, k1, k2, scale)
+}
+
+func bnDxGo(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale float32) {
+	for i := 0; i < n; i++ {
+		p, g, d := x[i*stride:][:hw], dy[i*stride:][:hw], dx[i*stride:][:hw]
+		for k, v := range p {
+			d[k] = scale * (g[k] - k1 - (v-mu)*rs*k2)
 		}
 	}
 }

@@ -78,6 +78,9 @@ func im2colRow(row, x []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 			copy(out[w0:w1], in[iw:])
 			continue
 		}
+		if w0 >= w1 {
+			continue
+		}
 		out = out[w0:w1]
 		in = in[iw : iw+(w1-w0-1)*g.StrideW+1]
 		for q := range out {
@@ -127,6 +130,11 @@ func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 		return
 	}
 	n := w1 - w0
+	if g.StrideW == 1 && haveSIMD && h1 > h0 {
+		iw := (h0*g.StrideH-g.PadH+offH)*g.W + w0 - g.PadW + offW
+		simdAddRows(x[iw:], row[h0*ow+w0:], h1-h0, n, g.StrideH*g.W, ow)
+		return
+	}
 	for o := h0; o < h1; o++ {
 		src := row[o*ow+w0:][:n]
 		iw := (o*g.StrideH-g.PadH+offH)*g.W + w0*g.StrideW - g.PadW + offW

@@ -54,6 +54,10 @@ func window(g kernels.PoolGeom, i, j int) (hs, he, ws, we, padded int) {
 // maxPoolPlane writes the window maxima of x into y; with dx non-nil it
 // instead adds y (holding dy) into dx at each window's maximum.
 func maxPoolPlane(y, x, dx []float32, g kernels.PoolGeom) {
+	if g.PadH == 0 && g.PadW == 0 {
+		maxPoolInside(y, x, dx, g)
+		return
+	}
 	ow := g.OutW()
 	for i := 0; i < g.OutH(); i++ {
 		for j := 0; j < ow; j++ {
@@ -73,6 +77,80 @@ func maxPoolPlane(y, x, dx []float32, g kernels.PoolGeom) {
 				y[i*ow+j] = best
 			} else if at >= 0 {
 				dx[at] += y[i*ow+j]
+			}
+		}
+	}
+}
+
+// maxKey maps the bits of a float32 to an integer that orders as the floats
+// do, −0 equal to +0, and every NaN above +Inf, so that a window's first
+// maximum can be found with integer selects instead of branches that a
+// predictor loses on activations. A NaN wins a window, as in PyTorch.
+func maxKey(b uint32) int64 {
+	neg := int64(int32(b) >> 31)
+	mag := int64(b & 0x7fffffff)
+	nan := (0x7f800000 - mag) >> 63
+	return ((mag^neg)-neg)&^nan | math.MaxInt32&nan
+}
+
+// maxPoolInside is maxPoolPlane without padding, where every window lies
+// inside the plane (floor mode). Its windows start at their first element,
+// which keeps it when all are −Inf, as PyTorch does.
+func maxPoolInside(y, x, dx []float32, g kernels.PoolGeom) {
+	oh, ow := g.OutH(), g.OutW()
+	xb := f32bits(x)
+	if g.KH == 2 && g.KW == 2 && g.StrideH == 2 && g.StrideW == 2 {
+		maxPool2x2(y, x, xb, dx, g.W, oh, ow)
+		return
+	}
+	for i := 0; i < oh; i++ {
+		yr := y[i*ow : (i+1)*ow]
+		for j := range yr {
+			first := i*g.StrideH*g.W + j*g.StrideW
+			at, best := first, maxKey(xb[first])
+			for h := 0; h < g.KH; h++ {
+				row := xb[first+h*g.W:][:g.KW]
+				for k, b := range row {
+					key := maxKey(b)
+					// All ones where key > best: strictly greater keeps
+					// the first maximum.
+					gt := (best - key) >> 63
+					best ^= (best ^ key) & gt
+					at ^= (at ^ (first + h*g.W + k)) & int(gt)
+				}
+			}
+			if dx == nil {
+				yr[j] = x[at]
+			} else {
+				dx[at] += yr[j]
+			}
+		}
+	}
+}
+
+// maxPool2x2 is maxPoolInside for 2×2 windows at stride 2, LeNet's and
+// VGG's, unrolled.
+func maxPool2x2(y, x []float32, xb []uint32, dx []float32, w, oh, ow int) {
+	for i := 0; i < oh; i++ {
+		r0 := xb[2*i*w:][: 2*ow : 2*ow]
+		r1 := xb[(2*i+1)*w:][: 2*ow : 2*ow]
+		yr := y[i*ow : (i+1)*ow]
+		for j := range yr {
+			k0, k1 := maxKey(r0[2*j]), maxKey(r0[2*j+1])
+			k2, k3 := maxKey(r1[2*j]), maxKey(r1[2*j+1])
+			// Pairwise, first maxima kept: (0, 1), (2, 3), then the two
+			// winners, the top row's on a tie.
+			g01 := (k0 - k1) >> 63
+			ka, ia := k0^(k0^k1)&g01, int(g01&1)
+			g23 := (k2 - k3) >> 63
+			kb, ib := k2^(k2^k3)&g23, 2+int(g23&1)
+			gab := (ka - kb) >> 63
+			at := ia ^ (ia^ib)&int(gab)
+			off := 2*i*w + 2*j + at&1 + (at>>1)*w
+			if dx == nil {
+				yr[j] = x[off]
+			} else {
+				dx[off] += yr[j]
 			}
 		}
 	}

@@ -15,6 +15,11 @@ var convGeoms = []kernels.ConvGeom{
 	{C: 3, H: 11, W: 7, KH: 1, KW: 3, StrideH: 1, StrideW: 2, PadH: 0, PadW: 1, DilH: 1, DilW: 3},
 	{C: 2, H: 5, W: 13, KH: 3, KW: 5, StrideH: 2, StrideW: 1, PadH: 3, PadW: 2, DilH: 3, DilW: 1},
 	{C: 3, H: 32, W: 32, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
+	// A strided window that lies wholly in the padding for some kernel
+	// columns, as in a ResNet's last stage at a small input.
+	{C: 2, H: 2, W: 2, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
+	// Stride 1 and an output as wide as the input but not as high.
+	{C: 2, H: 6, W: 5, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 0, PadW: 1, DilH: 1, DilW: 1},
 }
 
 // im2colIndex returns the index into an image of the input that column q of

@@ -1,0 +1,451 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Gaps between what the dashboard expects and what the code serves today,
+// besides missingMetrics. The live test tolerates exactly these, and fails
+// when one closes, so that they are removed here as the code catches up.
+const (
+	// Only rank 0's worker serves the training metrics (train serves them
+	// when it is the lead); issue 5 wants every rank to.
+	trainMetricsOnRank0Only = true
+	// The training series carry no rank label, so the per-rank panels
+	// show one unlabelled series.
+	trainMetricsLackRank = true
+)
+
+// TestPrometheusScrapesARun is the dashboard's end-to-end check: a real
+// two-process run on loopback, scraped by Debian's prometheus with
+// deploy/'s scrape configuration (targets rewritten to the run's ports),
+// and every query of the dashboard asked of Prometheus's HTTP API, each of
+// which must return data.
+func TestPrometheusScrapesARun(t *testing.T) {
+	prom := "/usr/bin/prometheus"
+	if _, err := os.Stat(prom); err != nil {
+		if prom, err = exec.LookPath("prometheus"); err != nil {
+			t.Skip("prometheus is not installed (Debian: apt-get install prometheus): the dashboard's queries are not run against a live scrape")
+		}
+	}
+	if testing.Short() {
+		t.Skip("-short: no live run")
+	}
+	bin := macdistBinary(t)
+	dir := t.TempDir()
+
+	agentPort := freePorts(t, 1)
+	workerPort := freePorts(t, 2) // the workers serve at this port + local rank
+	promPort := freePorts(t, 1)
+
+	// A run that outlasts the test (it is stopped at the end); epochs are
+	// short, so the evaluation metrics appear within a second or two.
+	runOut := &tailBuffer{max: 64 << 10}
+	run := start(t, runOut, bin, "launch", "--standalone", "--nproc-per-node", "2",
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", agentPort), "--",
+		"--model", "mlp", "--data", "synthetic:1x8x8:4:4096", "--batch", "64", "--epochs", "1000",
+		"--run-dir", filepath.Join(dir, "run"), "--keep", "2", "--progress", "none",
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", workerPort))
+
+	cfg := testScrapeConfig(t, dir, map[string][]string{
+		"macdist-agent":  {fmt.Sprintf("127.0.0.1:%d", agentPort)},
+		"macdist-worker": {fmt.Sprintf("127.0.0.1:%d", workerPort), fmt.Sprintf("127.0.0.1:%d", workerPort+1)},
+	})
+	promOut := &tailBuffer{max: 64 << 10}
+	promAddr := fmt.Sprintf("127.0.0.1:%d", promPort)
+	start(t, promOut, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	api := &promAPI{base: "http://" + promAddr, client: &http.Client{Timeout: 5 * time.Second}}
+	if err := api.waitReady(20 * time.Second); err != nil {
+		t.Fatalf("prometheus: %v\n%s", err, promOut)
+	}
+
+	vars := dashboardVars(t, loadDashboard(t))
+	type result struct {
+		q      dashboardQuery
+		expr   string
+		series int
+		err    error
+		value  string
+	}
+	var results []*result
+	for _, q := range dashboardQueries(t) {
+		e, err := substitute(q.Expr, vars)
+		results = append(results, &result{q: q, expr: e, err: err})
+	}
+	missing := func(r *result) string {
+		for _, m := range missingMetrics {
+			if strings.Contains(r.expr, m) {
+				return m
+			}
+		}
+		return ""
+	}
+
+	// Ask until every query has data: the rates need two scrapes in their
+	// window, the evaluation gauges a finished epoch.
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		pending := 0
+		for _, r := range results {
+			if r.err != nil && !isEmpty(r.err) || r.series > 0 {
+				continue
+			}
+			r.series, r.value, r.err = api.query(r.expr)
+			if r.series == 0 && missing(r) == "" {
+				pending++
+			}
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			break
+		}
+		if run.exited() {
+			t.Fatalf("the run ended before every query had data:\n%s", runOut)
+		}
+		time.Sleep(time.Second)
+	}
+
+	for _, r := range results {
+		where := fmt.Sprintf("panel %q %s: %s", r.q.Panel, r.q.RefID, r.expr)
+		switch m := missing(r); {
+		case r.series > 0:
+			t.Logf("ok (%d series, e.g. %s): %s", r.series, r.value, where)
+		case m != "":
+			t.Logf("no data, as expected: %s is not served yet: %s", m, where)
+		case r.err != nil && !isEmpty(r.err):
+			t.Errorf("%s: %v", where, r.err)
+		default:
+			t.Errorf("no data: %s (%v)", where, r.err)
+		}
+	}
+
+	// The known gaps, both ways.
+	for _, m := range missingMetrics {
+		if n, _, _ := api.query(fmt.Sprintf("count({__name__=%q})", m)); n > 0 {
+			t.Errorf("%s is served now: remove it from missingMetrics, so that its panels are required to have data", m)
+		}
+	}
+	up := map[string]string{}
+	for _, job := range dashboardJobs {
+		ups, err := api.vector(fmt.Sprintf("up{job=%q}", job))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ups {
+			up[s.Metric["instance"]] = s.Value
+		}
+	}
+	if up[fmt.Sprintf("127.0.0.1:%d", agentPort)] != "1" || up[fmt.Sprintf("127.0.0.1:%d", workerPort)] != "1" {
+		t.Errorf("targets up: %v; the agent and rank 0 must be", up)
+	}
+	switch rank1 := up[fmt.Sprintf("127.0.0.1:%d", workerPort+1)]; {
+	case trainMetricsOnRank0Only && rank1 == "1":
+		t.Error("rank 1 serves its training metrics now: set trainMetricsOnRank0Only to false")
+	case trainMetricsOnRank0Only:
+		t.Logf("known gap: only rank 0 serves training metrics (rank 1's endpoint is down)")
+	case rank1 != "1":
+		t.Errorf("rank 1's training metrics endpoint is down (up=%q)", rank1)
+	}
+	switch n, _, _ := api.query(`macdist_samples_total{rank!=""}`); {
+	case trainMetricsLackRank && n > 0:
+		t.Error("the training series have a rank label now: set trainMetricsLackRank to false")
+	case trainMetricsLackRank:
+		t.Logf("known gap: the training series carry no rank label")
+	case n == 0:
+		t.Error("the training series lack their rank label")
+	}
+	if t.Failed() {
+		t.Logf("run output (tail):\n%s\nprometheus output (tail):\n%s", runOut, promOut)
+	}
+}
+
+// testScrapeConfig writes deploy's prometheus.yml with the given targets
+// per job and a 1 s interval, with the rule files beside it, and returns
+// its path.
+func testScrapeConfig(t *testing.T, dir string, targets map[string][]string) string {
+	t.Helper()
+	var cfg map[string]any
+	decodeYAML(t, "prometheus/prometheus.yml", &cfg)
+	global, _ := cfg["global"].(map[string]any)
+	if global == nil {
+		t.Fatal("prometheus.yml: no global section")
+	}
+	global["scrape_interval"], global["scrape_timeout"], global["evaluation_interval"] = "1s", "1s", "1s"
+	scs, _ := cfg["scrape_configs"].([]any)
+	var jobs []string
+	for _, s := range scs {
+		sc := s.(map[string]any)
+		job, _ := sc["job_name"].(string)
+		ts, ok := targets[job]
+		if !ok {
+			t.Fatalf("prometheus.yml: job %q is not one the test knows", job)
+		}
+		if _, ok := sc["static_configs"]; !ok {
+			t.Fatalf("prometheus.yml: job %q has no static_configs", job)
+		}
+		sc["static_configs"] = []any{map[string]any{"targets": ts}}
+		jobs = append(jobs, job)
+	}
+	if len(jobs) != len(targets) {
+		t.Fatalf("prometheus.yml: jobs %v, want %d", jobs, len(targets))
+	}
+	rules, _ := cfg["rule_files"].([]any)
+	for _, r := range rules {
+		name := r.(string)
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(name)), readFile(t, filepath.Join("prometheus", name)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// freePorts returns a port p such that p … p+n-1 are free now.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		ok := p+n-1 < 65536
+		held := []net.Listener{l}
+		for i := 1; ok && i < n; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, l)
+		}
+		for _, l := range held {
+			l.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// start runs a command for the rest of the test: it dies with the test
+// process (parent-death signal), and at cleanup gets SIGTERM, then SIGKILL
+// after 10 s.
+func start(t *testing.T, out io.Writer, name string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = b.buf[over:]
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+// promAPI is a client of the parts of Prometheus's HTTP API the test uses.
+type promAPI struct {
+	base   string
+	client *http.Client
+}
+
+func (a *promAPI) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := a.client.Get(a.base + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("/-/ready: %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %w", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type sample struct {
+	Metric map[string]string
+	Value  string
+}
+
+// errEmpty is a query that worked and returned nothing (or only NaN).
+type errEmpty struct{ what string }
+
+func (e errEmpty) Error() string { return e.what }
+
+func isEmpty(err error) bool {
+	_, ok := err.(errEmpty)
+	return ok
+}
+
+// vector runs an instant query and returns its samples.
+func (a *promAPI) vector(expr string) ([]sample, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Status    string `json:"status"`
+		ErrorType string `json:"errorType"`
+		Error     string `json:"error"`
+		Data      struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", resp.Status, err, bytes.TrimSpace(body))
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("prometheus: %s: %s", r.ErrorType, r.Error)
+	}
+	var out []sample
+	switch r.Data.ResultType {
+	case "vector":
+		var v []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		}
+		if err := json.Unmarshal(r.Data.Result, &v); err != nil {
+			return nil, err
+		}
+		for _, s := range v {
+			val, _ := s.Value[1].(string)
+			out = append(out, sample{s.Metric, val})
+		}
+	case "scalar":
+		var v [2]any
+		if err := json.Unmarshal(r.Data.Result, &v); err != nil {
+			return nil, err
+		}
+		val, _ := v[1].(string)
+		out = append(out, sample{nil, val})
+	default:
+		return nil, fmt.Errorf("result type %s, want an instant vector", r.Data.ResultType)
+	}
+	return out, nil
+}
+
+// query returns how many series expr gives that have a number (NaN is no
+// data: a ratio of zero rates), one value, and an error: errEmpty when it
+// gave none.
+func (a *promAPI) query(expr string) (int, string, error) {
+	ss, err := a.vector(expr)
+	if err != nil {
+		return 0, "", err
+	}
+	n, val := 0, ""
+	var nan []string
+	for _, s := range ss {
+		f, err := strconv.ParseFloat(s.Value, 64)
+		if err != nil || math.IsNaN(f) {
+			nan = append(nan, s.Value)
+			continue
+		}
+		if n == 0 {
+			val = s.Value
+		}
+		n++
+	}
+	if n == 0 {
+		if len(nan) > 0 {
+			return 0, "", errEmpty{fmt.Sprintf("%d series, all %s", len(nan), strings.Join(slices.Compact(nan), ", "))}
+		}
+		return 0, "", errEmpty{"empty result"}
+	}
+	return n, val, nil
+}

@@ -1,0 +1,44 @@
+//go:build !cgo || !amd64
+
+package cpu
+
+// Without cgo, or off amd64, the element-wise loops run in Go only.
+
+const haveSIMD = false
+
+const (
+	simdGELU = iota
+	simdGELUGrad
+	simdGELUTanh
+	simdGELUTanhGrad
+)
+
+func simdGELUOp(op int, y, x, dy []float32) { panic("cpu: no SIMD kernels in this build") }
+
+func simdReLU(y, x []uint32) { panic("cpu: no SIMD kernels in this build") }
+
+func simdReLUMask(dx, dy, y []uint32) { panic("cpu: no SIMD kernels in this build") }
+
+func simdAddRows(dst, src []float32, rows, n, ds, ss int) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdSumPlanes(x []float32, n, hw, stride int) float64 {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdSqDevPlanes(x []float32, n, hw, stride int, mu float64) float64 {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdBNGradSums(x, dy []float32, n, hw, stride int, mu, rs float32) (sdy, sdyx float64) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdBNNorm(y, x []float32, n, hw, stride int, mu, a, b float32) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdBNDx(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale float32) {
+	panic("cpu: no SIMD kernels in this build")
+}
