@@ -85,6 +85,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}()
 	reducer := collective.NewStepReducer(ctx, ring, collective.BucketConfig{})
+	// Only TestDataParallelEquivalence sets this, to show that replicas
+	// drift apart without the statistics all-reduce.
+	reducer.SkipStats = os.Getenv("MACDIST_TEST_NO_STATS_ALLREDUCE") == "1"
 	defer reducer.Close()
 	cfg.Reducer = reducer
 	err = train.Run(ctx, cfg, stdout)
