@@ -8,9 +8,13 @@ import (
 	"net/http"
 	"time"
 
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/macdist/macdist/collective"
 )
 
 // metrics are the run's Prometheus series, on a registry of their own so
@@ -31,8 +35,17 @@ type metrics struct {
 // tens of seconds (a large model on a CPU): 2× buckets cover it.
 var timeBuckets = prometheus.ExponentialBuckets(0.0005, 2, 18)
 
-func newMetrics(info map[string]string) *metrics {
+// allReduceCounters is what a Reducer that counts its traffic offers
+// (collective.StepReducer does).
+type allReduceCounters interface {
+	Counters() collective.BucketCounters
+}
+
+// newMetrics makes the run's series, every one labelled with the rank, and
+// the all-reduce series when red counts its traffic (red may be nil).
+func newMetrics(info map[string]string, rank int, red any) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"rank": strconv.Itoa(rank)}, m.reg)
 	hist := func(name, help string) prometheus.Histogram {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: "macdist_" + name, Help: help, Buckets: timeBuckets})
 	}
@@ -61,10 +74,23 @@ func newMetrics(info map[string]string) *metrics {
 		Name: "macdist_run_info", Help: "Always 1; its labels describe the run.", ConstLabels: info,
 	})
 	runInfo.Set(1)
-	m.reg.MustRegister(m.stepTime, m.dataWait, m.optTime, m.ckptTime,
+	reg.MustRegister(m.stepTime, m.dataWait, m.optTime, m.ckptTime,
 		m.loss, m.acc, m.testLoss, m.testAcc, m.lr, m.epoch, m.step,
-		m.samples, m.steps, m.nanSkips, m.checkpoints, runInfo,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.samples, m.steps, m.nanSkips, m.checkpoints, runInfo)
+	if c, ok := red.(allReduceCounters); ok {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "macdist_allreduce_seconds_total",
+				Help: "Time spent in the all-reduce of gradients and statistics, overlapped with backward or not."},
+				func() float64 { return c.Counters().ReduceSeconds }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "macdist_allreduce_bytes_total",
+				Help: "Bytes of gradients and statistics all-reduced by this rank."},
+				func() float64 { return float64(c.Counters().Bytes) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "macdist_allreduce_buckets",
+				Help: "All-reduce collectives per step (gradient buckets)."},
+				func() float64 { return float64(c.Counters().Buckets) }),
+		)
+	}
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -199,8 +199,9 @@ func (t *trainer) run(ctx context.Context) error {
 			return fmt.Errorf("train: run directory: %w", err)
 		}
 	}
-	if t.lead && cfg.MetricsAddr != "" {
-		t.metrics = newMetrics(map[string]string{"model": cfg.Model, "optimizer": cfg.Optimizer, "data": cfg.Data})
+	if cfg.MetricsAddr != "" {
+		// Every rank serves its own series (the launcher gives each a port).
+		t.metrics = newMetrics(map[string]string{"model": cfg.Model, "optimizer": cfg.Optimizer, "data": cfg.Data}, cfg.Rank, cfg.Reducer)
 		if err := t.metrics.serve(cfg.MetricsAddr); err != nil {
 			return err
 		}
