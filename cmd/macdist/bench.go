@@ -27,6 +27,9 @@ type benchOutput struct {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "collective" {
+		return runBenchCollective(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", stderr)
 	model := fs.String("model", "", "model to build: "+strings.Join(models.Names(), ", "))
 	batch := fs.Int("batch", 128, "images per step")

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +101,18 @@ func paramDiff(t *testing.T, pa, pb string) float64 {
 		}
 	}
 	return worst
+}
+
+func TestBenchCollective(t *testing.T) {
+	code, out, errOut := runArgs("bench", "collective", "--ranks", "1,2", "--size", "4096")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"bench":"stream"`) || !strings.Contains(lines[2], `"ranks":2`) || !strings.Contains(lines[2], "busbw_gbps") {
+		t.Errorf("output:\n%s", out)
+	}
+	if code, _, _ := runArgs("bench", "collective", "--ranks", "0"); code != 2 {
+		t.Errorf("--ranks 0: exit %d, want 2", code)
+	}
 }
