@@ -8,40 +8,24 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/macdist/macdist/backend"
 	"github.com/macdist/macdist/data"
 	"github.com/macdist/macdist/kernels"
-	"github.com/macdist/macdist/kernels/cpu"
-	"github.com/macdist/macdist/kernels/cuda"
 	"github.com/macdist/macdist/nn/models"
 )
 
 // NewDevice opens the device named by spec: "cpu", "cuda" or "cuda:N".
 // The returned function releases it.
 func NewDevice(spec string) (kernels.Device, func(), error) {
-	switch {
-	case spec == "" || spec == "cpu":
-		return cpu.New(), func() {}, nil
-	case spec == "cuda" || strings.HasPrefix(spec, "cuda:"):
-		ord := 0
-		if s, ok := strings.CutPrefix(spec, "cuda:"); ok {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				return nil, nil, fmt.Errorf("train: --device %q: want cuda:N with N a GPU number", spec)
-			}
-			ord = n
-		}
-		d, err := cuda.New(ord)
-		if err != nil {
-			return nil, nil, fmt.Errorf("train: --device %s: %w", spec, err)
-		}
-		return d, func() { d.Close() }, nil
+	d, err := backend.Open(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: --device %s: %w", spec, err)
 	}
-	return nil, nil, fmt.Errorf("train: unknown --device %q (want cpu, cuda or cuda:N)", spec)
+	return d, func() { backend.Close(d) }, nil
 }
 
 // OpenData opens spec's training and evaluation sets, keeping only the

@@ -41,6 +41,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := applyMethodDefaults(tfs, &cfg); err != nil {
 		return err
 	}
+	// One process per GPU: local rank r of a node takes its GPU r.
+	if cfg.Device == "cuda" {
+		cfg.Device = fmt.Sprintf("cuda:%d", w.LocalRank)
+	}
 	if err := placeRank(&cfg, w.Rank, w.World, *scaleLR); err != nil {
 		return usageErrorf("%v", err)
 	}
