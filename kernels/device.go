@@ -160,6 +160,24 @@ type Device interface {
 	AdamW(p, g, m, v Buffer, lr, beta1, beta2, eps, weightDecay float32, step int)
 }
 
+// Permuter is a Device that can copy a strided 4-D block in one call:
+// transposing axes, reversing them, or broadcasting, where Copy2D would
+// take one call per line. Layers use it when their Device has it (the cpu
+// Device does) and fall back to Copy2D or to another algorithm when it does
+// not, so a device gains it without breaking; it is meant to join Device
+// once every device implements it.
+type Permuter interface {
+	// CopyStrided copies shape[0]×shape[1]×shape[2]×shape[3] elements: for
+	// every index i with 0 ≤ i[k] < shape[k],
+	//
+	//	dst[dstOff + Σ_k i[k]·dstStride[k]] = src[srcOff + Σ_k i[k]·srcStride[k]].
+	//
+	// Strides may be negative (to reverse an axis) or, in src, zero (to
+	// broadcast). The destination elements must be distinct and must not
+	// overlap the source's; both extents must lie inside their buffers.
+	CopyStrided(dst Buffer, dstOff int, dstStride [4]int, src Buffer, srcOff int, srcStride [4]int, shape [4]int)
+}
+
 // ConvGeom is the geometry of one image of a 2-D convolution, for Im2col and
 // Col2im. Groups are the caller's business: the rows of a group's input
 // channels are contiguous in the unfolded matrix.

@@ -60,6 +60,8 @@ type Conv2d struct {
 	tapOne  kernels.Buffer
 
 	curv curvTaps // KFACTapped, see curvature.go
+
+	wflip kernels.Buffer // the weight for dx as a transposed convolution, see transposedDx
 }
 
 // NewConv2d returns a Conv2d with parameters name.weight
@@ -98,13 +100,65 @@ func (c *Conv2d) direct() bool {
 	return c.cfg.Kernel == 1 && c.cfg.Stride == 1 && c.cfg.Padding == 0
 }
 
-// chunk is the number of images unfolded at a time.
-func (c *Conv2d) chunk(n int) int {
+// chunk is the number of images unfolded at a time. Backward's unfolded
+// output gradient (see transposedDx) shares the workspace with the
+// unfolded input, so a chunk must fit the larger of the two.
+func (c *Conv2d) chunk(n int, backward bool) int {
 	if c.direct() {
 		return n
 	}
 	per := c.geom.ColRows() * c.geom.ColCols()
+	if backward && c.transposedDx() {
+		g := c.dyGeom()
+		per = max(per, g.ColRows()*g.ColCols())
+	}
 	return max(1, min(n, Workspace(c.dev).Limit()/per))
+}
+
+// transposedDx reports whether Backward computes dx as the convolution of
+// dy with the weight transposed and its kernel reversed: dx = W′·unfold(dy)
+// for a stride of 1. That is one GEMM of depth Out·K² per image, writing dx
+// directly, where the general way is a GEMM of depth Out into columns as
+// large as the unfolded input (In·K²×OutH·OutW), which col2im then adds
+// back into dx: three passes over that buffer against two over the unfolded
+// dy (Out·K²×H·W), so the transposed way wins unless the layer widens much
+// (LeNet's 1→6 and 6→16 do). It needs a device that can reverse the kernel
+// (kernels.Permuter), and the padding of the transposed convolution,
+// Dilation·(Kernel−1) − Padding, to be non-negative.
+func (c *Conv2d) transposedDx() bool {
+	cfg, g := c.cfg, c.geom
+	if c.direct() || cfg.Stride != 1 || cfg.Dilation*(cfg.Kernel-1) < cfg.Padding ||
+		2*cfg.Out*g.H*g.W > 3*cfg.In*g.OutH()*g.OutW() {
+		return false
+	}
+	_, ok := c.dev.(kernels.Permuter)
+	return ok
+}
+
+// dyGeom is the geometry of the transposed convolution: dy's Out channels
+// of OutH×OutW, padded so that its output is the input's H×W.
+func (c *Conv2d) dyGeom() kernels.ConvGeom {
+	g := c.geom
+	return kernels.ConvGeom{C: c.cfg.Out, H: g.OutH(), W: g.OutW(), KH: g.KH, KW: g.KW,
+		StrideH: 1, StrideW: 1,
+		PadH: g.DilH*(g.KH-1) - g.PadH, PadW: g.DilW*(g.KW-1) - g.PadW,
+		DilH: g.DilH, DilW: g.DilW}
+}
+
+// flipWeight writes into wflip the weight of the transposed convolution,
+// group by group: W′[g][c][o][k] = W[g·Out/G + o][c][K²−1−k], the roles of
+// input and output channels exchanged and the kernel reversed.
+func (c *Conv2d) flipWeight() {
+	cfg := c.cfg
+	kk := cfg.Kernel * cfg.Kernel
+	og, cg := cfg.Out/cfg.Groups, cfg.In/cfg.Groups
+	if c.wflip == nil {
+		c.wflip = c.dev.Alloc(cfg.Out * cg * kk)
+	}
+	c.dev.(kernels.Permuter).CopyStrided(
+		c.wflip, 0, [4]int{cg * og * kk, og * kk, kk, 1},
+		c.weight.Value.Data, kk-1, [4]int{og * cg * kk, kk, cg * kk, -1},
+		[4]int{cfg.Groups, cg, og, kk})
 }
 
 // unfold returns the unfolded images [i0, i0+nimg) of x and the offset of
@@ -148,7 +202,7 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	if c.training {
 		c.curv.samples, c.curv.positions = n, cols
 	}
-	step := c.chunk(n)
+	step := c.chunk(n, false)
 	for i0 := 0; i0 < n; i0 += step {
 		nimg := min(step, n-i0)
 		col, off := c.unfold(x.Data, i0, nimg)
@@ -207,10 +261,13 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 	}
 	dx := c.dx.ensure(d, c.x.Shape)
 	direct := c.direct()
-	if !direct {
+	tdx := c.transposedDx()
+	if tdx {
+		c.flipWeight()
+	} else if !direct {
 		d.Fill(dx.Data, 0) // Col2im accumulates
 	}
-	step := c.chunk(n)
+	step := c.chunk(n, true)
 	for i0 := 0; i0 < n; i0 += step {
 		nimg := min(step, n-i0)
 		col, off := c.unfold(c.x.Data, i0, nimg)
@@ -223,6 +280,10 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 				dy.Data, (i0+i)*cfg.Out*cols, cols, og*cols,
 				col, off+i*rows*cols, cols, rg*cols,
 				1, c.weight.Grad.Data, 0, rg, og*rg, groups)
+		}
+		if tdx {
+			c.backwardDxTransposed(dy, dx, i0, nimg)
+			continue
 		}
 		// dcol = Wᵀ·dy, written over the columns just used and folded
 		// back into dx; a direct convolution writes dx itself.
@@ -241,6 +302,26 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 		}
 	}
 	return dx
+}
+
+// backwardDxTransposed writes dx of images [i0, i0+nimg) as the transposed
+// convolution of dy (see transposedDx), reusing the workspace: the caller
+// is done with the unfolded input.
+func (c *Conv2d) backwardDxTransposed(dy, dx *Tensor, i0, nimg int) {
+	d := c.dev
+	cfg := c.cfg
+	g := c.dyGeom()
+	rows, hw := g.ColRows(), g.ColCols() // Out·K², H·W
+	col := Workspace(d).Get(nimg * rows * hw)
+	d.Im2col(col, dy.Data, g, i0, nimg)
+	og, cg := cfg.Out/cfg.Groups, cfg.In/cfg.Groups
+	kk := cfg.Kernel * cfg.Kernel
+	for gi := 0; gi < cfg.Groups; gi++ {
+		d.GemmStrided(false, false, cg, hw, og*kk, 1,
+			c.wflip, gi*cg*og*kk, og*kk, 0,
+			col, gi*og*kk*hw, hw, rows*hw,
+			0, dx.Data, (i0*cfg.In+gi*cg)*hw, hw, cfg.In*hw, nimg)
+	}
 }
 
 // Params returns weight and bias, in state_dict order.

@@ -79,13 +79,18 @@ func (p *PatchEmbed) Children() []Module { return []Module{p.proj} }
 func (p *PatchEmbed) Proj() *Conv2d { return p.proj }
 
 // transposeBatched writes dst[b, c, r] = src[b, r, c] for src of shape
-// batch × rows × cols. kernels.Device has no transpose, and a transpose has
-// no contiguous runs for Copy2D to move, so it takes one strided Copy2D line
-// per element of the two shortest axes, the longest axis being the line.
-// On a device where each call is a kernel launch this is slow; a batched
-// transpose kernel is the fix.
+// batch × rows × cols: one CopyStrided where the device is a
+// kernels.Permuter. Elsewhere, as a transpose has no contiguous runs for
+// Copy2D to move, it takes one strided Copy2D line per element of the two
+// shortest axes, the longest axis being the line, which on a device where
+// each call is a kernel launch is slow.
 func transposeBatched(dev kernels.Device, dst, src kernels.Buffer, batch, rows, cols int) {
 	rc := rows * cols
+	if p, ok := dev.(kernels.Permuter); ok {
+		// Written in order, read across.
+		p.CopyStrided(dst, 0, [4]int{0, rc, rows, 1}, src, 0, [4]int{0, rc, 1, cols}, [4]int{1, batch, cols, rows})
+		return
+	}
 	switch {
 	case batch >= rows && batch >= cols:
 		for r := 0; r < rows; r++ {

@@ -273,13 +273,18 @@ func (c *Comm) breakLocked(err error, abort bool) {
 	c.releaseLocked(abort)
 }
 
+// releaseLocked gives the communicator back to NCCL. On a non-blocking
+// communicator both calls may answer ncclInProgress: NCCL then frees it on
+// a thread of its own, and it must not be touched again, so nothing waits
+// for it. A destroy that fails outright is followed by an abort, as NCCL
+// advises.
 func (c *Comm) releaseLocked(abort bool) {
 	if c.c == nil {
 		return
 	}
 	if abort {
 		commAbort(c.c)
-	} else if r := commDestroy(c.c); r != resultSuccess {
+	} else if r := commDestroy(c.c); r != resultSuccess && r != resultInProgress {
 		commAbort(c.c)
 	}
 	c.c = nil

@@ -183,6 +183,10 @@ func TestBucketer(t *testing.T) {
 // test is skipped, saying so.
 func pair(t *testing.T, timeout time.Duration) ([2]*cuda.Device, [2]*Comm) {
 	t.Helper()
+	if pairFailed != "" {
+		// One failed set-up costs its timeout; the next would too.
+		t.Skip(pairFailed)
+	}
 	devs := [2]*cuda.Device{gpu(t), gpu(t)}
 	id, err := NewUniqueID()
 	if err != nil {
@@ -204,17 +208,26 @@ func pair(t *testing.T, timeout time.Duration) ([2]*cuda.Device, [2]*Comm) {
 			t.Cleanup(func() { comms[r].Close() })
 		}
 	}
+	// Each rank finds the duplicate GPU on its own, after exchanging its
+	// peers' descriptions, so either may report it.
 	for _, err := range errs {
 		var ne *Error
 		if errors.As(err, &ne) && ne.Code == 5 { // ncclInvalidUsage
-			t.Skipf("NCCL %s refuses two ranks on one GPU (%v); a 2-rank run needs 2 GPUs", Probe().Version, err)
+			pairFailed = fmt.Sprintf("NCCL %s refuses two ranks on one GPU (%v); a 2-rank run needs 2 GPUs", Probe().Version, err)
+			t.Skip(pairFailed)
 		}
+	}
+	for _, err := range errs {
 		if err != nil {
+			pairFailed = fmt.Sprintf("the first 2-rank set-up failed: %v", err)
 			t.Fatalf("New: %v", err)
 		}
 	}
 	return devs, comms
 }
+
+// pairFailed says why two ranks could not be set up, once they could not.
+var pairFailed string
 
 // both runs f for both ranks at once and returns their errors.
 func both(f func(r int) error) [2]error {
@@ -232,7 +245,7 @@ func both(f func(r int) error) [2]error {
 }
 
 func TestTwoRanks(t *testing.T) {
-	devs, comms := pair(t, 30*time.Second)
+	devs, comms := pair(t, 20*time.Second)
 	ctx := context.Background()
 	const n = 100003
 	// Values whose sums and halves are exact in float32, so that any
@@ -289,7 +302,7 @@ func TestTwoRanks(t *testing.T) {
 // TestTimeoutAborts leaves rank 1 out of a collective: rank 0 must give up
 // at its context's deadline, abort, and stay broken.
 func TestTimeoutAborts(t *testing.T) {
-	devs, comms := pair(t, 30*time.Second)
+	devs, comms := pair(t, 20*time.Second)
 	buf := upload(devs[0], make([]float32, 1000))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -327,7 +340,8 @@ func TestTimeoutAborts(t *testing.T) {
 // TestAbortWakes aborts a rank from another goroutine while it waits in a
 // collective its peer never joins.
 func TestAbortWakes(t *testing.T) {
-	devs, comms := pair(t, 60*time.Second)
+	devs, comms := pair(t, 20*time.Second)
+	comms[0].timeout = time.Minute // only Abort may end the wait
 	buf := upload(devs[0], make([]float32, 10))
 	cause := errors.New("peer 1 left the membership")
 	done := make(chan error, 1)

@@ -112,9 +112,10 @@ func TestThroughput(t *testing.T) {
 				t.Fatal(err)
 			}
 			prof := NewProfiler(dev)
-			nn.Workspace(prof).SetLimit(nn.Workspace(dev).Limit())
+			pdev := prof.ForLayers()
+			nn.Workspace(pdev).SetLimit(nn.Workspace(dev).Limit())
 			data := synthetic(5, 1, []int{bs, def.InChannels, def.ImageSize, def.ImageSize}, def.Classes)
-			tr, err := newTrainer(prof, name, models.Config{Seed: 1}, bs, "sgd", 3, nil)
+			tr, err := newTrainer(pdev, name, models.Config{Seed: 1}, bs, "sgd", 3, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +197,7 @@ func TestThroughput(t *testing.T) {
 				name, bs, r.ImgPerS, r.StepMS, r.MedianMS, steps, r.ForwardMS, r.BackMS, r.OptMS, r.PeakGiB)
 
 			if envString("GPUCHECK_BENCH_MAC", "1") == "1" {
-				s := measureShareOn(t, prof, tr.model, name, bs, data[0], min(steps, 5))
+				s := measureShareOn(t, pdev, tr.model, name, bs, data[0], min(steps, 5))
 				s.DeviceName = dev.Name()
 				emit(t, s)
 				t.Logf("%s batch %d: MAC step %.1f ms, of which optimizer %.2f ms (%.2f%%, target ≤ %.0f%%); SGD step %.1f ms",

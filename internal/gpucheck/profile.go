@@ -16,8 +16,8 @@ import (
 // overlap of launching and running, so the total exceeds a normal step;
 // the shares are what it is for. Off, it only counts memory.
 //
-// Layers built on a Profiler use it as their device; it hands out the
-// wrapped device's buffers, so kernels/cuda's Pointer works on them.
+// Layers built on a Profiler use ForLayers() as their device; it hands out
+// the wrapped device's buffers, so kernels/cuda's Pointer works on them.
 type Profiler struct {
 	kernels.Device
 	on    bool
@@ -261,3 +261,23 @@ func (p *Profiler) AdamW(pp, g, m, v kernels.Buffer, lr, beta1, beta2, eps, weig
 }
 
 var _ kernels.Device = (*Profiler)(nil)
+
+// ForLayers returns the device to build layers on: p itself, or, when the
+// wrapped device has optional methods that layers look for
+// (kernels.Permuter), p with those methods too, so that the layers take the
+// same path as on the bare device.
+func (p *Profiler) ForLayers() kernels.Device {
+	if pm, ok := p.Device.(kernels.Permuter); ok {
+		return permProfiler{p, pm}
+	}
+	return p
+}
+
+type permProfiler struct {
+	*Profiler
+	pm kernels.Permuter
+}
+
+func (p permProfiler) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
+	p.timed("CopyStrided", func() { p.pm.CopyStrided(dst, dstOff, dstStride, src, srcOff, srcStride, shape) })
+}

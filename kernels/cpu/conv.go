@@ -25,14 +25,26 @@ func (t *convTask) run(lo, hi int) {
 		x := t.img[((t.img0+im)*g.C+c)*plane:][:plane]
 		// Rows c·KH·KW … of image im's block.
 		base := (im*g.ColRows() + c*kk) * oh * ow
-		for ki := 0; ki < g.KH; ki++ {
-			for kj := 0; kj < g.KW; kj++ {
-				row := t.col[base+(ki*g.KW+kj)*oh*ow:][:oh*ow]
-				if t.fold {
-					col2imRow(x, row, g, ki, kj, oh, ow)
-				} else {
-					im2colRow(row, x, g, ki, kj, oh, ow)
-				}
+		col := t.col[base : base+kk*oh*ow]
+		if haveSIMD {
+			simdConvPlane(t.fold, col, x, g)
+		} else {
+			convPlane(t.fold, col, x, g)
+		}
+	}
+}
+
+// convPlane unfolds plane x into its channel's KH·KW rows of col, or with
+// fold adds them back into x.
+func convPlane(fold bool, col, x []float32, g kernels.ConvGeom) {
+	oh, ow := g.OutH(), g.OutW()
+	for ki := 0; ki < g.KH; ki++ {
+		for kj := 0; kj < g.KW; kj++ {
+			row := col[(ki*g.KW+kj)*oh*ow:][:oh*ow]
+			if fold {
+				col2imRow(x, row, g, ki, kj, oh, ow)
+			} else {
+				im2colRow(row, x, g, ki, kj, oh, ow)
 			}
 		}
 	}
@@ -130,11 +142,6 @@ func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 		return
 	}
 	n := w1 - w0
-	if g.StrideW == 1 && haveSIMD && h1 > h0 {
-		iw := (h0*g.StrideH-g.PadH+offH)*g.W + w0 - g.PadW + offW
-		simdAddRows(x[iw:], row[h0*ow+w0:], h1-h0, n, g.StrideH*g.W, ow)
-		return
-	}
 	for o := h0; o < h1; o++ {
 		src := row[o*ow+w0:][:n]
 		iw := (o*g.StrideH-g.PadH+offH)*g.W + w0*g.StrideW - g.PadW + offW

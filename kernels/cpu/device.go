@@ -34,6 +34,7 @@ type Device struct {
 	lnGrad  lnParamTask
 	dotPart dotTask
 	gemm    gemmTask
+	perm    permuteTask
 	adamw   adamwTask
 }
 

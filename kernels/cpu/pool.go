@@ -27,6 +27,14 @@ type poolTask struct {
 func (t *poolTask) run(lo, hi int) {
 	g := t.g
 	plane, oplane := g.H*g.W, g.OutH()*g.OutW()
+	if haveSIMD && is2x2(g) && (t.op == opMaxPool || t.op == opMaxPoolBackward) {
+		var dx []float32
+		if t.op == opMaxPoolBackward {
+			dx = t.dx[lo*plane : hi*plane]
+		}
+		simdMaxPool2x2(t.y[lo*oplane:hi*oplane], t.x[lo*plane:hi*plane], dx, hi-lo, g.H, g.W, g.OutH(), g.OutW())
+		return
+	}
 	for p := lo; p < hi; p++ {
 		switch t.op {
 		case opMaxPool:
@@ -99,7 +107,7 @@ func maxKey(b uint32) int64 {
 func maxPoolInside(y, x, dx []float32, g kernels.PoolGeom) {
 	oh, ow := g.OutH(), g.OutW()
 	xb := f32bits(x)
-	if g.KH == 2 && g.KW == 2 && g.StrideH == 2 && g.StrideW == 2 {
+	if is2x2(g) {
 		maxPool2x2(y, x, xb, dx, g.W, oh, ow)
 		return
 	}
@@ -126,6 +134,11 @@ func maxPoolInside(y, x, dx []float32, g kernels.PoolGeom) {
 			}
 		}
 	}
+}
+
+// is2x2 reports 2×2 windows at stride 2 without padding.
+func is2x2(g kernels.PoolGeom) bool {
+	return g.KH == 2 && g.KW == 2 && g.StrideH == 2 && g.StrideW == 2 && g.PadH == 0 && g.PadW == 0
 }
 
 // maxPool2x2 is maxPoolInside for 2×2 windows at stride 2, LeNet's and

@@ -24,10 +24,36 @@ type reduceTask struct {
 	outer, mid, inner int
 	dst, x            []float32
 	alpha, beta       float32
+	part              []float64 // ReduceSum's block sums
 }
 
-// reduceBlock is the width of the column tiles ReduceSum accumulates at once.
-const reduceBlock = 256
+// reduceRows is the number of rows of a block of ReduceSum: each block's
+// column sums go to scratch, and the blocks' sums are added in order
+// afterwards. The blocks are fixed, so the result does not depend on
+// GOMAXPROCS, and they let a sum over many rows of few columns (a bias
+// gradient) use every core.
+const reduceRows = 256
+
+// colSums writes into acc the float64 sums of the columns of the rows×len(acc)
+// matrix x, one row after another.
+func colSums(acc []float64, x []float32, rows, cols int) {
+	if haveSIMD {
+		simdColSums(acc, x, rows, cols)
+		return
+	}
+	colSumsGo(acc, x, rows, cols)
+}
+
+func colSumsGo(acc []float64, x []float32, rows, cols int) {
+	acc = acc[:cols]
+	clear(acc)
+	for r := 0; r < rows; r++ {
+		row := x[r*cols:][:cols]
+		for i, v := range row {
+			acc[i] += float64(v)
+		}
+	}
+}
 
 func (t *reduceTask) run(lo, hi int) {
 	mid, inner := t.mid, t.inner
@@ -83,33 +109,16 @@ func (t *reduceTask) run(lo, hi int) {
 			s := sum64(t.x[o*mid : (o+1)*mid])
 			t.dst[o] = combine(t.alpha, s, t.beta, t.dst[o])
 		}
-	case opReduceSum: // over outer × tiles of reduceBlock columns
-		tiles := (inner + reduceBlock - 1) / reduceBlock
-		var acc [reduceBlock]float64
+	case opReduceSum: // over outer × blocks of reduceRows rows
+		blocks := (mid + reduceRows - 1) / reduceRows
 		for w := lo; w < hi; w++ {
-			o, i0 := w/tiles, (w%tiles)*reduceBlock
-			i1 := min(i0+reduceBlock, inner)
-			a := acc[:i1-i0]
-			clear(a)
-			for j := 0; j < mid; j++ {
-				base := (o*mid+j)*inner + i0
-				row := t.x[base : base+len(a)]
-				for i, v := range row {
-					a[i] += float64(v)
-				}
-			}
-			out := t.dst[o*inner+i0 : o*inner+i1]
-			for i, s := range a {
-				out[i] = combine(t.alpha, s, t.beta, out[i])
-			}
+			o, b := w/blocks, w%blocks
+			j0, j1 := b*reduceRows, min((b+1)*reduceRows, mid)
+			colSums(t.part[w*inner:(w+1)*inner], t.x[(o*mid+j0)*inner:], j1-j0, inner)
 		}
 	case opReduceSumMid: // over mid channels
 		for j := lo; j < hi; j++ {
-			var s float64
-			for o := 0; o < t.outer; o++ {
-				base := (o*mid + j) * inner
-				s += sum64(t.x[base : base+inner])
-			}
+			s := sumPlanes(t.x[j*inner:], t.outer, inner, mid*inner)
 			t.dst[j] = combine(t.alpha, s, t.beta, t.dst[j])
 		}
 	}
@@ -187,8 +196,28 @@ func (d *Device) ReduceSum(dst, x kernels.Buffer, outer, mid, inner int, alpha, 
 		d.runReduce(outer, grainCheap/max(mid, 1))
 		return
 	}
-	tiles := (inner + reduceBlock - 1) / reduceBlock
-	d.runReduce(outer*tiles, grainCheap/max(mid*min(inner, reduceBlock), 1))
+	blocks := (mid + reduceRows - 1) / reduceRows
+	if mid == 0 {
+		for i := range ys[:outer*inner] {
+			ys[i] = combine(alpha, 0, beta, ys[i])
+		}
+		d.red = reduceTask{}
+		return
+	}
+	d.red.part = d.scratch64(outer * blocks * inner)
+	d.parallel(&d.red, outer*blocks, max(1, grainCheap/max(reduceRows*inner, 1)))
+	part := d.red.part
+	for o := 0; o < outer; o++ {
+		out := ys[o*inner : (o+1)*inner]
+		for i := range out {
+			s := part[(o*blocks)*inner+i]
+			for b := 1; b < blocks; b++ {
+				s += part[(o*blocks+b)*inner+i]
+			}
+			out[i] = combine(alpha, s, beta, out[i])
+		}
+	}
+	d.red = reduceTask{}
 }
 
 // ReduceSumMid computes dst[j] = alpha·Σ_{o,i} x[o, j, i] + beta·dst[j].

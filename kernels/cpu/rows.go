@@ -37,6 +37,19 @@ type rowTask struct {
 
 func (t *rowTask) run(lo, hi int) {
 	n := t.cols
+	if haveSIMD {
+		switch t.op {
+		case opSoftmax:
+			simdSoftmaxRows(t.y[lo*n:hi*n], t.x[lo*n:hi*n], hi-lo, n)
+			return
+		case opLayerNorm:
+			simdLayerNormRows(t.y[lo*n:hi*n], t.mean[lo:hi], t.rstd[lo:hi], t.x[lo*n:hi*n], t.gamma, t.beta, hi-lo, n, t.eps)
+			return
+		case opLayerNormBackward:
+			simdLayerNormBackRows(t.y[lo*n:hi*n], t.z[lo*n:hi*n], t.x[lo*n:hi*n], t.mean[lo:hi], t.rstd[lo:hi], t.gamma, hi-lo, n)
+			return
+		}
+	}
 	for r := lo; r < hi; r++ {
 		switch t.op {
 		case opSoftmax:
@@ -77,16 +90,18 @@ func logSumExp(x []float32, m float32) float64 {
 	return math.Log(s)
 }
 
+// softmaxRow works in float32 but for the sum, as the SIMD version does,
+// which gives the same bits.
 func softmaxRow(y, x []float32) {
 	m, _ := rowMax(x)
-	mm := float64(m)
-	var s float64
+	y = y[:len(x)]
+	var s [8]float64
 	for j, v := range x {
-		e := math.Exp(float64(v) - mm)
-		s += e
-		y[j] = float32(e)
+		e := exp32(v - m)
+		s[j&7] += float64(e)
+		y[j] = e
 	}
-	inv := float32(1 / s)
+	inv := float32(1 / lanesTotal(&s))
 	for j := range y {
 		y[j] *= inv
 	}
@@ -144,19 +159,12 @@ func crossEntropyRow(dx, x []float32, label int, s float32, rows float64) (loss,
 	return loss, correct
 }
 
-// layerNormRow normalises one row in float64 and returns its mean and 1/σ.
+// layerNormRow normalises one row, its statistics in float64, and returns
+// its mean and 1/σ. The SIMD version gives the same bits.
 func layerNormRow(y, x, gamma, beta []float32, eps float32) (mean, rstd float32) {
 	n := float64(len(x))
-	var s float64
-	for _, v := range x {
-		s += float64(v)
-	}
-	mu := s / n
-	var ss float64
-	for _, v := range x {
-		dv := float64(v) - mu
-		ss += dv * dv
-	}
+	mu := sumPlanesGo(x, 1, len(x), len(x)) / n
+	ss := sqDevPlanesGo(x, 1, len(x), len(x), mu)
 	rs := 1 / math.Sqrt(ss/n+float64(eps))
 	muf, rsf := float32(mu), float32(rs)
 	for j, v := range x {
@@ -175,18 +183,18 @@ func layerNormRow(y, x, gamma, beta []float32, eps float32) (mean, rstd float32)
 // layerNormBackwardRow computes
 // dx = rstd·(g − mean(g) − x̂·mean(g⊙x̂)) for g = dy⊙gamma.
 func layerNormBackwardRow(dx, dy, x []float32, mean, rstd float32, gamma []float32) {
-	var sg, sgx float64
+	var sg, sgx [8]float64
 	for j, v := range x {
 		g := dy[j]
 		if gamma != nil {
 			g *= gamma[j]
 		}
 		xh := (v - mean) * rstd
-		sg += float64(g)
-		sgx += float64(g) * float64(xh)
+		sg[j&7] += float64(g)
+		sgx[j&7] += float64(g) * float64(xh)
 	}
 	n := float64(len(x))
-	mg, mgx := float32(sg/n), float32(sgx/n)
+	mg, mgx := float32(lanesTotal(&sg)/n), float32(lanesTotal(&sgx)/n)
 	for j, v := range x {
 		g := dy[j]
 		if gamma != nil {
@@ -332,7 +340,17 @@ func (t *lnParamTask) run(lo, hi int) {
 	accG, accB := t.accG[lo:hi], t.accB[lo:hi]
 	clear(accG)
 	clear(accB)
-	for r := 0; r < t.rows; r++ {
+	if haveSIMD {
+		var g, b []float64
+		if t.dgamma != nil {
+			g = accG
+		}
+		if t.dbeta != nil {
+			b = accB
+		}
+		simdLNParam(g, b, t.dy[lo:], t.x[lo:], t.mean, t.rstd, t.rows, hi-lo, n)
+	}
+	for r := 0; r < t.rows && !haveSIMD; r++ {
 		dy := t.dy[r*n+lo : r*n+hi]
 		if t.dgamma != nil {
 			x := t.x[r*n+lo : r*n+hi]

@@ -4,6 +4,7 @@ package cpu
 
 /*
 #cgo CFLAGS: -O3
+#cgo LDFLAGS: -lm
 
 // AVX2 versions of the element-wise loops that dominate a training step
 // besides the GEMMs. Go does not vectorise, and these loops are eight
@@ -16,7 +17,7 @@ package cpu
 // into fused multiply-adds is off: the two give the same bits, which the
 // tests check. (Go's cgo does not pass -ffp-contract through CFLAGS.)
 
-#pragma GCC optimize("fp-contract=off")
+#pragma GCC optimize("fp-contract=off", "no-tree-loop-distribute-patterns")
 
 #include <stdint.h>
 #include <string.h>
@@ -129,16 +130,6 @@ static AVX2 void macdist_relu_mask(uint32_t *dx, const uint32_t *dy, const uint3
 	}
 }
 
-// macdist_add_rows adds rows of n elements: dst[r·ds + j] += src[r·ss + j].
-static AVX2 void macdist_add_rows(float *dst, const float *src, long rows, long n, long ds, long ss) {
-	for (long r = 0; r < rows; r++) {
-		float *d = dst + r * ds;
-		const float *s = src + r * ss;
-		for (long j = 0; j < n; j++) {
-			d[j] += s[j];
-		}
-	}
-}
 
 // Sums over planes: n planes of hw floats, plane i at x + i·stride, summed
 // in float64 in eight lanes (lane k takes the elements k mod 8 of each
@@ -248,10 +239,312 @@ static AVX2 void macdist_bn_dx(float *dx, const float *dy, const float *x, long 
 		}
 	}
 }
+
+// macdist_col_sums writes acc[i] = Σ_r x[r·cols + i] in float64, row after
+// row, as colSumsGo does.
+static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long cols) {
+	long i = 0;
+	for (; i + 8 <= cols; i += 8) {
+		v4d a = splatd(0), b = splatd(0);
+		for (long r = 0; r < rows; r++) {
+			v8f v = load8(x + r * cols + i);
+			a += lo4(v);
+			b += hi4(v);
+		}
+		memcpy(acc + i, &a, sizeof a);
+		memcpy(acc + i + 4, &b, sizeof b);
+	}
+	for (; i < cols; i++) {
+		double s = 0;
+		for (long r = 0; r < rows; r++) {
+			s += x[r * cols + i];
+		}
+		acc[i] = s;
+	}
+}
+
+// rowmax is rowMax of rows.go: the maximum, a NaN if there is one.
+static inline AVX2 float rowmax(const float *x, long n) {
+	float m = x[0];
+	int nan = 0;
+	for (long j = 0; j < n; j++) {
+		float v = x[j];
+		nan |= v != v;
+		m = v > m ? v : m;
+	}
+	return nan ? __builtin_nanf("") : m;
+}
+
+// Lane sums of one row, as sumPlanes for a single plane.
+static inline AVX2 void acc_row(v4d *a, v4d *b, v8f v) { *a += lo4(v); *b += hi4(v); }
+
+// keep8 is all ones in the first k lanes.
+static inline AVX2 v8i keep8(long k) {
+	v8i idx = {0, 1, 2, 3, 4, 5, 6, 7};
+	return idx < splati((int32_t)k);
+}
+
+// macdist_softmax_rows is softmaxRow of rows.go on rows [0, rows).
+static AVX2 void macdist_softmax_rows(float *y, const float *x, long rows, long cols) {
+	for (long r = 0; r < rows; r++) {
+		const float *px = x + r * cols;
+		float *py = y + r * cols;
+		v8f m = splat(rowmax(px, cols));
+		v4d a = splatd(0), b = splatd(0);
+		for (long j = 0; j < cols; j += 8) {
+			long k = cols - j < 8 ? cols - j : 8;
+			v8f v = k == 8 ? load8(px + j) : load8n(px + j, k);
+			v8f e = vexp32(v - m);
+			if (k < 8) {
+				e = sel(keep8(k), e, splat(0));
+				float t[8];
+				store8(t, e);
+				memcpy(py + j, t, k * sizeof(float));
+			} else {
+				store8(py + j, e);
+			}
+			acc_row(&a, &b, e);
+		}
+		float inv = (float)(1 / total(a, b));
+		for (long j = 0; j < cols; j++) {
+			py[j] *= inv;
+		}
+	}
+}
+
+// macdist_layernorm_rows is layerNormRow of rows.go on rows [0, rows);
+// gamma and beta may be NULL.
+static AVX2 void macdist_layernorm_rows(float *y, float *mean, float *rstd, const float *x,
+	const float *gamma, const float *beta, long rows, long cols, float eps) {
+	for (long r = 0; r < rows; r++) {
+		const float *px = x + r * cols;
+		float *py = y + r * cols;
+		double n = (double)cols;
+		double mu = macdist_sum_planes(px, 1, cols, cols) / n;
+		double ss = macdist_sqdev_planes(px, 1, cols, cols, mu);
+		double rs = 1 / __builtin_sqrt(ss / n + (double)eps);
+		float muf = (float)mu, rsf = (float)rs;
+		for (long j = 0; j < cols; j++) {
+			float h = (px[j] - muf) * rsf;
+			if (gamma) h *= gamma[j];
+			if (beta) h += beta[j];
+			py[j] = h;
+		}
+		mean[r] = muf;
+		rstd[r] = rsf;
+	}
+}
+
+// macdist_layernorm_back_rows is layerNormBackwardRow of rows.go on rows
+// [0, rows); gamma may be NULL.
+static AVX2 void macdist_layernorm_back_rows(float *dx, const float *dy, const float *x,
+	const float *mean, const float *rstd, const float *gamma, long rows, long cols) {
+	for (long r = 0; r < rows; r++) {
+		const float *px = x + r * cols, *pg = dy + r * cols;
+		float *pd = dx + r * cols;
+		float m = mean[r], rs = rstd[r];
+		v4d a = splatd(0), b = splatd(0), c = splatd(0), d = splatd(0);
+		for (long j = 0; j < cols; j += 8) {
+			long k = cols - j < 8 ? cols - j : 8;
+			v8f v = k == 8 ? load8(px + j) : load8n(px + j, k);
+			v8f g = k == 8 ? load8(pg + j) : load8n(pg + j, k);
+			if (gamma) g *= k == 8 ? load8(gamma + j) : load8n(gamma + j, k);
+			v8f xh = (v - splat(m)) * splat(rs);
+			xh = sel(keep8(k), xh, splat(0));
+			v4d gl = lo4(g), gh = hi4(g);
+			a += gl;
+			b += gh;
+			c += gl * lo4(xh);
+			d += gh * hi4(xh);
+		}
+		double n = (double)cols;
+		float mg = (float)(total(a, b) / n), mgx = (float)(total(c, d) / n);
+		for (long j = 0; j < cols; j++) {
+			float g = pg[j];
+			if (gamma) g *= gamma[j];
+			float xh = (px[j] - m) * rs;
+			pd[j] = rs * (g - mg - xh * mgx);
+		}
+	}
+}
+
+// macdist_ln_param adds, for the columns [0, cols) of rows of stride ld,
+// Σ_r dy·x̂ to accG and Σ_r dy to accB (either may be NULL), row after row.
+static AVX2 void macdist_ln_param(double *accG, double *accB, const float *dy, const float *x,
+	const float *mean, const float *rstd, long rows, long cols, long ld) {
+	for (long r = 0; r < rows; r++) {
+		const float *pg = dy + r * ld, *px = x + r * ld;
+		float m = mean[r], rs = rstd[r];
+		long j = 0;
+		for (; j + 8 <= cols; j += 8) {
+			v8f g = load8(pg + j);
+			if (accG) {
+				v8f xh = (load8(px + j) - splat(m)) * splat(rs);
+				v4d t0, t1;
+				memcpy(&t0, accG + j, sizeof t0);
+				memcpy(&t1, accG + j + 4, sizeof t1);
+				t0 += lo4(g) * lo4(xh);
+				t1 += hi4(g) * hi4(xh);
+				memcpy(accG + j, &t0, sizeof t0);
+				memcpy(accG + j + 4, &t1, sizeof t1);
+			}
+			if (accB) {
+				v4d t0, t1;
+				memcpy(&t0, accB + j, sizeof t0);
+				memcpy(&t1, accB + j + 4, sizeof t1);
+				t0 += lo4(g);
+				t1 += hi4(g);
+				memcpy(accB + j, &t0, sizeof t0);
+				memcpy(accB + j + 4, &t1, sizeof t1);
+			}
+		}
+		for (; j < cols; j++) {
+			if (accG) accG[j] += (double)pg[j] * (double)((px[j] - m) * rs);
+			if (accB) accB[j] += (double)pg[j];
+		}
+	}
+}
+
+// zerof and copyf clear and copy short runs inline: the rows of an
+// unfolded image are a few dozen floats, too short to repay a call to
+// memset or memcpy.
+static inline AVX2 void zerof(float *p, long n) {
+	for (; n >= 8; n -= 8, p += 8) store8(p, splat(0));
+	for (; n > 0; n--) *p++ = 0;
+}
+
+static inline AVX2 void copyf(float *d, const float *s, long n) {
+	for (; n >= 8; n -= 8, d += 8, s += 8) store8(d, load8(s));
+	for (; n > 0; n--) *d++ = *s++;
+}
+
+// vrange is validRange of conv.go: the outputs [*lo, *hi) of n whose input
+// coordinate o·stride − pad + off falls inside [0, size).
+static inline void vrange(long n, long size, long stride, long pad, long off, long *lo, long *hi) {
+	long first = pad - off, last = size - 1 + pad - off;
+	*lo = first > 0 ? (first + stride - 1) / stride : 0;
+	if (last < 0) {
+		*lo = *hi = 0;
+		return;
+	}
+	*hi = last / stride + 1 < n ? last / stride + 1 : n;
+	if (*lo > *hi) *lo = *hi;
+}
+
+// macdist_im2col_plane unfolds one input plane x (h×w) into the KH·KW rows
+// of col for its channel, row k at col + k·OH·OW: im2colRow of conv.go for
+// every kernel offset (fold == 0), or adds those rows back into x, as
+// col2imRow does (fold != 0). Copies and sums give the same bits as Go's.
+static AVX2 void macdist_im2col_plane(int fold, float *col, float *x, long h, long w,
+	long kh, long kw, long sh, long sw, long ph, long pw, long dh, long dw, long oh, long ow) {
+	for (long ki = 0; ki < kh; ki++) {
+		for (long kj = 0; kj < kw; kj++) {
+			float *row = col + (ki * kw + kj) * oh * ow;
+			long offH = ki * dh, offW = kj * dw, h0, h1, w0, w1;
+			vrange(oh, h, sh, ph, offH, &h0, &h1);
+			vrange(ow, w, sw, pw, offW, &w0, &w1);
+			if (fold) {
+				if (w0 >= w1) continue;
+				for (long o = h0; o < h1; o++) {
+					const float *src = row + o * ow;
+					float *in = x + (o * sh - ph + offH) * w + w0 * sw - pw + offW;
+					if (sw == 1) {
+						for (long q = w0; q < w1; q++) in[q - w0] += src[q];
+					} else {
+						for (long q = w0; q < w1; q++) in[(q - w0) * sw] += src[q];
+					}
+				}
+				continue;
+			}
+			zerof(row, h0 * ow);
+			zerof(row + h1 * ow, (oh - h1) * ow);
+			if (w0 >= w1) {
+				zerof(row + h0 * ow, (h1 - h0) * ow);
+				continue;
+			}
+			if (sh == 1 && sw == 1 && ow == w) {
+				// Rows o·w + q read x[o·w + q + delta]: one shifted
+				// copy of the valid rows, then the wrapped columns zeroed.
+				long delta = (offH - ph) * w + offW - pw;
+				long lo = h0 * w, hi = h1 * w;
+				long lo2 = lo > -delta ? lo : -delta, hi2 = hi < h * w - delta ? hi : h * w - delta;
+				if (lo2 < hi2) {
+					zerof(row + lo, lo2 - lo);
+					memcpy(row + lo2, x + lo2 + delta, (hi2 - lo2) * sizeof(float));
+					zerof(row + hi2, hi - hi2);
+				} else {
+					zerof(row + lo, hi - lo);
+				}
+				for (long o = h0; o < h1; o++) {
+					float *r = row + o * w;
+					for (long q = 0; q < w0; q++) r[q] = 0;
+					for (long q = w1; q < w; q++) r[q] = 0;
+				}
+				continue;
+			}
+			for (long o = h0; o < h1; o++) {
+				float *out = row + o * ow;
+				const float *in = x + (o * sh - ph + offH) * w + w0 * sw - pw + offW;
+				for (long q = 0; q < w0; q++) out[q] = 0;
+				for (long q = w1; q < ow; q++) out[q] = 0;
+				if (sw == 1) {
+					copyf(out + w0, in, w1 - w0);
+				} else if (sw == 2) {
+					for (long q = w0; q < w1; q++) out[q] = in[(q - w0) * 2];
+				} else {
+					for (long q = w0; q < w1; q++) out[q] = in[(q - w0) * sw];
+				}
+			}
+		}
+	}
+}
+
+// maxkey is maxKey of pool.go.
+static inline int64_t maxkey(uint32_t b) {
+	int64_t neg = (int64_t)((int32_t)b >> 31);
+	int64_t mag = (int64_t)(b & 0x7fffffff);
+	int64_t nan = (0x7f800000 - mag) >> 63;
+	return (((mag ^ neg) - neg) & ~nan) | (0x7fffffff & nan);
+}
+
+// macdist_maxpool2x2 is maxPool2x2 of pool.go for planes [0, n) of h×w
+// (output oh×ow): y = the window maxima, or with dx non-NULL dx += y at
+// each window's first maximum.
+static AVX2 void macdist_maxpool2x2(float *y, const float *x, float *dx, long n, long h, long w, long oh, long ow) {
+	for (long p = 0; p < n; p++) {
+		const float *xp = x + p * h * w;
+		const uint32_t *xb = (const uint32_t *)xp;
+		float *yp = y + p * oh * ow;
+		float *dp = dx ? dx + p * h * w : 0;
+		for (long i = 0; i < oh; i++) {
+			const uint32_t *r0 = xb + 2 * i * w, *r1 = r0 + w;
+			for (long j = 0; j < ow; j++) {
+				int64_t k0 = maxkey(r0[2 * j]), k1 = maxkey(r0[2 * j + 1]);
+				int64_t k2 = maxkey(r1[2 * j]), k3 = maxkey(r1[2 * j + 1]);
+				int64_t g01 = (k0 - k1) >> 63;
+				int64_t ka = k0 ^ ((k0 ^ k1) & g01), ia = g01 & 1;
+				int64_t g23 = (k2 - k3) >> 63;
+				int64_t kb = k2 ^ ((k2 ^ k3) & g23), ib = 2 + (g23 & 1);
+				int64_t gab = (ka - kb) >> 63;
+				int64_t at = ia ^ ((ia ^ ib) & gab);
+				long off = 2 * i * w + 2 * j + (at & 1) + (at >> 1) * w;
+				if (dp) {
+					dp[off] += yp[i * ow + j];
+				} else {
+					yp[i * ow + j] = xp[off];
+				}
+			}
+		}
+	}
+}
 */
 import "C"
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/macdist/macdist/kernels"
+)
 
 var haveSIMD = C.macdist_have_avx2() != 0
 
@@ -291,16 +584,6 @@ func simdReLUMask(dx, dy, y []uint32) {
 		return
 	}
 	C.macdist_relu_mask(uptr(dx), uptr(dy[:len(dx)]), uptr(y[:len(dx)]), C.long(len(dx)))
-}
-
-// simdAddRows adds rows of n elements: dst[r·ds + j] += src[r·ss + j].
-func simdAddRows(dst, src []float32, rows, n, ds, ss int) {
-	if rows <= 0 || n <= 0 {
-		return
-	}
-	_ = dst[(rows-1)*ds+n-1]
-	_ = src[(rows-1)*ss+n-1]
-	C.macdist_add_rows(fptr(dst), fptr(src), C.long(rows), C.long(n), C.long(ds), C.long(ss))
 }
 
 // planes checks that n planes of hw elements at stride fit in each of bufs.
@@ -349,4 +632,118 @@ func simdBNDx(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale floa
 	}
 	C.macdist_bn_dx(fptr(dx), fptr(dy), fptr(x), C.long(n), C.long(hw), C.long(stride),
 		C.float(mu), C.float(rs), C.float(k1), C.float(k2), C.float(scale))
+}
+
+// simdColSums is colSums.
+func simdColSums(acc []float64, x []float32, rows, cols int) {
+	if cols <= 0 {
+		return
+	}
+	acc = acc[:cols]
+	if rows <= 0 {
+		clear(acc)
+		return
+	}
+	_ = x[rows*cols-1]
+	C.macdist_col_sums((*C.double)(unsafe.Pointer(&acc[0])), fptr(x), C.long(rows), C.long(cols))
+}
+
+func fptrOpt(s []float32) *C.float {
+	if s == nil {
+		return nil
+	}
+	return fptr(s)
+}
+
+func dptrOpt(s []float64) *C.double {
+	if s == nil {
+		return nil
+	}
+	return (*C.double)(unsafe.Pointer(unsafe.SliceData(s)))
+}
+
+// The row kernels below take rows×cols matrices that the caller has
+// sliced to exactly that size.
+
+func simdSoftmaxRows(y, x []float32, rows, cols int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	_, _ = y[rows*cols-1], x[rows*cols-1]
+	C.macdist_softmax_rows(fptr(y), fptr(x), C.long(rows), C.long(cols))
+}
+
+func simdLayerNormRows(y, mean, rstd, x, gamma, beta []float32, rows, cols int, eps float32) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	_, _, _, _ = y[rows*cols-1], x[rows*cols-1], mean[rows-1], rstd[rows-1]
+	if gamma != nil {
+		_ = gamma[cols-1]
+	}
+	if beta != nil {
+		_ = beta[cols-1]
+	}
+	C.macdist_layernorm_rows(fptr(y), fptr(mean), fptr(rstd), fptr(x), fptrOpt(gamma), fptrOpt(beta),
+		C.long(rows), C.long(cols), C.float(eps))
+}
+
+func simdLayerNormBackRows(dx, dy, x, mean, rstd, gamma []float32, rows, cols int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	_, _, _, _, _ = dx[rows*cols-1], dy[rows*cols-1], x[rows*cols-1], mean[rows-1], rstd[rows-1]
+	if gamma != nil {
+		_ = gamma[cols-1]
+	}
+	C.macdist_layernorm_back_rows(fptr(dx), fptr(dy), fptr(x), fptr(mean), fptr(rstd), fptrOpt(gamma),
+		C.long(rows), C.long(cols))
+}
+
+// simdLNParam adds Σ_r dy·x̂ to accG and Σ_r dy to accB (either may be
+// nil) for the cols columns of rows of stride ld starting at dy[0], x[0].
+func simdLNParam(accG, accB []float64, dy, x, mean, rstd []float32, rows, cols, ld int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	_, _ = dy[(rows-1)*ld+cols-1], x[(rows-1)*ld+cols-1]
+	_, _ = mean[rows-1], rstd[rows-1]
+	if accG != nil {
+		_ = accG[cols-1]
+	}
+	if accB != nil {
+		_ = accB[cols-1]
+	}
+	C.macdist_ln_param(dptrOpt(accG), dptrOpt(accB), fptr(dy), fptr(x), fptr(mean), fptr(rstd),
+		C.long(rows), C.long(cols), C.long(ld))
+}
+
+// simdConvPlane is im2colRow (fold false) or col2imRow (fold true) for
+// every kernel offset of one plane: x is the plane, col its channel's KH·KW
+// rows of OutH·OutW.
+func simdConvPlane(fold bool, col, x []float32, g kernels.ConvGeom) {
+	oh, ow := g.OutH(), g.OutW()
+	_ = col[g.KH*g.KW*oh*ow-1]
+	_ = x[g.H*g.W-1]
+	f := C.int(0)
+	if fold {
+		f = 1
+	}
+	C.macdist_im2col_plane(f, fptr(col), fptr(x), C.long(g.H), C.long(g.W), C.long(g.KH), C.long(g.KW),
+		C.long(g.StrideH), C.long(g.StrideW), C.long(g.PadH), C.long(g.PadW), C.long(g.DilH), C.long(g.DilW),
+		C.long(oh), C.long(ow))
+}
+
+// simdMaxPool2x2 is maxPool2x2 over n planes of h×w; dx nil for forward.
+func simdMaxPool2x2(y, x, dx []float32, n, h, w, oh, ow int) {
+	if n <= 0 || oh <= 0 || ow <= 0 {
+		return
+	}
+	_, _ = y[n*oh*ow-1], x[n*h*w-1]
+	var dp *C.float
+	if dx != nil {
+		_ = dx[n*h*w-1]
+		dp = fptr(dx)
+	}
+	C.macdist_maxpool2x2(fptr(y), fptr(x), dp, C.long(n), C.long(h), C.long(w), C.long(oh), C.long(ow))
 }

@@ -4,6 +4,8 @@ package cpu
 
 // Without cgo, or off amd64, the element-wise loops run in Go only.
 
+import "github.com/macdist/macdist/kernels"
+
 const haveSIMD = false
 
 const (
@@ -18,10 +20,6 @@ func simdGELUOp(op int, y, x, dy []float32) { panic("cpu: no SIMD kernels in thi
 func simdReLU(y, x []uint32) { panic("cpu: no SIMD kernels in this build") }
 
 func simdReLUMask(dx, dy, y []uint32) { panic("cpu: no SIMD kernels in this build") }
-
-func simdAddRows(dst, src []float32, rows, n, ds, ss int) {
-	panic("cpu: no SIMD kernels in this build")
-}
 
 func simdSumPlanes(x []float32, n, hw, stride int) float64 {
 	panic("cpu: no SIMD kernels in this build")
@@ -40,5 +38,31 @@ func simdBNNorm(y, x []float32, n, hw, stride int, mu, a, b float32) {
 }
 
 func simdBNDx(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale float32) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdColSums(acc []float64, x []float32, rows, cols int) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdSoftmaxRows(y, x []float32, rows, cols int) { panic("cpu: no SIMD kernels in this build") }
+
+func simdLayerNormRows(y, mean, rstd, x, gamma, beta []float32, rows, cols int, eps float32) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdLayerNormBackRows(dx, dy, x, mean, rstd, gamma []float32, rows, cols int) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdLNParam(accG, accB []float64, dy, x, mean, rstd []float32, rows, cols, ld int) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdConvPlane(fold bool, col, x []float32, g kernels.ConvGeom) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdMaxPool2x2(y, x, dx []float32, n, h, w, oh, ow int) {
 	panic("cpu: no SIMD kernels in this build")
 }

@@ -1,10 +1,15 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/macdist/macdist/kernels"
 )
+
+func name(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 // The SIMD kernels must give the bits the Go loops give (any NaN for a
 // NaN), so that a result does not depend on the build or the CPU.
@@ -21,6 +26,17 @@ func simdInputs(n int) []float32 {
 		math.MaxFloat32, -math.MaxFloat32, 30, -30, 90, -90, 0.5, -0.5}
 	for i, v := range specials {
 		x[i*7%n] = v
+	}
+	return x
+}
+
+// finite replaces the specials and huge values of x, for the kernels whose
+// sums are compared.
+func finite(x []float32) []float32 {
+	for i, v := range x {
+		if v != v || math.IsInf(float64(v), 0) || math.Abs(float64(v)) > 1e6 {
+			x[i] = 0.75
+		}
 	}
 	return x
 }
@@ -76,18 +92,6 @@ func TestSIMDMatchesGo(t *testing.T) {
 		simdReLUMask(f32bits(got), f32bits(dy), f32bits(x))
 		sameBits(t, "ReLUBackward", got, want)
 	}
-
-	// Rows of 5 out of rows of 7 into rows of 9.
-	src := simdInputs(7 * 4)
-	dst := simdInputs(9*4 + 3)
-	want := append([]float32(nil), dst...)
-	for r := range 4 {
-		for j := range 5 {
-			want[r*9+j] += src[r*7+j]
-		}
-	}
-	simdAddRows(dst, src, 4, 5, 9, 7)
-	sameBits(t, "AddRows", dst, want)
 }
 
 func TestSIMDPlanesMatchGo(t *testing.T) {
@@ -96,7 +100,7 @@ func TestSIMDPlanesMatchGo(t *testing.T) {
 	}
 	for _, c := range []struct{ n, hw, stride int }{{1, 1, 1}, {3, 5, 7}, {4, 64, 128}, {2, 100, 300}, {5, 196, 196}} {
 		size := (c.n-1)*c.stride + c.hw
-		x, dy := simdInputs(size+40)[40:], simdInputs(size+9)[9:]
+		x, dy := simdInputs(size + 40)[40:], simdInputs(size + 9)[9:]
 		for i := range x { // finite values: the sums are what is compared
 			if v := x[i]; v != v || math.IsInf(float64(v), 0) || math.Abs(float64(v)) > 1e6 {
 				x[i] = 1.5
@@ -123,5 +127,154 @@ func TestSIMDPlanesMatchGo(t *testing.T) {
 		simdBNDx(got, dy, x, c.n, c.hw, c.stride, 0.3, 1.7, 0.01, -0.02, 0.9)
 		bnDxGo(want, dy, x, c.n, c.hw, c.stride, 0.3, 1.7, 0.01, -0.02, 0.9)
 		sameBits(t, "bnDx", got, want)
+	}
+}
+
+func TestSIMDColSumsMatchGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no SIMD kernels in this build or on this CPU")
+	}
+	for _, c := range []struct{ rows, cols int }{{1, 1}, {3, 7}, {5, 8}, {300, 21}, {2, 192}} {
+		x := simdInputs(c.rows * c.cols)
+		for i, v := range x {
+			if v != v || math.IsInf(float64(v), 0) || math.Abs(float64(v)) > 1e6 {
+				x[i] = 2.5
+			}
+		}
+		got, want := make([]float64, c.cols), make([]float64, c.cols)
+		simdColSums(got, x, c.rows, c.cols)
+		colSumsGo(want, x, c.rows, c.cols)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%+v: column %d: %v, Go %v", c, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+func TestSIMDRowsMatchGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no SIMD kernels in this build or on this CPU")
+	}
+	for _, c := range []struct{ rows, cols int }{{1, 1}, {3, 7}, {2, 8}, {5, 65}, {4, 192}} {
+		n := c.rows * c.cols
+		x, dy := finite(simdInputs(n + 11)[11:]), finite(simdInputs(n + 3)[3:])
+		gamma, beta := finite(simdInputs(c.cols + 1)[1:]), finite(simdInputs(c.cols + 2)[2:])
+		got, want := make([]float32, n), make([]float32, n)
+
+		simdSoftmaxRows(got, x, c.rows, c.cols)
+		for r := 0; r < c.rows; r++ {
+			softmaxRow(want[r*c.cols:(r+1)*c.cols], x[r*c.cols:(r+1)*c.cols])
+		}
+		sameBits(t, "Softmax", got, want)
+		raw := simdInputs(n) // NaNs and infinities
+		simdSoftmaxRows(got, raw, c.rows, c.cols)
+		for r := 0; r < c.rows; r++ {
+			softmaxRow(want[r*c.cols:(r+1)*c.cols], raw[r*c.cols:(r+1)*c.cols])
+		}
+		sameBits(t, "Softmax of specials", got, want)
+
+		for _, affine := range []bool{false, true} {
+			g, b := gamma, beta
+			if !affine {
+				g, b = nil, nil
+			}
+			gm, gr := make([]float32, c.rows), make([]float32, c.rows)
+			wm, wr := make([]float32, c.rows), make([]float32, c.rows)
+			simdLayerNormRows(got, gm, gr, x, g, b, c.rows, c.cols, 1e-5)
+			for r := 0; r < c.rows; r++ {
+				wm[r], wr[r] = layerNormRow(want[r*c.cols:(r+1)*c.cols], x[r*c.cols:(r+1)*c.cols], g, b, 1e-5)
+			}
+			sameBits(t, "LayerNorm", got, want)
+			sameBits(t, "LayerNorm mean", gm, wm)
+			sameBits(t, "LayerNorm rstd", gr, wr)
+
+			simdLayerNormBackRows(got, dy, x, wm, wr, g, c.rows, c.cols)
+			for r := 0; r < c.rows; r++ {
+				layerNormBackwardRow(want[r*c.cols:(r+1)*c.cols], dy[r*c.cols:(r+1)*c.cols], x[r*c.cols:(r+1)*c.cols], wm[r], wr[r], g)
+			}
+			sameBits(t, "LayerNormBackward", got, want)
+
+			// The parameter gradients of the columns [1, cols).
+			if c.cols > 1 {
+				k := c.cols - 1
+				gg, gb := make([]float64, k), make([]float64, k)
+				simdLNParam(gg, gb, dy[1:], x[1:], wm, wr, c.rows, k, c.cols)
+				wg, wb := make([]float64, k), make([]float64, k)
+				for r := 0; r < c.rows; r++ {
+					for j := 0; j < k; j++ {
+						v, d := x[r*c.cols+1+j], dy[r*c.cols+1+j]
+						wg[j] += float64(d) * float64((v-wm[r])*wr[r])
+						wb[j] += float64(d)
+					}
+				}
+				for j := range wg {
+					if gg[j] != wg[j] || gb[j] != wb[j] {
+						t.Fatalf("%+v: LayerNorm parameter sums of column %d: %v %v, Go %v %v", c, 1+j, gg[j], gb[j], wg[j], wb[j])
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestSIMDConvPlaneMatchesGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no SIMD kernels in this build or on this CPU")
+	}
+	for _, g := range []kernels.ConvGeom{
+		{C: 1, H: 7, W: 5, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
+		{C: 1, H: 9, W: 7, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 2, PadW: 2, DilH: 2, DilW: 2},
+		{C: 1, H: 6, W: 5, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 0, PadW: 1, DilH: 1, DilW: 1},
+		{C: 1, H: 8, W: 9, KH: 3, KW: 2, StrideH: 2, StrideW: 3, PadH: 1, PadW: 2, DilH: 1, DilW: 1},
+		{C: 1, H: 8, W: 8, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
+		{C: 1, H: 2, W: 2, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, DilH: 1, DilW: 1},
+		{C: 1, H: 10, W: 10, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadH: 4, PadW: 4, DilH: 1, DilW: 1},
+		{C: 1, H: 5, W: 13, KH: 3, KW: 5, StrideH: 2, StrideW: 1, PadH: 3, PadW: 2, DilH: 3, DilW: 1},
+	} {
+		rows := g.KH * g.KW * g.OutH() * g.OutW()
+		x := simdInputs(g.H * g.W)
+		got, want := simdInputs(rows), simdInputs(rows)
+		simdConvPlane(false, got, x, g)
+		convPlane(false, want, x, g)
+		sameBits(t, name("im2col %+v", g), got, want)
+
+		col := simdInputs(rows + 3)[3:]
+		gx, wx := simdInputs(g.H*g.W), simdInputs(g.H*g.W)
+		simdConvPlane(true, col, gx, g)
+		convPlane(true, col, wx, g)
+		sameBits(t, name("col2im %+v", g), gx, wx)
+	}
+}
+
+func TestSIMDMaxPoolMatchesGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no SIMD kernels in this build or on this CPU")
+	}
+	for _, c := range []struct{ n, h, w int }{{1, 2, 2}, {3, 5, 6}, {2, 28, 28}, {4, 7, 9}} {
+		g := kernels.PoolGeom{C: 1, H: c.h, W: c.w, KH: 2, KW: 2, StrideH: 2, StrideW: 2}
+		oh, ow := g.OutH(), g.OutW()
+		x := simdInputs(c.n * c.h * c.w)
+		for i := range x { // ties, signed zeros, NaNs and infinities
+			if i%5 == 1 {
+				x[i] = x[i-1]
+			}
+			if i%11 == 3 {
+				x[i] = float32(math.Copysign(0, -1))
+			}
+		}
+		got, want := make([]float32, c.n*oh*ow), make([]float32, c.n*oh*ow)
+		simdMaxPool2x2(got, x, nil, c.n, c.h, c.w, oh, ow)
+		for p := 0; p < c.n; p++ {
+			maxPoolPlane(want[p*oh*ow:(p+1)*oh*ow], x[p*c.h*c.w:(p+1)*c.h*c.w], nil, g)
+		}
+		sameBits(t, name("MaxPool2d %+v", c), got, want)
+		dy := simdInputs(c.n*oh*ow + 1)[1:]
+		gdx, wdx := simdInputs(c.n*c.h*c.w), simdInputs(c.n*c.h*c.w)
+		simdMaxPool2x2(dy, x, gdx, c.n, c.h, c.w, oh, ow)
+		for p := 0; p < c.n; p++ {
+			maxPoolPlane(dy[p*oh*ow:(p+1)*oh*ow], x[p*c.h*c.w:(p+1)*c.h*c.w], wdx[p*c.h*c.w:(p+1)*c.h*c.w], g)
+		}
+		sameBits(t, name("MaxPool2dBackward %+v", c), gdx, wdx)
 	}
 }

@@ -66,7 +66,7 @@ func testElementwise(h *harness) {
 }
 
 // reduceShapes are outer × mid × inner.
-var reduceShapes = [][3]int{{1, 5, 7}, {3, 4, 1}, {2, 3, 300}, {1, 1000, 3}, {4, 1, 5}, {2, 17, 1000}, {64, 257, 1}, {300, 129, 1}}
+var reduceShapes = [][3]int{{1, 5, 7}, {3, 4, 1}, {2, 3, 300}, {1, 1000, 3}, {4, 1, 5}, {2, 17, 1000}, {64, 257, 1}, {300, 129, 1}, {3, 600, 20}}
 
 func testReduce(h *harness) {
 	d := h.dev

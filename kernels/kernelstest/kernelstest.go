@@ -36,6 +36,7 @@ func Run(t *testing.T, dev kernels.Device) {
 		{"GemmStrided", testGemmStrided},
 		{"Im2col", testIm2col},
 		{"Col2im", testCol2im},
+		{"CopyStrided", testCopyStrided},
 		{"Elementwise", testElementwise},
 		{"Reduce", testReduce},
 		{"Activation", testActivation},

@@ -13,7 +13,9 @@
 // Sums are formed in rank order, in float; ncclAvg divides the sum by the
 // number of ranks.
 //
-// FAKE_NCCL_VERSION sets the version reported (default 22809).
+// FAKE_NCCL_VERSION sets the version reported (default 22809);
+// FAKE_NCCL_ONE_RANK_PER_GPU refuses communicators of several ranks, as
+// NCCL before 2.30 refuses ranks that share a GPU.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,7 @@ struct comm {
 	struct group *g;
 	int rank;
 	int aborted;
+	int released;
 	long pending; // sequence number of the collective in progress, or -1
 	long seq;     // collectives issued
 };
@@ -159,6 +162,9 @@ ncclResult_t ncclCommGetAsyncError(struct comm *c, ncclResult_t *state) {
 		*state = ncclInvalidUsage;
 	} else if (g->joined < g->nranks) {
 		*state = ncclInProgress;
+	} else if (g->nranks > 1 && getenv("FAKE_NCCL_ONE_RANK_PER_GPU")) {
+		// As NCCL before 2.30 does with ranks that share a GPU.
+		*state = fail(ncclInvalidUsage, "Duplicate GPU detected");
 	} else if (c->pending >= 0) {
 		struct op *o = &g->ops[c->pending % MAXOPS];
 		complete(g, o);
@@ -227,15 +233,23 @@ ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, int dtype
 	return enqueue(c, opBroadcast, send, recv, count, dtype, 0, root, stream);
 }
 
+// release marks c gone and answers ncclInProgress, as a non-blocking
+// communicator does (NCCL frees it on a thread of its own). A second
+// release is the double free it would be in NCCL: the process aborts.
 static ncclResult_t release(struct comm *c) {
 	if (c == NULL) return ncclInvalidArgument;
 	pthread_mutex_lock(&mu);
+	if (c->released) {
+		fprintf(stderr, "fakenccl: communicator of rank %d released twice (a use after free in NCCL)\n", c->rank);
+		abort();
+	}
+	c->released = 1;
 	c->g->ranks[c->rank] = NULL;
 	c->aborted = 1;
 	pthread_mutex_unlock(&mu);
 	// The comm is leaked on purpose: a use after Abort or Destroy then
 	// reads aborted instead of freed memory.
-	return ncclSuccess;
+	return ncclInProgress;
 }
 
 ncclResult_t ncclCommAbort(struct comm *c) {
