@@ -122,9 +122,9 @@ else
 	(cd kernels/cuda && timeout "$(budget 120)" ./cuda.test -test.v -test.count=1 -test.timeout=110s) >"$LOG_DIR/cuda-test.log" 2>&1
 	rc=$?
 	grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok)|cuda_test.go' "$LOG_DIR/cuda-test.log" | grep -v '=== RUN' | head -80
-	if grep -q -- '--- SKIP: TestConformance' "$LOG_DIR/cuda-test.log"; then
+	if grep -qE -- '^--- SKIP: TestConformance ' "$LOG_DIR/cuda-test.log"; then
 		# go test -v prints t.Skip's message just before the SKIP line.
-		why=$(grep -B1 -- '--- SKIP: TestConformance' "$LOG_DIR/cuda-test.log" | head -1 | sed 's/^ *//' | cut -c1-300)
+		why=$(grep -B1 -- '^--- SKIP: TestConformance ' "$LOG_DIR/cuda-test.log" | head -1 | sed 's/^ *//' | cut -c1-300)
 		result FAIL "kernels/cuda conformance" "skipped: no usable GPU found by New(0): $why"
 		# Retry once with MACDIST_CUDA_LIBS pointing at a cuBLAS found on
 		# disk, so that one GPU session shows whether only the search is
@@ -260,7 +260,12 @@ else
 	rc=$?
 	while read -r line; do
 		[ -n "$line" ] && result "$(echo "$line" | cut -d' ' -f1)" "parity $(echo "$line" | cut -d' ' -f2)" "$(echo "$line" | cut -d' ' -f3-)"
-	done < <(jsonl parity | pyjson '"%s %s/%s max param rel err %.2g (%s), losses %.2g; tol %g" % ("PASS" if d["max_rel_err"] <= d["tol"] and d["loss_rel_err"] <= d["tol"] else "FAIL", d["model"], d["optimizer"], d["max_rel_err"], d["worst_param"], d["loss_rel_err"], d["tol"])')
+	done < <(jsonl parity | pyjson '"%s %s/%s max param rel err %.2g (%s), losses %.2g; tol %g" % ("PASS" if d["max_rel_err"] <= d["tol"] and d["loss_rel_err"] <= d["tol"] else "WARN", d["model"], d["optimizer"], d["max_rel_err"], d["worst_param"], d["loss_rel_err"], d["tol"])')
+	# Beyond 1e-3 the test compares with the spread of two CPU runs (see
+	# internal/gpucheck/parity_test.go): chaotic training, not the GPU.
+	while read -r line; do
+		[ -n "$line" ] && result "$(echo "$line" | cut -d' ' -f1)" "parity $(echo "$line" | cut -d' ' -f2)" "$(echo "$line" | cut -d' ' -f3-)"
+	done < <(jsonl parity_chaos | pyjson '"%s %s/%s chaotic: GPU %.2g vs CPU-BLAS spread %.2g (bound 3x+1e-3), first step %.2g (bound 1e-4)" % ("PASS" if d["gpu_first_step_err"] <= 1e-4 and d["gpu_err"] <= 3 * d["cpu_spread"] + 1e-3 else "FAIL", d["model"], d["optimizer"], d["gpu_err"], d["cpu_spread"], d["gpu_first_step_err"])')
 	if [ $rc -ne 0 ] || [ -z "$(jsonl parity)" ]; then
 		result FAIL "GPU vs CPU parity" "rc=$rc (124: the step's timeout; 2: -test.timeout or a panic): $(grep -m1 -E -- '--- FAIL|panic' "$LOG_DIR/gpucheck.log")"
 	fi
