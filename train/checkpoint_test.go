@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -126,14 +127,31 @@ func TestCheckpointKilledWriter(t *testing.T) {
 	for round := range 8 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointWriterChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), writerEnv+"="+root, writerEnv+"_FROM="+strconv.Itoa(next))
-		var out bytes.Buffer
+		var out syncBuffer
+		firstSave := make(chan struct{})
+		out.onWrite = func(b []byte) {
+			if bytes.Contains(b, []byte("saved")) {
+				select {
+				case <-firstSave:
+				default:
+					close(firstSave)
+				}
+			}
+		}
 		cmd.Stdout = &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Let it get going (process start, first writes), then kill it at
-		// a moment that has nothing to do with its progress.
-		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
+		// Wait for its first complete save (a loaded machine can take
+		// seconds to start a process), then kill it at a moment that has
+		// nothing to do with its progress.
+		select {
+		case <-firstSave:
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("round %d: the writer saved nothing in 60 s", round)
+		}
+		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -349,4 +367,27 @@ func TestRunStateRoundTrip(t *testing.T) {
 		got.Step != 7 || got.Epoch != 1 || got.EpochStep != 2 || got.ConfigHash != st.ConfigHash {
 		t.Errorf("state after the round trip:\n%+v\nwant\n%+v", got, st)
 	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes to while the test
+// reads it, calling onWrite with each write.
+type syncBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	onWrite func([]byte)
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.onWrite != nil {
+		b.onWrite(p)
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
