@@ -37,3 +37,15 @@ func TestChooseBLAS(t *testing.T) {
 	}()
 	chooseBLAS("openblas", missing)
 }
+
+// TestOpenBLASSingleThreaded checks that OpenBLAS runs on the calling
+// thread: the Device splits products over its own goroutines, and a second
+// pool of threads would compete with them for the cores.
+func TestOpenBLASSingleThreaded(t *testing.T) {
+	if err := loadOpenBLAS(); err != nil {
+		t.Skip(err)
+	}
+	if n := openBLASThreads(); n != 1 {
+		t.Errorf("OpenBLAS runs %d threads, want 1", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/macdist/macdist/kernels"
 )
@@ -23,7 +24,8 @@ type Device struct {
 	// here rather than made per call so that a steady-state step allocates
 	// nothing.
 	mu      sync.Mutex
-	wg      sync.WaitGroup
+	left    atomic.Int32  // chunks of the current parallel call still running
+	done    chan struct{} // the last chunk's token
 	f64     []float64
 	ew      ewTask
 	rows    rowTask

@@ -23,21 +23,37 @@
 //
 // # Threads
 //
-// OpenBLAS runs each large Gemm on its own thread pool, which the package
-// keeps at GOMAXPROCS threads, checking before each call because the Go
-// runtime may change GOMAXPROCS while the process runs. A GemmStrided batch
-// of small matrices, which OpenBLAS would run one thread at a time anyway,
-// is instead spread over goroutines, one matrix per call.
+// OpenBLAS runs on the calling thread only (openblas_set_num_threads(1) at
+// load): its own pool, spinning and yielding between calls, fought the
+// package's goroutines for the cores. A Gemm large enough to share is cut
+// into blocks of rows or columns of C, one per goroutine, and a
+// GemmStrided batch is spread over goroutines a matrix (or a block of one)
+// at a time (see gemmParts).
 //
 // The other kernels split their outer loop (rows, channels, image planes,
 // ranges of elements) over up to GOMAXPROCS goroutines when the work is large
 // enough to repay the hand-off. The goroutines are a small pool started
 // once and shared by all Devices, and the per-call state lives in the
-// Device, so that a training step in steady state allocates nothing.
+// Device, so that a training step in steady state allocates nothing. The
+// caller runs the first range itself; it and idle workers poll for a few
+// tens of microseconds before sleeping, since a step calls kernels back to
+// back and waking a sleeping thread costs about that much per call.
 // Reductions are split into fixed blocks rather than one per goroutine, and
 // long sums (dot products, normalisation statistics, the loss) are
 // accumulated in float64, so these kernels' results do not depend on
 // GOMAXPROCS.
+//
+// # SIMD
+//
+// The element-wise and row kernels that take a visible share of a step
+// (GELU and ReLU and their gradients, batch and layer normalisation,
+// softmax, im2col and col2im, bias sums, 2×2 max pooling) have AVX2
+// versions written in C (simd_cgo.go), used when the binary is built with
+// cgo and the CPU has AVX2 and FMA. Each performs the same float32
+// operations in the same order as its Go version, and its float64 sums run
+// in the same eight lanes, so both give the same bits, which the tests
+// check; the Go versions remain for other builds and CPUs. GELU uses a
+// float32 exp and an erfc fitted for it rather than float64 math.Erf.
 //
 // Separate Devices, one per model replica, run concurrently and share the
 // pool. One Device may also be called from several goroutines; the kernels

@@ -59,6 +59,10 @@ func (t *reduceTask) run(lo, hi int) {
 	mid, inner := t.mid, t.inner
 	switch t.op {
 	case opAddBias: // over outer·mid rows of inner elements
+		if haveSIMD {
+			simdAddBias(t.x[lo*inner:hi*inner], t.dst, lo, hi-lo, mid, inner)
+			return
+		}
 		for r := lo; r < hi; r++ {
 			b := t.dst[r%mid]
 			row := t.x[r*inner : (r+1)*inner]
@@ -67,6 +71,10 @@ func (t *reduceTask) run(lo, hi int) {
 			}
 		}
 	case opAddBiasRows: // inner == 1: over outer rows of mid elements
+		if haveSIMD {
+			simdAddBiasRows(t.x[lo*mid:hi*mid], t.dst[:mid], hi-lo, mid)
+			return
+		}
 		for o := lo; o < hi; o++ {
 			row := t.x[o*mid : (o+1)*mid]
 			for j, b := range t.dst[:len(row)] {

@@ -537,6 +537,23 @@ static AVX2 void macdist_maxpool2x2(float *y, const float *x, float *dx, long n,
 		}
 	}
 }
+
+// macdist_add_bias adds bias[(r0 + r) mod mid] to every element of the rows
+// r of n rows of inner elements (AddBias over inner > 1).
+static AVX2 void macdist_add_bias(float *x, const float *bias, long r0, long rows, long mid, long inner) {
+	for (long r = 0; r < rows; r++) {
+		float b = bias[(r0 + r) % mid], *p = x + r * inner;
+		for (long i = 0; i < inner; i++) p[i] += b;
+	}
+}
+
+// macdist_add_bias_rows adds bias to each of rows rows of cols elements.
+static AVX2 void macdist_add_bias_rows(float *x, const float *bias, long rows, long cols) {
+	for (long r = 0; r < rows; r++) {
+		float *p = x + r * cols;
+		for (long j = 0; j < cols; j++) p[j] += bias[j];
+	}
+}
 */
 import "C"
 
@@ -746,4 +763,22 @@ func simdMaxPool2x2(y, x, dx []float32, n, h, w, oh, ow int) {
 		dp = fptr(dx)
 	}
 	C.macdist_maxpool2x2(fptr(y), fptr(x), dp, C.long(n), C.long(h), C.long(w), C.long(oh), C.long(ow))
+}
+
+// simdAddBias adds bias[(r0+r) mod mid] to row r of the rows×inner x.
+func simdAddBias(x, bias []float32, r0, rows, mid, inner int) {
+	if rows <= 0 || inner <= 0 {
+		return
+	}
+	_, _ = x[rows*inner-1], bias[mid-1]
+	C.macdist_add_bias(fptr(x), fptr(bias), C.long(r0), C.long(rows), C.long(mid), C.long(inner))
+}
+
+// simdAddBiasRows adds bias to each row of the rows×len(bias) x.
+func simdAddBiasRows(x, bias []float32, rows, cols int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	_, _ = x[rows*cols-1], bias[cols-1]
+	C.macdist_add_bias_rows(fptr(x), fptr(bias), C.long(rows), C.long(cols))
 }

@@ -66,3 +66,9 @@ func simdConvPlane(fold bool, col, x []float32, g kernels.ConvGeom) {
 func simdMaxPool2x2(y, x, dx []float32, n, h, w, oh, ow int) {
 	panic("cpu: no SIMD kernels in this build")
 }
+
+func simdAddBias(x, bias []float32, r0, rows, mid, inner int) {
+	panic("cpu: no SIMD kernels in this build")
+}
+
+func simdAddBiasRows(x, bias []float32, rows, cols int) { panic("cpu: no SIMD kernels in this build") }
