@@ -18,6 +18,14 @@
 // scores. shared/MAC.md states every rule; the tests hold the code to it
 // with a closed form, a float64 inverse and replays of PyTorch runs.
 //
+// # Baselines
+//
+// SGD and AdamW (torch.optim's semantics), KFAC (A and G factors with EMA
+// from identity, π-damping, KL clipping, inverses on the host in float64),
+// Eva (vectors ā and ḡ) and FOOF (Gw·(E[aaᵀ] + λI)⁻¹) implement the same
+// Optimizer and read the layers' nn.KFACTapped taps; New and DefaultOptions
+// build any of them by name, as the command line does.
+//
 // # One step
 //
 // An Optimizer is driven in a fixed order, the same for every method:
