@@ -107,6 +107,10 @@ type Config struct {
 	// Logger receives warnings (a skipped checkpoint, a skipped step); nil
 	// writes them as text to Progress.
 	Logger *slog.Logger
+	// OnStep, when set, is called after every training step with the
+	// number of steps taken (a launch worker reports it to its agent, for
+	// `macdist status`). It must return quickly.
+	OnStep func(step int)
 
 	// now is the clock and openData the datasets, replaced in tests.
 	now      func() time.Time

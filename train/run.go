@@ -524,6 +524,9 @@ func (t *trainer) step() (int, error) {
 	r.Seconds += t4.Sub(t0).Seconds()
 	t.st.Step++
 	t.st.EpochStep++
+	if t.cfg.OnStep != nil {
+		t.cfg.OnStep(t.st.Step)
+	}
 	if m := t.metrics; m != nil {
 		m.dataWait.Observe(t1.Sub(t0).Seconds())
 		m.stepTime.Observe(t4.Sub(t1).Seconds())

@@ -359,6 +359,16 @@ func TestLaunchElastic(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
+	// Workers report their step to their agent: status shows it.
+	stepRow := regexp.MustCompile(`(?m)^\s*n0\s+\S+\s+[0-9]+\s`)
+	for deadline := time.Now().Add(15 * time.Second); !stepRow.MatchString(out); {
+		if time.Now().After(deadline) {
+			t.Errorf("status shows no step for n0:\n%s", out)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+		_, out, _ = runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", key)
+	}
 	if code, _, errOut := runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", "wrong"); code == 0 || !strings.Contains(errOut, "does not hold this cluster key") {
 		t.Errorf("status with a wrong key: exit %d, %s", code, errOut)
 	}

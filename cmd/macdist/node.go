@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/macdist/macdist/cluster"
 	"github.com/macdist/macdist/collective"
@@ -88,6 +89,15 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			ring.Abort(context.Cause(ctx))
 		}
 	}()
+	// The agent shows the step in `macdist status`: tell it at most
+	// twice a second, and always the first step.
+	var lastReport time.Time
+	cfg.OnStep = func(step int) {
+		if now := time.Now(); step == 1 || now.Sub(lastReport) >= 500*time.Millisecond {
+			lastReport = now
+			w.ReportStep(step)
+		}
+	}
 	reducer := collective.NewStepReducer(ctx, ring, collective.BucketConfig{})
 	// Only TestDataParallelEquivalence sets this, to show that replicas
 	// drift apart without the statistics all-reduce.
