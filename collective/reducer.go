@@ -45,11 +45,18 @@ func NewStepReducer(ctx context.Context, comm Communicator, cfg BucketConfig) *S
 // of dev, across ranks. The device and the gradient buffers must be the
 // same on every call: the buckets are laid out once, on the first.
 func (r *StepReducer) ReduceStep(dev kernels.Device, grads []kernels.Buffer, stats kernels.Buffer) error {
+	if err := r.StartStep(dev, grads); err != nil {
+		return err
+	}
+	return r.FinishStep(stats)
+}
+
+// StartStep begins a step whose gradient all-reduces start during backward:
+// call GradReady(i) as gradient i becomes final, then FinishStep. The same
+// rules as ReduceStep's hold for dev and grads.
+func (r *StepReducer) StartStep(dev kernels.Device, grads []kernels.Buffer) error {
 	if r.comm.Size() == 1 {
 		return nil
-	}
-	if r.SkipStats {
-		stats = nil
 	}
 	if r.bucketer == nil {
 		r.dev = dev
@@ -59,9 +66,30 @@ func (r *StepReducer) ReduceStep(dev kernels.Device, grads []kernels.Buffer, sta
 		}
 		r.bucketer, r.grads = b, grads
 	} else if !sameBuffers(r.grads, grads) {
-		panic("collective: StepReducer.ReduceStep called with other gradient buffers than on its first call")
+		panic("collective: StepReducer called with other gradient buffers than on its first step")
 	}
-	return r.bucketer.Reduce(r.ctx, stats)
+	r.bucketer.Start(r.ctx)
+	return nil
+}
+
+// GradReady says gradient i (an index into StartStep's grads) is final for
+// this step: the buckets it completes go out at once, in order.
+func (r *StepReducer) GradReady(i int) {
+	if r.bucketer != nil {
+		r.bucketer.MarkReady(i)
+	}
+}
+
+// FinishStep all-reduces what is left, with stats (nil on steps without
+// statistics) in the last bucket, and waits for every bucket.
+func (r *StepReducer) FinishStep(stats kernels.Buffer) error {
+	if r.comm.Size() == 1 {
+		return nil
+	}
+	if r.SkipStats {
+		stats = nil
+	}
+	return r.bucketer.Finish(stats)
 }
 
 func sameBuffers(a, b []kernels.Buffer) bool {

@@ -5,8 +5,9 @@ package nn
 // torchvision "downsample" is built as convolution "….downsample.0" and norm
 // "….downsample.1".
 type Sequential struct {
-	mods   []Module
-	params []*Param
+	mods          []Module
+	params        []*Param
+	afterBackward func(Module)
 }
 
 // NewSequential returns a Sequential of mods, in forward order.
@@ -30,9 +31,18 @@ func (s *Sequential) Forward(x *Tensor) *Tensor {
 func (s *Sequential) Backward(dy *Tensor) *Tensor {
 	for i := len(s.mods) - 1; i >= 0; i-- {
 		dy = s.mods[i].Backward(dy)
+		if s.afterBackward != nil {
+			s.afterBackward(s.mods[i])
+		}
 	}
 	return dy
 }
+
+// SetBackwardHook makes Backward call fn with each module right after that
+// module's Backward, when its parameters' gradients are final for the step
+// (nil removes the hook). A data-parallel trainer uses it to start the
+// all-reduce of those gradients while backward goes on.
+func (s *Sequential) SetBackwardHook(fn func(Module)) { s.afterBackward = fn }
 
 // Params concatenates the modules' parameters in order.
 func (s *Sequential) Params() []*Param { return s.params }

@@ -27,6 +27,17 @@ type StepReducer interface {
 	ReduceStep(dev kernels.Device, grads []kernels.Buffer, stats kernels.Buffer) error
 }
 
+// OverlapReducer is a StepReducer whose gradient all-reduces can start
+// during backward, a bucket as soon as its gradients are final: the
+// training loop calls StartStep before backward, GradReady(i) as gradient
+// i is done, and FinishStep after.
+type OverlapReducer interface {
+	StepReducer
+	StartStep(dev kernels.Device, grads []kernels.Buffer) error
+	GradReady(i int)
+	FinishStep(stats kernels.Buffer) error
+}
+
 // Local is the Reducer of a single process: there is nothing to average.
 type Local struct{}
 

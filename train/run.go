@@ -57,6 +57,8 @@ type trainer struct {
 	model     *models.Model
 	params    []*nn.Param
 	grads     []kernels.Buffer
+	gradIndex map[*nn.Param]int // trainable parameter → its index in grads
+	readyHook func(nn.Module)   // t.gradsReady, made once: a method value allocates
 	bufParams []*nn.Param
 	shadow    []kernels.Buffer // copies of the buffers, restored on a skipped step
 	opt       mac.Optimizer
@@ -139,8 +141,10 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		return nil, err
 	}
 	t.params = t.model.Params()
+	t.gradIndex = map[*nn.Param]int{}
 	for _, p := range t.params {
 		if p.Grad != nil {
+			t.gradIndex[p] = len(t.grads)
 			t.grads = append(t.grads, p.Grad.Data)
 		}
 		if p.Kind == nn.KindBuffer {
@@ -470,15 +474,32 @@ func (t *trainer) step() (int, error) {
 	t.opt.BeginStep()
 	logits := t.model.Forward(x)
 	loss, correct := t.lossFn.Forward(logits, b.Y)
+	overlap, _ := t.cfg.Reducer.(OverlapReducer)
+	if overlap != nil {
+		if err := overlap.StartStep(t.dev, t.grads); err != nil {
+			return 0, fmt.Errorf("train: all-reduce at step %d: %w", t.st.Step, err)
+		}
+		if t.readyHook == nil {
+			t.readyHook = t.gradsReady
+		}
+		t.model.SetBackwardHook(t.readyHook)
+	}
 	t.model.Backward(t.lossFn.Backward())
+	t.model.SetBackwardHook(nil)
 	finite := !math.IsNaN(loss) && !math.IsInf(loss, 0)
 	if !finite && len(t.grads) > 0 {
 		// The optimizer decides skips from the gradients, which the
 		// all-reduce makes the same on every rank; a bad loss on this
-		// rank poisons them so that every rank skips together.
+		// rank poisons them so that every rank skips together. The first
+		// gradient rides in the last bucket, which leaves only when the
+		// step finishes, so this is in time even with overlap.
 		t.dev.Fill(t.grads[0], float32(math.NaN()))
 	}
-	if sr, ok := t.cfg.Reducer.(StepReducer); ok {
+	if overlap != nil {
+		if err := overlap.FinishStep(t.opt.Stats()); err != nil {
+			return 0, fmt.Errorf("train: all-reduce of gradients and statistics at step %d: %w", t.st.Step, err)
+		}
+	} else if sr, ok := t.cfg.Reducer.(StepReducer); ok {
 		if err := sr.ReduceStep(t.dev, t.grads, t.opt.Stats()); err != nil {
 			return 0, fmt.Errorf("train: all-reduce of gradients and statistics at step %d: %w", t.st.Step, err)
 		}
@@ -704,4 +725,15 @@ func (t *trainer) finish() error {
 		t.log.printf("--skip-bad: %d unreadable training and %d evaluation samples were replaced", t.bad[0].Bad(), t.bad[1].Bad())
 	}
 	return nil
+}
+
+// gradsReady is the backward hook of a data-parallel step: the module's
+// gradients are final, so their buckets may go out while backward goes on.
+func (t *trainer) gradsReady(m nn.Module) {
+	r := t.cfg.Reducer.(OverlapReducer)
+	for _, p := range m.Params() {
+		if i, ok := t.gradIndex[p]; ok {
+			r.GradReady(i)
+		}
+	}
 }

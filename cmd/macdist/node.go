@@ -147,4 +147,4 @@ func offsetPort(addr string, off int) (string, error) {
 
 // The training loop averages gradients and statistics in one bucketed pass
 // only through this interface: keep the two in step.
-var _ train.StepReducer = (*collective.StepReducer)(nil)
+var _ train.OverlapReducer = (*collective.StepReducer)(nil)

@@ -181,6 +181,10 @@ func (m *Model) Backward(dy *nn.Tensor) *nn.Tensor { return m.root.Backward(dy) 
 // Params returns the state_dict entries in the PyTorch original's order.
 func (m *Model) Params() []*nn.Param { return m.params }
 
+// SetBackwardHook calls fn after the Backward of each of the model's
+// top-level modules (see nn.Sequential.SetBackwardHook).
+func (m *Model) SetBackwardHook(fn func(nn.Module)) { m.root.SetBackwardHook(fn) }
+
 // SetTraining switches every layer between training and evaluation mode.
 func (m *Model) SetTraining(on bool) { m.root.SetTraining(on) }
 
