@@ -168,7 +168,7 @@ func (l *Local) AllReduce(ctx context.Context, buf kernels.Buffer, op Op) error 
 	// order, each rank adding its own value to what it received.
 	copy(own, g.slots[l.rank].data[off:off+n])
 	for i := 1; i < g.n; i++ {
-		add(own, g.slots[mod(l.rank+i, g.n)].data[off:off+n])
+		cpu.AddTo(own, g.slots[mod(l.rank+i, g.n)].data[off:off+n])
 	}
 	if op == Avg && g.n > 1 {
 		div(own, float32(g.n))

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/kernels/cpu"
 )
 
 const (
@@ -546,7 +547,7 @@ func (r *Ring) receive(h header, data []float32) error {
 						if err := l.read(asBytes(in)); err != nil {
 							return err
 						}
-						add(dst, in)
+						cpu.AddTo(dst, in)
 						if s == R-2 && h.op == Avg {
 							div(dst, float32(R))
 						}
@@ -595,29 +596,6 @@ func asBytes(f []float32) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
-}
-
-// add computes dst += src. Unrolled by hand: Go does not vectorise, and
-// eight independent adds per iteration run about half again as fast as the
-// plain loop, which matters because every received byte of the
-// reduce-scatter passes through here.
-func add(dst, src []float32) {
-	src = src[:len(dst)]
-	i := 0
-	for ; i+8 <= len(dst); i += 8 {
-		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]
-		d[0] += s[0]
-		d[1] += s[1]
-		d[2] += s[2]
-		d[3] += s[3]
-		d[4] += s[4]
-		d[5] += s[5]
-		d[6] += s[6]
-		d[7] += s[7]
-	}
-	for ; i < len(dst); i++ {
-		dst[i] += src[i]
-	}
 }
 
 func div(x []float32, d float32) {

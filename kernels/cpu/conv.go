@@ -146,7 +146,7 @@ func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 		src := row[o*ow+w0:][:n]
 		iw := (o*g.StrideH-g.PadH+offH)*g.W + w0*g.StrideW - g.PadW + offW
 		if g.StrideW == 1 {
-			addTo(x[iw:iw+n], src)
+			AddTo(x[iw:iw+n], src)
 			continue
 		}
 		dst := x[iw : iw+(n-1)*g.StrideW+1]
@@ -156,8 +156,11 @@ func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 	}
 }
 
-// addTo computes dst += src, eight elements at a time.
-func addTo(dst, src []float32) {
+// AddTo computes dst += src on host slices of equal length, eight elements
+// at a time (Go does not vectorise, and eight independent adds per
+// iteration run about half again as fast as the plain loop). Col2im and the
+// TCP ring's reduce-scatter both sum through it.
+func AddTo(dst, src []float32) {
 	src = src[:len(dst)]
 	i := 0
 	for ; i+8 <= len(dst); i += 8 {
