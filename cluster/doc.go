@@ -66,10 +66,13 @@
 // Only failures of this node's own workers count against --max-restarts;
 // a lost or added node does not.
 //
-// After a restart every rank loads the newest complete checkpoint from the
-// run directory, which must therefore be shared between nodes (it is, on
-// one machine). Rank 0 does not broadcast the state: train's Reducer has no
-// broadcast, and loading the same verified files gives the same bits.
+// After a restart rank 0 loads the newest complete checkpoint from its run
+// directory and broadcasts it (parameters, optimizer state, progress) to
+// the other ranks, which never read their own (train.Broadcaster): only
+// rank 0 writes and reads checkpoints. Which node holds rank 0 can change
+// when its node is lost, so the run directory should still be shared
+// between nodes for a run to keep its progress through that loss; a
+// rank 0 without checkpoints starts every rank afresh, consistently.
 // --batch is the global batch; each of R ranks takes batch/R (refused if
 // it does not divide), so a checkpoint resumes unchanged on another world
 // size; --scale-lr keeps the batch per rank and multiplies the learning

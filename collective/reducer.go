@@ -2,6 +2,7 @@ package collective
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -165,6 +166,54 @@ func (r *StepReducer) AllReduceSum64(vals []float64) error {
 		vals[i] = s
 	}
 	return nil
+}
+
+// BroadcastBytes sends rank 0's b to every rank and returns it there (b
+// is ignored on the other ranks): its length first, then its bytes, as the
+// bits of float32s, which a broadcast copies and never computes with.
+func (r *StepReducer) BroadcastBytes(b []byte) ([]byte, error) {
+	if r.comm.Size() == 1 {
+		return b, nil
+	}
+	if r.host == nil {
+		r.host = cpu.New()
+	}
+	root := r.comm.Rank() == 0
+	hdr := r.host.Alloc(2)
+	defer r.host.Free(hdr)
+	h := cpu.Data(hdr)
+	if root {
+		n := uint64(len(b))
+		h[0], h[1] = math.Float32frombits(uint32(n)), math.Float32frombits(uint32(n>>32))
+	}
+	if err := r.comm.Broadcast(r.ctx, hdr, 0); err != nil {
+		return nil, fmt.Errorf("collective: broadcast of a length: %w", err)
+	}
+	n := int(uint64(math.Float32bits(h[0])) | uint64(math.Float32bits(h[1]))<<32)
+	if n == 0 {
+		return []byte{}, nil
+	}
+	buf := r.host.Alloc((n + 3) / 4)
+	defer r.host.Free(buf)
+	words := cpu.Data(buf)
+	if root {
+		for i := range words {
+			var w [4]byte
+			copy(w[:], b[4*i:])
+			words[i] = math.Float32frombits(binary.LittleEndian.Uint32(w[:]))
+		}
+	}
+	if err := r.comm.Broadcast(r.ctx, buf, 0); err != nil {
+		return nil, fmt.Errorf("collective: broadcast of %d bytes: %w", n, err)
+	}
+	if root {
+		return b, nil
+	}
+	out := make([]byte, 4*len(words))
+	for i, w := range words {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(w))
+	}
+	return out[:n], nil
 }
 
 // Close releases the bucketer's buffers.

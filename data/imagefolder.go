@@ -31,9 +31,9 @@ type ImageFolder struct {
 	src     fileSource
 	labels  []int32
 	classes []string
-	size    int // output side
-	resize  int // evaluation: shorter side before the center crop
-	augment bool
+	size    int     // output side
+	resize  int     // evaluation: shorter side before the center crop
+	augment Augment // AugmentNone for the evaluation split
 	luts    []lut
 	pool    sync.Pool // *resampler
 }
@@ -52,9 +52,11 @@ func (d *ImageFolder) Label(i int) int { return int(d.labels[i]) }
 // File names sample i's file (ARCHIVE:MEMBER for an archive).
 func (d *ImageFolder) File(i int) string { return d.src.name(i) }
 
-// Get decodes sample i. With rng and augmentation on, it is
+// Get decodes sample i. With rng and the default augmentation, it is
 // RandomResizedCrop(size) then RandomHorizontalFlip; otherwise
-// Resize(resize) then CenterCrop(size). Both end in ToTensor and Normalize.
+// Resize(resize) then CenterCrop(size), followed, with rng and crop-flip,
+// by RandomCrop(size, padding=4) and RandomHorizontalFlip. All end in
+// ToTensor and Normalize.
 func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	checkGet(d.desc, i, len(d.labels), dst, 3*d.size*d.size)
 	s, _ := d.pool.Get().(*resampler)
@@ -77,7 +79,7 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	if b.Empty() {
 		return fail(errors.New("empty image"))
 	}
-	if rng != nil && d.augment {
+	if rng != nil && d.augment == AugmentDefault {
 		r := randomResizedCropRect(rng, b.Dx(), b.Dy())
 		flip := flipCoin(rng)
 		rgb := s.toRGB(img, r.Add(b.Min))
@@ -85,8 +87,18 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	} else {
 		fw, fh := resizeShorter(b.Dx(), b.Dy(), d.resize)
 		rgb := s.toRGB(img, b)
-		s.resample(dst, rgb, b.Dx(), b.Dy(), fw, fh,
+		out := dst
+		crop := rng != nil && d.augment == AugmentCropFlip
+		if crop {
+			s.chw = grow(s.chw, len(dst))
+			out = s.chw
+		}
+		s.resample(out, rgb, b.Dx(), b.Dy(), fw, fh,
 			centerCropOffset(fw, d.size), centerCropOffset(fh, d.size), d.size, d.size, false, d.luts)
+		if crop {
+			top, left := randomCropParams(rng, 4)
+			shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
+		}
 	}
 	return int(d.labels[i]), nil
 }
@@ -503,7 +515,7 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	mk := func(split string, files []labelled, augment bool) *ImageFolder {
+	mk := func(split string, files []labelled, augment Augment) *ImageFolder {
 		d := &ImageFolder{
 			classes: classes, size: size, resize: resize, augment: augment, luts: luts,
 			labels: make([]int32, len(files)),
@@ -525,7 +537,7 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 		d.desc = fmt.Sprintf("imagefolder %s %s%s: %d images, %d classes, 3x%dx%d", t.root, prefix, split, len(files), len(classes), size, size)
 		return d
 	}
-	return mk("train", trainFiles, o.Augment == AugmentDefault), mk(testSplit, testFiles, false), nil
+	return mk("train", trainFiles, o.Augment), mk(testSplit, testFiles, AugmentNone), nil
 }
 
 // guessSize picks the output side from the first training image: the

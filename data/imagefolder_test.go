@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -373,4 +375,76 @@ func TestCIFAR10JPEGArchive(t *testing.T) {
 	if _, err := l.Next(); err == io.EOF {
 		t.Error("epoch ended early")
 	}
+}
+
+// TestImageFolderCropFlipMatchesCIFAR stores the same 32×32 images as CIFAR
+// binary records and as PNGs in an ImageFolder tree: with crop-flip and
+// CIFAR's statistics both must give the same tensors for the same
+// generator, since they implement the same torchvision recipe.
+func TestImageFolderCropFlipMatchesCIFAR(t *testing.T) {
+	const n = 6
+	recs := cifarRecords(n, func(int) []byte { return []byte{0} })
+	cifarDir, folder := t.TempDir(), t.TempDir()
+	for _, f := range []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"} {
+		writeFile(t, filepath.Join(cifarDir, f), recs)
+	}
+	for i := range n {
+		img := image.NewNRGBA(image.Rect(0, 0, 32, 32))
+		rec := recs[i*(1+cifarImage)+1:]
+		for p := range 32 * 32 {
+			img.Pix[4*p], img.Pix[4*p+1], img.Pix[4*p+2], img.Pix[4*p+3] = rec[p], rec[1024+p], rec[2048+p], 255
+		}
+		var b bytes.Buffer
+		if err := png.Encode(&b, img); err != nil {
+			t.Fatal(err)
+		}
+		for _, split := range []string{"train", "test"} {
+			writeFile(t, filepath.Join(folder, split, "a", fmt.Sprintf("%03d.png", i)), b.Bytes())
+		}
+	}
+	stats, _, err := ParseStats("cifar10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cTr, cTe, err := Open("cifar10:"+cifarDir, Options{Augment: AugmentCropFlip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fTr, fTe, err := Open("imagefolder:"+folder, Options{Augment: AugmentCropFlip, Mean: stats.Mean, Std: stats.Std})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := make([]float32, 3*32*32), make([]float32, 3*32*32)
+	shifted := 0
+	for ep := range 4 {
+		for i := range n {
+			cTr.Get(i, a, AugmentRand(7, ep, i))
+			fTr.Get(i, b, AugmentRand(7, ep, i))
+			if d := maxAbsDiff(a, b); d > 1e-6 {
+				t.Fatalf("epoch %d sample %d: imagefolder crop-flip differs from CIFAR's by %g", ep, i, d)
+			}
+			cTe.Get(i, b, nil)
+			if !slices.Equal(a, b) {
+				shifted++
+			}
+		}
+	}
+	if shifted < 4*n/2 {
+		t.Errorf("only %d of %d samples were shifted or flipped", shifted, 4*n)
+	}
+	for i := range n {
+		cTe.Get(i, a, nil)
+		fTe.Get(i, b, AugmentRand(7, 0, i))
+		if d := maxAbsDiff(a, b); d > 1e-6 {
+			t.Fatalf("test sample %d: %g apart", i, d)
+		}
+	}
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	var m float64
+	for i := range a {
+		m = max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
 }

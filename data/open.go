@@ -18,24 +18,51 @@ const (
 	AugmentDefault Augment = iota
 	// AugmentNone decodes training samples as evaluation samples.
 	AugmentNone
+	// AugmentCropFlip is CIFAR's recipe on any image dataset:
+	// RandomCrop(size, padding=4) + RandomHorizontalFlip, after the
+	// evaluation transform (for ImageFolder, Resize + CenterCrop). It is how
+	// CIFAR-10 shipped as JPEGs in an ImageFolder tree is trained.
+	AugmentCropFlip
 )
 
-// ParseAugment reads a policy name: "default" (or "") or "none".
+var augmentNames = []string{AugmentDefault: "default", AugmentNone: "none", AugmentCropFlip: "crop-flip"}
+
+// ParseAugment reads a policy name: "default" (or ""), "none" or
+// "crop-flip".
 func ParseAugment(s string) (Augment, error) {
-	switch s {
-	case "", "default":
+	if s == "" {
 		return AugmentDefault, nil
-	case "none":
-		return AugmentNone, nil
 	}
-	return 0, fmt.Errorf("data: unknown augmentation %q (want none or default)", s)
+	for a, name := range augmentNames {
+		if s == name {
+			return Augment(a), nil
+		}
+	}
+	return 0, fmt.Errorf("data: unknown augmentation %q (want default, none or crop-flip)", s)
 }
 
-func (a Augment) String() string {
-	if a == AugmentNone {
-		return "none"
+func (a Augment) String() string { return augmentNames[a] }
+
+// ParseStats reads a normalisation name into Options' terms: "" or
+// "default" gives nil stats (the dataset's own), "none" sets none (pixels
+// as p/255), and a dataset's name ("fashion-mnist", "mnist", "cifar10",
+// "cifar100", "imagenet") gives its statistics, for data that does not
+// carry its own, such as CIFAR-10 unpacked into an ImageFolder tree.
+func ParseStats(s string) (stats *Stats, none bool, err error) {
+	switch s {
+	case "", "default":
+		return nil, false, nil
+	case "none":
+		return nil, true, nil
 	}
-	return "default"
+	named := map[string]Stats{
+		"fashion-mnist": FashionMNISTStats, "mnist": MNISTStats,
+		"cifar10": CIFAR10Stats, "cifar100": CIFAR100Stats, "imagenet": ImageNetStats,
+	}
+	if st, ok := named[s]; ok {
+		return &st, false, nil
+	}
+	return nil, false, fmt.Errorf("data: unknown normalisation %q (want default, none, fashion-mnist, mnist, cifar10, cifar100 or imagenet)", s)
 }
 
 // Options adjust Open. The zero value gives each dataset's standard recipe.
@@ -174,8 +201,11 @@ func finishBytes(tr, te *bytesDataset, stats Stats, o Options, pad int, flip boo
 			return nil, nil, err
 		}
 	}
-	if o.Augment == AugmentDefault {
+	switch o.Augment {
+	case AugmentDefault:
 		tr.setAugment(pad, flip)
+	case AugmentCropFlip:
+		tr.setAugment(4, true)
 	}
 	return tr, te, nil
 }

@@ -27,10 +27,30 @@ func TestOpenSpecErrors(t *testing.T) {
 	if _, err := ParseAugment("random"); err == nil {
 		t.Error("ParseAugment accepted random")
 	}
-	for _, s := range []string{"", "default", "none"} {
+	for _, s := range []string{"", "default", "none", "crop-flip"} {
 		a, err := ParseAugment(s)
 		if err != nil || (s != "" && a.String() != s) {
 			t.Errorf("ParseAugment(%q) = %v, %v", s, a, err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		mean float32 // first channel; 0: nil stats
+		none bool
+		bad  bool
+	}{
+		{name: ""}, {name: "default"}, {name: "none", none: true},
+		{name: "cifar10", mean: 0.4914}, {name: "imagenet", mean: 0.485}, {name: "fashion-mnist", mean: 0.2860},
+		{name: "cifar", bad: true},
+	} {
+		st, none, err := ParseStats(tc.name)
+		switch {
+		case tc.bad:
+			if err == nil || !strings.Contains(err.Error(), "cifar10") {
+				t.Errorf("ParseStats(%q): %v, want an error listing the names", tc.name, err)
+			}
+		case err != nil || none != tc.none || (st == nil) != (tc.mean == 0) || (st != nil && st.Mean[0] != tc.mean):
+			t.Errorf("ParseStats(%q) = %v, %v, %v", tc.name, st, none, err)
 		}
 	}
 }

@@ -74,7 +74,8 @@ type resampler struct {
 	rgb    []uint8   // source region, interleaved RGB
 	tmp    []float32 // horizontal pass: rows × outW × 3
 	xs, ys axisCoeffs
-	file   []byte // encoded bytes read from disk
+	file   []byte    // encoded bytes read from disk
+	chw    []float32 // crop-flip: the image before its random shift
 }
 
 // toRGB copies region r of img into s.rgb as interleaved 8-bit RGB, the way

@@ -98,6 +98,40 @@ func cropPadFlip(dst []float32, src []uint8, c, h, w, dy, dx int, flip bool, lut
 	}
 }
 
+// shiftFlip is cropPadFlip on an image already normalised: dst(y, x) =
+// src(y+dy, x'+dx) with x' = w−1−x when flipping, and the normalised value
+// of a 0 pixel (torchvision pads the PIL image with black) outside src.
+func shiftFlip(dst, src []float32, c, h, w, dy, dx int, flip bool, luts []lut) {
+	for ch := range c {
+		pad := luts[ch][0]
+		plane := src[ch*h*w : (ch+1)*h*w]
+		out := dst[ch*h*w : (ch+1)*h*w]
+		for y := range h {
+			row := out[y*w : (y+1)*w]
+			sy := y + dy
+			if sy < 0 || sy >= h {
+				for x := range row {
+					row[x] = pad
+				}
+				continue
+			}
+			srow := plane[sy*w : (sy+1)*w]
+			for x := range row {
+				sx := x
+				if flip {
+					sx = w - 1 - x
+				}
+				sx += dx
+				if sx < 0 || sx >= w {
+					row[x] = pad
+				} else {
+					row[x] = srow[sx]
+				}
+			}
+		}
+	}
+}
+
 // randomCropParams draws the top-left corner of a RandomCrop(size,
 // padding=pad) in padded coordinates, top first, as torchvision's get_params.
 func randomCropParams(rng *rand.Rand, pad int) (top, left int) {

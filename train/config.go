@@ -31,8 +31,13 @@ type Config struct {
 	// DatasetsDir is where bare dataset names are looked for; empty means
 	// /usr/share/datasets.
 	DatasetsDir string
-	// Augment is the training set's augmentation: "default" or "none".
+	// Augment is the training set's augmentation: "default", "none" or
+	// "crop-flip" (data.ParseAugment).
 	Augment string
+	// Normalize names the normalisation statistics: "" or "default" for the
+	// dataset's own, "none", or a dataset's name such as "cifar10"
+	// (data.ParseStats).
+	Normalize string
 	// Subset and TestSubset, when positive, keep only the first that many
 	// training and evaluation samples: for quick runs and tests.
 	Subset, TestSubset int
@@ -230,6 +235,12 @@ func (c Config) Validate() error {
 	if !contains(Optimizers, c.Optimizer) {
 		return bad("unknown --optimizer %q (want %s)", c.Optimizer, strings.Join(Optimizers, ", "))
 	}
+	if _, err := data.ParseAugment(c.Augment); err != nil {
+		return bad("--augment: %v", strings.TrimPrefix(err.Error(), "data: "))
+	}
+	if _, _, err := data.ParseStats(c.Normalize); err != nil {
+		return bad("--normalize: %v", strings.TrimPrefix(err.Error(), "data: "))
+	}
 	return nil
 }
 
@@ -256,6 +267,7 @@ type Settings struct {
 	Patch          int     `json:"patch"`
 	Data           string  `json:"data"`
 	Augment        string  `json:"augment"`
+	Normalize      string  `json:"normalize,omitempty"`
 	Subset         int     `json:"subset"`
 	Optimizer      string  `json:"optimizer"`
 	LR             float64 `json:"lr"`
@@ -284,7 +296,7 @@ type Settings struct {
 
 func (c Config) settings() Settings {
 	return Settings{
-		Model: c.Model, Depth: c.Depth, Patch: c.Patch, Data: c.Data, Augment: c.Augment, Subset: c.Subset, Optimizer: c.Optimizer,
+		Model: c.Model, Depth: c.Depth, Patch: c.Patch, Data: c.Data, Augment: c.Augment, Normalize: c.Normalize, Subset: c.Subset, Optimizer: c.Optimizer,
 		LR: c.LR, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
 		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV,

@@ -55,7 +55,10 @@
 // them. The settings that decide the trajectory are hashed into every
 // checkpoint (Settings): a resume with different ones is refused with the
 // list of differences. The world size may change if the global batch does
-// not (see Settings).
+// not (see Settings). With several ranks and a Reducer that is also a
+// Broadcaster, only rank 0 looks for the checkpoint; it sends the files to
+// the others, which verify them against the MANIFEST as they would their
+// own and never read their run directory.
 //
 // An interruption (the context cancelled: Ctrl-C or SIGTERM in the command)
 // finishes the step in flight, or the evaluation, writes a checkpoint and

@@ -122,7 +122,10 @@ func Evaluate(ctx context.Context, c EvalConfig) (EvalResult, string, error) {
 		return EvalResult{}, dir, err
 	}
 	defer closeDev()
-	trainSet, testSet, err := OpenData(spec, c.DatasetsDir, "none", set.Seed, c.Subset, c.Subset)
+	trainSet, testSet, err := OpenData(DataSpec{
+		Spec: spec, DatasetsDir: c.DatasetsDir, Augment: "none", Normalize: set.Normalize,
+		Seed: set.Seed, Subset: c.Subset, TestSubset: c.Subset,
+	})
 	if err != nil {
 		return EvalResult{}, dir, err
 	}

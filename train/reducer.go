@@ -46,3 +46,13 @@ func (Local) AllReduceMean(...kernels.Buffer) error { return nil }
 
 // AllReduceSum64 leaves vals as they are.
 func (Local) AllReduceSum64([]float64) error { return nil }
+
+// Broadcaster is a Reducer that can also send bytes from rank 0 to every
+// rank (collective.StepReducer can). With one, a resuming run reads its
+// checkpoint on rank 0 only and sends it to the others, so that after a
+// re-formed generation every replica starts from rank 0's state and no
+// other rank needs the run directory: nodes need not share a file system.
+type Broadcaster interface {
+	// BroadcastBytes returns rank 0's b on every rank; other ranks pass nil.
+	BroadcastBytes(b []byte) ([]byte, error)
+}

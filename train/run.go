@@ -128,7 +128,10 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	if cfg.openData != nil {
 		t.trainSet, t.testSet, err = cfg.openData()
 	} else {
-		t.trainSet, t.testSet, err = OpenData(cfg.Data, cfg.DatasetsDir, cfg.Augment, cfg.Seed, cfg.Subset, cfg.TestSubset)
+		t.trainSet, t.testSet, err = OpenData(DataSpec{
+			Spec: cfg.Data, DatasetsDir: cfg.DatasetsDir, Augment: cfg.Augment, Normalize: cfg.Normalize,
+			Seed: cfg.Seed, Subset: cfg.Subset, TestSubset: cfg.TestSubset,
+		})
 	}
 	if err != nil {
 		return nil, err
@@ -286,14 +289,15 @@ func (t *trainer) start(ctx context.Context) error {
 		return err
 	}
 	if cfg.Resume {
-		dir, st, err := LatestCheckpoint(t.ckRoot, func(dir string, err error) {
-			t.log.clear()
-			cfg.Logger.Warn("skipping a checkpoint that is incomplete or corrupt", "dir", dir, "err", err)
-		})
-		if err != nil {
-			return err
-		}
-		if dir != "" {
+		// find picks the checkpoint to resume from, on this rank's disk.
+		find := func() (string, error) {
+			dir, st, err := LatestCheckpoint(t.ckRoot, func(dir string, err error) {
+				t.log.clear()
+				cfg.Logger.Warn("skipping a checkpoint that is incomplete or corrupt", "dir", dir, "err", err)
+			})
+			if err != nil || dir == "" {
+				return "", err
+			}
 			if st.ConfigHash != t.settings.Hash() {
 				msg := fmt.Sprintf("train: cannot resume from %s: it was written with other settings", dir)
 				if st.Settings != nil {
@@ -301,11 +305,31 @@ func (t *trainer) start(ctx context.Context) error {
 						msg += "\n  " + d
 					}
 				}
-				return errors.New(msg + "\nrun with the checkpoint's settings, or choose a new --run-dir")
+				return "", errors.New(msg + "\nrun with the checkpoint's settings, or choose a new --run-dir")
 			}
-			if _, err := LoadCheckpoint(dir, t.dev, t.params, t.opt); err != nil {
+			return dir, nil
+		}
+		var dir string
+		if b, ok := cfg.Reducer.(Broadcaster); ok && cfg.World > 1 {
+			var cleanup func()
+			dir, cleanup, err = shareCheckpoint(b, t.lead, find)
+			defer cleanup()
+		} else {
+			dir, err = find()
+		}
+		if err != nil {
+			return err
+		}
+		if dir != "" {
+			st, err := LoadCheckpoint(dir, t.dev, t.params, t.opt)
+			if err != nil {
 				return err
 			}
+			if st.ConfigHash != t.settings.Hash() {
+				return fmt.Errorf("train: rank 0's checkpoint was written with other settings than rank %d's", cfg.Rank)
+			}
+			// Rank 0's path: the others hold a temporary copy.
+			dir = filepath.Join(t.ckRoot, CheckpointName(st.Step))
 			t.st = st
 			t.st.Settings = &t.settings
 			t.lastCkpt, t.lastKey = dir, t.key()

@@ -583,7 +583,7 @@ func TestMissingDataset(t *testing.T) {
 		{"imagefolder:/nonexistent/in", "", []string{"/nonexistent/in does not exist", "PATH/train/CLASS"}},
 	}
 	for _, c := range cases {
-		_, _, err := OpenData(c.spec, c.dir, "default", 0, 0, 0)
+		_, _, err := OpenData(DataSpec{Spec: c.spec, DatasetsDir: c.dir})
 		if err == nil {
 			t.Errorf("%s: no error", c.spec)
 			continue

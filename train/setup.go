@@ -28,30 +28,47 @@ func NewDevice(spec string) (kernels.Device, func(), error) {
 	return d, func() { backend.Close(d) }, nil
 }
 
-// OpenData opens spec's training and evaluation sets, keeping only the
-// first subset and testSubset samples when those are positive. A dataset
-// that is not where it was looked for gets an error saying where that was
-// and what provides it.
-func OpenData(spec, datasetsDir, augment string, seed uint64, subset, testSubset int) (tr, te data.Dataset, err error) {
-	aug, err := data.ParseAugment(augment)
+// DataSpec names a dataset and how to read it, in Config's terms.
+type DataSpec struct {
+	Spec, DatasetsDir  string
+	Augment, Normalize string // data.ParseAugment's and data.ParseStats's names
+	Seed               uint64
+	// Subset and TestSubset, when positive, keep only that many samples.
+	Subset, TestSubset int
+}
+
+// OpenData opens the training and evaluation sets s names. A dataset that
+// is not where it was looked for gets an error saying where that was and
+// what provides it.
+func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
+	spec, datasetsDir := s.Spec, s.DatasetsDir
+	aug, err := data.ParseAugment(s.Augment)
 	if err != nil {
 		return nil, nil, fmt.Errorf("train: --augment: %w", err)
+	}
+	stats, none, err := data.ParseStats(s.Normalize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: --normalize: %w", err)
 	}
 	if err := datasetMissing(spec, datasetsDir); err != nil {
 		return nil, nil, err
 	}
-	tr, te, err = data.Open(spec, data.Options{Augment: aug, Seed: seed, DatasetsDir: datasetsDir})
+	o := data.Options{Augment: aug, Seed: s.Seed, DatasetsDir: datasetsDir, NoNormalize: none}
+	if stats != nil {
+		o.Mean, o.Std = stats.Mean, stats.Std
+	}
+	tr, te, err = data.Open(spec, o)
 	if err != nil {
 		if hint := dataHint(spec); hint != "" && strings.Contains(err.Error(), "has none of") {
 			return nil, nil, fmt.Errorf("%w\n%s", err, hint)
 		}
 		return nil, nil, err
 	}
-	if subset > 0 && subset < tr.Len() {
-		tr = &prefix{tr, subset}
+	if s.Subset > 0 && s.Subset < tr.Len() {
+		tr = &prefix{tr, s.Subset}
 	}
-	if testSubset > 0 && testSubset < te.Len() {
-		te = &prefix{te, testSubset}
+	if s.TestSubset > 0 && s.TestSubset < te.Len() {
+		te = &prefix{te, s.TestSubset}
 	}
 	return tr, te, nil
 }

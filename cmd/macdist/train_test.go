@@ -299,6 +299,8 @@ func TestTrainBadInput(t *testing.T) {
 		{"unknown model", []string{"train", "--model", "alexnet"}, 2, []string{"alexnet", "resnet20"}},
 		{"bad schedule", []string{"train", "--lr-schedule", "step"}, 2, []string{"--lr-schedule", "cosine"}},
 		{"zero batch", []string{"train", "--batch", "0"}, 2, []string{"--batch 0"}},
+		{"bad augment", []string{"train", "--augment", "flip"}, 2, []string{"--augment", `"flip"`, "crop-flip"}},
+		{"bad normalize", []string{"train", "--normalize", "cifar"}, 2, []string{"--normalize", `"cifar"`, "cifar10"}},
 		{"stray argument", []string{"train", "extra"}, 2, []string{`"extra"`}},
 		{"eval without checkpoint", []string{"eval"}, 2, []string{"--checkpoint is required"}},
 		{"eval of nothing", []string{"eval", "--checkpoint", empty}, 1, []string{"no complete checkpoint in " + empty}},
