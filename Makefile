@@ -2,7 +2,8 @@
 #
 #   make setup     install the system packages (OpenBLAS, Fashion-MNIST) with apt
 #   make build     go build ./... and bin/macdist
-#   make test      vet, gofmt check, go test ./..., then -race on the concurrent packages
+#   make test      install the test packages (Prometheus, g++) if missing; vet, gofmt check,
+#                  go test ./..., -race on the concurrent packages, kernels/cuda on an emulated GPU
 #   make lint      gofmt and go vet only
 #   make bench     kernel GEMM benchmarks, then macdist vs PyTorch on the same models
 #   make fixtures  regenerate the PyTorch reference fixtures (needs Debian's python3-torch)
@@ -22,10 +23,13 @@ RACE_PKGS := $(foreach d,$(RACE_CANDIDATES),$(if $(wildcard $(d)/*.go $(d)/*/*.g
 # apt packages the project needs at run time (OpenBLAS is opened with dlopen;
 # without it kernels/cpu falls back to gonum, slowly).
 APT_PKGS := libopenblas0 dataset-fashion-mnist
+# And those the tests need: Prometheus for deploy/'s live scrape, g++ for
+# the emulated GPU that kernels/cuda's tests run on.
+APT_TEST_PKGS := prometheus g++
 # And those that only `make fixtures` and `make bench` need.
 APT_PY_PKGS := python3-torch python3-numpy
 
-.PHONY: all build test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python proto clean
+.PHONY: all build test test-cuda-emu setup-test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python proto clean
 
 all: build
 
@@ -43,11 +47,17 @@ fmt-check:
 
 lint: fmt-check vet
 
-test: vet fmt-check
+test: setup-test vet fmt-check
 	$(GO) test -timeout $(TEST_TIMEOUT) ./...
 ifneq ($(strip $(RACE_PKGS)),)
 	$(GO) test -race -short -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 endif
+	$(MAKE) --no-print-directory test-cuda-emu
+
+# kernels/cuda's tests, the conformance suite included, on an emulated GPU:
+# the CUDA kernels compiled for the host behind a fake libcuda and cuBLAS.
+test-cuda-emu:
+	kernels/cuda/emu/run.sh
 
 # Steps are chosen so the whole target takes a few minutes on 2 cores.
 BENCH_MODELS ?= lenet5 resnet20 vit-tiny-cifar
@@ -87,6 +97,9 @@ endef
 setup:
 	$(call apt_install,$(APT_PKGS))
 	$(GO) mod download
+
+setup-test:
+	$(call apt_install,$(APT_TEST_PKGS))
 
 setup-python:
 	$(call apt_install,$(APT_PY_PKGS))

@@ -163,9 +163,9 @@ type Device interface {
 // Permuter is a Device that can copy a strided 4-D block in one call:
 // transposing axes, reversing them, or broadcasting, where Copy2D would
 // take one call per line. Layers use it when their Device has it (the cpu
-// Device does) and fall back to Copy2D or to another algorithm when it does
-// not, so a device gains it without breaking; it is meant to join Device
-// once every device implements it.
+// and cuda Devices do) and fall back to Copy2D or to another algorithm when
+// it does not, so a device gains it without breaking; it is meant to join
+// Device once the cuda one has been through scripts/gpu-check.sh with it.
 type Permuter interface {
 	// CopyStrided copies shape[0]×shape[1]×shape[2]×shape[3] elements: for
 	// every index i with 0 ≤ i[k] < shape[k],
@@ -176,6 +176,21 @@ type Permuter interface {
 	// broadcast). The destination elements must be distinct and must not
 	// overlap the source's; both extents must lie inside their buffers.
 	CopyStrided(dst Buffer, dstOff int, dstStride [4]int, src Buffer, srcOff int, srcStride [4]int, shape [4]int)
+}
+
+// StridedSpan returns the lowest and highest offsets, relative to the
+// first element, that a CopyStrided block of the given shape and strides
+// touches (shape without zeros): what implementations check against their
+// buffers' lengths.
+func StridedSpan(shape, stride [4]int) (lo, hi int) {
+	for k, n := range shape {
+		if e := (n - 1) * stride[k]; e < 0 {
+			lo += e
+		} else {
+			hi += e
+		}
+	}
+	return lo, hi
 }
 
 // ConvGeom is the geometry of one image of a 2-D convolution, for Im2col and

@@ -33,18 +33,6 @@ func (t *permuteTask) run(lo, hi int) {
 	}
 }
 
-// span returns the lowest and highest offsets, relative to the first
-// element, that a strided block of the given shape touches.
-func span(shape, stride [4]int) (lo, hi int) {
-	for k, n := range shape {
-		if e := (n - 1) * stride[k]; e < 0 {
-			lo += e
-		} else {
-			hi += e
-		}
-	}
-	return lo, hi
-}
 
 // CopyStrided copies a strided 4-D block of src into a strided block of dst.
 func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
@@ -63,7 +51,7 @@ func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, s
 		n, off int
 		stride [4]int
 	}{{"dst", len(y), dstOff, dstStride}, {"src", len(x), srcOff, srcStride}} {
-		lo, hi := span(shape, b.stride)
+		lo, hi := kernels.StridedSpan(shape, b.stride)
 		if b.off+lo < 0 || b.off+hi >= b.n {
 			panic(fmt.Sprintf("cpu: CopyStrided: %s block of shape %v, strides %v at offset %d spans [%d, %d], outside its %d elements",
 				b.name, shape, b.stride, b.off, b.off+lo, b.off+hi, b.n))

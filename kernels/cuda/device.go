@@ -421,6 +421,45 @@ func (d *Device) Copy2D(dst kernels.Buffer, dstOff, dstStride int, src kernels.B
 		run1D(int64(rows) * int64(cols))
 }
 
+// CopyStrided copies a strided 4-D block in one launch (kernels.Permuter).
+func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
+	y, x := d.buf(dst, "CopyStrided", "dst"), d.buf(src, "CopyStrided", "src")
+	total := int64(1)
+	for _, n := range shape {
+		if n < 0 {
+			panic(fmt.Sprintf("cuda: CopyStrided: negative shape %v", shape))
+		}
+		total *= int64(n)
+	}
+	if total == 0 {
+		return
+	}
+	for _, b := range [...]struct {
+		name   string
+		n, off int
+		stride [4]int
+	}{{"dst", y.n, dstOff, dstStride}, {"src", x.n, srcOff, srcStride}} {
+		lo, hi := kernels.StridedSpan(shape, b.stride)
+		if b.off+lo < 0 || b.off+hi >= b.n {
+			panic(fmt.Sprintf("cuda: CopyStrided: %s block of shape %v, strides %v at offset %d spans [%d, %d], outside its %d elements",
+				b.name, shape, b.stride, b.off, b.off+lo, b.off+hi, b.n))
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l := d.k(kCopyStrided).ptr(y).i64(dstOff)
+	for _, s := range dstStride {
+		l = l.i64(s)
+	}
+	l = l.ptr(x).i64(srcOff)
+	for _, s := range srcStride {
+		l = l.i64(s)
+	}
+	l.i64(shape[1]).i64(shape[2]).i64(shape[3]).i64(int(total)).run1D(total)
+}
+
+var _ kernels.Permuter = (*Device)(nil)
+
 // Fill sets every element of b to v (its bit pattern, NaNs included).
 func (d *Device) Fill(b kernels.Buffer, v float32) {
 	cb := d.buf(b, "Fill", "b")

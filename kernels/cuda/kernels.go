@@ -79,6 +79,7 @@ const (
 	kGELUBackward
 	kDropout
 	kCopy2D
+	kCopyStrided
 	kScale2D
 	kAddBias
 	kExpand
@@ -124,6 +125,7 @@ var kernelNames = [numKernels]string{
 	kGELUBackward:      "ew_gelu_backward",
 	kDropout:           "dropout_mask",
 	kCopy2D:            "copy2d",
+	kCopyStrided:       "copy_strided",
 	kScale2D:           "scale2d",
 	kAddBias:           "add_bias",
 	kExpand:            "expand",
@@ -172,6 +174,7 @@ var kernelSigs = [numKernels]string{
 	kGELUBackward:      "pppil",
 	kDropout:           "pffll",
 	kCopy2D:            "pllpllll",
+	kCopyStrided:       "plllllplllllllll",
 	kScale2D:           "pflllll",
 	kAddBias:           "pplll",
 	kExpand:            "ppllffl",

@@ -89,6 +89,22 @@ KERNEL void copy2d(float *dst, i64 dstOff, i64 dstStride, const float *src, i64 
 	}
 }
 
+// copy_strided copies a strided 4-D block of n0×n1×n2×n3 elements
+// (kernels.Permuter): element (i0, i1, i2, i3) goes from src[sOff + Σ ik·ssk]
+// to dst[dOff + Σ ik·dsk]. Strides may be negative or, in src, zero. One
+// launch instead of a Copy2D per line of a transpose.
+KERNEL void copy_strided(float *dst, i64 dOff, i64 ds0, i64 ds1, i64 ds2, i64 ds3,
+                         const float *src, i64 sOff, i64 ss0, i64 ss1, i64 ss2, i64 ss3,
+                         i64 n1, i64 n2, i64 n3, i64 total) {
+	FOR_N(k, total) {
+		i64 i3 = k % n3, r = k / n3;
+		i64 i2 = r % n2;
+		r /= n2;
+		i64 i1 = r % n1, i0 = r / n1;
+		dst[dOff + i0 * ds0 + i1 * ds1 + i2 * ds2 + i3 * ds3] = src[sOff + i0 * ss0 + i1 * ss1 + i2 * ss2 + i3 * ss3];
+	}
+}
+
 // scale2d computes C = beta·C for batch m×n matrices with leading dimension
 // ldc, strideC apart: what is left of a Gemm whose product vanishes. C is
 // not read when beta is 0.
