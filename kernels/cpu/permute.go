@@ -33,7 +33,6 @@ func (t *permuteTask) run(lo, hi int) {
 	}
 }
 
-
 // CopyStrided copies a strided 4-D block of src into a strided block of dst.
 func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
 	const op = "CopyStrided"
