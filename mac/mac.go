@@ -67,6 +67,7 @@ type MAC struct {
 	flat      kernels.Buffer // statistics of this step, see Stats
 	collected bool           // this step's taps are on
 	firstSet  bool
+	host      []float32 // refresh's host copy of a vector, reused
 }
 
 // ema is one exponential moving average of a statistics vector with its
@@ -406,7 +407,11 @@ func (o *MAC) refresh(e *ema) {
 	if e.n == 0 {
 		return
 	}
-	m := download(o.dev, e.m)
+	if cap(o.host) < e.m.Len() {
+		o.host = make([]float32, e.m.Len())
+	}
+	m := o.host[:e.m.Len()]
+	o.dev.Download(m, e.m)
 	corr := 1 - math.Pow(o.cfg.StatDecay, float64(e.n))
 	var norm2 float64
 	for i, v := range m {

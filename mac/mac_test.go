@@ -385,14 +385,25 @@ func TestNonFiniteSkips(t *testing.T) {
 			}
 		}
 	}
+	// Large but finite gradients are not mistaken for overflow.
+	forwardBackward(dev, m, loss, o, x, []int{4, 6}, y)
+	o.Stats()
+	g := m.Params()[2].Grad
+	v := get(dev, g.Data)
+	v[3], v[4] = 1e30, -3e38
+	dev.Upload(g.Data, v)
+	if err := o.Step(1e-40); err != nil || o.Skipped() != 3 || o.Steps() != 2 {
+		t.Fatalf("large finite gradient: err %v, skipped %d, steps %d; want a step taken", err, o.Skipped(), o.Steps())
+	}
 	// A NaN in the statistics alone is caught too.
 	forwardBackward(dev, m, loss, o, x, []int{4, 6}, y)
 	s := o.Stats()
-	v := get(dev, s)
+	v = get(dev, s)
 	v[0] = float32(math.NaN())
 	dev.Upload(s, v)
-	if err := o.Step(0.1); !errors.Is(err, mac.ErrNonFinite) || o.Skipped() != 4 {
-		t.Errorf("NaN statistic: err %v, skipped %d", err, o.Skipped())
+	// (The step before reset the count in a row: this skip is the first.)
+	if err := o.Step(0.1); err != nil || o.Skipped() != 4 || o.Steps() != 2 {
+		t.Errorf("NaN statistic: err %v, skipped %d, steps %d; want a skip", err, o.Skipped(), o.Steps())
 	}
 }
 
@@ -565,6 +576,34 @@ func TestSchedules(t *testing.T) {
 	for _, c := range cases {
 		if got := c.s.LR(c.step); math.Abs(got-c.want) > 1e-12 {
 			t.Errorf("%s: LR(%d) = %v, want %v", c.name, c.step, got, c.want)
+		}
+	}
+}
+
+// TestStepAllocs checks that a steady-state optimizer step (statistics,
+// the finite check, the update) allocates nothing.
+func TestStepAllocs(t *testing.T) {
+	dev := cpu.New()
+	for _, method := range []string{"mac", "sgd"} {
+		m := mlp(dev, 4)
+		o, err := mac.New(method, dev, m, mac.Options{Momentum: 0.9, Damping: 1, StatDecay: 0.95, TCov: 1, TInv: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss := nn.NewCrossEntropyLoss(dev, 0)
+		x, y := batch(0, 4, 6, 3)
+		for range 3 {
+			step(t, dev, m, loss, o, x, []int{4, 6}, y, 0.01)
+		}
+		allocs := testing.AllocsPerRun(20, func() {
+			o.BeginStep()
+			o.Stats()
+			if err := o.Step(0.01); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per step", method, allocs)
 		}
 	}
 }

@@ -108,6 +108,12 @@ type base struct {
 	decay  []bool
 	buf    []kernels.Buffer // momentum buffers, allocated on first use
 
+	// sums holds one sum per checked buffer (see finite): slot views
+	// made once, and the host copy one Download fills.
+	sums     kernels.Buffer
+	sumSlots []kernels.Buffer
+	sumsHost []float32
+
 	steps, skipped, inARow int
 }
 
@@ -149,21 +155,45 @@ func (b *base) logger() *slog.Logger {
 }
 
 // finite reports whether every gradient and every given buffer holds only
-// finite numbers. Dot accumulates squares in float64, so a large but finite
-// float32 cannot overflow into a false alarm, while NaN and Inf always show.
+// finite numbers. Each buffer is summed into its own slot of a device
+// buffer and one Download brings the sums back: one synchronisation per
+// step, where a Dot per parameter would synchronise a GPU once per
+// parameter. A NaN or an infinity in a buffer makes its sum NaN or
+// infinite (+Inf plus −Inf is NaN); a finite sum can only overflow from
+// elements near float32's largest, which are skipped as diverged too.
 func (b *base) finite(extra ...kernels.Buffer) (bool, string) {
-	for _, p := range b.params {
-		if v := b.dev.Dot(p.Grad.Data, p.Grad.Data); math.IsNaN(v) || math.IsInf(v, 0) {
-			return false, "gradient of " + p.Name
+	n := len(b.params) + len(extra)
+	if len(b.sumSlots) < n {
+		if b.sums != nil {
+			b.dev.Free(b.sums)
+		}
+		b.sums = b.dev.Alloc(n)
+		b.sumSlots = make([]kernels.Buffer, n)
+		for i := range b.sumSlots {
+			b.sumSlots[i] = b.dev.View(b.sums, i, 1)
+		}
+		b.sumsHost = make([]float32, n)
+	}
+	for i, p := range b.params {
+		b.dev.ReduceSum(b.sumSlots[i], p.Grad.Data, 1, p.Grad.Data.Len(), 1, 1, 0)
+	}
+	for j, e := range extra {
+		if e != nil && e.Len() > 0 {
+			b.dev.ReduceSum(b.sumSlots[len(b.params)+j], e, 1, e.Len(), 1, 1, 0)
+		} else {
+			b.dev.Fill(b.sumSlots[len(b.params)+j], 0)
 		}
 	}
-	for _, e := range extra {
-		if e == nil {
+	sums := b.sumsHost[:n]
+	b.dev.Download(sums, b.sums)
+	for i, v := range sums {
+		if !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
 			continue
 		}
-		if v := b.dev.Dot(e, e); math.IsNaN(v) || math.IsInf(v, 0) {
-			return false, "statistics"
+		if i < len(b.params) {
+			return false, "gradient of " + b.params[i].Name
 		}
+		return false, "statistics"
 	}
 	return true, ""
 }
