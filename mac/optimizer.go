@@ -174,12 +174,14 @@ func (b *base) finite(extra ...kernels.Buffer) (bool, string) {
 		}
 		b.sumsHost = make([]float32, n)
 	}
+	// ReduceSumMid with one channel: the GPU splits a long sum over many
+	// blocks (ReduceSum of one row would take one).
 	for i, p := range b.params {
-		b.dev.ReduceSum(b.sumSlots[i], p.Grad.Data, 1, p.Grad.Data.Len(), 1, 1, 0)
+		b.dev.ReduceSumMid(b.sumSlots[i], p.Grad.Data, 1, 1, p.Grad.Data.Len(), 1, 0)
 	}
 	for j, e := range extra {
 		if e != nil && e.Len() > 0 {
-			b.dev.ReduceSum(b.sumSlots[len(b.params)+j], e, 1, e.Len(), 1, 1, 0)
+			b.dev.ReduceSumMid(b.sumSlots[len(b.params)+j], e, 1, 1, e.Len(), 1, 0)
 		} else {
 			b.dev.Fill(b.sumSlots[len(b.params)+j], 0)
 		}
