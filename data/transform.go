@@ -71,30 +71,7 @@ func cropPadFlip(dst []float32, src []uint8, c, h, w, dy, dx int, flip bool, lut
 			}
 			continue
 		}
-		pad := t[0]
-		for y := range h {
-			row := out[y*w : (y+1)*w]
-			sy := y + dy
-			if sy < 0 || sy >= h {
-				for x := range row {
-					row[x] = pad
-				}
-				continue
-			}
-			srow := plane[sy*w : (sy+1)*w]
-			for x := range row {
-				sx := x
-				if flip {
-					sx = w - 1 - x
-				}
-				sx += dx
-				if sx < 0 || sx >= w {
-					row[x] = pad
-				} else {
-					row[x] = t[srow[sx]]
-				}
-			}
-		}
+		shiftPlane(out, plane, h, w, dy, dx, flip, t[0], t)
 	}
 }
 
@@ -103,30 +80,37 @@ func cropPadFlip(dst []float32, src []uint8, c, h, w, dy, dx int, flip bool, lut
 // of a 0 pixel (torchvision pads the PIL image with black) outside src.
 func shiftFlip(dst, src []float32, c, h, w, dy, dx int, flip bool, luts []lut) {
 	for ch := range c {
-		pad := luts[ch][0]
-		plane := src[ch*h*w : (ch+1)*h*w]
-		out := dst[ch*h*w : (ch+1)*h*w]
-		for y := range h {
-			row := out[y*w : (y+1)*w]
-			sy := y + dy
-			if sy < 0 || sy >= h {
-				for x := range row {
-					row[x] = pad
-				}
-				continue
-			}
-			srow := plane[sy*w : (sy+1)*w]
+		shiftPlane(dst[ch*h*w:(ch+1)*h*w], src[ch*h*w:(ch+1)*h*w], h, w, dy, dx, flip, luts[ch][0], nil)
+	}
+}
+
+// shiftPlane writes out(y, x) = v(plane(y+dy, x'+dx)), x' = w−1−x when
+// flipping, and pad where that falls outside plane. v looks bytes up in t
+// and takes floats as they are (t nil).
+func shiftPlane[T uint8 | float32](out []float32, plane []T, h, w, dy, dx int, flip bool, pad float32, t *lut) {
+	for y := range h {
+		row := out[y*w : (y+1)*w]
+		sy := y + dy
+		if sy < 0 || sy >= h {
 			for x := range row {
-				sx := x
-				if flip {
-					sx = w - 1 - x
-				}
-				sx += dx
-				if sx < 0 || sx >= w {
-					row[x] = pad
-				} else {
-					row[x] = srow[sx]
-				}
+				row[x] = pad
+			}
+			continue
+		}
+		srow := plane[sy*w : (sy+1)*w]
+		for x := range row {
+			sx := x
+			if flip {
+				sx = w - 1 - x
+			}
+			sx += dx
+			switch {
+			case sx < 0 || sx >= w:
+				row[x] = pad
+			case t != nil:
+				row[x] = t[uint8(srow[sx])]
+			default:
+				row[x] = float32(srow[sx])
 			}
 		}
 	}

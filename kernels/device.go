@@ -1,5 +1,7 @@
 package kernels
 
+import "fmt"
+
 // Buffer is a flat array of float32 that lives on one Device. Its contents are
 // reached only through that Device's methods, so that a GPU buffer and a CPU
 // buffer look the same to the layers above.
@@ -178,19 +180,39 @@ type Permuter interface {
 	CopyStrided(dst Buffer, dstOff int, dstStride [4]int, src Buffer, srcOff int, srcStride [4]int, shape [4]int)
 }
 
-// StridedSpan returns the lowest and highest offsets, relative to the
-// first element, that a CopyStrided block of the given shape and strides
-// touches (shape without zeros): what implementations check against their
-// buffers' lengths.
-func StridedSpan(shape, stride [4]int) (lo, hi int) {
-	for k, n := range shape {
-		if e := (n - 1) * stride[k]; e < 0 {
-			lo += e
-		} else {
-			hi += e
+// CheckStrided is the argument check every CopyStrided implementation
+// makes, for a dst of dstLen and a src of srcLen elements: it panics (a
+// programmer error, the message prefixed with who, the device's package)
+// when a shape is negative or a block reaches outside its buffer, and
+// reports whether there is anything to copy.
+func CheckStrided(who string, dstLen, dstOff int, dstStride [4]int, srcLen, srcOff int, srcStride [4]int, shape [4]int) bool {
+	for _, n := range shape {
+		if n < 0 {
+			panic(fmt.Sprintf("%s: CopyStrided: negative shape %v", who, shape))
+		}
+		if n == 0 {
+			return false
 		}
 	}
-	return lo, hi
+	for _, b := range [...]struct {
+		name   string
+		n, off int
+		stride [4]int
+	}{{"dst", dstLen, dstOff, dstStride}, {"src", srcLen, srcOff, srcStride}} {
+		var lo, hi int // the offsets the block touches, relative to its first element
+		for k, n := range shape {
+			if e := (n - 1) * b.stride[k]; e < 0 {
+				lo += e
+			} else {
+				hi += e
+			}
+		}
+		if b.off+lo < 0 || b.off+hi >= b.n {
+			panic(fmt.Sprintf("%s: CopyStrided: %s block of shape %v, strides %v at offset %d spans [%d, %d], outside its %d elements",
+				who, b.name, shape, b.stride, b.off, b.off+lo, b.off+hi, b.n))
+		}
+	}
+	return true
 }
 
 // ConvGeom is the geometry of one image of a 2-D convolution, for Im2col and

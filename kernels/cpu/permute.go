@@ -1,10 +1,6 @@
 package cpu
 
-import (
-	"fmt"
-
-	"github.com/macdist/macdist/kernels"
-)
+import "github.com/macdist/macdist/kernels"
 
 // permuteTask runs the lines [lo, hi) of a CopyStrided: line l is the index
 // (i0, i1, i2) of the first three axes, flattened; the fourth axis is the
@@ -37,24 +33,8 @@ func (t *permuteTask) run(lo, hi int) {
 func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
 	const op = "CopyStrided"
 	y, x := d.slice(dst, op, "dst"), d.slice(src, op, "src")
-	for _, n := range shape {
-		if n < 0 {
-			panic(fmt.Sprintf("cpu: CopyStrided: negative shape %v", shape))
-		}
-		if n == 0 {
-			return
-		}
-	}
-	for _, b := range [...]struct {
-		name   string
-		n, off int
-		stride [4]int
-	}{{"dst", len(y), dstOff, dstStride}, {"src", len(x), srcOff, srcStride}} {
-		lo, hi := kernels.StridedSpan(shape, b.stride)
-		if b.off+lo < 0 || b.off+hi >= b.n {
-			panic(fmt.Sprintf("cpu: CopyStrided: %s block of shape %v, strides %v at offset %d spans [%d, %d], outside its %d elements",
-				b.name, shape, b.stride, b.off, b.off+lo, b.off+hi, b.n))
-		}
+	if !kernels.CheckStrided("cpu", len(y), dstOff, dstStride, len(x), srcOff, srcStride, shape) {
+		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

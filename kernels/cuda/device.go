@@ -424,27 +424,10 @@ func (d *Device) Copy2D(dst kernels.Buffer, dstOff, dstStride int, src kernels.B
 // CopyStrided copies a strided 4-D block in one launch (kernels.Permuter).
 func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
 	y, x := d.buf(dst, "CopyStrided", "dst"), d.buf(src, "CopyStrided", "src")
-	total := int64(1)
-	for _, n := range shape {
-		if n < 0 {
-			panic(fmt.Sprintf("cuda: CopyStrided: negative shape %v", shape))
-		}
-		total *= int64(n)
-	}
-	if total == 0 {
+	if !kernels.CheckStrided("cuda", y.n, dstOff, dstStride, x.n, srcOff, srcStride, shape) {
 		return
 	}
-	for _, b := range [...]struct {
-		name   string
-		n, off int
-		stride [4]int
-	}{{"dst", y.n, dstOff, dstStride}, {"src", x.n, srcOff, srcStride}} {
-		lo, hi := kernels.StridedSpan(shape, b.stride)
-		if b.off+lo < 0 || b.off+hi >= b.n {
-			panic(fmt.Sprintf("cuda: CopyStrided: %s block of shape %v, strides %v at offset %d spans [%d, %d], outside its %d elements",
-				b.name, shape, b.stride, b.off, b.off+lo, b.off+hi, b.n))
-		}
-	}
+	total := int64(shape[0]) * int64(shape[1]) * int64(shape[2]) * int64(shape[3])
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l := d.k(kCopyStrided).ptr(y).i64(dstOff)
