@@ -58,7 +58,9 @@
 // not (see Settings). With several ranks and a Reducer that is also a
 // Broadcaster, only rank 0 looks for the checkpoint; it sends the files to
 // the others, which verify them against the MANIFEST as they would their
-// own and never read their run directory.
+// own and never read their run directory. A fresh start likewise takes
+// rank 0's weights (its --init file, or its seeded initialisation), so
+// every replica starts identical whatever the other nodes hold.
 //
 // An interruption (the context cancelled: Ctrl-C or SIGTERM in the command)
 // finishes the step in flight, or the evaluation, writes a checkpoint and

@@ -346,11 +346,24 @@ func (t *trainer) start(ctx context.Context) error {
 	} else if len(existing) > 0 {
 		return fmt.Errorf("train: %s already holds checkpoints: pass --resume to continue that run, or choose another --run-dir", cfg.RunDir)
 	}
-	if cfg.Init != "" {
+	loadInit := func() error {
+		if cfg.Init == "" {
+			return nil
+		}
 		if err := LoadInit(t.dev, cfg.Init, t.params); err != nil {
 			return err
 		}
 		t.log.printf("initial weights from %s", cfg.Init)
+		return nil
+	}
+	if b, ok := cfg.Reducer.(Broadcaster); ok && cfg.World > 1 {
+		// Rank 0's weights, whatever the others' --init or seed would give.
+		err = shareParams(b, t.lead, t.dev, t.params, loadInit)
+	} else {
+		err = loadInit()
+	}
+	if err != nil {
+		return err
 	}
 	if t.lead {
 		// A previous run's log in the same directory would mix with this one.

@@ -3,11 +3,17 @@ package train
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
+
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/nn"
 )
 
 // A shared checkpoint travels as a tar of its four files behind one byte
@@ -65,6 +71,61 @@ func shareCheckpoint(b Broadcaster, lead bool, find func() (string, error)) (dir
 		return "", func() {}, err
 	}
 	return tmp, cleanup, nil
+}
+
+// shareParams gives every rank rank 0's parameters (buffers included) at
+// the start of a run: rank 0 runs load (the --init weights) and sends the
+// bits of every float, the others take them. A failure on rank 0 is sent
+// too, so that no rank waits for weights that will not come.
+func shareParams(b Broadcaster, lead bool, dev kernels.Device, params []*nn.Param, load func() error) error {
+	n := 0
+	for _, p := range params {
+		n += p.Value.Len()
+	}
+	if lead {
+		msg := []byte{shareFound}
+		if err := load(); err != nil {
+			msg = append([]byte{shareFailed}, err.Error()...)
+			if _, berr := b.BroadcastBytes(msg); berr != nil {
+				return fmt.Errorf("%w (and telling the other ranks: %v)", err, berr)
+			}
+			return err
+		}
+		msg = slices.Grow(msg, 4*n)
+		var host []float32
+		for _, p := range params {
+			host = slices.Grow(host[:0], p.Value.Len())[:p.Value.Len()]
+			dev.Download(host, p.Value.Data)
+			for _, v := range host {
+				msg = binary.LittleEndian.AppendUint32(msg, math.Float32bits(v))
+			}
+		}
+		if _, err := b.BroadcastBytes(msg); err != nil {
+			return fmt.Errorf("train: sending the initial weights to the other ranks: %w", err)
+		}
+		return nil
+	}
+	msg, err := b.BroadcastBytes(nil)
+	if err != nil {
+		return fmt.Errorf("train: receiving rank 0's initial weights: %w", err)
+	}
+	switch {
+	case len(msg) > 0 && msg[0] == shareFailed:
+		return fmt.Errorf("train: rank 0 could not set up its weights: %s", msg[1:])
+	case len(msg) != 1+4*n || msg[0] != shareFound:
+		return fmt.Errorf("train: rank 0 sent %d bytes of weights, this rank's model holds %d floats", len(msg), n)
+	}
+	msg = msg[1:]
+	var host []float32
+	for _, p := range params {
+		host = slices.Grow(host[:0], p.Value.Len())[:p.Value.Len()]
+		for i := range host {
+			host[i] = math.Float32frombits(binary.LittleEndian.Uint32(msg[4*i:]))
+		}
+		msg = msg[4*len(host):]
+		dev.Upload(p.Value.Data, host)
+	}
+	return nil
 }
 
 // packCheckpoint reads a checkpoint's files into shareFound + tar.

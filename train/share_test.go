@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/macdist/macdist/collective"
+	"github.com/macdist/macdist/kernels/cpu"
+	"github.com/macdist/macdist/nn"
+	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/safetensors"
 )
 
 // runRanks trains cfg on len(dirs) in-process ranks joined by a Local
@@ -99,4 +103,52 @@ func TestResumeBroadcastsCheckpoint(t *testing.T) {
 		t.Fatalf("without the broadcast, a rank without checkpoints resumed: %v; want a collective error", err)
 	}
 	t.Logf("without the broadcast: %v", err)
+}
+
+// TestStartBroadcastsInitialWeights starts two-rank runs from --init
+// weights that only rank 0 is given: rank 0 sends them, and the run ends
+// exactly where one whose ranks both read the file does. Without the
+// broadcast, rank 1 starts from its seeded weights and the runs differ.
+func TestStartBroadcastsInitialWeights(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three two-rank runs")
+	}
+	ctx := context.Background()
+	tmp := t.TempDir()
+	d := func(name string) string { return filepath.Join(tmp, name) }
+	dev := cpu.New()
+	m, err := models.New(dev, "lenet5", models.Config{Seed: 77, InChannels: 1, ImageSize: 28, Classes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	initFile := d("init.safetensors")
+	if err := safetensors.WriteFile(initFile, nn.StateDict(dev, m.Params()), nil); err != nil {
+		t.Fatal(err)
+	}
+	bothRead := func(c *Config) { c.Init, c.Epochs = initFile, 1 }
+	onlyRank0 := func(c *Config) {
+		c.Epochs = 1
+		if c.Rank == 0 {
+			c.Init = initFile
+		}
+	}
+	for name, run := range map[string]struct {
+		edit func(*Config)
+		hide bool
+	}{"both": {bothRead, false}, "rank0": {onlyRank0, false}, "rank0-hidden": {onlyRank0, true}} {
+		for r, err := range runRanks(t, ctx, []string{d(name + "0"), d(name + "1")}, run.hide, run.edit) {
+			if err != nil {
+				t.Fatalf("%s, rank %d: %v", name, r, err)
+			}
+		}
+	}
+	want := readParams(t, filepath.Join(d("both0"), FinalDir, modelFile))
+	if diff := maxRelDiff(t, readParams(t, filepath.Join(d("rank00"), FinalDir, modelFile)), want); diff != 0 {
+		t.Errorf("with --init on rank 0 only, the run ends %.3g away from one where both ranks read it", diff)
+	}
+	if diff := maxRelDiff(t, readParams(t, filepath.Join(d("rank0-hidden0"), FinalDir, modelFile)), want); diff == 0 {
+		t.Error("without the broadcast the runs still agree: the test cannot tell")
+	} else {
+		t.Logf("without the broadcast: %.3g apart", diff)
+	}
 }
