@@ -213,28 +213,26 @@ func (b *base) skip(what string) error {
 
 // applyUpdate turns the (preconditioned) gradients into a parameter update:
 // weight decay, heavy-ball momentum without dampening, and p ← p − lr·buf,
-// as torch.optim.SGD does. The gradients are overwritten.
+// as torch.optim.SGD does: one fused Device call per tensor (SGDStep).
 func (b *base) applyUpdate(lr float64) {
-	d := b.dev
+	var mom float32
+	if b.buf != nil {
+		mom = float32(b.cfg.Momentum)
+	}
 	for i, p := range b.params {
-		g := p.Grad.Data
+		wd, decay := float32(0), float32(1)
 		if b.decay[i] {
 			if b.cfg.DecoupledWD {
-				d.Scale(p.Value.Data, float32(1-lr*b.cfg.WeightDecay))
+				decay = float32(1 - lr*b.cfg.WeightDecay)
 			} else {
-				d.Axpby(g, float32(b.cfg.WeightDecay), p.Value.Data, 1)
+				wd = float32(b.cfg.WeightDecay)
 			}
 		}
-		step := g
+		var buf kernels.Buffer
 		if b.buf != nil {
-			d.Axpby(b.buf[i], 1, g, float32(b.cfg.Momentum))
-			if b.cfg.Nesterov {
-				d.Axpby(g, float32(b.cfg.Momentum), b.buf[i], 1)
-			} else {
-				step = b.buf[i]
-			}
+			buf = b.buf[i]
 		}
-		d.Axpby(p.Value.Data, float32(-lr), step, 1)
+		b.dev.SGDStep(p.Value.Data, p.Grad.Data, buf, float32(lr), mom, wd, decay, b.cfg.Nesterov && b.buf != nil)
 	}
 	b.steps++
 	b.inARow = 0

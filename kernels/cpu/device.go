@@ -38,6 +38,7 @@ type Device struct {
 	gemm    gemmTask
 	perm    permuteTask
 	adamw   adamwTask
+	sgd     sgdTask
 }
 
 // buffer is the Buffer of a Device. A view shares data with its parent.

@@ -84,6 +84,7 @@ const (
 	kAddBias
 	kExpand
 	kAdamW
+	kSGDStep
 	kReduceRows
 	kReduceCols
 	kReduceColsFinal
@@ -130,6 +131,7 @@ var kernelNames = [numKernels]string{
 	kAddBias:           "add_bias",
 	kExpand:            "expand",
 	kAdamW:             "adamw",
+	kSGDStep:           "sgd_step",
 	kReduceRows:        "reduce_rows",
 	kReduceCols:        "reduce_cols",
 	kReduceColsFinal:   "reduce_cols_final",
@@ -179,6 +181,7 @@ var kernelSigs = [numKernels]string{
 	kAddBias:           "pplll",
 	kExpand:            "ppllffl",
 	kAdamW:             "ppppffffffffl",
+	kSGDStep:           "pppffffiiil",
 	kReduceRows:        "pplff",
 	kReduceCols:        "pppllllff",
 	kReduceColsFinal:   "pplllff",

@@ -20,8 +20,8 @@ import (
 // Run tests every method of dev. Each group of methods is a subtest, so
 // that -run selects them: "Memory", "Gemm", "GemmStrided", "Im2col",
 // "Col2im", "Elementwise", "Reduce", "Activation", "Softmax",
-// "CrossEntropy", "LayerNorm", "BatchNorm", "Pool", "Dropout", "AdamW" and
-// "Panics".
+// "CrossEntropy", "LayerNorm", "BatchNorm", "Pool", "Dropout", "AdamW",
+// "SGDStep" and "Panics".
 func Run(t *testing.T, dev kernels.Device) {
 	t.Helper()
 	if dev.Name() == "" {
@@ -47,6 +47,7 @@ func Run(t *testing.T, dev kernels.Device) {
 		{"Pool", testPool},
 		{"Dropout", testDropout},
 		{"AdamW", testAdamW},
+		{"SGDStep", testSGDStep},
 		{"Panics", testPanics},
 	} {
 		t.Run(s.name, func(t *testing.T) {

@@ -1,6 +1,10 @@
 package kernelstest
 
-import "math"
+import (
+	"math"
+
+	"github.com/macdist/macdist/kernels"
+)
 
 // testAdamW checks AdamW against torch.optim.AdamW's update written out in
 // float64, over several steps so that the bias corrections and the moments
@@ -42,4 +46,67 @@ func testAdamW(h *harness) {
 	}
 	a, b := h.alloc(4), h.alloc(5)
 	h.mustPanic("AdamW with a short moment", func() { d.AdamW(a, a, b, a, 1e-3, 0.9, 0.999, 1e-8, 0, 1) })
+}
+
+// testSGDStep checks that SGDStep moves p and the momentum buffer to the
+// same bits as the Axpby and Scale calls it replaces, for every
+// combination of momentum, Nesterov and coupled or decoupled weight decay,
+// and that g is left as it was.
+func testSGDStep(h *harness) {
+	d := h.dev
+	type hp struct {
+		lr, mom, wd, decay float32
+		nesterov, buf      bool
+	}
+	for _, c := range []hp{
+		{lr: 0.1, mom: 0.9, buf: true},
+		{lr: 0.05, mom: 0.9, wd: 5e-4, buf: true},
+		{lr: 0.5, mom: 0.9, decay: float32(1 - 0.5*2e-5), buf: true},
+		{lr: 0.1, mom: 0.9, wd: 1e-3, nesterov: true, buf: true},
+		{lr: 0.01, wd: 1e-2},
+		{lr: 0.3},
+	} {
+		if c.decay == 0 {
+			c.decay = 1
+		}
+		for _, n := range elemSizes {
+			p, bufv := h.rand(n), h.rand(n)
+			pf, pu := h.buf(p), h.buf(p)
+			var bf, bu kernels.Buffer
+			if c.buf {
+				bf, bu = h.buf(bufv), h.buf(bufv)
+			}
+			for step := 1; step <= 3; step++ {
+				g := h.rand(n)
+				gf, gu := h.buf(g), h.buf(g)
+				d.SGDStep(pf, gf, bf, c.lr, c.mom, c.wd, c.decay, c.nesterov)
+				// The unfused sequence, as mac's optimizers ran it.
+				if c.decay != 1 {
+					d.Scale(pu, c.decay)
+				}
+				if c.wd != 0 {
+					d.Axpby(gu, c.wd, pu, 1)
+				}
+				s := gu
+				if bu != nil {
+					d.Axpby(bu, 1, gu, c.mom)
+					if c.nesterov {
+						d.Axpby(gu, c.mom, bu, 1)
+					} else {
+						s = bu
+					}
+				}
+				d.Axpby(pu, -c.lr, s, 1)
+				what := name("SGDStep(n=%d lr=%g momentum=%g wd=%g decay=%g nesterov=%v buf=%v step=%d)",
+					n, c.lr, c.mom, c.wd, c.decay, c.nesterov, c.buf, step)
+				h.checkExact(what+" p", h.get(pf), widen(h.get(pu)))
+				if bf != nil {
+					h.checkExact(what+" buf", h.get(bf), widen(h.get(bu)))
+				}
+				h.checkExact(what+" g unchanged", h.get(gf), widen(g))
+			}
+		}
+	}
+	a, b := h.alloc(4), h.alloc(5)
+	h.mustPanic("SGDStep with a short buffer", func() { d.SGDStep(a, a, b, 0.1, 0.9, 0, 1, false) })
 }

@@ -204,7 +204,7 @@ struct Kernel {
 #define K(f) {#f, bind(f)}
 static std::vector<Kernel> table = {
 	K(ew_scale), K(ew_axpby), K(ew_add), K(ew_mul), K(ew_relu), K(ew_relu_backward), K(ew_gelu),
-	K(ew_gelu_backward), K(dropout_mask), K(copy2d), K(copy_strided), K(scale2d), K(add_bias), K(expand), K(adamw),
+	K(ew_gelu_backward), K(dropout_mask), K(copy2d), K(copy_strided), K(scale2d), K(add_bias), K(expand), K(adamw), K(sgd_step),
 	K(reduce_rows), K(reduce_cols), K(reduce_cols_final), K(reduce_mid), K(reduce_mid_final), K(dot_partial),
 	K(softmax), K(softmax_backward), K(log_softmax), K(cross_entropy), K(layer_norm), K(layer_norm_backward),
 	K(ln_param), K(ln_param_final),

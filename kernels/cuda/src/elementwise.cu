@@ -130,6 +130,26 @@ KERNEL void expand(float *dst, const float *src, i64 mid, i64 inner, float alpha
 	}
 }
 
+// sgd_step is one torch.optim.SGD step (kernels.Device.SGDStep): the
+// operations of the Axpby and Scale calls it replaces, each product and sum
+// rounded as they round it. buf is null without momentum; hasDecay and
+// hasWD say whether decay and wd apply.
+KERNEL void sgd_step(float *p, const float *g, float *buf, float lr, float mom, float wd, float decay,
+                     int hasDecay, int hasWD, int nesterov, i64 n) {
+	FOR_N(i, n) {
+		float pi = p[i], gi = g[i];
+		if (hasDecay) pi = __fmul_rn(pi, decay);
+		if (hasWD) gi = __fadd_rn(__fmul_rn(wd, pi), gi);
+		float s = gi;
+		if (buf) {
+			float b = __fadd_rn(gi, __fmul_rn(mom, buf[i]));
+			buf[i] = b;
+			s = nesterov ? __fadd_rn(__fmul_rn(mom, b), gi) : b;
+		}
+		p[i] = __fadd_rn(__fmul_rn(-lr, s), pi);
+	}
+}
+
 // adamw is one torch.optim.AdamW step, in float32 in torch's order, the
 // scalars computed on the host in float64 as kernels/cpu does. The
 // explicit roundings keep nvcc from fusing multiply-adds, so that the GPU
