@@ -194,6 +194,20 @@ type Permuter interface {
 	CopyStrided(dst Buffer, dstOff int, dstStride [4]int, src Buffer, srcOff int, srcStride [4]int, shape [4]int)
 }
 
+// LaunchBound is a Device on which every call has a fixed cost large next
+// to the work of a small one (a GPU: a kernel launch, a few microseconds),
+// so that layers should prefer fewer, larger calls even at the price of
+// extra copies. The cpu Device is not: its calls are function calls.
+type LaunchBound interface {
+	LaunchBound() bool
+}
+
+// IsLaunchBound reports whether dev says it is LaunchBound.
+func IsLaunchBound(dev Device) bool {
+	l, ok := dev.(LaunchBound)
+	return ok && l.LaunchBound()
+}
+
 // CheckStrided is the argument check every CopyStrided implementation
 // makes, for a dst of dstLen and a src of srcLen elements: it panics (a
 // programmer error, the message prefixed with who, the device's package)

@@ -102,17 +102,54 @@ func (c *Conv2d) direct() bool {
 
 // chunk is the number of images unfolded at a time. Backward's unfolded
 // output gradient (see transposedDx) shares the workspace with the
-// unfolded input, so a chunk must fit the larger of the two.
+// unfolded input, so a chunk must fit the larger of the two; batchedDW's
+// copies sit behind the unfolded input.
 func (c *Conv2d) chunk(n int, backward bool) int {
-	if c.direct() {
-		return n
+	per := 0 // workspace per image
+	if !c.direct() {
+		per = c.geom.ColRows() * c.geom.ColCols()
 	}
-	per := c.geom.ColRows() * c.geom.ColCols()
+	if backward && c.batchedDW() {
+		per += c.dwExtra()
+	}
 	if backward && c.transposedDx() {
 		g := c.dyGeom()
 		per = max(per, g.ColRows()*g.ColCols())
 	}
+	if per == 0 {
+		return n
+	}
 	return max(1, min(n, Workspace(c.dev).Limit()/per))
+}
+
+// batchedDWCols is the number of output positions up to which Backward
+// computes a chunk's dW as one GEMM (see batchedDW).
+const batchedDWCols = 256
+
+// batchedDW reports whether Backward computes dW for a chunk of images as
+// one GEMM of depth images·positions, dyᵀ·colᵀ over copies of dy and of the
+// unfolded input transposed so that the images sit side by side, instead
+// of one GEMM of depth positions per image. Where a layer's output is small
+// (ResNet-50's last stages: 7×7, 14×14; ResNet-20's 8×8 and 16×16) the
+// per-image GEMMs are too shallow to keep a GPU or a BLAS busy and their
+// number (one per image and layer) costs more than the two copies. That
+// holds where calls are expensive (kernels.LaunchBound: a GPU); on the CPU
+// the per-image GEMMs, spread over the cores, measured as fast or faster.
+// It also needs a device that can transpose in one call (kernels.Permuter)
+// and a single group.
+func (c *Conv2d) batchedDW() bool {
+	if c.cfg.Groups != 1 || c.geom.ColCols() > batchedDWCols || !kernels.IsLaunchBound(c.dev) {
+		return false
+	}
+	_, ok := c.dev.(kernels.Permuter)
+	return ok
+}
+
+// dwExtra is the workspace per image that batchedDW's transposed copies
+// take beyond the unfolded input: rows·positions for the columns and
+// Out·positions for dy.
+func (c *Conv2d) dwExtra() int {
+	return (c.geom.ColRows() + c.cfg.Out) * c.geom.ColCols()
 }
 
 // transposedDx reports whether Backward computes dx as the convolution of
@@ -171,6 +208,23 @@ func (c *Conv2d) unfold(x kernels.Buffer, i0, nimg int) (col kernels.Buffer, off
 	col = Workspace(c.dev).Get(nimg * per)
 	c.dev.Im2col(col, x, c.geom, i0, nimg)
 	return col, 0
+}
+
+// backwardDW adds a chunk's share of dW as one GEMM (see batchedDW): col
+// holds images [i0, i0+nimg) unfolded from off; ws has room for their
+// transposed copies from wsOff.
+func (c *Conv2d) backwardDW(dy *Tensor, col kernels.Buffer, off int, ws kernels.Buffer, wsOff, i0, nimg int) {
+	p := c.dev.(kernels.Permuter)
+	rows, cols, out := c.geom.ColRows(), c.geom.ColCols(), c.cfg.Out
+	k := nimg * cols
+	colT, dyT := wsOff, wsOff+rows*k
+	// colT[r][i][j] = col[i][r][j] and dyT[o][i][j] = dy[i0+i][o][j].
+	p.CopyStrided(ws, colT, [4]int{0, cols, k, 1}, col, off, [4]int{0, rows * cols, cols, 1}, [4]int{1, nimg, rows, cols})
+	p.CopyStrided(ws, dyT, [4]int{0, cols, k, 1}, dy.Data, i0*out*cols, [4]int{0, out * cols, cols, 1}, [4]int{1, nimg, out, cols})
+	c.dev.GemmStrided(false, true, out, rows, k, 1,
+		ws, dyT, k, 0,
+		ws, colT, k, 0,
+		1, c.weight.Grad.Data, 0, rows, 0, 1)
 }
 
 // Forward convolves x [N, In, H, W] into [N, Out, OH, OW], owned by c.
@@ -268,14 +322,33 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 		d.Fill(dx.Data, 0) // Col2im accumulates
 	}
 	step := c.chunk(n, true)
+	bdw := c.batchedDW()
 	for i0 := 0; i0 < n; i0 += step {
 		nimg := min(step, n-i0)
-		col, off := c.unfold(c.x.Data, i0, nimg)
+		var col kernels.Buffer
+		var off int
+		if bdw {
+			// One workspace for the unfolded input and, behind it, the
+			// transposed copies.
+			per := 0
+			if !direct {
+				per = rows * cols
+			}
+			ws := Workspace(d).Get(nimg * (per + c.dwExtra()))
+			col, off = c.x.Data, i0*rows*cols
+			if !direct {
+				d.Im2col(ws, c.x.Data, c.geom, i0, nimg)
+				col, off = ws, 0
+			}
+			c.backwardDW(dy, col, off, ws, nimg*per, i0, nimg)
+		} else {
+			col, off = c.unfold(c.x.Data, i0, nimg)
+		}
 		// dW += dy·colᵀ, image by image, the groups of one image as one
 		// strided batch (their blocks of dW are disjoint). Batching over
 		// images instead would make every output land on the same
 		// matrix, which races on devices that run a batch in parallel.
-		for i := 0; i < nimg; i++ {
+		for i := 0; i < nimg && !bdw; i++ {
 			d.GemmStrided(false, true, og, rg, cols, 1,
 				dy.Data, (i0+i)*cfg.Out*cols, cols, og*cols,
 				col, off+i*rows*cols, cols, rg*cols,

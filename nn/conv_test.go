@@ -6,9 +6,17 @@ import (
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/nntest"
 )
+
+// launchBound is the CPU device claiming to be kernels.LaunchBound, so that
+// the layers' GPU paths (Conv2d's batched dW) run, and are checked, here.
+type launchBound struct{ *cpu.Device }
+
+func (launchBound) LaunchBound() bool { return true }
 
 func TestConv2dParity(t *testing.T) {
 	f := fixture.Load(t, "layers_cnn_conv")
@@ -16,21 +24,25 @@ func TestConv2dParity(t *testing.T) {
 	// Every case runs with the whole batch unfolded at once, one image at
 	// a time, and two at a time (leaving a partial last chunk for odd
 	// batches), so that the chunk offsets and the tap's accumulation over
-	// chunks are checked too.
-	for _, perChunk := range []int{0, 1, 2} {
-		for _, c := range cases {
-			t.Run(fmt.Sprintf("chunk%d/%s", perChunk, c), func(t *testing.T) {
-				var cfg nn.Conv2dConfig
-				if err := json.Unmarshal(metas[c].Cfg, &cfg); err != nil {
-					t.Fatal(err)
-				}
-				_, ys := fixture.Floats(t, f, c+"/y")
-				ws := nn.Workspace(cnnDevice())
-				defer ws.SetLimit(0)
-				ws.SetLimit(perChunk * cfg.In * cfg.Kernel * cfg.Kernel * ys[2] * ys[3])
-				conv := nn.NewConv2d(cnnDevice(), "layer", cfg, cnnRNG(1))
-				cnnParity(t, f, c, metas[c], conv, 1e-4)
-			})
+	// chunks are checked too; on the CPU as it is and as a launch-bound
+	// device.
+	devs := map[string]kernels.Device{"cpu": cnnDevice(), "launchbound": launchBound{cnnDevice().(*cpu.Device)}}
+	for devName, dev := range devs {
+		for _, perChunk := range []int{0, 1, 2} {
+			for _, c := range cases {
+				t.Run(fmt.Sprintf("%s/chunk%d/%s", devName, perChunk, c), func(t *testing.T) {
+					var cfg nn.Conv2dConfig
+					if err := json.Unmarshal(metas[c].Cfg, &cfg); err != nil {
+						t.Fatal(err)
+					}
+					_, ys := fixture.Floats(t, f, c+"/y")
+					ws := nn.Workspace(dev)
+					defer ws.SetLimit(0)
+					ws.SetLimit(perChunk * cfg.In * cfg.Kernel * cfg.Kernel * ys[2] * ys[3])
+					conv := nn.NewConv2d(dev, "layer", cfg, cnnRNG(1))
+					cnnParity(t, f, c, metas[c], conv, 1e-4)
+				})
+			}
 		}
 	}
 }

@@ -443,6 +443,9 @@ func (d *Device) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, s
 
 var _ kernels.Permuter = (*Device)(nil)
 
+// LaunchBound is true: every method is at least one kernel launch.
+func (d *Device) LaunchBound() bool { return true }
+
 // Fill sets every element of b to v (its bit pattern, NaNs included).
 func (d *Device) Fill(b kernels.Buffer, v float32) {
 	cb := d.buf(b, "Fill", "b")
