@@ -343,16 +343,17 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 			c.backwardDW(dy, col, off, ws, nimg*per, i0, nimg)
 		} else {
 			col, off = c.unfold(c.x.Data, i0, nimg)
-		}
-		// dW += dy·colᵀ, image by image, the groups of one image as one
-		// strided batch (their blocks of dW are disjoint). Batching over
-		// images instead would make every output land on the same
-		// matrix, which races on devices that run a batch in parallel.
-		for i := 0; i < nimg && !bdw; i++ {
-			d.GemmStrided(false, true, og, rg, cols, 1,
-				dy.Data, (i0+i)*cfg.Out*cols, cols, og*cols,
-				col, off+i*rows*cols, cols, rg*cols,
-				1, c.weight.Grad.Data, 0, rg, og*rg, groups)
+			// dW += dy·colᵀ, image by image, the groups of one image as
+			// one strided batch (their blocks of dW are disjoint).
+			// Batching over images instead would make every output land
+			// on the same matrix, which races on devices that run a
+			// batch in parallel.
+			for i := 0; i < nimg; i++ {
+				d.GemmStrided(false, true, og, rg, cols, 1,
+					dy.Data, (i0+i)*cfg.Out*cols, cols, og*cols,
+					col, off+i*rows*cols, cols, rg*cols,
+					1, c.weight.Grad.Data, 0, rg, og*rg, groups)
+			}
 		}
 		if tdx {
 			c.backwardDxTransposed(dy, dx, i0, nimg)
