@@ -30,7 +30,9 @@ type MultiHeadSelfAttention struct {
 	scale     float32
 	qkvBias   bool
 	qkv, proj *Linear
+	params    []*Param
 	training  bool
+	hook      backwardHook
 
 	// State of the last Forward, read by Backward.
 	x      *Tensor
@@ -58,13 +60,15 @@ func NewMultiHeadSelfAttention(dev kernels.Device, name string, dim, heads int, 
 		panic(fmt.Sprintf("nn: %s: %d heads do not divide dimension %d", layerName(name, "MultiHeadSelfAttention"), heads, dim))
 	}
 	dh := dim / heads
-	return &MultiHeadSelfAttention{
+	a := &MultiHeadSelfAttention{
 		dev: dev, name: name, dim: dim, dh: dh, heads: heads, qkvBias: qkvBias,
 		scale:    float32(1 / math.Sqrt(float64(dh))),
 		qkv:      NewLinear(dev, join(name, "qkv"), dim, 3*dim, qkvBias, rng),
 		proj:     NewLinear(dev, join(name, "proj"), dim, dim, true, rng),
 		training: true,
 	}
+	a.params = collectParams([]Module{a.qkv, a.proj})
+	return a
 }
 
 func (a *MultiHeadSelfAttention) label() string { return layerName(a.name, "MultiHeadSelfAttention") }
@@ -155,7 +159,7 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	B, N, D := a.b, a.n, a.dim
 	qkv := a.qkvOut
 
-	dctx := a.proj.Backward(dy)
+	dctx := a.hook.back(a.proj, dy)
 	dqkv := a.dqkv.ensure(d, qkv.Shape)
 	// dV = Pᵀ·dctx, written into the V columns of dqkv.
 	for i := 0; i < h; i++ {
@@ -186,12 +190,12 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 			qkv.Data, i*dh, 3*D, N*3*D,
 			0, dqkv.Data, D+i*dh, 3*D, N*3*D, B)
 	}
-	return a.qkv.Backward(dqkv)
+	return a.hook.back(a.qkv, dqkv)
 }
 
 // Params returns qkv's then proj's parameters, in state_dict order.
 func (a *MultiHeadSelfAttention) Params() []*Param {
-	return append(append([]*Param(nil), a.qkv.Params()...), a.proj.Params()...)
+	return a.params
 }
 
 // SetTraining switches the layer and its projections between modes; the
@@ -204,6 +208,10 @@ func (a *MultiHeadSelfAttention) SetTraining(on bool) {
 
 // Children returns qkv and proj.
 func (a *MultiHeadSelfAttention) Children() []Module { return []Module{a.qkv, a.proj} }
+
+// SetBackwardHook makes Backward report proj, then qkv, as their gradients
+// become final (see BackwardHooker).
+func (a *MultiHeadSelfAttention) SetBackwardHook(fn func(Module)) { a.hook.fn = fn }
 
 // QKV returns the fused projection, whose V rows MAC treats with X̄ and t̄.
 func (a *MultiHeadSelfAttention) QKV() Tapped { return a.qkv }

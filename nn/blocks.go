@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/macdist/macdist/kernels"
 )
@@ -61,6 +62,7 @@ type BasicBlock struct {
 	res      residual
 	children []Module
 	params   []*Param
+	hook     backwardHook
 }
 
 // NewBasicBlock returns a BasicBlock from in to out channels whose first
@@ -100,14 +102,19 @@ func (b *BasicBlock) Forward(x *Tensor) *Tensor {
 
 // Backward returns the sum of the gradients through both paths.
 func (b *BasicBlock) Backward(dy *Tensor) *Tensor {
-	ds := b.ReLU2.Backward(dy)
-	d := b.Conv1.Backward(b.BN1.Backward(b.ReLU1.Backward(b.Conv2.Backward(b.BN2.Backward(ds)))))
+	h := &b.hook
+	ds := h.back(b.ReLU2, dy)
+	d := h.back(b.Conv1, h.back(b.BN1, h.back(b.ReLU1, h.back(b.Conv2, h.back(b.BN2, ds)))))
 	dsc := ds
 	if b.Downsample != nil {
-		dsc = b.Downsample.Backward(ds)
+		dsc = h.back(b.Downsample, ds)
 	}
 	return b.res.addGrad(d, dsc)
 }
+
+// SetBackwardHook makes Backward report each layer as its gradients become
+// final (see BackwardHooker).
+func (b *BasicBlock) SetBackwardHook(fn func(Module)) { b.hook.set(fn, b.children) }
 
 // Params returns every state_dict entry, in torchvision's order.
 func (b *BasicBlock) Params() []*Param { return b.params }
@@ -138,6 +145,7 @@ type Bottleneck struct {
 	res      residual
 	children []Module
 	params   []*Param
+	hook     backwardHook
 }
 
 // BottleneckExpansion is the ratio of a Bottleneck's output channels to its
@@ -184,15 +192,20 @@ func (b *Bottleneck) Forward(x *Tensor) *Tensor {
 
 // Backward returns the sum of the gradients through both paths.
 func (b *Bottleneck) Backward(dy *Tensor) *Tensor {
-	ds := b.ReLU3.Backward(dy)
-	d := b.ReLU2.Backward(b.Conv3.Backward(b.BN3.Backward(ds)))
-	d = b.Conv1.Backward(b.BN1.Backward(b.ReLU1.Backward(b.Conv2.Backward(b.BN2.Backward(d)))))
+	h := &b.hook
+	ds := h.back(b.ReLU3, dy)
+	d := h.back(b.ReLU2, h.back(b.Conv3, h.back(b.BN3, ds)))
+	d = h.back(b.Conv1, h.back(b.BN1, h.back(b.ReLU1, h.back(b.Conv2, h.back(b.BN2, d)))))
 	dsc := ds
 	if b.Downsample != nil {
-		dsc = b.Downsample.Backward(ds)
+		dsc = h.back(b.Downsample, ds)
 	}
 	return b.res.addGrad(d, dsc)
 }
+
+// SetBackwardHook makes Backward report each layer as its gradients become
+// final (see BackwardHooker).
+func (b *Bottleneck) SetBackwardHook(fn func(Module)) { b.hook.set(fn, b.children) }
 
 // Params returns every state_dict entry, in torchvision's order.
 func (b *Bottleneck) Params() []*Param { return b.params }
@@ -223,6 +236,7 @@ type WideBlock struct {
 	res      residual
 	children []Module
 	params   []*Param
+	hook     backwardHook
 }
 
 // NewWideBlock returns a WideBlock from in to out channels whose first
@@ -268,16 +282,21 @@ func (b *WideBlock) Forward(x *Tensor) *Tensor {
 
 // Backward returns the sum of the gradients through both paths.
 func (b *WideBlock) Backward(dy *Tensor) *Tensor {
-	da := b.Conv1.Backward(b.BN2.Backward(b.ReLU2.Backward(b.Drop.Backward(b.Conv2.Backward(dy)))))
+	h := &b.hook
+	da := h.back(b.Conv1, h.back(b.BN2, h.back(b.ReLU2, h.back(b.Drop, h.back(b.Conv2, dy)))))
 	if b.ConvShortcut == nil {
-		return b.res.addGrad(b.BN1.Backward(b.ReLU1.Backward(da)), dy)
+		return b.res.addGrad(h.back(b.BN1, h.back(b.ReLU1, da)), dy)
 	}
 	// Both paths start from a, so their gradients meet there; the sum
 	// lives in the residual's dx slot, which this path does not use
 	// otherwise.
-	da = b.res.addGrad(da, b.ConvShortcut.Backward(dy))
-	return b.BN1.Backward(b.ReLU1.Backward(da))
+	da = b.res.addGrad(da, h.back(b.ConvShortcut, dy))
+	return h.back(b.BN1, h.back(b.ReLU1, da))
 }
+
+// SetBackwardHook makes Backward report each layer as its gradients become
+// final (see BackwardHooker).
+func (b *WideBlock) SetBackwardHook(fn func(Module)) { b.hook.set(fn, b.children) }
 
 // Params returns every state_dict entry, in the reference code's order.
 func (b *WideBlock) Params() []*Param { return b.params }
@@ -288,12 +307,14 @@ func (b *WideBlock) SetTraining(on bool) { setTraining(b.children, on) }
 // Children returns the layers in forward order, the shortcut last.
 func (b *WideBlock) Children() []Module { return b.children }
 
+// collectParams concatenates the modules' parameters into a slice of its
+// own, clipped so that a caller's append cannot write into it.
 func collectParams(mods []Module) []*Param {
 	var ps []*Param
 	for _, m := range mods {
 		ps = append(ps, m.Params()...)
 	}
-	return ps
+	return slices.Clip(ps)
 }
 
 func setTraining(mods []Module, on bool) {

@@ -16,6 +16,7 @@ type LayerNorm struct {
 	eps    float32
 	weight *Param
 	bias   *Param
+	params []*Param
 
 	x          *Tensor // input of the last Forward, read by Backward
 	y, dx      slot
@@ -33,6 +34,7 @@ func NewLayerNorm(dev kernels.Device, name string, dim int, eps float32) *LayerN
 	l := &LayerNorm{dev: dev, name: name, dim: dim, eps: eps}
 	l.weight = &Param{Name: join(name, "weight"), Kind: KindNorm, Value: NewTensor(dev, dim), Grad: NewTensor(dev, dim)}
 	l.bias = &Param{Name: join(name, "bias"), Kind: KindNorm, Value: NewTensor(dev, dim), Grad: NewTensor(dev, dim)}
+	l.params = []*Param{l.weight, l.bias}
 	dev.Fill(l.weight.Value.Data, 1)
 	return l
 }
@@ -69,7 +71,7 @@ func (l *LayerNorm) Backward(dy *Tensor) *Tensor {
 }
 
 // Params returns weight and bias.
-func (l *LayerNorm) Params() []*Param { return []*Param{l.weight, l.bias} }
+func (l *LayerNorm) Params() []*Param { return l.params }
 
 // SetTraining does nothing: LayerNorm behaves the same in both modes.
 func (l *LayerNorm) SetTraining(bool) {}

@@ -5,18 +5,14 @@ package nn
 // torchvision "downsample" is built as convolution "….downsample.0" and norm
 // "….downsample.1".
 type Sequential struct {
-	mods          []Module
-	params        []*Param
-	afterBackward func(Module)
+	mods   []Module
+	params []*Param
+	hook   backwardHook
 }
 
 // NewSequential returns a Sequential of mods, in forward order.
 func NewSequential(mods ...Module) *Sequential {
-	s := &Sequential{mods: mods}
-	for _, m := range mods {
-		s.params = append(s.params, m.Params()...)
-	}
-	return s
+	return &Sequential{mods: mods, params: collectParams(mods)}
 }
 
 // Forward runs every module in order.
@@ -30,19 +26,14 @@ func (s *Sequential) Forward(x *Tensor) *Tensor {
 // Backward runs every module's Backward in reverse order.
 func (s *Sequential) Backward(dy *Tensor) *Tensor {
 	for i := len(s.mods) - 1; i >= 0; i-- {
-		dy = s.mods[i].Backward(dy)
-		if s.afterBackward != nil {
-			s.afterBackward(s.mods[i])
-		}
+		dy = s.hook.back(s.mods[i], dy)
 	}
 	return dy
 }
 
-// SetBackwardHook makes Backward call fn with each module right after that
-// module's Backward, when its parameters' gradients are final for the step
-// (nil removes the hook). A data-parallel trainer uses it to start the
-// all-reduce of those gradients while backward goes on.
-func (s *Sequential) SetBackwardHook(fn func(Module)) { s.afterBackward = fn }
+// SetBackwardHook makes Backward report every layer inside s as its
+// gradients become final (see BackwardHooker); nil removes the hook.
+func (s *Sequential) SetBackwardHook(fn func(Module)) { s.hook.set(fn, s.mods) }
 
 // Params concatenates the modules' parameters in order.
 func (s *Sequential) Params() []*Param { return s.params }

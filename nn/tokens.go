@@ -19,6 +19,7 @@ type TokenEmbed struct {
 	name        string
 	tokens, dim int
 	cls, pos    *Param
+	params      []*Param
 	x           *Tensor
 	y, dx       slot
 	sum         kernels.Buffer // Σ_b dy[b], (tokens+1)·dim
@@ -45,6 +46,7 @@ func NewTokenEmbed(dev kernels.Device, name string, tokens, dim int, rng *rand.R
 	// a model builder that wants that overwrites it.
 	dev.Upload(e.cls.Value.Data, truncNormal(rng, dim, 0.02))
 	dev.Upload(e.pos.Value.Data, truncNormal(rng, (tokens+1)*dim, 0.02))
+	e.params = []*Param{e.cls, e.pos}
 	e.sum = dev.Alloc((tokens + 1) * dim)
 	e.sumCls = dev.View(e.sum, 0, dim)
 	return e
@@ -105,7 +107,7 @@ func (e *TokenEmbed) Backward(dy *Tensor) *Tensor {
 }
 
 // Params returns cls_token and pos_embed, in timm's state_dict order.
-func (e *TokenEmbed) Params() []*Param { return []*Param{e.cls, e.pos} }
+func (e *TokenEmbed) Params() []*Param { return e.params }
 
 // SetTraining does nothing: position dropout is not implemented.
 func (e *TokenEmbed) SetTraining(bool) {}

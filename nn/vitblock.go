@@ -23,6 +23,8 @@ type ViTBlock struct {
 	attn         *MultiHeadSelfAttention
 	fc1, fc2     *Linear
 	act          *GELU
+	hook         backwardHook
+	params       []*Param
 
 	x     *Tensor
 	h, y  slot // the two residual sums
@@ -40,7 +42,7 @@ func NewViTBlock(dev kernels.Device, name string, dim, heads int, mlpRatio float
 	if hidden <= 0 {
 		panic(fmt.Sprintf("nn: %s: MLP ratio %g gives hidden width %d", layerName(name, "ViTBlock"), mlpRatio, hidden))
 	}
-	return &ViTBlock{
+	v := &ViTBlock{
 		dev: dev, name: name, dim: dim,
 		norm1: NewLayerNorm(dev, join(name, "norm1"), dim, 1e-6),
 		attn:  NewMultiHeadSelfAttention(dev, join(name, "attn"), dim, heads, true, rng),
@@ -49,6 +51,8 @@ func NewViTBlock(dev kernels.Device, name string, dim, heads int, mlpRatio float
 		act:   NewGELU(dev, false),
 		fc2:   NewLinear(dev, join(name, "mlp.fc2"), hidden, dim, true, rng),
 	}
+	v.params = collectParams(v.Children())
+	return v
 }
 
 func (v *ViTBlock) label() string { return layerName(v.name, "ViTBlock") }
@@ -77,23 +81,18 @@ func (v *ViTBlock) Backward(dy *Tensor) *Tensor {
 		gradPanic(v.label(), dy.Shape, v.shape[:])
 	}
 	d := v.dev
-	dm := v.norm2.Backward(v.fc1.Backward(v.act.Backward(v.fc2.Backward(dy))))
+	h := &v.hook
+	dm := h.back(v.norm2, h.back(v.fc1, h.back(v.act, h.back(v.fc2, dy))))
 	dh := v.dh.ensure(d, v.shape[:])
 	d.Add(dh.Data, dy.Data, dm.Data)
-	da := v.norm1.Backward(v.attn.Backward(dh))
+	da := h.back(v.norm1, h.back(v.attn, dh))
 	dx := v.dx.ensure(d, v.shape[:])
 	d.Add(dx.Data, dh.Data, da.Data)
 	return dx
 }
 
 // Params returns every parameter in timm's state_dict order.
-func (v *ViTBlock) Params() []*Param {
-	var ps []*Param
-	for _, m := range v.Children() {
-		ps = append(ps, m.Params()...)
-	}
-	return ps
-}
+func (v *ViTBlock) Params() []*Param { return v.params }
 
 // SetTraining passes the mode on to every sublayer.
 func (v *ViTBlock) SetTraining(on bool) {
@@ -106,6 +105,13 @@ func (v *ViTBlock) SetTraining(on bool) {
 // forward order.
 func (v *ViTBlock) Children() []Module {
 	return []Module{v.norm1, v.attn, v.norm2, v.fc1, v.act, v.fc2}
+}
+
+// SetBackwardHook makes Backward report each layer as its gradients become
+// final (see BackwardHooker).
+func (v *ViTBlock) SetBackwardHook(fn func(Module)) {
+	v.hook.fn = fn
+	v.attn.SetBackwardHook(fn)
 }
 
 // Attn returns the block's attention layer.

@@ -181,8 +181,8 @@ func (m *Model) Backward(dy *nn.Tensor) *nn.Tensor { return m.root.Backward(dy) 
 // Params returns the state_dict entries in the PyTorch original's order.
 func (m *Model) Params() []*nn.Param { return m.params }
 
-// SetBackwardHook calls fn after the Backward of each of the model's
-// top-level modules (see nn.Sequential.SetBackwardHook).
+// SetBackwardHook makes Backward report each layer as its gradients become
+// final (see nn.BackwardHooker).
 func (m *Model) SetBackwardHook(fn func(nn.Module)) { m.root.SetBackwardHook(fn) }
 
 // SetTraining switches every layer between training and evaluation mode.

@@ -436,6 +436,14 @@ func TestStepAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(3, step); n != 0 {
 			t.Errorf("%s: %v allocations per training step", tc.name, n)
 		}
+		// A data-parallel trainer's hook asks each reported layer for
+		// its parameters.
+		params := 0
+		m.SetBackwardHook(func(mod nn.Module) { params += len(mod.Params()) })
+		if n := testing.AllocsPerRun(3, step); n != 0 || params == 0 {
+			t.Errorf("%s: %v allocations per training step with a backward hook (%d parameters reported)", tc.name, n, params)
+		}
+		m.SetBackwardHook(nil)
 	}
 }
 
@@ -453,5 +461,102 @@ func newStep(dev kernels.Device, m *models.Model, batch int) func() {
 		ce.Forward(m.Forward(x), labels)
 		m.Backward(ce.Backward())
 		nn.ZeroGrad(dev, ps)
+	}
+}
+
+// TestBackwardHook checks what a data-parallel trainer relies on to
+// overlap the all-reduce with backward: the hook reports every trainable
+// parameter exactly once, with its final gradient, layer by layer (never a
+// block), while backward still runs (the last layer reported still has a
+// zero gradient when the first is).
+func TestBackwardHook(t *testing.T) {
+	dev := cpu.New()
+	for _, tc := range []struct {
+		name string
+		cfg  models.Config
+	}{
+		{"lenet5", models.Config{}},
+		{"resnet20", models.Config{Depth: 8, ImageSize: 16}},
+		{"resnet50", models.Config{ImageSize: 32, Classes: 10}},
+		{"wrn28-10", models.Config{Depth: 10, Width: 1, ImageSize: 16}},
+		{"vit-tiny-cifar", models.Config{Depth: 2, ImageSize: 16}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && tc.name == "resnet50" {
+				t.Skip("resnet50 is slow for -short")
+			}
+			m := mustNew(t, dev, tc.name, tc.cfg)
+			grad := func(p *nn.Param) []float64 { return values(dev, &nn.Param{Value: p.Grad}) }
+			type report struct {
+				p        *nn.Param
+				grad     []float64
+				lastZero bool // the last-reported layer's gradient is zero
+			}
+			var (
+				reports []report
+				last    *nn.Param // of the previous pass
+			)
+			m.SetBackwardHook(func(mod nn.Module) {
+				if _, ok := mod.(nn.BackwardHooker); ok {
+					t.Errorf("reported %T, which reports its own layers", mod)
+				}
+				if c, ok := mod.(nn.Container); ok {
+					withParams := 0
+					for _, ch := range c.Children() {
+						if len(ch.Params()) > 0 {
+							withParams++
+						}
+					}
+					if withParams > 1 {
+						t.Errorf("reported %T, a container of %d layers", mod, withParams)
+					}
+				}
+				zero := last != nil && !slices.ContainsFunc(grad(last), func(v float64) bool { return v != 0 })
+				for _, p := range mod.Params() {
+					if p.Trainable() {
+						reports = append(reports, report{p, grad(p), zero})
+					}
+				}
+			})
+			x := randInput(dev, m.InputShape(2), 3)
+			ce := nn.NewCrossEntropyLoss(dev, 0)
+			step := func() {
+				reports = reports[:0]
+				nn.ZeroGrad(dev, m.Params())
+				ce.Forward(m.Forward(x), []int32{0, 1})
+				m.Backward(ce.Backward())
+			}
+			step()
+			last = reports[len(reports)-1].p
+			step() // the same reports, now knowing which comes last
+
+			seen := map[*nn.Param]bool{}
+			for _, r := range reports {
+				if seen[r.p] {
+					t.Errorf("%s reported twice", r.p.Name)
+				}
+				seen[r.p] = true
+				if !slices.Equal(grad(r.p), r.grad) {
+					t.Errorf("%s reported before its gradient was final", r.p.Name)
+				}
+			}
+			for _, p := range m.Params() {
+				if p.Trainable() && !seen[p] {
+					t.Errorf("%s never reported", p.Name)
+				}
+			}
+			if !reports[0].lastZero {
+				t.Errorf("first report %s came after %s's gradient was written: not during backward", reports[0].p.Name, last.Name)
+			}
+
+			// Removing the hook removes it everywhere.
+			calls := 0
+			m.SetBackwardHook(func(nn.Module) { calls++ })
+			m.SetBackwardHook(nil)
+			step()
+			if calls != 0 {
+				t.Errorf("%d reports after the hook was removed", calls)
+			}
+		})
 	}
 }
