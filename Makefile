@@ -3,7 +3,8 @@
 #   make setup     install the system packages (OpenBLAS, Fashion-MNIST) with apt
 #   make build     go build ./... and bin/macdist
 #   make test      install the test packages (Prometheus, g++) if missing; vet, gofmt check,
-#                  go test ./..., -race on the concurrent packages, kernels/cuda on an emulated GPU
+#                  go test ./..., -race on the concurrent packages, kernels/cuda and
+#                  collective/nccl on an emulated GPU and NCCL
 #   make lint      gofmt and go vet only
 #   make bench     kernel GEMM benchmarks, then macdist vs PyTorch on the same models
 #   make fixtures  regenerate the PyTorch reference fixtures (needs Debian's python3-torch)
@@ -55,9 +56,11 @@ endif
 	$(MAKE) --no-print-directory test-cuda-emu
 
 # kernels/cuda's tests, the conformance suite included, on an emulated GPU:
-# the CUDA kernels compiled for the host behind a fake libcuda and cuBLAS.
+# the CUDA kernels compiled for the host behind a fake libcuda and cuBLAS;
+# then collective/nccl's, behind a stand-in libnccl.so.2 as well.
 test-cuda-emu:
 	kernels/cuda/emu/run.sh
+	collective/nccl/emu/run.sh
 
 # Steps are chosen so the whole target takes a few minutes on 2 cores.
 BENCH_MODELS ?= lenet5 resnet20 vit-tiny-cifar

@@ -362,12 +362,3 @@ func TestRendezvousLateJoiner(t *testing.T) {
 		t.Errorf("round took %v, want no last-call wait", d)
 	}
 }
-
-func TestNaturalLess(t *testing.T) {
-	in := []string{"node-10", "node-2", "node-1", "a", "node-02x", "node-2a", "b1"}
-	sort.Slice(in, func(i, j int) bool { return NaturalLess(in[i], in[j]) })
-	want := "a,b1,node-1,node-2,node-2a,node-02x,node-10"
-	if strings.Join(in, ",") != want {
-		t.Errorf("got %v, want %s", in, want)
-	}
-}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/macdist/macdist/internal/natural"
 )
 
 // NodeMeta is what a node tells the others about itself through gossip.
@@ -167,7 +169,7 @@ func (m *Membership) Members() []Member {
 		if out[i].Meta.Started != out[j].Meta.Started {
 			return out[i].Meta.Started < out[j].Meta.Started
 		}
-		return NaturalLess(out[i].Name, out[j].Name)
+		return natural.Less(out[i].Name, out[j].Name)
 	})
 	return out
 }
@@ -245,42 +247,3 @@ func (e *events) NotifyLeave(*memberlist.Node)      { (*Membership)(e).changed()
 func (e *events) NotifyUpdate(*memberlist.Node)     { (*Membership)(e).changed() }
 
 type events Membership
-
-// NaturalLess orders strings with their digit runs compared as numbers, so
-// that node-2 comes before node-10.
-func NaturalLess(a, b string) bool {
-	for a != "" && b != "" {
-		da, db := digits(a), digits(b)
-		if da > 0 && db > 0 {
-			na, nb := trimZeros(a[:da]), trimZeros(b[:db])
-			if len(na) != len(nb) {
-				return len(na) < len(nb)
-			}
-			if na != nb {
-				return na < nb
-			}
-			a, b = a[da:], b[db:]
-			continue
-		}
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		a, b = a[1:], b[1:]
-	}
-	return len(a) < len(b)
-}
-
-func digits(s string) int {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-func trimZeros(s string) string {
-	for len(s) > 1 && s[0] == '0' {
-		s = s[1:]
-	}
-	return s
-}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pb "github.com/macdist/macdist/cluster/controlpb"
+	"github.com/macdist/macdist/internal/natural"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -158,7 +159,7 @@ func (r *Rendezvous) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinRes
 			for name := range r.round.joined {
 				names = append(names, name)
 			}
-			sort.Slice(names, func(i, j int) bool { return NaturalLess(names[i], names[j]) })
+			sort.Slice(names, func(i, j int) bool { return natural.Less(names[i], names[j]) })
 			delete(r.round.joined, req.Node)
 			if len(r.round.joined) == 0 {
 				r.round = nil
@@ -232,7 +233,7 @@ func (r *Rendezvous) close() {
 		gen = max(gen, p.req.LastGeneration)
 	}
 	gen++
-	sort.Slice(names, func(i, j int) bool { return NaturalLess(names[i], names[j]) })
+	sort.Slice(names, func(i, j int) bool { return natural.Less(names[i], names[j]) })
 	var refused []string
 	if len(names) > r.cfg.MaxNodes {
 		names, refused = names[:r.cfg.MaxNodes], names[r.cfg.MaxNodes:]
@@ -306,7 +307,7 @@ func (r *Rendezvous) Status() *pb.StatusResponse {
 		for name := range r.round.joined {
 			s.Waiting = append(s.Waiting, name)
 		}
-		sort.Slice(s.Waiting, func(i, j int) bool { return NaturalLess(s.Waiting[i], s.Waiting[j]) })
+		sort.Slice(s.Waiting, func(i, j int) bool { return natural.Less(s.Waiting[i], s.Waiting[j]) })
 	}
 	return s
 }

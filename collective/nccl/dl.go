@@ -60,19 +60,6 @@ static void *sym(void *h, const char *name, int required) {
 	return p;
 }
 
-static void *macdist_nccl_dlopen(const char *path, int noload, const char **err) {
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | (noload ? RTLD_NOLOAD : 0));
-	if (h == NULL) *err = dlerror();
-	return h;
-}
-
-static const char *macdist_nccl_where(void *h, const char *name) {
-	Dl_info info;
-	void *p = dlsym(h, name);
-	if (p == NULL || dladdr(p, &info) == 0) return NULL;
-	return info.dli_fname;
-}
-
 static const char *macdist_bind_nccl(void *h) {
 	missing = NULL;
 	nc.GetVersion = sym(h, "ncclGetVersion", 1);
@@ -149,43 +136,18 @@ import "C"
 import (
 	"fmt"
 	"unsafe"
+
+	"github.com/macdist/macdist/internal/dynlib"
 )
 
-const haveCgo = true
-
-type handle unsafe.Pointer
-
-// dlopen opens path (a file, or a bare soname for the loader to find).
-// noload only returns a library that is already loaded.
-func dlopen(path string, noload bool) (handle, error) {
-	cs := C.CString(path)
-	defer C.free(unsafe.Pointer(cs))
-	nl := C.int(0)
-	if noload {
-		nl = 1
-	}
-	var msg *C.char
-	h := C.macdist_nccl_dlopen(cs, nl, &msg)
-	if h == nil {
-		return nil, fmt.Errorf("dlopen %s: %s", path, C.GoString(msg))
-	}
-	return handle(h), nil
-}
-
-func whereFrom(h handle, name string) string {
-	cs := C.CString(name)
-	defer C.free(unsafe.Pointer(cs))
-	return C.GoString(C.macdist_nccl_where(unsafe.Pointer(h), cs))
-}
-
-func bindNCCL(h handle) error {
+func bindNCCL(h dynlib.Lib) error {
 	if m := C.macdist_bind_nccl(unsafe.Pointer(h)); m != nil {
 		return fmt.Errorf("missing symbol %s", C.GoString(m))
 	}
 	return nil
 }
 
-func bindEvents(h handle) error {
+func bindEvents(h dynlib.Lib) error {
 	if m := C.macdist_bind_events(unsafe.Pointer(h)); m != nil {
 		return fmt.Errorf("missing symbol %s", C.GoString(m))
 	}

@@ -3,24 +3,19 @@
 package nccl
 
 import (
-	"errors"
 	"unsafe"
+
+	"github.com/macdist/macdist/internal/dynlib"
 )
 
 // Without cgo there is no dlopen: the library is always missing, and
 // nothing below is reached with a communicator.
 
-const haveCgo = false
+var errNoCgo = dynlib.ErrNoCgo
 
-var errNoCgo = errors.New("built without cgo")
-
-type handle unsafe.Pointer
-
-func dlopen(string, bool) (handle, error) { return nil, errNoCgo }
-func whereFrom(handle, string) string     { return "" }
-func bindNCCL(handle) error               { return errNoCgo }
-func bindEvents(handle) error             { return errNoCgo }
-func ncclVersion() (int, error)           { return 0, errNoCgo }
+func bindNCCL(dynlib.Lib) error   { return errNoCgo }
+func bindEvents(dynlib.Lib) error { return errNoCgo }
+func ncclVersion() (int, error)   { return 0, errNoCgo }
 func ncclUniqueID() ([IDBytes]byte, error) {
 	return [IDBytes]byte{}, errNoCgo
 }

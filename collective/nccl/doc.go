@@ -4,9 +4,9 @@
 //
 // # The library, found at run time
 //
-// libnccl.so.2 is opened with dlopen by a small cgo shim (dl.go) whose
-// function pointers are declared from nccl.h's public signatures, as
-// kernels/cuda does for the driver and cuBLAS: nothing of NCCL or CUDA is
+// libnccl.so.2 is found and opened by internal/dynlib, as kernels/cuda's
+// driver and cuBLAS are, and bound by a small cgo shim (dl.go) whose
+// function pointers are declared from nccl.h's public signatures: nothing of NCCL or CUDA is
 // needed to build, a machine without NCCL gets an error naming the library
 // and how to install it, and Probe reports what was found for `macdist
 // doctor`. It is looked for where kernels/cuda looks for cuBLAS: the

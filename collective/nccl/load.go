@@ -4,78 +4,46 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 
+	"github.com/macdist/macdist/internal/dynlib"
 	"github.com/macdist/macdist/kernels/cuda"
 )
 
 var (
 	libOnce sync.Once
-	lib     cuda.Library // how libnccl.so.2 was found, in kernels/cuda's terms
-	libVer  int          // ncclGetVersion's code
+	lib     dynlib.Library // how libnccl.so.2 was found
+	libVer  int            // ncclGetVersion's code
 
 	evOnce sync.Once
 	evErr  error
 )
 
-// openFrom dlopens the candidates in order and binds the first that loads
-// and has every symbol.
-func openFrom(cands []candidate) cuda.Library {
-	var l cuda.Library
-	for _, c := range cands {
-		h, err := dlopen(c.Path, false)
-		if err == nil {
-			if err = bindNCCL(h); err != nil {
-				err = fmt.Errorf("%s: %w", c.Path, err)
-			}
-		}
-		if err != nil {
-			l.Tried = append(l.Tried, cuda.Attempt{Path: c.Path, Where: c.Where, Err: err.Error()})
-			continue
-		}
-		l.Tried = append(l.Tried, cuda.Attempt{Path: c.Path, Where: c.Where})
-		l.Name = soname
-		if l.Path = whereFrom(h, "ncclGetVersion"); l.Path == "" {
-			l.Path = c.Path
-		}
-		l.Where = c.Where
-		return l
+// openFrom opens the first candidate that loads and has every symbol.
+func openFrom(cands []dynlib.Candidate) dynlib.Library {
+	l, _ := dynlib.OpenFirst(cands, bindNCCL, "ncclGetVersion", nil)
+	if l.Err != nil {
+		l.Err = missingError(l.Tried)
 	}
-	l.Err = missingError(l.Tried)
 	return l
 }
 
 // missingError says that NCCL is missing, what provides it and what was
 // tried.
-func missingError(tried []cuda.Attempt) error {
-	if !haveCgo {
+func missingError(tried []dynlib.Attempt) error {
+	if !dynlib.Available {
 		return errors.New("nccl: " + soname + " cannot be loaded: this binary was built without cgo (build with CGO_ENABLED=1 and a C compiler)")
 	}
 	return fmt.Errorf("nccl: %s not found: install it with pip (pip install nvidia-nccl-cu13 for CUDA 13, "+
 		"nvidia-nccl-cu12 for CUDA 12; PyTorch's CUDA wheels bring it) or from NVIDIA's CUDA apt repository "+
 		"(libnccl2), or set %s to the folder that holds it; tried: %s",
-		soname, cuda.EnvLibs, triedText(tried))
-}
-
-func triedText(tried []cuda.Attempt) string {
-	if len(tried) == 0 {
-		return "nothing to try"
-	}
-	parts := make([]string, len(tried))
-	for i, a := range tried {
-		parts[i] = a.Path + " (" + a.Where + ")"
-		if a.Err != "" {
-			parts[i] += ": " + a.Err
-		}
-	}
-	return strings.Join(parts, "; ")
+		soname, cuda.EnvLibs, dynlib.TriedText(tried))
 }
 
 // load opens libnccl.so.2 once per process.
 func load() error {
 	libOnce.Do(func() {
-		lib = openFrom(osSearchEnv().plan())
+		lib = openFrom(plan(dynlib.Search{}))
 		if lib.Err == nil {
 			v, err := ncclVersion()
 			if err != nil {
@@ -93,10 +61,10 @@ func load() error {
 // the same driver.
 func loadEvents() error {
 	evOnce.Do(func() {
-		h, err := dlopen("libcuda.so.1", true)
+		h, err := dynlib.Open("libcuda.so.1", dynlib.NoLoad)
 		if err != nil {
 			if p := cuda.Probe().Driver.Path; p != "" {
-				h, err = dlopen(p, false)
+				h, err = dynlib.Open(p, 0)
 			}
 		}
 		if err != nil {
@@ -124,7 +92,7 @@ func VersionText(code int) string {
 
 // Report is what Probe found, for `macdist doctor`.
 type Report struct {
-	Library cuda.Library
+	Library dynlib.Library
 	Version string // such as 2.28.9; "" if not loaded
 	Err     error  // why New would fail for want of the library, or nil
 }

@@ -2,60 +2,37 @@ package nccl
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/macdist/macdist/internal/dynlib"
+	"github.com/macdist/macdist/internal/dynlib/dynlibtest"
 	"github.com/macdist/macdist/kernels/cuda"
 )
 
-func touch(t *testing.T, root, rel string) string {
-	t.Helper()
-	p := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte("not a shared library"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func testEnv(root string, env map[string]string) searchEnv {
-	return searchEnv{getenv: func(k string) string { return env[k] }, glob: filepath.Glob, root: root, noLoader: true}
-}
-
-func where(cs []candidate) []string {
-	var out []string
-	for _, c := range cs {
-		out = append(out, c.Path+" ("+c.Where+")")
-	}
-	return out
-}
-
 func TestSearchOrder(t *testing.T) {
 	root := t.TempDir()
-	envA := touch(t, root, "envA/libnccl.so.2")
-	envB := touch(t, root, "envB/libnccl.so.2")
-	cuda13 := touch(t, root, "usr/local/cuda-13.0/lib64/libnccl.so.2")
-	cuda9 := touch(t, root, "usr/local/cuda-9.2/lib64/libnccl.so.2")
+	envA := dynlibtest.Touch(t, root, "envA/libnccl.so.2")
+	envB := dynlibtest.Touch(t, root, "envB/libnccl.so.2")
+	cuda13 := dynlibtest.Touch(t, root, "usr/local/cuda-13.0/lib64/libnccl.so.2")
+	cuda9 := dynlibtest.Touch(t, root, "usr/local/cuda-9.2/lib64/libnccl.so.2")
 	site := "opt/torch/.venv/lib/python3.12/site-packages/nvidia/"
-	cu13 := touch(t, root, site+"cu13/lib/libnccl.so.2")
-	ncclWheel := touch(t, root, site+"nccl/lib/libnccl.so.2")
-	touch(t, root, site+"cublas/lib/libcublas.so.13") // no NCCL there
-	py39 := touch(t, root, "usr/local/lib/python3.9/dist-packages/nvidia/nccl/lib/libnccl.so.2")
-	py311 := touch(t, root, "usr/local/lib/python3.11/site-packages/nvidia/nccl/lib/libnccl.so.2")
-	venv := touch(t, root, "home/u/venv/lib/python3.10/site-packages/nvidia/nccl/lib/libnccl.so.2")
-	sys := touch(t, root, "usr/lib/x86_64-linux-gnu/libnccl.so.2")
+	cu13 := dynlibtest.Touch(t, root, site+"cu13/lib/libnccl.so.2")
+	ncclWheel := dynlibtest.Touch(t, root, site+"nccl/lib/libnccl.so.2")
+	dynlibtest.Touch(t, root, site+"cublas/lib/libcublas.so.13") // no NCCL there
+	py39 := dynlibtest.Touch(t, root, "usr/local/lib/python3.9/dist-packages/nvidia/nccl/lib/libnccl.so.2")
+	py311 := dynlibtest.Touch(t, root, "usr/local/lib/python3.11/site-packages/nvidia/nccl/lib/libnccl.so.2")
+	venv := dynlibtest.Touch(t, root, "home/u/venv/lib/python3.10/site-packages/nvidia/nccl/lib/libnccl.so.2")
+	sys := dynlibtest.Touch(t, root, "usr/lib/x86_64-linux-gnu/libnccl.so.2")
 
-	e := testEnv(root, map[string]string{
+	e := dynlibtest.Search(root, map[string]string{
 		cuda.EnvLibs: filepath.Join(root, "envB") + ":: " + filepath.Join(root, "envA") + " :" + filepath.Join(root, "nowhere"),
 		// Globbed under the test's root, like every absolute pattern.
 		"VIRTUAL_ENV": "/home/u/venv",
 	})
-	got := where(e.plan())
+	got := dynlibtest.Paths(plan(e))
 	want := []string{
 		envB + " (MACDIST_CUDA_LIBS)",
 		envA + " (MACDIST_CUDA_LIBS)",
@@ -73,8 +50,8 @@ func TestSearchOrder(t *testing.T) {
 	}
 
 	// The loader's search comes right after MACDIST_CUDA_LIBS.
-	e.noLoader = false
-	got = where(e.plan())
+	e.NoLoader = false
+	got = dynlibtest.Paths(plan(e))
 	if len(got) < 3 || got[2] != "libnccl.so.2 (loader)" {
 		t.Errorf("with the loader, the third place is %q, want libnccl.so.2 (loader)", got[2])
 	}
@@ -82,21 +59,21 @@ func TestSearchOrder(t *testing.T) {
 
 func TestMissingLibrary(t *testing.T) {
 	root := t.TempDir()
-	l := openFrom(testEnv(root, nil).plan())
+	l := openFrom(plan(dynlibtest.Search(root, nil)))
 	if l.Err == nil {
 		t.Fatal("an empty tree gave a library")
 	}
 	for _, want := range []string{"libnccl.so.2 not found", "pip install nvidia-nccl-cu13", cuda.EnvLibs, "nothing to try"} {
-		if haveCgo && !strings.Contains(l.Err.Error(), want) {
+		if dynlib.Available && !strings.Contains(l.Err.Error(), want) {
 			t.Errorf("error %q does not say %q", l.Err, want)
 		}
 	}
 
 	// A file that is not a library is tried, and the error says why it
 	// was not taken.
-	bad := touch(t, root, "usr/local/cuda-12.4/lib64/libnccl.so.2")
-	l = openFrom(testEnv(root, nil).plan())
-	if l.Err == nil || haveCgo && !strings.Contains(l.Err.Error(), bad+" (cuda toolkit): ") {
+	bad := dynlibtest.Touch(t, root, "usr/local/cuda-12.4/lib64/libnccl.so.2")
+	l = openFrom(plan(dynlibtest.Search(root, nil)))
+	if l.Err == nil || dynlib.Available && !strings.Contains(l.Err.Error(), bad+" (cuda toolkit): ") {
 		t.Errorf("error %v does not name the file that failed to load, %s", l.Err, bad)
 	}
 	if len(l.Tried) != 1 || l.Tried[0].Err == "" {

@@ -78,22 +78,6 @@ static void *sym(void *h, const char *name, const char *alt) {
 	return p;
 }
 
-// macdist_dlopen opens path, returning the handle or NULL with dlerror's
-// message in *err.
-static void *macdist_dlopen(const char *path, int global, const char **err) {
-	void *h = dlopen(path, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL));
-	if (h == NULL) *err = dlerror();
-	return h;
-}
-
-// macdist_where returns the file a loaded symbol came from.
-static const char *macdist_where(void *h, const char *name) {
-	Dl_info info;
-	void *p = dlsym(h, name);
-	if (p == NULL || dladdr(p, &info) == 0) return NULL;
-	return info.dli_fname;
-}
-
 // macdist_bind_driver fills cu from h, returning the first missing symbol
 // or NULL. The _v2 names are those cuda.h maps the API names to since
 // CUDA 3.2 (64-bit sizes and pointers) or 11 (primary context release).
@@ -313,46 +297,18 @@ import "C"
 import (
 	"fmt"
 	"unsafe"
+
+	"github.com/macdist/macdist/internal/dynlib"
 )
 
-const haveCgo = true
-
-// handle is a library opened with dlopen.
-type handle unsafe.Pointer
-
-// dlopen opens path (a file, or a bare soname for the loader to find).
-// global makes its symbols available to libraries loaded later, which is
-// how libcublas finds the libcublasLt loaded beside it.
-func dlopen(path string, global bool) (handle, error) {
-	cs := C.CString(path)
-	defer C.free(unsafe.Pointer(cs))
-	g := C.int(0)
-	if global {
-		g = 1
-	}
-	var msg *C.char
-	h := C.macdist_dlopen(cs, g, &msg)
-	if h == nil {
-		return nil, fmt.Errorf("dlopen %s: %s", path, C.GoString(msg))
-	}
-	return handle(h), nil
-}
-
-// whereFrom returns the file that symbol name of h was loaded from.
-func whereFrom(h handle, name string) string {
-	cs := C.CString(name)
-	defer C.free(unsafe.Pointer(cs))
-	return C.GoString(C.macdist_where(unsafe.Pointer(h), cs))
-}
-
-func bindDriver(h handle) error {
+func bindDriver(h dynlib.Lib) error {
 	if m := C.macdist_bind_driver(unsafe.Pointer(h)); m != nil {
 		return fmt.Errorf("missing symbol %s", C.GoString(m))
 	}
 	return nil
 }
 
-func bindCUBLAS(h handle) error {
+func bindCUBLAS(h dynlib.Lib) error {
 	if m := C.macdist_bind_cublas(unsafe.Pointer(h)); m != nil {
 		return fmt.Errorf("missing symbol %s", C.GoString(m))
 	}

@@ -3,24 +3,19 @@
 package cuda
 
 import (
-	"errors"
 	"unsafe"
+
+	"github.com/macdist/macdist/internal/dynlib"
 )
 
 // Without cgo there is no dlopen: every library is missing, New fails with
 // driverError's explanation, and nothing below is ever reached with a
 // device.
 
-const haveCgo = false
+var errNoCgo = dynlib.ErrNoCgo
 
-var errNoCgo = errors.New("built without cgo")
-
-type handle unsafe.Pointer
-
-func dlopen(string, bool) (handle, error) { return nil, errNoCgo }
-func whereFrom(handle, string) string     { return "" }
-func bindDriver(handle) error             { return errNoCgo }
-func bindCUBLAS(handle) error             { return errNoCgo }
+func bindDriver(dynlib.Lib) error { return errNoCgo }
+func bindCUBLAS(dynlib.Lib) error { return errNoCgo }
 
 func cuInit() error                                  { return errNoCgo }
 func cuDriverVersion() (int, error)                  { return 0, errNoCgo }

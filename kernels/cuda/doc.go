@@ -5,10 +5,10 @@
 //
 // Nothing of CUDA is needed to build this package: libcuda.so.1 (from the
 // NVIDIA driver) and libcublas.so.{13,12,11} (from a CUDA toolkit or
-// NVIDIA's pip wheels, which PyTorch brings) are opened with dlopen by a
-// small cgo shim, dl.go, whose function pointers are declared from the
-// public C signatures (the _v2 names where cuda.h maps the API to them).
-// The shim links only -ldl. So one macdist binary runs on CPU-only
+// NVIDIA's pip wheels, which PyTorch brings) are found and opened by
+// internal/dynlib, and bound by a small cgo shim, dl.go, whose function
+// pointers are declared from the public C signatures (the _v2 names where
+// cuda.h maps the API to them). The shim links only -ldl. So one macdist binary runs on CPU-only
 // machines and on GPU nodes, is built anywhere with Go and a C compiler,
 // and a machine without a GPU gets an error from New that names what is
 // missing and how to provide it, never a crash. Probe reports what was

@@ -7,24 +7,18 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/macdist/macdist/internal/dynlib"
 )
 
 // Attempt is one place a library was tried, and why it was not taken
 // (Err is empty for the one that was).
-type Attempt struct {
-	Path  string // a file, or a bare soname left to the dynamic loader
-	Where string // which part of the search produced it
-	Err   string
-}
+type Attempt = dynlib.Attempt
 
-// Library describes how a shared library was found.
-type Library struct {
-	Name  string // the soname loaded, such as libcublas.so.12
-	Path  string // the file it was loaded from
-	Where string // MACDIST_CUDA_LIBS, loader, cuda toolkit, python site-packages or system
-	Tried []Attempt
-	Err   error // nil when loaded
-}
+// Library describes how a shared library was found: the soname and file
+// loaded and which part of the search (MACDIST_CUDA_LIBS, loader, cuda
+// toolkit, python site-packages or system) found it, or why none loaded.
+type Library = dynlib.Library
 
 // lib is a library loaded at most once per process.
 type lib struct {
@@ -41,73 +35,16 @@ var (
 	drvVersion  int // cuDriverGetVersion: 1000·major + 10·minor
 )
 
-// openFirst dlopens the candidates in order and binds the first that loads
-// and has every symbol. For cuBLAS, pre is called before each file is
-// opened, to load the libcublasLt beside it.
-func openFirst(cands []candidate, bind func(handle) error, probeSym string, pre func(candidate) error) Library {
-	var l Library
-	for _, c := range cands {
-		if pre != nil {
-			if err := pre(c); err != nil {
-				l.Tried = append(l.Tried, Attempt{Path: c.Path, Where: c.Where, Err: err.Error()})
-				continue
-			}
-		}
-		h, err := dlopen(c.Path, false)
-		if err == nil {
-			if err = bind(h); err != nil {
-				err = fmt.Errorf("%s: %w", c.Path, err)
-			}
-		}
-		if err != nil {
-			l.Tried = append(l.Tried, Attempt{Path: c.Path, Where: c.Where, Err: err.Error()})
-			continue
-		}
-		l.Tried = append(l.Tried, Attempt{Path: c.Path, Where: c.Where})
-		l.Name = filepath.Base(c.Path)
-		l.Path = whereFrom(h, probeSym)
-		if l.Path == "" {
-			l.Path = c.Path
-		}
-		l.Where = c.Where
-		return l
-	}
-	l.Err = errors.New("not found")
-	return l
-}
-
-// triedText lists the attempts for an error message.
-func triedText(tried []Attempt) string {
-	if len(tried) == 0 {
-		return "nothing to try"
-	}
-	var b strings.Builder
-	for i, a := range tried {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(a.Path)
-		b.WriteString(" (")
-		b.WriteString(a.Where)
-		b.WriteString(")")
-		if a.Err != "" {
-			b.WriteString(": ")
-			b.WriteString(a.Err)
-		}
-	}
-	return b.String()
-}
-
 // driverError is the error for a missing or unusable libcuda.so.1, with
 // what fixes it.
 func driverError(tried []Attempt) error {
-	if !haveCgo {
+	if !dynlib.Available {
 		return errors.New("cuda: " + driverLib + " cannot be loaded: this binary was built without cgo (build with CGO_ENABLED=1 and a C compiler)")
 	}
 	return fmt.Errorf("cuda: %s not found: it comes with the NVIDIA driver (install the driver, e.g. the "+
 		"libcuda1 or libnvidia-compute-* package; in a container, start it with the NVIDIA container toolkit, "+
 		"docker run --gpus all), or set %s to the folder that holds it; tried: %s",
-		driverLib, EnvLibs, triedText(tried))
+		driverLib, EnvLibs, dynlib.TriedText(tried))
 }
 
 // cublasError is the error for a missing cuBLAS.
@@ -115,12 +52,12 @@ func cublasError(sonames []string, tried []Attempt) error {
 	return fmt.Errorf("cuda: cuBLAS not found (looked for %s): install it with pip (pip install nvidia-cublas-cu12 "+
 		"for CUDA 12, nvidia-cublas for CUDA 13; PyTorch's CUDA wheels bring it) or with the CUDA toolkit "+
 		"(/usr/local/cuda/lib64), or set %s to the folder holding libcublas.so.N and libcublasLt.so.N; tried: %s",
-		strings.Join(sonames, ", "), EnvLibs, triedText(tried))
+		strings.Join(sonames, ", "), EnvLibs, dynlib.TriedText(tried))
 }
 
 // loadDriverFrom opens libcuda.so.1 from the places e names.
-func loadDriverFrom(e searchEnv) Library {
-	l := openFirst(e.plan(driverLib), bindDriver, "cuInit", nil)
+func loadDriverFrom(e dynlib.Search) Library {
+	l, _ := dynlib.OpenFirst(plan(e, driverLib), bindDriver, "cuInit", nil)
 	if l.Err != nil {
 		l.Err = driverError(l.Tried)
 	}
@@ -129,7 +66,7 @@ func loadDriverFrom(e searchEnv) Library {
 
 // loadDriver opens libcuda.so.1 once per process.
 func loadDriver() error {
-	drv.once.Do(func() { drv.Library = loadDriverFrom(osSearchEnv()) })
+	drv.once.Do(func() { drv.Library = loadDriverFrom(dynlib.Search{}) })
 	return drv.Err
 }
 
@@ -171,21 +108,21 @@ func cublasSonames(driverVersion int) []string {
 // sonames. When it is a file, the libcublasLt of the same version in the
 // same folder is loaded first, globally, because libcublas needs it and
 // the folder may not be on the loader's path.
-func loadCUBLASFrom(e searchEnv, sonames []string) Library {
-	pre := func(c candidate) error {
-		if c.loaderPath() {
+func loadCUBLASFrom(e dynlib.Search, sonames []string) Library {
+	pre := func(c dynlib.Candidate) error {
+		if c.Loader() {
 			return nil
 		}
 		lt := filepath.Join(filepath.Dir(c.Path), ltName(filepath.Base(c.Path)))
 		if _, err := os.Stat(lt); err != nil {
 			return nil // perhaps found elsewhere through libcublas's RUNPATH
 		}
-		if _, err := dlopen(lt, true); err != nil {
+		if _, err := dynlib.Open(lt, dynlib.Global); err != nil {
 			return err
 		}
 		return nil
 	}
-	l := openFirst(e.plan(sonames...), bindCUBLAS, "cublasCreate_v2", pre)
+	l, _ := dynlib.OpenFirst(plan(e, sonames...), bindCUBLAS, "cublasCreate_v2", pre)
 	if l.Err != nil {
 		l.Err = cublasError(sonames, l.Tried)
 	}
@@ -195,7 +132,7 @@ func loadCUBLASFrom(e searchEnv, sonames []string) Library {
 // loadCUBLAS opens cuBLAS once per process, after the driver.
 func loadCUBLAS() error {
 	cublas.once.Do(func() {
-		cublas.Library = loadCUBLASFrom(osSearchEnv(), cublasSonames(drvVersion))
+		cublas.Library = loadCUBLASFrom(dynlib.Search{}, cublasSonames(drvVersion))
 	})
 	return cublas.Err
 }

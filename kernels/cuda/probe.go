@@ -3,6 +3,8 @@ package cuda
 import (
 	"fmt"
 	"strings"
+
+	"github.com/macdist/macdist/internal/dynlib"
 )
 
 // GPU describes one device the driver sees.
@@ -82,7 +84,7 @@ func (r *Report) String() string {
 		if l.Err == nil && l.Path != "" {
 			fmt.Fprintf(&b, "%s: %s from %s (%s)\n", what, l.Name, l.Path, l.Where)
 		} else if len(l.Tried) > 0 {
-			fmt.Fprintf(&b, "%s: not loaded; tried %s\n", what, triedText(l.Tried))
+			fmt.Fprintf(&b, "%s: not loaded; tried %s\n", what, dynlib.TriedText(l.Tried))
 		} else {
 			fmt.Fprintf(&b, "%s: not searched\n", what)
 		}

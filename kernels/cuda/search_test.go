@@ -6,56 +6,27 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/macdist/macdist/internal/dynlib"
+	"github.com/macdist/macdist/internal/dynlib/dynlibtest"
 )
-
-// touch creates an empty file (and its folders) under root.
-func touch(t *testing.T, root, rel string) string {
-	t.Helper()
-	p := filepath.Join(root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte("not a shared library"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// testEnv is a search rooted in a temporary tree, with the given
-// environment and without the real loader's search.
-func testEnv(root string, env map[string]string) searchEnv {
-	return searchEnv{
-		getenv:   func(k string) string { return env[k] },
-		glob:     filepath.Glob,
-		root:     root,
-		noLoader: true,
-	}
-}
-
-func paths(cs []candidate) []string {
-	var out []string
-	for _, c := range cs {
-		out = append(out, c.Path+" ("+c.Where+")")
-	}
-	return out
-}
 
 func TestSearchOrder(t *testing.T) {
 	root := t.TempDir()
-	envA := touch(t, root, "envA/libcublas.so.12")
-	touch(t, root, "envB/libcublas.so.13")
-	touch(t, root, "envB/libcublas.so.12")
-	cuda12 := touch(t, root, "usr/local/cuda-12.4/lib64/libcublas.so.12")
-	cuda9 := touch(t, root, "usr/local/cuda-9.2/lib64/libcublas.so.11")
-	torch := touch(t, root, "opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.12")
-	cu13 := touch(t, root, "opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13")
-	sys := touch(t, root, "usr/lib/python3/dist-packages/nvidia/cublas/lib/libcublas.so.11")
-	py39 := touch(t, root, "usr/local/lib/python3.9/dist-packages/nvidia/cublas/lib/libcublas.so.12")
-	py311 := touch(t, root, "usr/local/lib/python3.11/site-packages/nvidia/cublas/lib/libcublas.so.12")
-	touch(t, root, "usr/local/cuda-12.4/lib64/stubs/libcuda.so.1") // never a driver
+	envA := dynlibtest.Touch(t, root, "envA/libcublas.so.12")
+	dynlibtest.Touch(t, root, "envB/libcublas.so.13")
+	dynlibtest.Touch(t, root, "envB/libcublas.so.12")
+	cuda12 := dynlibtest.Touch(t, root, "usr/local/cuda-12.4/lib64/libcublas.so.12")
+	cuda9 := dynlibtest.Touch(t, root, "usr/local/cuda-9.2/lib64/libcublas.so.11")
+	torch := dynlibtest.Touch(t, root, "opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.12")
+	cu13 := dynlibtest.Touch(t, root, "opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13")
+	sys := dynlibtest.Touch(t, root, "usr/lib/python3/dist-packages/nvidia/cublas/lib/libcublas.so.11")
+	py39 := dynlibtest.Touch(t, root, "usr/local/lib/python3.9/dist-packages/nvidia/cublas/lib/libcublas.so.12")
+	py311 := dynlibtest.Touch(t, root, "usr/local/lib/python3.11/site-packages/nvidia/cublas/lib/libcublas.so.12")
+	dynlibtest.Touch(t, root, "usr/local/cuda-12.4/lib64/stubs/libcuda.so.1") // never a driver
 
-	e := testEnv(root, map[string]string{EnvLibs: filepath.Join(root, "envA") + ":: " + filepath.Join(root, "envB") + " "})
-	got := paths(e.plan("libcublas.so.13", "libcublas.so.12", "libcublas.so.11"))
+	e := dynlibtest.Search(root, map[string]string{EnvLibs: filepath.Join(root, "envA") + ":: " + filepath.Join(root, "envB") + " "})
+	got := dynlibtest.Paths(plan(e, "libcublas.so.13", "libcublas.so.12", "libcublas.so.11"))
 	want := []string{
 		// MACDIST_CUDA_LIBS first, its folders in the order given, a
 		// folder's sonames newest first; then toolkits and then wheels,
@@ -77,19 +48,19 @@ func TestSearchOrder(t *testing.T) {
 
 	// With the loader's search in, the bare sonames come right after
 	// MACDIST_CUDA_LIBS, newest first.
-	e.noLoader = false
-	got = paths(e.plan("libcublas.so.12", "libcublas.so.11"))
+	e.NoLoader = false
+	got = dynlibtest.Paths(plan(e, "libcublas.so.12", "libcublas.so.11"))
 	if len(got) < 4 || got[2] != "libcublas.so.12 (loader)" || got[3] != "libcublas.so.11 (loader)" {
 		t.Errorf("loader candidates not after MACDIST_CUDA_LIBS: %v", got)
 	}
 
 	// The driver is looked for in MACDIST_CUDA_LIBS and system folders,
 	// never in toolkits (stubs) or wheels.
-	drvEnv := touch(t, root, "drv/libcuda.so.1")
-	drvSys := touch(t, root, "usr/lib64/libcuda.so.1")
-	drvMount := touch(t, root, "usr/local/nvidia/lib64/libcuda.so.1")
-	e = testEnv(root, map[string]string{EnvLibs: filepath.Join(root, "drv")})
-	got = paths(e.plan(driverLib))
+	drvEnv := dynlibtest.Touch(t, root, "drv/libcuda.so.1")
+	drvSys := dynlibtest.Touch(t, root, "usr/lib64/libcuda.so.1")
+	drvMount := dynlibtest.Touch(t, root, "usr/local/nvidia/lib64/libcuda.so.1")
+	e = dynlibtest.Search(root, map[string]string{EnvLibs: filepath.Join(root, "drv")})
+	got = dynlibtest.Paths(plan(e, driverLib))
 	want = []string{drvEnv + " (MACDIST_CUDA_LIBS)", drvMount + " (system)", drvSys + " (system)"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("driver search: got %v, want %v", got, want)
@@ -101,8 +72,8 @@ func TestSearchOrder(t *testing.T) {
 // that says what to install.
 func TestFakeLibraryReported(t *testing.T) {
 	root := t.TempDir()
-	fake := touch(t, root, "libs/libcublas.so.12")
-	e := testEnv(root, map[string]string{EnvLibs: filepath.Join(root, "libs")})
+	fake := dynlibtest.Touch(t, root, "libs/libcublas.so.12")
+	e := dynlibtest.Search(root, map[string]string{EnvLibs: filepath.Join(root, "libs")})
 	l := loadCUBLASFrom(e, []string{"libcublas.so.12", "libcublas.so.11"})
 	if l.Err == nil {
 		t.Fatalf("loading a text file as cuBLAS succeeded: %+v", l)
@@ -110,7 +81,7 @@ func TestFakeLibraryReported(t *testing.T) {
 	if len(l.Tried) != 1 || l.Tried[0].Path != fake || l.Tried[0].Where != EnvLibs {
 		t.Fatalf("Tried = %+v, want just %s from %s", l.Tried, fake, EnvLibs)
 	}
-	if haveCgo && !strings.Contains(l.Tried[0].Err, "dlopen") {
+	if dynlib.Available && !strings.Contains(l.Tried[0].Err, "dlopen") {
 		t.Errorf("attempt error %q does not come from dlopen", l.Tried[0].Err)
 	}
 	for _, s := range []string{"cuBLAS not found", "libcublas.so.12, libcublas.so.11", "pip install nvidia-cublas-cu12", EnvLibs, fake} {
@@ -128,12 +99,12 @@ func TestMissingDriver(t *testing.T) {
 	if err := os.Mkdir(empty, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l := loadDriverFrom(testEnv(root, map[string]string{EnvLibs: empty}))
+	l := loadDriverFrom(dynlibtest.Search(root, map[string]string{EnvLibs: empty}))
 	if l.Err == nil {
 		t.Fatal("found a driver in an empty tree")
 	}
 	want := []string{"libcuda.so.1", "NVIDIA driver", EnvLibs}
-	if !haveCgo {
+	if !dynlib.Available {
 		want = []string{"libcuda.so.1", "without cgo"}
 	}
 	for _, s := range want {
@@ -143,12 +114,12 @@ func TestMissingDriver(t *testing.T) {
 	}
 
 	// A file that is not a library is tried, reported and passed over.
-	fake := touch(t, root, "bad/libcuda.so.1")
-	l = loadDriverFrom(testEnv(root, map[string]string{EnvLibs: filepath.Dir(fake)}))
+	fake := dynlibtest.Touch(t, root, "bad/libcuda.so.1")
+	l = loadDriverFrom(dynlibtest.Search(root, map[string]string{EnvLibs: filepath.Dir(fake)}))
 	if l.Err == nil || len(l.Tried) != 1 || l.Tried[0].Path != fake || l.Tried[0].Err == "" {
 		t.Errorf("fake driver: Err=%v Tried=%+v", l.Err, l.Tried)
 	}
-	if haveCgo && !strings.Contains(l.Err.Error(), fake) {
+	if dynlib.Available && !strings.Contains(l.Err.Error(), fake) {
 		t.Errorf("error does not list the fake driver: %v", l.Err)
 	}
 }
@@ -191,24 +162,5 @@ func TestCublasSonames(t *testing.T) {
 	}
 	if got := ltName("libcublas.so.12"); got != "libcublasLt.so.12" {
 		t.Errorf("ltName = %q", got)
-	}
-}
-
-func TestVersionLess(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		less bool
-	}{
-		{"python3.9", "python3.12", true},
-		{"python3.12", "python3.9", false},
-		{"cuda-12.4", "cuda-13.0", true},
-		{"cuda-12.10", "cuda-12.9", false},
-		{"a", "a", false},
-		{"a", "ab", true},
-		{"v007", "v7", false},
-	} {
-		if got := versionLess(tc.a, tc.b); got != tc.less {
-			t.Errorf("versionLess(%q, %q) = %v", tc.a, tc.b, got)
-		}
 	}
 }
