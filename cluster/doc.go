@@ -66,13 +66,14 @@
 // Only failures of this node's own workers count against --max-restarts;
 // a lost or added node does not.
 //
-// After a restart rank 0 loads the newest complete checkpoint from its run
-// directory and broadcasts it (parameters, optimizer state, progress) to
-// the other ranks, which never read their own (train.Broadcaster): only
-// rank 0 writes and reads checkpoints. Which node holds rank 0 can change
-// when its node is lost, so the run directory should still be shared
-// between nodes for a run to keep its progress through that loss; a
-// rank 0 without checkpoints starts every rank afresh, consistently.
+// After a restart the rank holding the newest complete checkpoint (rank 0,
+// or a survivor when rank 0's node was lost) broadcasts it (parameters,
+// optimizer state, progress) to the other ranks (train.Broadcaster). Rank 0
+// writes the checkpoints; with several nodes it also sends each to the first
+// worker of every other node, which keeps a copy in its own run directory
+// (--checkpoint-copies, on by default; a copy already there, in a shared
+// directory, is left alone). So the nodes need not share a file system: a
+// run that loses the node of rank 0 resumes from a survivor's copy.
 // --batch is the global batch; each of R ranks takes batch/R (refused if
 // it does not divide), so a checkpoint resumes unchanged on another world
 // size; --scale-lr keeps the batch per rank and multiplies the learning

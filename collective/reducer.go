@@ -168,17 +168,20 @@ func (r *StepReducer) AllReduceSum64(vals []float64) error {
 	return nil
 }
 
-// BroadcastBytes sends rank 0's b to every rank and returns it there (b
+// BroadcastBytes sends rank src's b to every rank and returns it there (b
 // is ignored on the other ranks): its length first, then its bytes, as the
 // bits of float32s, which a broadcast copies and never computes with.
-func (r *StepReducer) BroadcastBytes(b []byte) ([]byte, error) {
+func (r *StepReducer) BroadcastBytes(src int, b []byte) ([]byte, error) {
+	if src < 0 || src >= r.comm.Size() {
+		panic(fmt.Sprintf("collective: BroadcastBytes from rank %d of %d", src, r.comm.Size()))
+	}
 	if r.comm.Size() == 1 {
 		return b, nil
 	}
 	if r.host == nil {
 		r.host = cpu.New()
 	}
-	root := r.comm.Rank() == 0
+	root := r.comm.Rank() == src
 	hdr := r.host.Alloc(2)
 	defer r.host.Free(hdr)
 	h := cpu.Data(hdr)
@@ -186,7 +189,7 @@ func (r *StepReducer) BroadcastBytes(b []byte) ([]byte, error) {
 		n := uint64(len(b))
 		h[0], h[1] = math.Float32frombits(uint32(n)), math.Float32frombits(uint32(n>>32))
 	}
-	if err := r.comm.Broadcast(r.ctx, hdr, 0); err != nil {
+	if err := r.comm.Broadcast(r.ctx, hdr, src); err != nil {
 		return nil, fmt.Errorf("collective: broadcast of a length: %w", err)
 	}
 	n := int(uint64(math.Float32bits(h[0])) | uint64(math.Float32bits(h[1]))<<32)
@@ -203,7 +206,7 @@ func (r *StepReducer) BroadcastBytes(b []byte) ([]byte, error) {
 			words[i] = math.Float32frombits(binary.LittleEndian.Uint32(w[:]))
 		}
 	}
-	if err := r.comm.Broadcast(r.ctx, buf, 0); err != nil {
+	if err := r.comm.Broadcast(r.ctx, buf, src); err != nil {
 		return nil, fmt.Errorf("collective: broadcast of %d bytes: %w", n, err)
 	}
 	if root {

@@ -10,8 +10,8 @@ import (
 )
 
 // TestStepReducerHostCollectives checks the two host collectives of the
-// StepReducer on in-process ranks: BroadcastBytes delivers rank 0's bytes
-// exactly (NaN bit patterns and lengths that are not a multiple of 4
+// StepReducer on in-process ranks: BroadcastBytes delivers the sending
+// rank's bytes exactly (from the last rank here) (NaN bit patterns and lengths that are not a multiple of 4
 // included), and AllReduceSum64 sums in float64 to the same bits
 // everywhere.
 func TestStepReducerHostCollectives(t *testing.T) {
@@ -37,10 +37,11 @@ func TestStepReducerHostCollectives(t *testing.T) {
 						sr := NewStepReducer(context.Background(), comms[r], BucketConfig{})
 						defer sr.Close()
 						var mine []byte
-						if r == 0 {
+						src := ranks - 1
+						if r == src {
 							mine = want
 						}
-						if got[r], errs[r] = sr.BroadcastBytes(mine); errs[r] != nil {
+						if got[r], errs[r] = sr.BroadcastBytes(src, mine); errs[r] != nil {
 							return
 						}
 						sums[r] = []float64{1e-9 * float64(r+1), 1e12 + float64(r)}
@@ -53,7 +54,7 @@ func TestStepReducerHostCollectives(t *testing.T) {
 						t.Fatalf("rank %d: %v", r, errs[r])
 					}
 					if !bytes.Equal(got[r], want) {
-						t.Errorf("rank %d received %d bytes, not rank 0's %d", r, len(got[r]), len(want))
+						t.Errorf("rank %d received %d bytes, not the sender's %d", r, len(got[r]), len(want))
 					}
 					var a, b float64
 					for k := range ranks {

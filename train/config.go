@@ -97,9 +97,17 @@ type Config struct {
 
 	// Rank and World place this process in a data-parallel run (World 0
 	// means 1); Reducer averages across ranks (nil means Local). Only rank 0
-	// writes files and serves metrics.
+	// writes files (but see KeepReplicas) and serves metrics.
 	Rank, World int
 	Reducer     Reducer
+	// ReplicateCheckpoints, the same on every rank, makes rank 0 send each
+	// checkpoint of an epoch's end or of CheckpointEvery to every rank
+	// (through a Reducer that is a Broadcaster); those with KeepReplicas
+	// write their copy into their own RunDir, unless rank 0 has written it
+	// there (a shared directory). A run whose nodes share no file system
+	// then resumes from the newest copy when the node of rank 0 is lost,
+	// instead of from scratch.
+	ReplicateCheckpoints, KeepReplicas bool
 
 	// Progress receives the progress bar or lines and the run's messages
 	// (nil: discarded). ProgressMode is "auto" (a bar when Progress is a

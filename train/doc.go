@@ -56,11 +56,17 @@
 // checkpoint (Settings): a resume with different ones is refused with the
 // list of differences. The world size may change if the global batch does
 // not (see Settings). With several ranks and a Reducer that is also a
-// Broadcaster, only rank 0 looks for the checkpoint; it sends the files to
-// the others, which verify them against the MANIFEST as they would their
-// own and never read their run directory. A fresh start likewise takes
-// rank 0's weights (its --init file, or its seeded initialisation), so
-// every replica starts identical whatever the other nodes hold.
+// Broadcaster, every rank looks in its own run directory and the one
+// holding the newest complete checkpoint (rank 0 unless it lost its disk)
+// sends the files to the others, which verify them against the MANIFEST as
+// they would their own. With ReplicateCheckpoints rank 0 also sends every
+// checkpoint it writes, and the ranks with KeepReplicas (`macdist launch`:
+// the first worker of every other node) keep a copy in their own run
+// directory, so that losing the node of rank 0, and its disk, loses no
+// more than a checkpoint interval even where nodes share no file system.
+// A fresh start takes rank 0's weights (its --init file, or its seeded
+// initialisation), so every replica starts identical whatever the other
+// nodes hold.
 //
 // An interruption (the context cancelled: Ctrl-C or SIGTERM in the command)
 // finishes the step in flight, or the evaluation, writes a checkpoint and

@@ -47,12 +47,16 @@ func (Local) AllReduceMean(...kernels.Buffer) error { return nil }
 // AllReduceSum64 leaves vals as they are.
 func (Local) AllReduceSum64([]float64) error { return nil }
 
-// Broadcaster is a Reducer that can also send bytes from rank 0 to every
+// Broadcaster is a Reducer that can also send bytes from one rank to every
 // rank (collective.StepReducer can). With one, a resuming run reads its
-// checkpoint on rank 0 only and sends it to the others, so that after a
-// re-formed generation every replica starts from rank 0's state and no
-// other rank needs the run directory: nodes need not share a file system.
+// checkpoint on one rank only (the one holding the newest) and sends it to
+// the others, so that after a re-formed generation every replica starts
+// from the same state and no other rank needs the run directory: nodes need
+// not share a file system. With Config.ReplicateCheckpoints, rank 0 also
+// sends every checkpoint it writes, for the ranks with KeepReplicas to
+// keep.
 type Broadcaster interface {
-	// BroadcastBytes returns rank 0's b on every rank; other ranks pass nil.
-	BroadcastBytes(b []byte) ([]byte, error)
+	// BroadcastBytes returns rank root's b on every rank; the other ranks
+	// pass nil.
+	BroadcastBytes(root int, b []byte) ([]byte, error)
 }

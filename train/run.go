@@ -256,7 +256,7 @@ func (t *trainer) run(ctx context.Context) error {
 			}
 			t.progress(runStart, startStep, seen)
 			if cfg.CheckpointEvery > 0 && t.st.Step%cfg.CheckpointEvery == 0 && t.st.EpochStep < t.nb {
-				if err := t.checkpoint(); err != nil {
+				if err := t.checkpoint(true); err != nil {
 					return err
 				}
 			}
@@ -273,7 +273,7 @@ func (t *trainer) run(ctx context.Context) error {
 		if err := t.partialRecord(ctx); err != nil {
 			return err
 		}
-		if err := t.checkpoint(); err != nil {
+		if err := t.checkpoint(true); err != nil {
 			return err
 		}
 	}
@@ -290,13 +290,13 @@ func (t *trainer) start(ctx context.Context) error {
 	}
 	if cfg.Resume {
 		// find picks the checkpoint to resume from, on this rank's disk.
-		find := func() (string, error) {
+		find := func() findResult {
 			dir, st, err := LatestCheckpoint(t.ckRoot, func(dir string, err error) {
 				t.log.clear()
 				cfg.Logger.Warn("skipping a checkpoint that is incomplete or corrupt", "dir", dir, "err", err)
 			})
 			if err != nil || dir == "" {
-				return "", err
+				return findResult{err: err}
 			}
 			if st.ConfigHash != t.settings.Hash() {
 				msg := fmt.Sprintf("train: cannot resume from %s: it was written with other settings", dir)
@@ -305,20 +305,35 @@ func (t *trainer) start(ctx context.Context) error {
 						msg += "\n  " + d
 					}
 				}
-				return "", errors.New(msg + "\nrun with the checkpoint's settings, or choose a new --run-dir")
+				return findResult{err: errors.New(msg + "\nrun with the checkpoint's settings, or choose a new --run-dir")}
 			}
-			return dir, nil
+			return findResult{dir: dir, step: st.Step}
 		}
 		var dir string
 		if b, ok := cfg.Reducer.(Broadcaster); ok && cfg.World > 1 {
+			// Every rank looks in its own run directory; the one
+			// holding the newest checkpoint sends it to the others.
+			mine := find()
+			if mine.err != nil && !t.lead {
+				cfg.Logger.Warn("no checkpoint to offer from this rank's run directory", "err", mine.err)
+			}
+			src, err := resumeSource(cfg.Reducer, cfg.Rank, cfg.World, mine)
+			if err != nil {
+				return err
+			}
 			var cleanup func()
-			dir, cleanup, err = shareCheckpoint(b, t.lead, find)
+			dir, cleanup, err = shareCheckpoint(b, cfg.Rank, src, mine)
 			defer cleanup()
+			if err != nil {
+				return err
+			}
+			if src > 0 {
+				t.log.printf("resuming from rank %d's copy of the newest checkpoint", src)
+			}
+		} else if mine := find(); mine.err != nil {
+			return mine.err
 		} else {
-			dir, err = find()
-		}
-		if err != nil {
-			return err
+			dir = mine.dir
 		}
 		if dir != "" {
 			st, err := LoadCheckpoint(dir, t.dev, t.params, t.opt)
@@ -326,9 +341,10 @@ func (t *trainer) start(ctx context.Context) error {
 				return err
 			}
 			if st.ConfigHash != t.settings.Hash() {
-				return fmt.Errorf("train: rank 0's checkpoint was written with other settings than rank %d's", cfg.Rank)
+				return fmt.Errorf("train: the checkpoint sent to rank %d was written with other settings than its own", cfg.Rank)
 			}
-			// Rank 0's path: the others hold a temporary copy.
+			// Where the checkpoint lives in the run directory (ranks
+			// that received it hold a temporary copy).
 			dir = filepath.Join(t.ckRoot, CheckpointName(st.Step))
 			t.st = st
 			t.st.Settings = &t.settings
@@ -644,7 +660,7 @@ func (t *trainer) endEpoch(ctx context.Context) error {
 	if err := t.emit(rec); err != nil {
 		return err
 	}
-	return t.checkpoint()
+	return t.checkpoint(true)
 }
 
 // partialRecord reports an epoch that --max-steps cut short; it stays out
@@ -713,21 +729,42 @@ func (t *trainer) emit(rec EpochRecord) error {
 	return writeFileAtomic(filepath.Join(t.cfg.RunDir, CurvesFile), png)
 }
 
-// checkpoint saves the current state, unless it is saved already.
-func (t *trainer) checkpoint() error {
-	if !t.lead || t.lastKey == t.key() {
+// checkpoint saves the current state on rank 0, unless it is saved
+// already. scheduled says every rank calls it at this step (an epoch's end,
+// --checkpoint-every), not on an interruption of this rank alone: then,
+// with ReplicateCheckpoints, rank 0 sends the checkpoint to every rank and
+// those with KeepReplicas write their copy.
+func (t *trainer) checkpoint(scheduled bool) error {
+	if t.lastKey == t.key() {
 		return nil
 	}
-	t0 := t.cfg.now()
-	dir, err := SaveCheckpoint(t.ckRoot, t.dev, t.params, t.opt, t.st, t.cfg.Keep)
+	var dir string
+	var err error
+	if t.lead {
+		t0 := t.cfg.now()
+		dir, err = SaveCheckpoint(t.ckRoot, t.dev, t.params, t.opt, t.st, t.cfg.Keep)
+		if err == nil {
+			if m := t.metrics; m != nil {
+				m.ckptTime.Observe(t.cfg.now().Sub(t0).Seconds())
+				m.checkpoints.Inc()
+			}
+		}
+	}
+	b, ok := t.cfg.Reducer.(Broadcaster)
+	if scheduled && ok && t.cfg.ReplicateCheckpoints && t.cfg.World > 1 {
+		var copyDir string
+		copyDir, err = replicateCheckpoint(b, t.lead, dir, err, t.ckRoot, t.cfg.KeepReplicas, t.cfg.Keep)
+		if !t.lead && copyDir != "" {
+			t.lastCkpt = copyDir
+		}
+	}
 	if err != nil {
 		return err
 	}
-	t.lastCkpt, t.lastKey = dir, t.key()
-	if m := t.metrics; m != nil {
-		m.ckptTime.Observe(t.cfg.now().Sub(t0).Seconds())
-		m.checkpoints.Inc()
+	if t.lead {
+		t.lastCkpt = dir
 	}
+	t.lastKey = t.key()
 	return nil
 }
 
@@ -738,7 +775,7 @@ func (t *trainer) key() [3]int { return [3]int{t.st.Step, t.st.Epoch, t.st.Epoch
 // interrupted saves where the run stands and says so.
 func (t *trainer) interrupted(cause error) error {
 	t.log.clear()
-	if err := t.checkpoint(); err != nil {
+	if err := t.checkpoint(false); err != nil {
 		return fmt.Errorf("train: interrupted, and the checkpoint failed: %w", err)
 	}
 	return &Interrupted{RunDir: t.cfg.RunDir, Checkpoint: t.lastCkpt, Step: t.st.Step, Cause: cause}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,60 +18,137 @@ import (
 )
 
 // A shared checkpoint travels as a tar of its four files behind one byte
-// saying what rank 0 found.
+// saying what the sending rank found.
 const (
 	shareNone   byte = iota // no complete checkpoint: every rank starts fresh
 	shareFound              // a tar of the checkpoint follows
-	shareFailed             // rank 0 could not resume: every rank stops
+	shareFailed             // the sender could not resume: every rank stops
 )
 
-// shareCheckpoint gives every rank the checkpoint rank 0 resumes from. Rank
-// 0 looks for it (find) and broadcasts it; the other ranks never look at
-// their own disk: they unpack what they receive into a temporary directory,
-// which LoadCheckpoint then verifies against its MANIFEST as it would a
-// local one. dir is "" when rank 0 found nothing; cleanup removes the
-// temporary copy.
-func shareCheckpoint(b Broadcaster, lead bool, find func() (string, error)) (dir string, cleanup func(), err error) {
+// findResult is what one rank found in its run directory to resume from.
+type findResult struct {
+	dir  string // "" for none
+	step int
+	err  error
+}
+
+// resumeSource picks the rank whose checkpoint every rank resumes from: the
+// one holding the newest, the lowest such rank on a tie. Every rank says
+// what it found through one float64 sum, a slot per rank (0: none, −1:
+// failed, step+1). When rank 0 failed (say its checkpoint has other
+// settings), it is the source, so that its error reaches every rank; other
+// ranks' failures count as none. It returns −1 when no rank holds one.
+func resumeSource(red Reducer, rank, world int, mine findResult) (int, error) {
+	slots := make([]float64, world)
+	switch {
+	case mine.err != nil:
+		slots[rank] = -1
+	case mine.dir != "":
+		slots[rank] = float64(mine.step) + 1
+	}
+	if err := red.AllReduceSum64(slots); err != nil {
+		return -1, fmt.Errorf("train: asking the ranks for their checkpoints: %w", err)
+	}
+	if slots[0] < 0 {
+		return 0, nil
+	}
+	src := -1
+	for r, v := range slots {
+		if v > 0 && (src < 0 || v > slots[src]) {
+			src = r
+		}
+	}
+	return src, nil
+}
+
+// shareCheckpoint gives every rank the checkpoint that rank src found
+// (mine, on src). src sends it; the others never read their own disk for
+// it: they unpack what they receive into a temporary directory, which
+// LoadCheckpoint then verifies against its MANIFEST as it would a local
+// one. dir is "" when src is −1; cleanup removes the temporary copy.
+func shareCheckpoint(b Broadcaster, rank, src int, mine findResult) (dir string, cleanup func(), err error) {
 	cleanup = func() {}
-	if lead {
-		dir, err := find()
+	if src < 0 {
+		return "", cleanup, nil
+	}
+	if rank == src {
 		msg := []byte{shareNone}
+		err := mine.err
 		switch {
 		case err != nil:
 			msg = append([]byte{shareFailed}, err.Error()...)
-		case dir != "":
-			if msg, err = packCheckpoint(dir); err != nil {
+		case mine.dir != "":
+			if msg, err = packCheckpoint(mine.dir); err != nil {
 				msg = append([]byte{shareFailed}, err.Error()...)
 			}
 		}
-		if _, berr := b.BroadcastBytes(msg); berr != nil {
+		if _, berr := b.BroadcastBytes(src, msg); berr != nil {
 			return "", cleanup, fmt.Errorf("train: sending the checkpoint to the other ranks: %w", berr)
 		}
-		return dir, cleanup, err
+		return mine.dir, cleanup, err
 	}
-	msg, err := b.BroadcastBytes(nil)
+	msg, err := b.BroadcastBytes(src, nil)
 	if err != nil {
-		return "", cleanup, fmt.Errorf("train: receiving rank 0's checkpoint: %w", err)
+		return "", cleanup, fmt.Errorf("train: receiving rank %d's checkpoint: %w", src, err)
 	}
 	if len(msg) == 0 {
-		return "", cleanup, errors.New("train: rank 0 sent an empty checkpoint message")
+		return "", cleanup, fmt.Errorf("train: rank %d sent an empty checkpoint message", src)
 	}
 	switch msg[0] {
 	case shareNone:
 		return "", cleanup, nil
 	case shareFailed:
-		return "", cleanup, fmt.Errorf("train: rank 0 could not resume: %s", msg[1:])
+		return "", cleanup, fmt.Errorf("train: rank %d could not resume: %s", src, msg[1:])
+	}
+	files, err := unpackCheckpoint(msg[1:])
+	if err != nil {
+		return "", cleanup, fmt.Errorf("train: rank %d's checkpoint: %w", src, err)
 	}
 	tmp, err := os.MkdirTemp("", "macdist-ckpt-")
 	if err != nil {
 		return "", cleanup, fmt.Errorf("train: %w", err)
 	}
 	cleanup = func() { os.RemoveAll(tmp) }
-	if err := unpackCheckpoint(msg[1:], tmp); err != nil {
+	if err := writeCheckpointFiles(tmp, files); err != nil {
 		cleanup()
 		return "", func() {}, err
 	}
 	return tmp, cleanup, nil
+}
+
+// replicateCheckpoint sends the checkpoint rank 0 has just written (dir,
+// or the error that stopped it) to every rank; with keep set, a rank
+// writes its copy into root, its own checkpoint directory, so that the
+// run can resume from it when rank 0's node, and its disk, are lost.
+// Every rank of the run calls it at the same step.
+func replicateCheckpoint(b Broadcaster, lead bool, dir string, saveErr error, root string, keep bool, keepN int) (string, error) {
+	if lead {
+		msg := []byte{shareFailed}
+		if saveErr == nil {
+			var err error
+			if msg, err = packCheckpoint(dir); err != nil {
+				msg, saveErr = []byte{shareFailed}, err
+			}
+		}
+		if _, err := b.BroadcastBytes(0, msg); err != nil {
+			return "", fmt.Errorf("train: sending the checkpoint to the other ranks: %w", err)
+		}
+		return dir, saveErr
+	}
+	msg, err := b.BroadcastBytes(0, nil)
+	if err != nil {
+		return "", fmt.Errorf("train: receiving rank 0's checkpoint: %w", err)
+	}
+	if !keep || len(msg) == 0 || msg[0] != shareFound {
+		// Rank 0 stops on its own error; a rank that keeps no copy has
+		// nothing to do.
+		return "", nil
+	}
+	files, err := unpackCheckpoint(msg[1:])
+	if err != nil {
+		return "", fmt.Errorf("train: rank 0's checkpoint: %w", err)
+	}
+	return installCheckpoint(root, files, keepN)
 }
 
 // shareParams gives every rank rank 0's parameters (buffers included) at
@@ -86,7 +164,7 @@ func shareParams(b Broadcaster, lead bool, dev kernels.Device, params []*nn.Para
 		msg := []byte{shareFound}
 		if err := load(); err != nil {
 			msg = append([]byte{shareFailed}, err.Error()...)
-			if _, berr := b.BroadcastBytes(msg); berr != nil {
+			if _, berr := b.BroadcastBytes(0, msg); berr != nil {
 				return fmt.Errorf("%w (and telling the other ranks: %v)", err, berr)
 			}
 			return err
@@ -100,12 +178,12 @@ func shareParams(b Broadcaster, lead bool, dev kernels.Device, params []*nn.Para
 				msg = binary.LittleEndian.AppendUint32(msg, math.Float32bits(v))
 			}
 		}
-		if _, err := b.BroadcastBytes(msg); err != nil {
+		if _, err := b.BroadcastBytes(0, msg); err != nil {
 			return fmt.Errorf("train: sending the initial weights to the other ranks: %w", err)
 		}
 		return nil
 	}
-	msg, err := b.BroadcastBytes(nil)
+	msg, err := b.BroadcastBytes(0, nil)
 	if err != nil {
 		return fmt.Errorf("train: receiving rank 0's initial weights: %w", err)
 	}
@@ -133,7 +211,7 @@ func packCheckpoint(dir string) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteByte(shareFound)
 	tw := tar.NewWriter(&buf)
-	for _, name := range []string{modelFile, optimizerFile, stateFile, manifestFile} {
+	for _, name := range checkpointFiles {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("train: %w", err)
@@ -151,28 +229,79 @@ func packCheckpoint(dir string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// unpackCheckpoint writes the checkpoint files of a packed tar into dir,
-// refusing any name that is not one of them.
-func unpackCheckpoint(b []byte, dir string) error {
-	known := map[string]bool{modelFile: true, optimizerFile: true, stateFile: true, manifestFile: true}
+// checkpointFiles are the files of a checkpoint, MANIFEST last.
+var checkpointFiles = []string{modelFile, optimizerFile, stateFile, manifestFile}
+
+// unpackCheckpoint reads the files of a packed tar, refusing any name that
+// is not a checkpoint file and a tar that lacks one.
+func unpackCheckpoint(b []byte) (map[string][]byte, error) {
+	files := map[string][]byte{}
 	tr := tar.NewReader(bytes.NewReader(b))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
-			return fmt.Errorf("train: rank 0's checkpoint: %w", err)
+			return nil, err
 		}
-		if !known[h.Name] || h.Typeflag != tar.TypeReg {
-			return fmt.Errorf("train: rank 0's checkpoint holds an unexpected entry %q", h.Name)
+		if !slices.Contains(checkpointFiles, h.Name) || h.Typeflag != tar.TypeReg {
+			return nil, fmt.Errorf("unexpected entry %q", h.Name)
 		}
-		content, err := io.ReadAll(tr)
-		if err != nil {
-			return fmt.Errorf("train: rank 0's checkpoint: %s: %w", h.Name, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, h.Name), content, 0o644); err != nil {
-			return fmt.Errorf("train: %w", err)
+		if files[h.Name], err = io.ReadAll(tr); err != nil {
+			return nil, fmt.Errorf("%s: %w", h.Name, err)
 		}
 	}
+	for _, name := range checkpointFiles {
+		if _, ok := files[name]; !ok {
+			return nil, fmt.Errorf("no %s", name)
+		}
+	}
+	return files, nil
+}
+
+// writeCheckpointFiles writes files into dir as SaveCheckpoint does: any
+// old MANIFEST removed first, each file atomically, the MANIFEST last, so
+// that a crash leaves a checkpoint that fails verification, never one that
+// loads wrong.
+func writeCheckpointFiles(dir string, files map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if err := os.Remove(filepath.Join(dir, manifestFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("train: %w", err)
+	}
+	for _, name := range checkpointFiles {
+		if err := writeFileAtomic(filepath.Join(dir, name), files[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installCheckpoint writes a copy of another rank's checkpoint under root,
+// where LatestCheckpoint finds it, and prunes as SaveCheckpoint does. A
+// complete checkpoint of the same step already there (root is shared with
+// rank 0, which wrote it) is left alone.
+func installCheckpoint(root string, files map[string][]byte, keep int) (string, error) {
+	var st RunState
+	if err := json.Unmarshal(files[stateFile], &st); err != nil {
+		return "", fmt.Errorf("train: rank 0's checkpoint: bad %s: %w", stateFile, err)
+	}
+	dir := filepath.Join(root, CheckpointName(st.Step))
+	if _, err := VerifyCheckpoint(dir); err == nil {
+		return dir, nil
+	}
+	if err := writeCheckpointFiles(dir, files); err != nil {
+		return "", err
+	}
+	if _, err := VerifyCheckpoint(dir); err != nil {
+		return "", err
+	}
+	if keep > 0 {
+		if err := prune(root, keep); err != nil {
+			return dir, err
+		}
+	}
+	return dir, nil
 }

@@ -1,9 +1,12 @@
 package train
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -151,4 +154,144 @@ func TestStartBroadcastsInitialWeights(t *testing.T) {
 	} else {
 		t.Logf("without the broadcast: %.3g apart", diff)
 	}
+}
+
+// TestReplicatedCheckpointsSurviveRankZero loses the disk of rank 0 (its
+// node) after half a two-rank run: with ReplicateCheckpoints, rank 1 kept
+// copies of rank 0's checkpoints in its own run directory, so the
+// re-formed run resumes from rank 1's copy, runs only the steps left, and
+// ends where an uninterrupted run does. Without replication the new rank
+// 0 has nothing to resume from and every step runs again.
+func TestReplicatedCheckpointsSurviveRankZero(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five two-rank runs")
+	}
+	ctx := context.Background()
+	tmp := t.TempDir()
+	d := func(name string) string { return filepath.Join(tmp, name) }
+	var mu sync.Mutex
+	var steps []int
+	edit := func(replicate bool, maxSteps int, resume bool) func(*Config) {
+		return func(c *Config) {
+			c.MaxSteps, c.Resume = maxSteps, resume
+			c.ReplicateCheckpoints, c.KeepReplicas = replicate, replicate && c.Rank == 1
+			if c.Rank == 0 {
+				c.OnStep = func(s int) { mu.Lock(); steps = append(steps, s); mu.Unlock() }
+			}
+		}
+	}
+	run := func(name string, dirs []string, e func(*Config)) {
+		t.Helper()
+		steps = nil
+		for r, err := range runRanks(t, ctx, dirs, false, e) {
+			if err != nil {
+				t.Fatalf("%s, rank %d: %v", name, r, err)
+			}
+		}
+	}
+
+	run("straight", []string{d("straight0"), d("straight1")}, edit(false, 0, false))
+	total := len(steps)
+	run("first half", []string{d("half0"), d("half1")}, edit(true, 25, false))
+	ck0, _ := Checkpoints(filepath.Join(d("half0"), CheckpointsDir))
+	ck1, _ := Checkpoints(filepath.Join(d("half1"), CheckpointsDir))
+	if len(ck0) != 2 || len(ck1) != len(ck0) {
+		t.Fatalf("rank 0 wrote %v, rank 1 kept %v: want the same two", ck0, ck1)
+	}
+	for i := range ck0 {
+		m0, _ := os.ReadFile(filepath.Join(ck0[i], manifestFile))
+		m1, err := os.ReadFile(filepath.Join(ck1[i], manifestFile))
+		if err != nil || !bytes.Equal(m0, m1) || filepath.Base(ck0[i]) != filepath.Base(ck1[i]) {
+			t.Errorf("rank 1's copy %s differs from rank 0's %s (%v)", ck1[i], ck0[i], err)
+		}
+	}
+
+	// Rank 0's node is gone; a new node takes rank 0 with an empty run
+	// directory, and rank 1 has its copies.
+	run("resumed", []string{d("new0"), d("half1")}, edit(true, 0, true))
+	if len(steps) != total-25 || steps[0] != 26 {
+		t.Errorf("the resumed run ran steps %v, want 26…%d", steps, total)
+	}
+	a := readParams(t, filepath.Join(d("straight0"), FinalDir, modelFile))
+	b := readParams(t, filepath.Join(d("new0"), FinalDir, modelFile))
+	if diff := maxRelDiff(t, b, a); diff > 1e-6 {
+		t.Errorf("the run resumed from rank 1's copy ends %.3g away from the straight one (want ≤ 1e-6)", diff)
+	}
+	recs, err := os.ReadFile(filepath.Join(d("new0"), metricsFile))
+	if err != nil || strings.Count(string(recs), "\n") != 2 {
+		t.Errorf("the new rank 0's metrics.jsonl holds %q (%v): want both epochs, the first from the checkpoint", recs, err)
+	}
+
+	// The control: without replication, rank 1 holds nothing and the run
+	// starts over.
+	run("first half, no copies", []string{d("solo0"), d("solo1")}, edit(false, 25, false))
+	if ck, _ := Checkpoints(filepath.Join(d("solo1"), CheckpointsDir)); len(ck) != 0 {
+		t.Fatalf("rank 1 kept checkpoints without replication: %v", ck)
+	}
+	run("resumed, no copies", []string{d("new0-solo"), d("solo1")}, edit(false, 0, true))
+	if len(steps) != total {
+		t.Errorf("without replication the resumed run ran %d steps, want all %d again", len(steps), total)
+	}
+}
+
+// A rank that shares rank 0's run directory (one node, or a shared file
+// system) finds each checkpoint already there and writes nothing.
+func TestReplicaInSharedDirectory(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "ckpt")
+	dev := cpu.New()
+	m, opt := ckptModel(t, dev)
+	saved, err := SaveCheckpoint(dir, dev, m.Params(), opt, RunState{Step: 7}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, err := packCheckpoint(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := unpackCheckpoint(packed[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(filepath.Join(saved, modelFile))
+	got, err := installCheckpoint(dir, files, 0)
+	if err != nil || got != saved {
+		t.Fatalf("installCheckpoint = %q, %v; want %s", got, err, saved)
+	}
+	after, _ := os.Stat(filepath.Join(saved, modelFile))
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Error("the copy was written over rank 0's checkpoint")
+	}
+
+	// Into another directory it is written, and verifies; a tar missing a
+	// file or holding a stranger is refused.
+	other := filepath.Join(root, "other")
+	if got, err := installCheckpoint(other, files, 1); err != nil || filepath.Base(got) != CheckpointName(7) {
+		t.Fatalf("installCheckpoint elsewhere = %q, %v", got, err)
+	}
+	if _, err := VerifyCheckpoint(filepath.Join(other, CheckpointName(7))); err != nil {
+		t.Errorf("the copy does not verify: %v", err)
+	}
+	delete(files, optimizerFile)
+	if _, err := unpackCheckpoint(mustPack(t, files)); err == nil || !strings.Contains(err.Error(), optimizerFile) {
+		t.Errorf("a tar without %s: %v", optimizerFile, err)
+	}
+	files[optimizerFile], files["../evil"] = []byte("x"), []byte("y")
+	if _, err := unpackCheckpoint(mustPack(t, files)); err == nil || !strings.Contains(err.Error(), "evil") {
+		t.Errorf("a tar with a stranger: %v", err)
+	}
+}
+
+func mustPack(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, b := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(b)
+	}
+	tw.Close()
+	return buf.Bytes()
 }

@@ -45,8 +45,10 @@ Many nodes: the same command on every node, all naming one of them in --join:
 
 --batch is the global batch: each of R ranks takes batch/R samples (with
 --scale-lr it is the batch per rank and the learning rate is multiplied by
-R). --run-dir must be on a filesystem every node shares: every rank
-resumes from its last complete checkpoint after a node is lost.
+R). After a node is lost the run resumes from its newest complete
+checkpoint: rank 0 writes them in its --run-dir and, with several nodes,
+sends each to the first worker of every other node, which keeps a copy in
+its own --run-dir, so the nodes need not share a file system.
 
 flags:
 `
@@ -71,6 +73,7 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ringTimeout := fs.Duration("ring-timeout", collective.DefaultTimeout, "bound on every wait of a worker on a peer: a stalled or dead peer fails the step within it")
 	metricsAddr := fs.String("metrics-addr", "", "serve this node's cluster metrics (world size, generation, restarts, members alive; label rank) on /metrics here; the train flag --metrics-addr after -- is the workers' own, at its port + local rank")
 	scaleLR := fs.Bool("scale-lr", false, "keep --batch per rank and multiply --lr by the world size, instead of splitting --batch across ranks")
+	copies := fs.Bool("checkpoint-copies", true, "with several nodes, keep a copy of every checkpoint on each node (rank 0 sends them), so that losing rank 0's node loses no more than the last checkpoint interval without a shared --run-dir")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return err
@@ -173,11 +176,15 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	})
 	settings["nnodes"] = fmt.Sprintf("%d:%d", minN, maxN)
 	settings["scale-lr"] = strconv.FormatBool(*scaleLR)
+	settings["checkpoint-copies"] = strconv.FormatBool(*copies)
 	settings["macdist"] = buildVersion()
 
 	nodeArgs := []string{"node", "--ring-timeout", ringTimeout.String()}
 	if *scaleLR {
 		nodeArgs = append(nodeArgs, "--scale-lr")
+	}
+	if !*copies {
+		nodeArgs = append(nodeArgs, "--checkpoint-copies=false")
 	}
 	nodeArgs = append(append(nodeArgs, "--"), trainArgs...)
 

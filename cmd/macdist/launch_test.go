@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/macdist/macdist/cluster"
 	"github.com/macdist/macdist/safetensors"
+	"github.com/macdist/macdist/train"
 )
 
 // The multi-process tests run this test binary as macdist: with
@@ -446,4 +448,59 @@ func TestLaunchStalledPeer(t *testing.T) {
 		}
 	}
 	checkFinalParams(t, dir)
+}
+
+// Two nodes that share no run directory: the node of rank 0 is killed
+// (kill -9, agent and worker) after some checkpoints. The other node kept
+// copies of them, so it re-forms alone, resumes from its newest copy
+// instead of starting over, and finishes.
+func TestLaunchLosesRankZeroNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process")
+	}
+	tmp := t.TempDir()
+	dir0, dir1 := filepath.Join(tmp, "n0"), filepath.Join(tmp, "n1")
+	seed := freePort(t)
+	args := func(port int, name, dir string) []string {
+		return append([]string{"launch", "--nnodes", "1:2", "--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
+			"--join", fmt.Sprintf("127.0.0.1:%d", seed), "--node-name", name,
+			"--ring-timeout", "5s", "--last-call", "1s", "--rdzv-timeout", "60s", "--"},
+			trainArgs(dir, 9600, 4, "--checkpoint-every", "25")...)
+	}
+	n0 := startMacdist(t, "n0", args(seed, "n0", dir0)...)
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", seed), 20*time.Second)
+	n1 := startMacdist(t, "n1", args(freePort(t), "n1", dir1)...)
+	n1.waitLine(`generation \d+: world size 2, 2 nodes, this node's ranks 1\.\.1`, 60*time.Second)
+	// Kill n0 as soon as n1 holds a complete copy of one of its
+	// checkpoints.
+	var kept int
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		dir, st, err := train.LatestCheckpoint(filepath.Join(dir1, train.CheckpointsDir), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dir != "" {
+			kept = st.Step
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 kept no copy of rank 0's checkpoints within a minute:\n%s", n0.output())
+		}
+	}
+	syscall.Kill(-n0.cmd.Process.Pid, syscall.SIGKILL)
+	n1.waitLine(`generation \d+: world size 1`, 30*time.Second)
+	m := n1.waitLine(`resuming from .*step-0*(\d+)`, 30*time.Second)
+	if step, _ := strconv.Atoi(m[1]); step < kept {
+		t.Errorf("n1 resumed from step %d, want its copy of step %d or a later one", step, kept)
+	} else {
+		t.Logf("rank 0's node killed once n1 held a copy of step %d; n1 resumed alone from step %d", kept, step)
+	}
+	if err := n1.wait(3 * time.Minute); err != nil {
+		t.Fatalf("n1: %v", err)
+	}
+	checkFinalParams(t, dir1)
+	rec := lastRecord(t, dir1)
+	if acc, _ := rec["test_acc"].(float64); acc < 0.9 {
+		t.Errorf("test accuracy %v after recovery, want ≥ 0.9", rec["test_acc"])
+	}
 }

@@ -24,6 +24,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("node", stderr)
 	ringTimeout := fs.Duration("ring-timeout", collective.DefaultTimeout, "bound on every wait of the ring on a peer")
 	scaleLR := fs.Bool("scale-lr", false, "see macdist launch")
+	copies := fs.Bool("checkpoint-copies", true, "see macdist launch")
 	if err := fs.Parse(args); err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -52,6 +53,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Generation 1 is the run's start: it resumes only when asked; every
 	// later one continues from the last complete checkpoint.
 	cfg.Resume = cfg.Resume || w.Generation > 1
+	// Rank 0's node is node 0. The first worker of every other node keeps
+	// copies of its checkpoints, for when that node is lost.
+	cfg.ReplicateCheckpoints = *copies && w.Nodes > 1
+	cfg.KeepReplicas = cfg.ReplicateCheckpoints && w.LocalRank == 0 && w.NodeRank != 0
 	if cfg.MetricsAddr != "" {
 		if cfg.MetricsAddr, err = offsetPort(cfg.MetricsAddr, w.LocalRank); err != nil {
 			return usageErrorf("--metrics-addr: %v", err)
