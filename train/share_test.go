@@ -295,3 +295,41 @@ func mustPack(t *testing.T, files map[string][]byte) []byte {
 	tw.Close()
 	return buf.Bytes()
 }
+
+// othersSay is a Reducer whose AllReduceSum64 adds what the other ranks
+// report, slot by slot.
+type othersSay struct {
+	Local
+	others []float64
+}
+
+func (o othersSay) AllReduceSum64(v []float64) error {
+	for i := range v {
+		v[i] += o.others[i]
+	}
+	return nil
+}
+
+func TestResumeSource(t *testing.T) {
+	failed := errors.New("other settings")
+	for _, tc := range []struct {
+		name   string
+		rank   int
+		mine   findResult
+		others []float64 // the other ranks' slots (0 none, −1 failed, step+1)
+		want   int
+	}{
+		{"nobody has one", 1, findResult{}, []float64{0, 0, 0}, -1},
+		{"rank 0 has the newest", 0, findResult{dir: "d", step: 50}, []float64{0, 26, 0}, 0},
+		{"a copy is newer", 0, findResult{dir: "d", step: 25}, []float64{0, 51, 0}, 1},
+		{"rank 0 lost its disk", 2, findResult{dir: "d", step: 50}, []float64{0, 26, 0}, 2},
+		{"ties go to the lowest rank", 2, findResult{dir: "d", step: 50}, []float64{0, 51, 0}, 1},
+		{"rank 0 failing is everyone's error", 0, findResult{err: failed}, []float64{0, 51, 51}, 0},
+		{"another rank failing counts as none", 1, findResult{err: failed}, []float64{0, 0, 26}, 2},
+	} {
+		got, err := resumeSource(othersSay{others: tc.others}, tc.rank, len(tc.others), tc.mine)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: resumeSource = %d, %v; want %d", tc.name, got, err, tc.want)
+		}
+	}
+}
