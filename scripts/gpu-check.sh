@@ -13,6 +13,10 @@
 #
 #   carry: kernels/cuda/cuda.test collective/nccl/nccl.test internal/gpucheck/gpucheck.test
 #
+# and, for step 8 (optional; about 25 MB more):
+#
+#   go build -ldflags='-s -w' -o bin/macdist ./cmd/macdist      carry: bin/macdist
+#
 # bench/torch_gpu.py is tracked and travels with the tree. Then, on the GPU
 # machine, from the repository root:
 #
@@ -32,6 +36,9 @@
 #      step in macdist and in PyTorch (bench/torch_gpu.py), img/s and the
 #      ratio (target >= 0.8), with where the time goes
 #   7. compute-sanitizer memcheck on our kernels, with the time left
+#   8. with bin/macdist carried: our TCP ring's all-reduce busbw at 2, 3 and
+#      4 ranks against one loopback TCP stream on this host's 16 cores, at
+#      16 and 64 MiB (target >= 60% of the stream)
 #
 # It prints a PASS/FAIL/WARN/SKIP line per check, then one summary table,
 # and exits non-zero when a check fails (WARN: a performance target missed,
@@ -315,6 +322,43 @@ if grep -q '"framework":"macdist"' "$LOG_DIR/bench.jsonl" 2>/dev/null; then
 	done < <(pyjson '("%s %s macdist %.1f img/s (fwd %.0f, bwd %.0f, opt %.0f ms; peak %.1f GiB)" % ("PASS", d["model"] + "/b" + str(d["batch"]), d["img_per_s"], d["fwd_ms"], d["bwd_ms"], d["opt_ms"], d["peak_gib"])) if d.get("framework") == "macdist" else ("%s %s PyTorch %.1f img/s (fwd %.0f, bwd %.0f, opt %.0f ms; peak %.1f GiB)" % ("INFO", d["model"] + "/b" + str(d["batch"]), d["img_per_s"], d["fwd_ms"], d["bwd_ms"], d["opt_ms"], d["peak_gib"])) if str(d.get("framework", "")).startswith("pytorch") else ("%s %s ratio macdist/PyTorch %.2f (%.1f vs %.1f img/s); target >= %.2f" % ("PASS" if d["ratio"] >= d["target"] else "WARN", d["model"] + "/b" + str(d["batch"]), d["ratio"], d["macdist_img_per_s"], d["pytorch_img_per_s"], d["target"])) if d.get("check") == "ratio" and "ratio" in d else "SKIP none -"' <"$LOG_DIR/bench.jsonl" | grep -v '^SKIP none')
 	echo "--- where the time goes (macdist, one step with a Sync after every call; PyTorch's profiler):"
 	pyjson '"%-8s %-9s %s" % (d.get("framework", ""), d.get("model", ""), d.get("top", ""))' <"$LOG_DIR/bench.jsonl" | grep -E '^(macdist|pytorch)'
+fi
+
+# ---- 8. the TCP ring on this host's cores ---------------------------------
+# The CPU ring's bandwidth target needs a quiet machine with more than the
+# 2 cores of the development machine; this one has 16. It needs no GPU, so
+# it runs before memcheck, with a bounded share of the time.
+mbin=bin/macdist
+t=$(budget 45)
+if [ -x "$mbin" ] && [ "$t" -ge 20 ]; then
+	echo "=== TCP ring all-reduce vs one loopback stream (timeout ${t}s)"
+	: >"$TMPD/ring.jsonl"
+	for size in 16777216 67108864; do
+		timeout "$(budget $((t / 2)))" "$mbin" bench collective --ranks 2,3,4 --size "$size" \
+			>>"$TMPD/ring.jsonl" 2>>"$TMPD/ring.err" || echo "bench collective --size $size: rc=$?" >>"$TMPD/ring.err"
+	done
+	sed 's/^{/{"check":"ring",/' "$TMPD/ring.jsonl" >>"$LOG_DIR/bench.jsonl"
+	while read -r line; do
+		[ -n "$line" ] && result "${line%% *}" "$(echo "$line" | cut -d' ' -f2)" "$(echo "$line" | cut -d' ' -f3-)"
+	done < <("$PYTHON" -c '
+import json, sys
+stream, rows = {}, []
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    if d["bench"] == "stream":
+        stream[d["bytes"]] = d["gbps"]
+    else:
+        rows.append(d)
+for d in rows:
+    s = stream.get(d["bytes"])
+    if s:
+        r = d["busbw_gbps"] / s
+        print("%s ring/%dr/%dMiB busbw %.2f GB/s = %.0f%% of one stream (%.2f GB/s); target >= 60%%" % (
+            "PASS" if r >= 0.6 else "WARN", d["ranks"], d["bytes"] >> 20, d["busbw_gbps"], 100 * r, s))
+' "$TMPD/ring.jsonl")
+	[ -s "$TMPD/ring.jsonl" ] || result WARN "TCP ring bench" "no result: $(tail -2 "$TMPD/ring.err" | tr '\n' ' ' | cut -c1-200)"
+else
+	result SKIP "TCP ring bench" "bin/macdist not carried, or only ${t}s left"
 fi
 
 # ---- 7. compute-sanitizer memcheck on the kernels ------------------------
