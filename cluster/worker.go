@@ -137,12 +137,15 @@ func WorkerFromEnv() (*Worker, error) {
 	return &w, nil
 }
 
-// Ring connects this worker's ring. timeout bounds every wait on a peer.
-func (w *Worker) Ring(ctx context.Context, timeout time.Duration) (*collective.Ring, error) {
-	return collective.NewRing(ctx, collective.RingConfig{
-		Rank: w.Rank, Size: w.World, Addrs: w.RingAddrs, Listener: w.listener,
-		Generation: uint64(w.Generation), Token: w.RingToken, Timeout: timeout,
-	})
+// Ring connects this worker's ring. opts carries the tuning (Timeout,
+// ConnectTimeout, ChunkBytes, Lanes, Device); the worker fills in its
+// place in the generation: rank, size, addresses, listener, generation and
+// token.
+func (w *Worker) Ring(ctx context.Context, opts collective.RingConfig) (*collective.Ring, error) {
+	cfg := opts
+	cfg.Rank, cfg.Size, cfg.Addrs, cfg.Listener = w.Rank, w.World, w.RingAddrs, w.listener
+	cfg.Generation, cfg.Token = uint64(w.Generation), w.RingToken
+	return collective.NewRing(ctx, cfg)
 }
 
 // ReportStep tells the agent the training step reached, for status. It

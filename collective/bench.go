@@ -19,6 +19,7 @@ import (
 // so that it compares with the bandwidth of one link whatever R is.
 type BenchResult struct {
 	Ranks   int
+	Lanes   int
 	Bytes   int // per rank: the buffer reduced
 	Iters   int
 	Seconds float64 // mean time of one all-reduce
@@ -57,11 +58,11 @@ var benchChunkBytes = DefaultChunkBytes
 // machine the ranks share its cores and its memory bandwidth, so the
 // numbers say what the code can do there, not what a network of R machines
 // would give.
-func BenchRing(ctx context.Context, ranks int, sizes []int) ([]BenchResult, error) {
+func BenchRing(ctx context.Context, ranks, lanes int, sizes []int) ([]BenchResult, error) {
 	if ranks < 1 {
 		return nil, fmt.Errorf("collective: BenchRing: %d ranks", ranks)
 	}
-	rings, err := localRing(ctx, ranks)
+	rings, err := localRing(ctx, ranks, lanes)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func BenchRing(ctx context.Context, ranks int, sizes []int) ([]BenchResult, erro
 		}
 		sec := d.Seconds() / float64(iters)
 		alg := float64(4*n) / sec
-		out = append(out, BenchResult{Ranks: ranks, Bytes: 4 * n, Iters: iters, Seconds: sec,
+		out = append(out, BenchResult{Ranks: ranks, Lanes: max(1, lanes), Bytes: 4 * n, Iters: iters, Seconds: sec,
 			AlgBW: alg, BusBW: alg * 2 * float64(ranks-1) / float64(ranks)})
 	}
 	return out, nil
@@ -134,7 +135,7 @@ func timeRing(ctx context.Context, rings []*Ring, bufs []kernels.Buffer, iters i
 }
 
 // localRing forms a ring of n ranks on loopback ports.
-func localRing(ctx context.Context, n int) ([]*Ring, error) {
+func localRing(ctx context.Context, n, lanes int) ([]*Ring, error) {
 	lns := make([]net.Listener, n)
 	addrs := make([]string, n)
 	defer func() {
@@ -159,7 +160,7 @@ func localRing(ctx context.Context, n int) ([]*Ring, error) {
 		go func() {
 			defer wg.Done()
 			rings[r], errs[r] = NewRing(ctx, RingConfig{Rank: r, Size: n, Addrs: addrs, Listener: lns[r],
-				Token: "bench", ConnectTimeout: 30 * time.Second, ChunkBytes: benchChunkBytes})
+				Token: "bench", ConnectTimeout: 30 * time.Second, ChunkBytes: benchChunkBytes, Lanes: lanes})
 		}()
 	}
 	wg.Wait()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,9 @@ func NewRing(ctx context.Context, cfg RingConfig) (*Ring, error) {
 	if cfg.ChunkBytes == 0 {
 		cfg.ChunkBytes = DefaultChunkBytes
 	}
+	if cfg.Lanes == 0 {
+		cfg.Lanes = 1
+	}
 	r := &Ring{
 		rank:    cfg.Rank,
 		size:    cfg.Size,
@@ -47,10 +51,6 @@ func NewRing(ctx context.Context, cfg RingConfig) (*Ring, error) {
 		timeout: cfg.Timeout,
 		chunk:   max(1, cfg.ChunkBytes/4),
 		host:    newHost(cfg.Device),
-		jobs:    make(chan job),
-		sendRes: make(chan error, 1),
-		recvd:   newProgress(),
-		sent:    newProgress(),
 		watch:   make(chan context.Context),
 		opEnd:   make(chan struct{}),
 		aborted: make(chan struct{}),
@@ -59,14 +59,27 @@ func NewRing(ctx context.Context, cfg RingConfig) (*Ring, error) {
 	if cfg.Size == 1 {
 		return r, nil
 	}
-	left, right, err := connect(ctx, &cfg)
+	lefts, rights, err := connect(ctx, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("collective: ring rank %d/%d (generation %d): %w", cfg.Rank, cfg.Size, cfg.Generation, err)
 	}
-	r.left, r.right = left, right
-	r.scratch = make([]float32, r.chunk)
-	r.wg.Add(2)
-	go r.sender()
+	for k := range cfg.Lanes {
+		l := &lane{
+			ring: r, index: k, left: lefts[k], right: rights[k],
+			scratch:  make([]float32, r.chunk),
+			sendJobs: make(chan job), sendRes: make(chan error, 1),
+			recvJobs: make(chan job), recvRes: make(chan error, 1),
+			recvd: newProgress(), sent: newProgress(),
+		}
+		r.lanes = append(r.lanes, l)
+		r.wg.Add(1)
+		go l.sender()
+		if k > 0 { // lane 0 receives on the caller's goroutine
+			r.wg.Add(1)
+			go l.receiver()
+		}
+	}
+	r.wg.Add(1)
 	go r.watcher()
 	return r, nil
 }
@@ -86,6 +99,8 @@ func (c *RingConfig) validate() error {
 		return bad("negative timeout")
 	case c.ChunkBytes < 0:
 		return bad("negative chunk size %d", c.ChunkBytes)
+	case c.Lanes < 0 || c.Lanes > MaxLanes:
+		return bad("%d lanes, want 1 to %d", c.Lanes, MaxLanes)
 	}
 	if c.Size == 1 {
 		return nil
@@ -104,33 +119,37 @@ func (c *RingConfig) validate() error {
 
 type deadliner interface{ SetDeadline(time.Time) error }
 
-// connect dials the right neighbour and accepts the left one, concurrently:
-// with two ranks they are the same peer, and each must dial while the other
-// accepts.
-func connect(ctx context.Context, cfg *RingConfig) (left, right *link, err error) {
+// MaxLanes bounds RingConfig.Lanes: past a few lanes per core, more only
+// add goroutines and sockets.
+const MaxLanes = 32
+
+// connect dials the right neighbour and accepts the left one, concurrently
+// (with two ranks they are the same peer, and each must dial while the
+// other accepts), once per lane.
+func connect(ctx context.Context, cfg *RingConfig) (lefts, rights []*link, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	type result struct {
-		l   *link
+		ls  []*link
 		err error
 	}
 	dialc, acceptc := make(chan result, 1), make(chan result, 1)
 	go func() {
-		l, err := dialRight(ctx, cfg)
-		dialc <- result{l, err}
+		ls, err := dialRight(ctx, cfg)
+		dialc <- result{ls, err}
 	}()
 	go func() {
-		l, err := acceptLeft(ctx, cfg)
-		acceptc <- result{l, err}
+		ls, err := acceptLeft(ctx, cfg)
+		acceptc <- result{ls, err}
 	}()
 	var first error
 	for range 2 {
 		var res result
 		select {
 		case res = <-dialc:
-			right = res.l
+			rights = res.ls
 		case res = <-acceptc:
-			left = res.l
+			lefts = res.ls
 		}
 		if res.err != nil && first == nil {
 			first = res.err
@@ -138,24 +157,43 @@ func connect(ctx context.Context, cfg *RingConfig) (left, right *link, err error
 		}
 	}
 	if first != nil {
-		for _, l := range []*link{left, right} {
-			if l != nil {
-				l.conn.Close()
-			}
-		}
+		closeLinks(lefts)
+		closeLinks(rights)
 		return nil, nil, first
 	}
-	for _, l := range []*link{left, right} {
+	for _, l := range append(slices.Clip(lefts), rights...) {
 		l.timeout = cfg.Timeout
 		if tc, ok := l.conn.(*net.TCPConn); ok {
 			tc.SetNoDelay(true) // headers and barrier tokens are tiny
 			tc.SetKeepAlive(true)
 		}
 	}
-	return left, right, nil
+	return lefts, rights, nil
 }
 
-func dialRight(ctx context.Context, cfg *RingConfig) (*link, error) {
+func closeLinks(ls []*link) {
+	for _, l := range ls {
+		if l != nil {
+			l.conn.Close()
+		}
+	}
+}
+
+// dialRight dials the right neighbour once per lane, in lane order.
+func dialRight(ctx context.Context, cfg *RingConfig) ([]*link, error) {
+	var ls []*link
+	for k := range cfg.Lanes {
+		l, err := dialLane(ctx, cfg, k)
+		if err != nil {
+			closeLinks(ls)
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+func dialLane(ctx context.Context, cfg *RingConfig, lane int) (*link, error) {
 	peer := (cfg.Rank + 1) % cfg.Size
 	addr := cfg.Addrs[peer]
 	var d net.Dialer
@@ -164,7 +202,7 @@ func dialRight(ctx context.Context, cfg *RingConfig) (*link, error) {
 	for {
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
-			err = handshake(ctx, c, func(c net.Conn) error { return dialHandshake(c, cfg, peer) })
+			err = handshake(ctx, c, func(c net.Conn) error { return dialHandshake(c, cfg, peer, lane) })
 			if err == nil {
 				return &link{conn: c, peer: peer, addr: addr}, nil
 			}
@@ -189,10 +227,11 @@ func dialRight(ctx context.Context, cfg *RingConfig) (*link, error) {
 	}
 }
 
-// acceptLeft accepts connections until one completes the handshake as the
-// left neighbour. Each handshake runs on its own goroutine, so that a stray
-// connection that never speaks cannot hold up the real peer's.
-func acceptLeft(ctx context.Context, cfg *RingConfig) (*link, error) {
+// acceptLeft accepts connections until one per lane has completed the
+// handshake as the left neighbour. Each handshake runs on its own
+// goroutine, so that a stray connection that never speaks cannot hold up
+// the real peer's.
+func acceptLeft(ctx context.Context, cfg *RingConfig) ([]*link, error) {
 	peer := mod(cfg.Rank-1, cfg.Size)
 	ln := cfg.Listener
 	dl := ln.(deadliner)
@@ -204,8 +243,9 @@ func acceptLeft(ctx context.Context, cfg *RingConfig) (*link, error) {
 	stopWake := context.AfterFunc(ctx, func() { dl.SetDeadline(time.Unix(1, 0)) })
 
 	type result struct {
-		c   net.Conn
-		err error
+		c    net.Conn
+		lane int
+		err  error
 	}
 	results := make(chan result)
 	done := make(chan struct{})
@@ -221,9 +261,13 @@ func acceptLeft(ctx context.Context, cfg *RingConfig) (*link, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := handshake(ctx, c, func(c net.Conn) error { return acceptHandshake(c, cfg, peer) })
+				var lane int
+				err := handshake(ctx, c, func(c net.Conn) (err error) {
+					lane, err = acceptHandshake(c, cfg, peer)
+					return err
+				})
 				select {
-				case results <- result{c, err}:
+				case results <- result{c, lane, err}:
 				case <-done:
 					c.Close()
 				}
@@ -231,15 +275,23 @@ func acceptLeft(ctx context.Context, cfg *RingConfig) (*link, error) {
 		}
 	}()
 
-	var won net.Conn
+	won := make([]net.Conn, cfg.Lanes)
+	missing := cfg.Lanes
 	var refused []string
 	var failure error
 	loopDone := false
-	for won == nil && failure == nil {
+	for missing > 0 && failure == nil {
 		select {
 		case res := <-results:
 			if res.err == nil {
-				won = res.c
+				// A dialer that retries a lane (it missed the final
+				// status) has given up on its first connection.
+				if old := won[res.lane]; old != nil {
+					old.Close()
+				} else {
+					missing--
+				}
+				won[res.lane] = res.c
 				break
 			}
 			res.c.Close()
@@ -270,9 +322,18 @@ func acceptLeft(ctx context.Context, cfg *RingConfig) (*link, error) {
 	wg.Wait()
 	dl.SetDeadline(time.Time{})
 	if failure != nil {
+		for _, c := range won {
+			if c != nil {
+				c.Close()
+			}
+		}
 		return nil, failure
 	}
-	return &link{conn: won, peer: peer, addr: won.RemoteAddr().String()}, nil
+	ls := make([]*link, len(won))
+	for k, c := range won {
+		ls[k] = &link{conn: c, peer: peer, addr: c.RemoteAddr().String()}
+	}
+	return ls, nil
 }
 
 // handshake runs f on c with c's deadline tied to ctx, and clears the
@@ -304,7 +365,7 @@ const (
 	helloLen     = 48
 	proofLen     = sha256.Size
 	helloMagic   = "MACDRING"
-	helloVersion = 1
+	helloVersion = 2
 	maxReason    = 512
 )
 
@@ -314,6 +375,8 @@ type hello struct {
 	size      int
 	rank      int
 	gen       uint64
+	lane      int
+	lanes     int
 	nonce     [16]byte
 	magicGood bool
 }
@@ -323,7 +386,7 @@ var hostLittle = func() bool {
 	return *(*byte)(unsafe.Pointer(&x)) == 1
 }()
 
-func makeHello(cfg *RingConfig) ([helloLen]byte, error) {
+func makeHello(cfg *RingConfig, lane int) ([helloLen]byte, error) {
 	var b [helloLen]byte
 	copy(b[0:8], helloMagic)
 	binary.LittleEndian.PutUint16(b[8:], helloVersion)
@@ -332,6 +395,8 @@ func makeHello(cfg *RingConfig) ([helloLen]byte, error) {
 	}
 	binary.LittleEndian.PutUint32(b[12:], uint32(cfg.Size))
 	binary.LittleEndian.PutUint32(b[16:], uint32(cfg.Rank))
+	binary.LittleEndian.PutUint16(b[20:], uint16(lane))
+	binary.LittleEndian.PutUint16(b[22:], uint16(max(1, cfg.Lanes)))
 	binary.LittleEndian.PutUint64(b[24:], cfg.Generation)
 	_, err := rand.Read(b[32:48])
 	return b, err
@@ -344,6 +409,8 @@ func parseHello(b *[helloLen]byte) hello {
 		little:    b[10] == 1,
 		size:      int(binary.LittleEndian.Uint32(b[12:])),
 		rank:      int(binary.LittleEndian.Uint32(b[16:])),
+		lane:      int(binary.LittleEndian.Uint16(b[20:])),
+		lanes:     int(binary.LittleEndian.Uint16(b[22:])),
 		gen:       binary.LittleEndian.Uint64(b[24:]),
 	}
 	copy(h.nonce[:], b[32:48])
@@ -366,6 +433,10 @@ func (h hello) mismatch(cfg *RingConfig, wantRank int) string {
 		return fmt.Sprintf("rank %d has a ring of %d ranks, rank %d one of %d", h.rank, h.size, cfg.Rank, cfg.Size)
 	case h.rank != wantRank:
 		return fmt.Sprintf("rank %d connected to rank %d, whose neighbour there is rank %d (addresses out of date?)", h.rank, cfg.Rank, wantRank)
+	case h.lanes != max(1, cfg.Lanes):
+		return fmt.Sprintf("rank %d has %d lanes to each neighbour, rank %d has %d", h.rank, h.lanes, cfg.Rank, max(1, cfg.Lanes))
+	case h.lane >= h.lanes:
+		return fmt.Sprintf("rank %d connected lane %d of %d", h.rank, h.lane, h.lanes)
 	}
 	return ""
 }
@@ -411,8 +482,8 @@ func readStatus(c net.Conn) error {
 	return fmt.Errorf("%w: bad status byte %d (not a macdist ring peer?)", ErrRefused, b[0])
 }
 
-func dialHandshake(c net.Conn, cfg *RingConfig, peer int) error {
-	mine, err := makeHello(cfg)
+func dialHandshake(c net.Conn, cfg *RingConfig, peer, lane int) error {
+	mine, err := makeHello(cfg, lane)
 	if err != nil {
 		return err
 	}
@@ -430,7 +501,12 @@ func dialHandshake(c net.Conn, cfg *RingConfig, peer int) error {
 	if _, err := io.ReadFull(c, theirProof[:]); err != nil {
 		return err
 	}
-	if why := parseHello(&theirs).mismatch(cfg, peer); why != "" {
+	h := parseHello(&theirs)
+	why := h.mismatch(cfg, peer)
+	if why == "" && h.lane != lane {
+		why = fmt.Sprintf("rank %d answered lane %d for lane %d", h.rank, h.lane, lane)
+	}
+	if why != "" {
 		return fmt.Errorf("%w: %s", ErrRefused, why)
 	}
 	if !hmac.Equal(theirProof[:], proof(cfg.Token, "accept", &mine, &theirs)) {
@@ -442,33 +518,35 @@ func dialHandshake(c net.Conn, cfg *RingConfig, peer int) error {
 	return readStatus(c)
 }
 
-func acceptHandshake(c net.Conn, cfg *RingConfig, peer int) error {
+// acceptHandshake returns the lane the dialer connected.
+func acceptHandshake(c net.Conn, cfg *RingConfig, peer int) (lane int, err error) {
 	from := c.RemoteAddr().String()
 	var theirs [helloLen]byte
 	if _, err := io.ReadFull(c, theirs[:]); err != nil {
-		return fmt.Errorf("%s: %w", from, err)
+		return 0, fmt.Errorf("%s: %w", from, err)
 	}
-	if why := parseHello(&theirs).mismatch(cfg, peer); why != "" {
+	h := parseHello(&theirs)
+	if why := h.mismatch(cfg, peer); why != "" {
 		refuse(c, why)
-		return fmt.Errorf("%s: %s", from, why)
+		return 0, fmt.Errorf("%s: %s", from, why)
 	}
-	mine, err := makeHello(cfg)
+	mine, err := makeHello(cfg, h.lane)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	msg := append([]byte{0}, mine[:]...)
 	msg = append(msg, proof(cfg.Token, "accept", &theirs, &mine)...)
 	if _, err := c.Write(msg); err != nil {
-		return fmt.Errorf("%s: %w", from, err)
+		return 0, fmt.Errorf("%s: %w", from, err)
 	}
 	var theirProof [proofLen]byte
 	if _, err := io.ReadFull(c, theirProof[:]); err != nil {
-		return fmt.Errorf("%s: %w", from, err)
+		return 0, fmt.Errorf("%s: %w", from, err)
 	}
 	if !hmac.Equal(theirProof[:], proof(cfg.Token, "dial", &theirs, &mine)) {
 		refuse(c, "wrong token")
-		return fmt.Errorf("%s: wrong token", from)
+		return 0, fmt.Errorf("%s: wrong token", from)
 	}
 	_, err = c.Write([]byte{0})
-	return err
+	return h.lane, err
 }

@@ -70,6 +70,18 @@
 // ring, after which every rank has heard, transitively, from every other.
 // A world of one makes no connection and its collectives return at once.
 //
+// One TCP stream is bound by the core that copies it (and here by the
+// core that also adds what arrives), well short of a fast NIC or of a
+// many-core host's memory. RingConfig.Lanes (launch's --ring-lanes) opens
+// that many connections to each neighbour, each with its own sending and
+// receiving goroutine, as NCCL opens several sockets per peer. A
+// collective large enough to give every lane at least a chunk per step is
+// spread over them: each ring segment is split among the lanes, so every
+// element is still summed starting at the rank that owns its segment, and
+// the bits are those of one lane. Small collectives and barriers use one
+// lane and keep its latency. The number of lanes must match across ranks
+// (the handshake checks it).
+//
 // # Timeouts and Abort
 //
 // Every read and write of the ring has a deadline RingConfig.Timeout ahead

@@ -54,6 +54,13 @@ type RingConfig struct {
 	ConnectTimeout time.Duration
 	// ChunkBytes is the pipeline's unit (0 means DefaultChunkBytes).
 	ChunkBytes int
+	// Lanes is the number of connections to each neighbour (0 means 1),
+	// each with its own sending and receiving goroutine: a large
+	// collective is spread over them, so that more cores copy and add at
+	// once. One TCP stream is bound by the core that copies it, well
+	// below what a fast network or a many-core host's loopback can carry.
+	// Every rank of a ring must use the same number.
+	Lanes int
 	// Device is the device whose buffers the ring reduces. Nil or a
 	// *cpu.Device: buffers are used in place. Any other device: buffers
 	// are staged through a host buffer (Download, ring, Upload), which the
@@ -61,36 +68,22 @@ type RingConfig struct {
 	Device kernels.Device
 }
 
-// Ring is a Communicator over TCP: each rank keeps one connection to its
-// right neighbour, on which it only sends, and one from its left, on which
-// it only receives. See the package documentation for the algorithm.
+// Ring is a Communicator over TCP: each rank keeps Lanes connections to
+// its right neighbour, on which it only sends, and as many from its left,
+// on which it only receives. See the package documentation for the
+// algorithm.
 type Ring struct {
 	rank, size int
 	gen        uint64
 	timeout    time.Duration
 	chunk      int // elements
-	left       *link
-	right      *link
+	lanes      []*lane
 	host       host
 
-	opMu    sync.Mutex // one collective at a time
-	seq     uint64
-	scratch []float32 // one received chunk, before it is added
-
-	// The receiving half of a collective runs on the caller's goroutine,
-	// the sending half on sender. recvd counts the units received so far
-	// (the header, then chunks): the sender waits on it before forwarding
-	// a chunk. sent counts the chunks sent: the receiver waits on it before
-	// overwriting a chunk the sender read in an earlier step. That order
-	// already holds through the network (the bytes left this rank before
-	// they came back round the ring), but only this makes it visible to
-	// the race detector, and it costs one atomic load per chunk.
-	jobs    chan job
-	sendRes chan error
-	recvd   progress
-	sent    progress
-	watch   chan context.Context
-	opEnd   chan struct{}
+	opMu  sync.Mutex // one collective at a time
+	seq   uint64
+	watch chan context.Context
+	opEnd chan struct{}
 
 	aborted   chan struct{}
 	abortOnce sync.Once
@@ -100,6 +93,33 @@ type Ring struct {
 	quit      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+}
+
+// lane is one connection to each neighbour and the goroutines that drive
+// them. A collective gives each lane in use its share of the buffer (see
+// laneSegment); the lanes run independently and the collective ends when
+// all have.
+type lane struct {
+	ring        *Ring
+	index       int
+	left, right *link
+	scratch     []float32 // one received chunk, before it is added
+
+	// The sending half of a lane's share runs on its sender goroutine,
+	// the receiving half on the caller's goroutine (lane 0) or the lane's
+	// receiver goroutine (the others). recvd counts the units received so
+	// far (the header, then chunks): the sender waits on it before
+	// forwarding a chunk. sent counts the chunks sent: the receiver waits
+	// on it before overwriting a chunk the sender read in an earlier step.
+	// That order already holds through the network (the bytes left this
+	// rank before they came back round the ring), but only this makes it
+	// visible to the race detector, and it costs one atomic load per chunk.
+	sendJobs chan job
+	sendRes  chan error
+	recvJobs chan job
+	recvRes  chan error
+	recvd    progress
+	sent     progress
 }
 
 type opKind uint8
@@ -171,10 +191,12 @@ func decodeHeader(b *[headerLen]byte) (header, bool) {
 	return h, binary.LittleEndian.Uint32(b[0:]) == headerMagic
 }
 
-// job is one collective as the sender sees it.
+// job is one collective as a lane sees it: the whole buffer, of which the
+// lane handles its share among the lanes in use.
 type job struct {
-	h    header
-	data []float32
+	h     header
+	data  []float32
+	lanes int
 }
 
 // link is one connection to a neighbour, with the per-wait deadline.
@@ -228,7 +250,7 @@ func (r *Ring) Size() int { return r.size }
 // Generation is the generation the ring was built for.
 func (r *Ring) Generation() uint64 { return r.gen }
 
-// Abort breaks the ring: it closes both connections, which wakes this
+// Abort breaks the ring: it closes all its connections, which wakes this
 // rank's blocked call and makes both neighbours fail in turn.
 func (r *Ring) Abort(err error) {
 	if err == nil {
@@ -239,11 +261,9 @@ func (r *Ring) Abort(err error) {
 		r.cause = err
 		r.causeMu.Unlock()
 		close(r.aborted)
-		if r.left != nil {
-			r.left.conn.Close()
-		}
-		if r.right != nil {
-			r.right.conn.Close()
+		for _, l := range r.lanes {
+			l.left.conn.Close()
+			l.right.conn.Close()
 		}
 	})
 }
@@ -327,8 +347,9 @@ func (r *Ring) Barrier(ctx context.Context) error {
 	return r.run(ctx, header{kind: kindBarrier, seq: r.seq}, nil)
 }
 
-// run executes one collective: the sender goroutine sends while this one
-// receives. Called with opMu held.
+// run executes one collective: each lane in use sends on its sender
+// goroutine and receives on its receiver goroutine, lane 0 on this one.
+// Called with opMu held.
 func (r *Ring) run(ctx context.Context, h header, data []float32) error {
 	r.seq++
 	select {
@@ -343,26 +364,67 @@ func (r *Ring) run(ctx context.Context, h header, data []float32) error {
 	if watching {
 		r.watch <- ctx
 	}
-	r.recvd.reset()
-	r.sent.reset()
-	r.jobs <- job{h: h, data: data}
-	rerr := r.receive(h, data)
-	if rerr != nil {
-		r.Abort(rerr)
+	j := job{h: h, data: data, lanes: r.lanesFor(h.kind, len(data))}
+	for _, l := range r.lanes[:j.lanes] {
+		l.recvd.reset()
+		l.sent.reset()
+		l.sendJobs <- j
+		if l.index > 0 {
+			l.recvJobs <- j
+		}
 	}
-	// The sender always answers, and soon once the ring is aborted: it
+	failed := false
+	if err := r.lanes[0].receive(j); err != nil {
+		r.Abort(err)
+		failed = true
+	}
+	// Every half always answers, and soon once the ring is aborted: all
 	// must be done with data before the caller gets it back.
-	if serr := <-r.sendRes; serr != nil {
-		r.Abort(serr)
-		rerr = serr
+	for _, l := range r.lanes[1:j.lanes] {
+		if err := <-l.recvRes; err != nil {
+			r.Abort(err)
+			failed = true
+		}
+	}
+	for _, l := range r.lanes[:j.lanes] {
+		if err := <-l.sendRes; err != nil {
+			r.Abort(err)
+			failed = true
+		}
 	}
 	if watching {
 		r.opEnd <- struct{}{}
 	}
-	if rerr != nil {
+	if failed {
 		return r.opError(h)
 	}
 	return nil
+}
+
+// lanesFor is the number of lanes a collective of n elements uses: as
+// many as give each lane at least a chunk per step, so that small
+// collectives keep the latency of one lane. Barriers use one.
+func (r *Ring) lanesFor(kind opKind, n int) int {
+	per := r.chunk
+	switch kind {
+	case kindBarrier:
+		return 1
+	case kindAllReduce:
+		per *= r.size
+	}
+	return max(1, min(len(r.lanes), n/per))
+}
+
+// laneSegment is lane k's share [off, off+n) of ring segment i of an
+// n-element AllReduce spread over L lanes: every segment is split among
+// the lanes, rather than the buffer among lanes and then each share among
+// ranks, so that each element is summed in the same order (starting at the
+// rank that owns its segment) whatever the number of lanes, and the result
+// is bit for bit that of one lane and of Local.
+func laneSegment(total, ranks, i, k, L int) (off, n int) {
+	off, n = segment(total, ranks, i)
+	o, m := segment(n, L, k)
+	return off + o, m
 }
 
 // watcher turns the end of a call's context into an abort: a collective
@@ -384,18 +446,34 @@ func (r *Ring) watcher() {
 	}
 }
 
-func (r *Ring) sender() {
-	defer r.wg.Done()
+func (l *lane) sender() {
+	defer l.ring.wg.Done()
 	for {
 		select {
-		case j := <-r.jobs:
-			err := r.send(j)
+		case j := <-l.sendJobs:
+			err := l.send(j)
 			if err != nil {
-				// At once: the receiver may be waiting for this half.
-				r.Abort(err)
+				// At once: the receivers may be waiting for this half.
+				l.ring.Abort(err)
 			}
-			r.sendRes <- err
-		case <-r.quit:
+			l.sendRes <- err
+		case <-l.ring.quit:
+			return
+		}
+	}
+}
+
+func (l *lane) receiver() {
+	defer l.ring.wg.Done()
+	for {
+		select {
+		case j := <-l.recvJobs:
+			err := l.receive(j)
+			if err != nil {
+				l.ring.Abort(err)
+			}
+			l.recvRes <- err
+		case <-l.ring.quit:
 			return
 		}
 	}
@@ -445,11 +523,13 @@ func (p *progress) await(n int64, aborted <-chan struct{}) error {
 }
 
 // chunks is the number of pipeline chunks per ring segment of an n-element
-// AllReduce: every segment is cut at the same multiples of r.chunk, so the
-// shorter segments simply have a shorter (or empty) last chunk.
-func (r *Ring) chunks(n int) int {
+// AllReduce over L lanes: every lane's share of every segment is cut at
+// the same multiples of r.chunk, so the shorter shares simply have a
+// shorter (or empty) last chunk.
+func (r *Ring) chunks(n, L int) int {
 	seg := (n + r.size - 1) / r.size
-	return (seg + r.chunk - 1) / r.chunk
+	share := (seg + L - 1) / L
+	return (share + r.chunk - 1) / r.chunk
 }
 
 // The AllReduce stream has 2(R−1) steps. At step s, rank r sends segment
@@ -460,8 +540,8 @@ func (r *Ring) chunks(n int) int {
 // s−1, so chunk c of step s waits only for chunk c of step s−1: unit
 // 1 + (s−1)·C + c + 1 of the receiver's progress (unit 0 is the header).
 
-func (r *Ring) send(j job) error {
-	l := r.right
+func (ln *lane) send(j job) error {
+	r, l := ln.ring, ln.right
 	j.h.encode(&l.hdr)
 	if err := l.write(l.hdr[:]); err != nil {
 		return err
@@ -470,14 +550,14 @@ func (r *Ring) send(j job) error {
 	switch j.h.kind {
 	case kindAllReduce:
 		n := len(j.data)
-		C := r.chunks(n)
+		C := r.chunks(n, j.lanes)
 		for s := 0; s < 2*(R-1); s++ {
-			off, segLen := segment(n, R, mod(r.rank-s, R))
+			off, segLen := laneSegment(n, R, mod(r.rank-s, R), ln.index, j.lanes)
 			for c := 0; c < C; c++ {
 				lo, hi := c*r.chunk, min((c+1)*r.chunk, segLen)
 				if lo < hi {
 					if s > 0 {
-						if err := r.recvd.await(int64(1+(s-1)*C+c+1), r.aborted); err != nil {
+						if err := ln.recvd.await(int64(1+(s-1)*C+c+1), r.aborted); err != nil {
 							return err
 						}
 					}
@@ -485,7 +565,7 @@ func (r *Ring) send(j job) error {
 						return err
 					}
 				}
-				r.sent.set(int64(s*C + c + 1))
+				ln.sent.set(int64(s*C + c + 1))
 			}
 		}
 	case kindBroadcast:
@@ -493,20 +573,22 @@ func (r *Ring) send(j job) error {
 		if mod(r.rank+1, R) == root {
 			return nil // the end of the chain
 		}
-		for c, lo := 0, 0; lo < len(j.data); c, lo = c+1, lo+r.chunk {
-			hi := min(lo+r.chunk, len(j.data))
+		off, n := segment(len(j.data), j.lanes, ln.index)
+		data := j.data[off : off+n]
+		for c, lo := 0, 0; lo < len(data); c, lo = c+1, lo+r.chunk {
+			hi := min(lo+r.chunk, len(data))
 			if r.rank != root {
-				if err := r.recvd.await(int64(1+c+1), r.aborted); err != nil {
+				if err := ln.recvd.await(int64(1+c+1), r.aborted); err != nil {
 					return err
 				}
 			}
-			if err := l.write(asBytes(j.data[lo:hi])); err != nil {
+			if err := l.write(asBytes(data[lo:hi])); err != nil {
 				return err
 			}
 		}
 	case kindBarrier:
 		for s := 1; s < R-1; s++ {
-			if err := r.recvd.await(int64(s), r.aborted); err != nil {
+			if err := ln.recvd.await(int64(s), r.aborted); err != nil {
 				return err
 			}
 			binary.LittleEndian.PutUint64(l.tok[:], j.h.seq)
@@ -518,8 +600,8 @@ func (r *Ring) send(j job) error {
 	return nil
 }
 
-func (r *Ring) receive(h header, data []float32) error {
-	l := r.left
+func (ln *lane) receive(j job) error {
+	r, l, h, data := ln.ring, ln.left, j.h, j.data
 	if err := l.read(l.hdr[:]); err != nil {
 		return err
 	}
@@ -530,20 +612,20 @@ func (r *Ring) receive(h header, data []float32) error {
 	if got != h {
 		return fmt.Errorf("%w: rank %d issued %v while rank %d issued %v", ErrMismatch, l.peer, got, r.rank, h)
 	}
-	r.recvd.set(1)
+	ln.recvd.set(1)
 	R := r.size
 	switch h.kind {
 	case kindAllReduce:
 		n := len(data)
-		C := r.chunks(n)
+		C := r.chunks(n, j.lanes)
 		for s := 0; s < 2*(R-1); s++ {
-			off, segLen := segment(n, R, mod(r.rank-s-1, R))
+			off, segLen := laneSegment(n, R, mod(r.rank-s-1, R), ln.index, j.lanes)
 			for c := 0; c < C; c++ {
 				lo, hi := c*r.chunk, min((c+1)*r.chunk, segLen)
 				if lo < hi {
 					dst := data[off+lo : off+hi]
 					if s < R-1 {
-						in := r.scratch[:hi-lo]
+						in := ln.scratch[:hi-lo]
 						if err := l.read(asBytes(in)); err != nil {
 							return err
 						}
@@ -553,7 +635,7 @@ func (r *Ring) receive(h header, data []float32) error {
 						}
 					} else {
 						// Step s−R+1 sent this chunk's old value.
-						if err := r.sent.await(int64((s-R+1)*C+c+1), r.aborted); err != nil {
+						if err := ln.sent.await(int64((s-R+1)*C+c+1), r.aborted); err != nil {
 							return err
 						}
 						if err := l.read(asBytes(dst)); err != nil {
@@ -561,19 +643,21 @@ func (r *Ring) receive(h header, data []float32) error {
 						}
 					}
 				}
-				r.recvd.set(int64(1 + s*C + c + 1))
+				ln.recvd.set(int64(1 + s*C + c + 1))
 			}
 		}
 	case kindBroadcast:
 		if r.rank == int(h.root) {
 			return nil
 		}
+		off, n := segment(len(data), j.lanes, ln.index)
+		data = data[off : off+n]
 		for c, lo := 0, 0; lo < len(data); c, lo = c+1, lo+r.chunk {
 			hi := min(lo+r.chunk, len(data))
 			if err := l.read(asBytes(data[lo:hi])); err != nil {
 				return err
 			}
-			r.recvd.set(int64(1 + c + 1))
+			ln.recvd.set(int64(1 + c + 1))
 		}
 	case kindBarrier:
 		for s := 1; s < R-1; s++ {
@@ -583,7 +667,7 @@ func (r *Ring) receive(h header, data []float32) error {
 			if binary.LittleEndian.Uint64(l.tok[:]) != h.seq {
 				return fmt.Errorf("receive from rank %d (%s): barrier token out of step", l.peer, l.addr)
 			}
-			r.recvd.set(int64(s + 1))
+			ln.recvd.set(int64(s + 1))
 		}
 	}
 	return nil

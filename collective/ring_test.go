@@ -201,6 +201,57 @@ func TestRingAllReduce(t *testing.T) {
 	}
 }
 
+// TestRingLanes spreads collectives over several connections per
+// neighbour: the results are right, bit for bit those of one lane (Local
+// reduces in one lane's order), and every lane carries its share.
+func TestRingLanes(t *testing.T) {
+	for _, ranks := range []int{2, 3, 5} {
+		for _, lanes := range []int{2, 3} {
+			t.Run(fmt.Sprintf("ranks=%d/lanes=%d", ranks, lanes), func(t *testing.T) {
+				// 5-float chunks: an AllReduce uses every lane from
+				// 5·ranks·lanes elements on.
+				rings := mustRings(t, ranks, func(c *RingConfig) { c.ChunkBytes, c.Lanes = 20, lanes })
+				local := NewLocal(ranks)
+				for _, n := range []int{0, 1, 7, 5 * ranks * lanes, 1001, 4099} {
+					for _, op := range []Op{Sum, Avg} {
+						xs := inputs(ranks, n, uint64(n))
+						got := allReduce(t, asComms(rings), xs, op)
+						checkReduced(t, xs, got, op)
+						sameBits(t, fmt.Sprintf("n=%d %v: local vs %d lanes", n, op, lanes), allReduce(t, local, xs, op)[0], got[0])
+					}
+					if want := min(lanes, max(1, n/(5*ranks))); rings[0].lanesFor(kindAllReduce, n) != want {
+						t.Errorf("n=%d: %d lanes in use, want %d", n, rings[0].lanesFor(kindAllReduce, n), want)
+					}
+					for k, l := range rings[0].lanes[:rings[0].lanesFor(kindAllReduce, n)] {
+						// Each lane's receiver counted the header and
+						// every chunk of its share.
+						if n > 0 && l.recvd.n.Load() < 2 {
+							t.Errorf("n=%d: lane %d received %d units", n, k, l.recvd.n.Load())
+						}
+					}
+				}
+				for root := range ranks {
+					xs := inputs(ranks, 1001, uint64(root))
+					got := make([][]float32, ranks)
+					errs := parallel(ranks, func(r int) error {
+						buf := dev.Alloc(len(xs[r]))
+						dev.Upload(buf, xs[r])
+						got[r] = cpu.Data(buf)
+						return rings[r].Broadcast(context.Background(), buf, root)
+					})
+					for r, err := range errs {
+						if err != nil {
+							t.Fatalf("broadcast from %d, rank %d: %v", root, r, err)
+						}
+						sameBits(t, fmt.Sprintf("broadcast from %d, rank %d", root, r), got[r], xs[root])
+					}
+				}
+				testBarrier(t, asComms(rings))
+			})
+		}
+	}
+}
+
 func TestRingBroadcast(t *testing.T) {
 	for _, ranks := range []int{1, 2, 3, 5} {
 		t.Run(fmt.Sprintf("ranks=%d", ranks), func(t *testing.T) {
@@ -322,9 +373,10 @@ func failFast(t *testing.T, rings []*Ring, ranks []int, n int, limit time.Durati
 
 func TestRingDeadPeer(t *testing.T) {
 	const timeout = 3 * time.Second
-	for _, n := range []int{10, 1 << 20} {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			rings := mustRings(t, 4, func(c *RingConfig) { c.Timeout = timeout })
+	for _, tc := range []struct{ n, lanes int }{{10, 1}, {1 << 20, 1}, {1 << 20, 3}} {
+		t.Run(fmt.Sprintf("n=%d/lanes=%d", tc.n, tc.lanes), func(t *testing.T) {
+			n := tc.n
+			rings := mustRings(t, 4, func(c *RingConfig) { c.Timeout, c.Lanes = timeout, tc.lanes })
 			// Rank 2 dies while the others are in the collective: its
 			// connections close, and the others must not wait for the
 			// timeout to notice.
@@ -338,9 +390,11 @@ func TestRingDeadPeer(t *testing.T) {
 
 func TestRingStalledPeer(t *testing.T) {
 	const timeout = 400 * time.Millisecond
-	for _, n := range []int{10, 1 << 20} { // 4 MiB fills the socket buffers: writes stall too
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			rings := mustRings(t, 3, func(c *RingConfig) { c.Timeout = timeout })
+	// 4 MiB fills the socket buffers: writes stall too.
+	for _, tc := range []struct{ n, lanes int }{{10, 1}, {1 << 20, 1}, {1 << 20, 2}} {
+		t.Run(fmt.Sprintf("n=%d/lanes=%d", tc.n, tc.lanes), func(t *testing.T) {
+			n := tc.n
+			rings := mustRings(t, 3, func(c *RingConfig) { c.Timeout, c.Lanes = timeout, tc.lanes })
 			// Rank 1 is alive (its connections are open) but never joins.
 			errs := failFast(t, rings, []int{0, 2}, n, 4*timeout, nil)
 			timedOut := false
@@ -430,6 +484,7 @@ func TestRingConfigErrors(t *testing.T) {
 		{"rank outside", RingConfig{Rank: 2, Size: 2, Addrs: addrs, Listener: ls[0]}, "rank 2 outside"},
 		{"addresses", RingConfig{Size: 2, Addrs: addrs[:1], Listener: ls[0]}, "1 addresses for 2 ranks"},
 		{"no listener", RingConfig{Size: 2, Addrs: addrs}, "no listener"},
+		{"lanes", RingConfig{Size: 2, Addrs: addrs, Listener: ls[0], Lanes: MaxLanes + 1}, "33 lanes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewRing(context.Background(), tc.cfg)
@@ -456,6 +511,11 @@ func TestRingHandshakeRefused(t *testing.T) {
 				c.Generation = 6
 			}
 		}, "generation"},
+		{"lanes", func(c *RingConfig) {
+			if c.Rank == 1 {
+				c.Lanes = 2
+			}
+		}, "lanes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t0 := time.Now()
@@ -507,7 +567,7 @@ func TestRingStrays(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		go func() { strayErrs <- dialHandshake(conn, &c, 0) }()
+		go func() { strayErrs <- dialHandshake(conn, &c, 0, 0) }()
 	}
 	silent, err := net.Dial("tcp", addrs[0])
 	if err != nil {
@@ -542,8 +602,14 @@ func TestRingStrays(t *testing.T) {
 // TestRingAllocs checks that a steady-state collective allocates nothing,
 // on any rank (AllocsPerRun counts the whole process).
 func TestRingAllocs(t *testing.T) {
+	for _, lanes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("lanes=%d", lanes), func(t *testing.T) { testRingAllocs(t, lanes) })
+	}
+}
+
+func testRingAllocs(t *testing.T, lanes int) {
 	const ranks, n = 3, 50000
-	rings := mustRings(t, ranks, func(c *RingConfig) { c.ChunkBytes = 16 << 10 })
+	rings := mustRings(t, ranks, func(c *RingConfig) { c.ChunkBytes, c.Lanes = 16<<10, lanes })
 	ctx, cancel := context.WithCancel(context.Background()) // a Done channel: the watcher runs
 	defer cancel()
 	bufs := make([]kernels.Buffer, ranks)

@@ -17,17 +17,23 @@ import (
 func runBenchCollective(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench collective", stderr)
 	ranks := fs.String("ranks", "2,3,4", "comma-separated rank counts")
+	lanes := fs.String("lanes", "1", "comma-separated lane counts (connections per neighbour, launch's --ring-lanes)")
 	size := fs.Int("size", 0, "bytes per rank (0: 4 KiB to 256 MiB in steps of 4×)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var rs []int
-	for _, f := range strings.Split(*ranks, ",") {
-		r, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || r < 1 {
-			return usageErrorf("--ranks: %q is not a positive integer", f)
+	rs, err := positiveList("--ranks", *ranks)
+	if err != nil {
+		return err
+	}
+	ls, err := positiveList("--lanes", *lanes)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if l > collective.MaxLanes {
+			return usageErrorf("--lanes: %d is more than %d", l, collective.MaxLanes)
 		}
-		rs = append(rs, r)
 	}
 	sizes := collective.BenchSizes()
 	if *size < 0 {
@@ -47,16 +53,31 @@ func runBenchCollective(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 	}
 	for _, r := range rs {
-		res, err := collective.BenchRing(ctx, r, sizes)
-		if err != nil {
-			return fmt.Errorf("bench collective: %d ranks: %w", r, err)
-		}
-		for _, x := range res {
-			if err := enc.Encode(map[string]any{"bench": "allreduce", "ranks": x.Ranks, "bytes": x.Bytes,
-				"seconds": x.Seconds, "algbw_gbps": x.AlgBW / 1e9, "busbw_gbps": x.BusBW / 1e9}); err != nil {
-				return err
+		for _, l := range ls {
+			res, err := collective.BenchRing(ctx, r, l, sizes)
+			if err != nil {
+				return fmt.Errorf("bench collective: %d ranks, %d lanes: %w", r, l, err)
+			}
+			for _, x := range res {
+				if err := enc.Encode(map[string]any{"bench": "allreduce", "ranks": x.Ranks, "lanes": x.Lanes, "bytes": x.Bytes,
+					"seconds": x.Seconds, "algbw_gbps": x.AlgBW / 1e9, "busbw_gbps": x.BusBW / 1e9}); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
+}
+
+// positiveList reads a comma-separated list of positive integers.
+func positiveList(flag, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, usageErrorf("%s: %q is not a positive integer", flag, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -71,6 +71,7 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rdzvTimeout := fs.Duration("rdzv-timeout", 10*time.Minute, "how long a rendezvous waits for MIN nodes before failing")
 	lastCall := fs.Duration("last-call", 3*time.Second, "how long a rendezvous with MIN nodes waits for the remaining members")
 	ringTimeout := fs.Duration("ring-timeout", collective.DefaultTimeout, "bound on every wait of a worker on a peer: a stalled or dead peer fails the step within it")
+	ringLanes := fs.Int("ring-lanes", 1, "TCP connections from each worker to each ring neighbour (CPU all-reduce): large all-reduces are spread over them, so that more cores copy at once; compare with `macdist bench collective --lanes`")
 	metricsAddr := fs.String("metrics-addr", "", "serve this node's cluster metrics (world size, generation, restarts, members alive; label rank) on /metrics here; the train flag --metrics-addr after -- is the workers' own, at its port + local rank")
 	scaleLR := fs.Bool("scale-lr", false, "keep --batch per rank and multiply --lr by the world size, instead of splitting --batch across ranks")
 	copies := fs.Bool("checkpoint-copies", true, "with several nodes, keep a copy of every checkpoint on each node (rank 0 sends them), so that losing rank 0's node loses no more than the last checkpoint interval without a shared --run-dir")
@@ -93,6 +94,9 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *maxRestarts < 0 {
 		return usageErrorf("--max-restarts %d is negative", *maxRestarts)
+	}
+	if *ringLanes < 1 || *ringLanes > collective.MaxLanes {
+		return usageErrorf("--ring-lanes %d: want 1 to %d", *ringLanes, collective.MaxLanes)
 	}
 
 	// The train flags are checked here, once, rather than by every worker.
@@ -177,9 +181,10 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	settings["nnodes"] = fmt.Sprintf("%d:%d", minN, maxN)
 	settings["scale-lr"] = strconv.FormatBool(*scaleLR)
 	settings["checkpoint-copies"] = strconv.FormatBool(*copies)
+	settings["ring-lanes"] = strconv.Itoa(*ringLanes)
 	settings["macdist"] = buildVersion()
 
-	nodeArgs := []string{"node", "--ring-timeout", ringTimeout.String()}
+	nodeArgs := []string{"node", "--ring-timeout", ringTimeout.String(), "--ring-lanes", strconv.Itoa(*ringLanes)}
 	if *scaleLR {
 		nodeArgs = append(nodeArgs, "--scale-lr")
 	}

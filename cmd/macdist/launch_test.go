@@ -283,6 +283,7 @@ func TestLaunchUsage(t *testing.T) {
 		{[]string{"launch", "--nnodes", "1:3", "--join", "127.0.0.1:1", "--", "--model", "mlp", "--batch", "64"}, "world size 3"},
 		{[]string{"launch", "--standalone", "--", "--model", "alexnet"}, "alexnet"},
 		{[]string{"launch", "--standalone", "--", "--lr-typo", "1"}, "lr-typo"},
+		{[]string{"launch", "--standalone", "--ring-lanes", "0", "--"}, "--ring-lanes 0"},
 		{[]string{"node", "--", "--model", "mlp"}, "started by `macdist launch`"},
 		{[]string{"status"}, "--join HOST:PORT or --control"},
 	}

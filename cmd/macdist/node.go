@@ -23,6 +23,7 @@ import (
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("node", stderr)
 	ringTimeout := fs.Duration("ring-timeout", collective.DefaultTimeout, "bound on every wait of the ring on a peer")
+	ringLanes := fs.Int("ring-lanes", 1, "see macdist launch")
 	scaleLR := fs.Bool("scale-lr", false, "see macdist launch")
 	copies := fs.Bool("checkpoint-copies", true, "see macdist launch")
 	if err := fs.Parse(args); err != nil {
@@ -80,7 +81,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer signal.Stop(sig)
 	cluster.WatchParent(ctx, func() { cancel(errors.New("the launch agent is gone")) })
 
-	ring, err := w.Ring(ctx, *ringTimeout)
+	ring, err := w.Ring(ctx, collective.RingConfig{Timeout: *ringTimeout, Lanes: *ringLanes})
 	if err != nil {
 		return err
 	}

@@ -30,15 +30,19 @@ func TestDataParallelEquivalence(t *testing.T) {
 		args      []string
 		noStats   bool
 		wantEqual bool
+		launch    []string // launch flags
 	}{
 		// SGD at lr 0.1 from a fresh LeNet-5 is chaotic enough that float32
 		// rounding (a different summation order) grows ×300 in five steps;
 		// at 0.01 the comparison measures the data-parallel arithmetic.
-		{"sgd-lenet5", []string{"--model", "lenet5", "--optimizer", "sgd", "--lr", "0.01"}, false, true},
-		{"mac-lenet5", []string{"--model", "lenet5", "--optimizer", "mac"}, false, true},
-		{"sgd-vit", []string{"--model", "vit-tiny-cifar", "--depth", "1", "--patch", "7", "--optimizer", "sgd"}, false, true},
-		{"mac-vit", []string{"--model", "vit-tiny-cifar", "--depth", "1", "--patch", "7", "--optimizer", "mac"}, false, true},
-		{"mac-lenet5-no-stats-allreduce", []string{"--model", "lenet5", "--optimizer", "mac"}, true, false},
+		{"sgd-lenet5", []string{"--model", "lenet5", "--optimizer", "sgd", "--lr", "0.01"}, false, true, nil},
+		{"mac-lenet5", []string{"--model", "lenet5", "--optimizer", "mac"}, false, true, nil},
+		{"sgd-vit", []string{"--model", "vit-tiny-cifar", "--depth", "1", "--patch", "7", "--optimizer", "sgd"}, false, true, nil},
+		// Its gradient buckets are large enough to use both lanes,
+		// which reduce in one lane's order.
+		{"mac-vit", []string{"--model", "vit-tiny-cifar", "--depth", "1", "--patch", "7", "--optimizer", "mac"}, false, true,
+			[]string{"--ring-lanes", "2"}},
+		{"mac-lenet5-no-stats-allreduce", []string{"--model", "lenet5", "--optimizer", "mac"}, true, false, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,7 +54,7 @@ func TestDataParallelEquivalence(t *testing.T) {
 			if err := single.wait(5 * time.Minute); err != nil {
 				t.Fatalf("single process: %v", err)
 			}
-			launch := []string{"launch", "--standalone", "--nproc-per-node", "2", "--"}
+			launch := append(append([]string{"launch", "--standalone", "--nproc-per-node", "2"}, c.launch...), "--")
 			if c.noStats {
 				t.Setenv("MACDIST_TEST_NO_STATS_ALLREDUCE", "1")
 			}
@@ -104,15 +108,18 @@ func paramDiff(t *testing.T, pa, pb string) float64 {
 }
 
 func TestBenchCollective(t *testing.T) {
-	code, out, errOut := runArgs("bench", "collective", "--ranks", "1,2", "--size", "4096")
+	code, out, errOut := runArgs("bench", "collective", "--ranks", "1,2", "--lanes", "1,2", "--size", "4096")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[0], `"bench":"stream"`) || !strings.Contains(lines[2], `"ranks":2`) || !strings.Contains(lines[2], "busbw_gbps") {
+	if len(lines) != 5 || !strings.Contains(lines[0], `"bench":"stream"`) || !strings.Contains(lines[4], `"ranks":2`) ||
+		!strings.Contains(lines[4], `"lanes":2`) || !strings.Contains(lines[4], "busbw_gbps") {
 		t.Errorf("output:\n%s", out)
 	}
-	if code, _, _ := runArgs("bench", "collective", "--ranks", "0"); code != 2 {
-		t.Errorf("--ranks 0: exit %d, want 2", code)
+	for _, bad := range [][]string{{"--ranks", "0"}, {"--lanes", "0"}, {"--lanes", "33"}} {
+		if code, _, _ := runArgs(append([]string{"bench", "collective"}, bad...)...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", bad, code)
+		}
 	}
 }
