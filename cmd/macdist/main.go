@@ -1,10 +1,3 @@
-// Command macdist is the data-parallel MAC trainer's command line. Each
-// subcommand parses its flags and calls into the packages that do the work.
-//
-//	macdist bench --model resnet20 --batch 128 --steps 20
-//
-// Only `bench` exists so far; `train`, `eval`, `export`, `launch`, `node`
-// and `status` arrive with the packages they need (train/, cluster/).
 package main
 
 import (

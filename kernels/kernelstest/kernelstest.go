@@ -1,11 +1,3 @@
-// Package kernelstest is a conformance suite for implementations of
-// kernels.Device.
-//
-// Run checks every method of a Device against reference loops written here
-// in float64. It reaches the device only through the kernels.Device
-// interface, uploading inputs, running one method and downloading the
-// result, so that every backend, host or accelerator, answers to the same
-// tests.
 package kernelstest
 
 import (

@@ -1,0 +1,26 @@
+// Command macdist is the data-parallel MAC trainer's command line: it
+// parses flags and calls into the packages that do the work (train,
+// cluster, collective, data); no training logic lives here.
+//
+//	macdist train --model lenet5 --data fashion-mnist          # one process
+//	macdist launch --standalone --nproc-per-node 4 -- --model resnet20 --data cifar10:DIR
+//	macdist launch --nnodes 2:4 --join HOST:PORT --cluster-key K -- <train flags>
+//	macdist status --join HOST:PORT
+//	macdist eval --checkpoint RUN/ckpt-… --data fashion-mnist
+//	macdist export --checkpoint RUN/ckpt-… --out model.safetensors
+//	macdist bench --model resnet50 --optimizer mac               # step time, bytes all-reduced
+//	macdist bench collective --ranks 2,3,4 --lanes 1,2           # the TCP ring's busbw
+//	macdist plot --out curves.png MAC=runs/mac SGD=runs/sgd
+//	macdist doctor                                                # OpenBLAS, CUDA, NCCL found
+//
+// `macdist help` lists the subcommands and `macdist SUBCOMMAND -h` their
+// flags. Train flags are shared by train, launch (after --) and node, the
+// worker process launch starts for each local rank; node reads its place
+// in the run from the environment launch sets (cluster.WorkerFromEnv).
+//
+// Exit status: 0 on success, 2 for a usage error (a bad flag, a flag
+// combination that cannot work), 1 for anything else, with the error on
+// standard error. Progress and logs go to standard error; machine-readable
+// results (per-epoch metrics, bench and eval lines) to standard output as
+// JSON lines.
+package main
