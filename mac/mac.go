@@ -65,6 +65,8 @@ type MAC struct {
 	attn   []*macAttn
 
 	flat      kernels.Buffer // statistics of this step, see Stats
+	early     kernels.Buffer // t̄ of every attention layer, see EarlyStats
+	earlyDone bool           // EarlyStats has filled early this step
 	collected bool           // this step's taps are on
 	firstSet  bool
 	host      []float32 // refresh's host copy of a vector, reused
@@ -104,9 +106,8 @@ type macAttn struct {
 	a      nn.AttentionTapped
 	layer  *macLayer
 	tokens int
-	xbar   kernels.Buffer // views into MAC.flat
-	tbar   kernels.Buffer
-	av     kernels.Buffer // ā_V = X̄ᵀ·t̄, d
+	tbar   kernels.Buffer // view into MAC.early
+	av     kernels.Buffer // ā_V = X̄ᵀ·t̄, d: view into MAC.flat
 	ema
 }
 
@@ -159,7 +160,7 @@ func NewMAC(dev kernels.Device, model nn.Module, cfg Config) (*MAC, error) {
 				continue
 			}
 			at := &macAttn{a: a, layer: l}
-			at.m, at.mhat, at.av = dev.Alloc(l.d), dev.Alloc(l.d), dev.Alloc(l.d)
+			at.m, at.mhat = dev.Alloc(l.d), dev.Alloc(l.d)
 			rows := l.out / 3
 			for i := range 3 {
 				l.uRows[i] = dev.View(l.u, i*rows, rows)
@@ -279,6 +280,7 @@ func (o *MAC) SetFirstLayerCovariance(sum []float64, rows float64) error {
 // (every TCov steps) and off otherwise, so that steps in between pay nothing.
 func (o *MAC) BeginStep() {
 	o.collected = o.steps%o.cfg.TCov == 0
+	o.earlyDone = false
 	for _, l := range o.layers {
 		l.t.SetTap(o.collected && !l.first)
 	}
@@ -287,11 +289,39 @@ func (o *MAC) BeginStep() {
 	}
 }
 
+// EarlyStats returns this step's mean attention t̄ of every attention
+// layer, one after another, or nil when the step collects none or the
+// model has no attention layer. It implements EarlyStatser: ā_V = X̄ᵀ·t̄
+// is a product of two batch means, and the mean over ranks of each rank's
+// X̄ᵀ·t̄ is the full batch's only when t̄ is already the full batch's. So a
+// data-parallel trainer averages this vector (tokens floats per layer)
+// before calling Stats, which then forms each rank's ā_V (d floats) from
+// it; averaging X̄ itself would cost tokens × d floats per layer.
+func (o *MAC) EarlyStats() kernels.Buffer {
+	if !o.collected || len(o.attn) == 0 {
+		return nil
+	}
+	if o.flat == nil {
+		o.layout()
+	}
+	for _, a := range o.attn {
+		_, t, tokens := a.a.AttentionTap()
+		if tokens != a.tokens {
+			panic(fmt.Sprintf("mac: attention %s: %d tokens, but %d when statistics were first laid out", a.layer.w.Name, tokens, a.tokens))
+		}
+		o.dev.Copy(a.tbar, t)
+	}
+	o.earlyDone = true
+	return o.early
+}
+
 // Stats gathers this step's statistics into one flat vector: ā of every
 // preconditioned layer in order (the first layer's excluded when it uses
-// its fixed covariance), then X̄ and t̄ of every attention layer. It returns
-// nil when the step collects none. The vector is MAC's to read in Step:
-// averaging it in place across ranks is what keeps replicas identical.
+// its fixed covariance), then ā_V = X̄ᵀ·t̄ of every attention layer, from
+// this rank's X̄ and EarlyStats' t̄ (taken now if EarlyStats was not
+// called). It returns nil when the step collects none. The vector is
+// MAC's to read in Step: averaging it in place across ranks is what keeps
+// replicas identical.
 func (o *MAC) Stats() kernels.Buffer {
 	if !o.collected {
 		return nil
@@ -299,26 +329,26 @@ func (o *MAC) Stats() kernels.Buffer {
 	if o.flat == nil {
 		o.layout()
 	}
+	if !o.earlyDone {
+		o.EarlyStats()
+	}
 	for _, l := range o.layers {
 		if l.stat != nil {
 			o.dev.Copy(l.stat, l.t.Tap())
 		}
 	}
 	for _, a := range o.attn {
-		x, t, tokens := a.a.AttentionTap()
-		if tokens != a.tokens {
-			panic(fmt.Sprintf("mac: attention %s: %d tokens, but %d when statistics were first laid out", a.layer.w.Name, tokens, a.tokens))
-		}
-		o.dev.Copy(a.xbar, x)
-		o.dev.Copy(a.tbar, t)
+		// ā_V = X̄ᵀ·t̄: the token rows weighted by the attention they receive.
+		x, _, _ := a.a.AttentionTap()
+		o.dev.Gemm(true, false, a.layer.d, 1, a.tokens, 1, x, a.layer.d, a.tbar, 1, 0, a.av, 1)
 	}
 	return o.flat
 }
 
-// layout allocates the flat statistics vector once the token counts of the
+// layout allocates the statistics vectors once the token counts of the
 // attention layers are known (after the first collecting Forward).
 func (o *MAC) layout() {
-	n := 0
+	n, early := 0, 0
 	for _, l := range o.layers {
 		if !l.first {
 			n += l.d
@@ -326,7 +356,8 @@ func (o *MAC) layout() {
 	}
 	for _, a := range o.attn {
 		_, _, a.tokens = a.a.AttentionTap()
-		n += a.tokens*a.layer.d + a.tokens
+		n += a.layer.d
+		early += a.tokens
 	}
 	o.flat = o.dev.Alloc(n)
 	off := 0
@@ -337,10 +368,16 @@ func (o *MAC) layout() {
 		}
 	}
 	for _, a := range o.attn {
-		a.xbar = o.dev.View(o.flat, off, a.tokens*a.layer.d)
-		off += a.tokens * a.layer.d
-		a.tbar = o.dev.View(o.flat, off, a.tokens)
-		off += a.tokens
+		a.av = o.dev.View(o.flat, off, a.layer.d)
+		off += a.layer.d
+	}
+	if early > 0 {
+		o.early = o.dev.Alloc(early)
+		off = 0
+		for _, a := range o.attn {
+			a.tbar = o.dev.View(o.early, off, a.tokens)
+			off += a.tokens
+		}
 	}
 }
 
@@ -369,8 +406,6 @@ func (o *MAC) Step(lr float64) error {
 			}
 		}
 		for _, a := range o.attn {
-			// ā_V = X̄ᵀ·t̄: the token rows weighted by the attention they receive.
-			d.Gemm(true, false, a.layer.d, 1, a.tokens, 1, a.xbar, a.layer.d, a.tbar, 1, 0, a.av, 1)
 			d.Axpby(a.m, 1-beta, a.av, beta)
 			a.n++
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/mac"
 	"github.com/macdist/macdist/nn"
+	"github.com/macdist/macdist/nn/models"
 )
 
 // mlp is a small model without batch norm: fc1 (bias), relu, fc2 (no bias), relu, fc3 (bias).
@@ -605,5 +606,38 @@ func TestStepAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: %v allocations per step", method, allocs)
 		}
+	}
+	// The attention rule: EarlyStats, then Stats forms ā_V from it.
+	m, err := models.New(dev, "vit-tiny-cifar", models.Config{InChannels: 1, ImageSize: 8, Classes: 3, Depth: 1, Dim: 16, Heads: 2, Patch: 4, MLPRatio: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := mac.NewMAC(dev, m, mac.Config{Common: mac.Common{Momentum: 0.9}, StatDecay: 0.95, Damping: 1, TCov: 1, TInv: 1, AttentionV: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := nn.NewCrossEntropyLoss(dev, 0)
+	shape := m.InputShape(4)
+	x, y := batch(0, 4, nn.Numel(shape)/4, 3)
+	forwardBackward(dev, m, loss, o, x, shape, y)
+	o.EarlyStats()
+	o.Stats()
+	if err := o.Step(0.01); err != nil {
+		t.Fatal(err)
+	}
+	in := nn.NewTensor(dev, shape...)
+	dev.Upload(in.Data, x)
+	allocs := testing.AllocsPerRun(20, func() {
+		o.BeginStep()
+		m.Forward(in) // the taps record during forward
+		if o.EarlyStats() == nil || o.Stats() == nil {
+			t.Fatal("no statistics on a collecting step")
+		}
+		if err := o.Step(0.01); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("mac with attention: %v allocations per step", allocs)
 	}
 }

@@ -50,6 +50,24 @@ type Optimizer interface {
 	SetState(*State) error
 }
 
+// EarlyStatser is implemented by optimizers some of whose statistics are
+// products of batch means (MAC's attention rule: ā_V = X̄ᵀ·t̄), which the
+// mean over ranks of per-rank products does not give. A data-parallel
+// trainer averages EarlyStats across ranks after Forward and before
+// Stats; Stats then forms the rest from the averaged vector:
+//
+//	opt.BeginStep()
+//	... Forward ...
+//	if e, ok := opt.(EarlyStatser); ok { average e.EarlyStats() (nil: nothing) }
+//	... loss, Backward ...
+//	average opt.Stats()
+//	err := opt.Step(lr)
+//
+// Without the early average each rank's Stats uses its own.
+type EarlyStatser interface {
+	EarlyStats() kernels.Buffer
+}
+
 // ErrNonFinite is wrapped by Step's error after too many steps in a row
 // were skipped because a gradient or statistic was NaN or infinite.
 var ErrNonFinite = errors.New("mac: non-finite gradients or statistics")

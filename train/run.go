@@ -59,6 +59,7 @@ type trainer struct {
 	grads     []kernels.Buffer
 	gradIndex map[*nn.Param]int // trainable parameter → its index in grads
 	readyHook func(nn.Module)   // t.gradsReady, made once: a method value allocates
+	early     [1]kernels.Buffer // the optimizer's EarlyStats, passed without a new slice
 	bufParams []*nn.Param
 	shadow    []kernels.Buffer // copies of the buffers, restored on a skipped step
 	opt       mac.Optimizer
@@ -527,6 +528,15 @@ func (t *trainer) step() (int, error) {
 	t.opt.BeginStep()
 	logits := t.model.Forward(x)
 	loss, correct := t.lossFn.Forward(logits, b.Y)
+	if es, ok := t.opt.(mac.EarlyStatser); ok {
+		// Before backward, so that no bucket is in flight: one small
+		// collective on the steps that collect (MAC's mean attention).
+		if t.early[0] = es.EarlyStats(); t.early[0] != nil {
+			if err := t.cfg.Reducer.AllReduceMean(t.early[:]...); err != nil {
+				return 0, fmt.Errorf("train: all-reduce of early statistics at step %d: %w", t.st.Step, err)
+			}
+		}
+	}
 	overlap, _ := t.cfg.Reducer.(OverlapReducer)
 	if overlap != nil {
 		if err := overlap.StartStep(t.dev, t.grads); err != nil {

@@ -43,7 +43,7 @@ type Result struct {
 	// With an optimizer (RunOptimizer) the step includes it, and these say
 	// what it cost: mean milliseconds of Stats+Step, the optimizer's state,
 	// and the bytes a data-parallel step all-reduces (gradients, and the
-	// largest statistics vector of any step).
+	// largest statistics of any step, early and late vectors together).
 	Optimizer         string  `json:"optimizer,omitempty"`
 	OptStepMS         float64 `json:"opt_step_ms,omitempty"`
 	OptStateBytes     int64   `json:"opt_state_bytes,omitempty"`
@@ -131,11 +131,17 @@ func RunOptimizer(ctx context.Context, dev kernels.Device, model Model, opt mac.
 			return 0, err
 		}
 		t0 := time.Now()
-		if st := opt.Stats(); st != nil {
-			n := int64(st.Len()) * 4
-			statsTotal += n
-			res.StatsBytes = max(res.StatsBytes, n)
+		var n int64
+		if es, ok := opt.(mac.EarlyStatser); ok {
+			if e := es.EarlyStats(); e != nil {
+				n += int64(e.Len()) * 4
+			}
 		}
+		if st := opt.Stats(); st != nil {
+			n += int64(st.Len()) * 4
+		}
+		statsTotal += n
+		res.StatsBytes = max(res.StatsBytes, n)
 		if err := opt.Step(0.01); err != nil {
 			return 0, err
 		}
