@@ -8,7 +8,9 @@
 // # One step
 //
 //	batch ← loader.Next()                      (data-wait time)
-//	opt.BeginStep(); forward; loss; backward
+//	opt.BeginStep(); forward; loss
+//	Reducer.AllReduceMean(opt.EarlyStats())    (MAC's mean attention t̄, ViTs only)
+//	backward
 //	Reducer.AllReduceMean(gradients...)
 //	Reducer.AllReduceMean(opt.Stats())         (MAC's ā vectors, KFAC's factors)
 //	opt.Step(schedule.LR(step))
