@@ -156,12 +156,28 @@ func col2imRow(x, row []float32, g kernels.ConvGeom, ki, kj, oh, ow int) {
 	}
 }
 
-// AddTo computes dst += src on host slices of equal length, eight elements
-// at a time (Go does not vectorise, and eight independent adds per
-// iteration run about half again as fast as the plain loop). Col2im and the
-// TCP ring's reduce-scatter both sum through it.
+// AddTo computes dst += src on host slices of equal length. Col2im sums
+// short rows through it, the TCP ring's reduce-scatter chunks of 64Ki
+// floats: long slices go to the AVX2 loop (four vectors per iteration)
+// when the build and the CPU have it, where a cgo call costs less than the
+// adds it vectorises; the rest to addTo. Both give the same bits.
 func AddTo(dst, src []float32) {
 	src = src[:len(dst)]
+	if haveSIMD && len(dst) >= simdAddMin {
+		simdAddTo(dst, src)
+		return
+	}
+	addTo(dst, src)
+}
+
+// simdAddMin is the length from which AddTo calls the AVX2 loop: a cgo
+// call costs about as much as 100 adds in Go.
+const simdAddMin = 512
+
+// addTo is AddTo in Go, eight elements at a time (Go does not vectorise,
+// and eight independent adds per iteration run about half again as fast as
+// the plain loop).
+func addTo(dst, src []float32) {
 	i := 0
 	for ; i+8 <= len(dst); i += 8 {
 		d, s := dst[i:i+8:i+8], src[i:i+8:i+8]

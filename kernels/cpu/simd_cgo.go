@@ -114,6 +114,25 @@ static AVX2 void macdist_gelu(int op, float *y, const float *x, const float *dy,
 	}
 }
 
+// macdist_add_to is AddTo: dst[i] += src[i], four vectors at a time.
+static AVX2 void macdist_add_to(float *dst, const float *src, long n) {
+	long i = 0;
+	for (; i + 32 <= n; i += 32) {
+		v8f a = load8(dst + i) + load8(src + i), b = load8(dst + i + 8) + load8(src + i + 8);
+		v8f c = load8(dst + i + 16) + load8(src + i + 16), d = load8(dst + i + 24) + load8(src + i + 24);
+		store8(dst + i, a);
+		store8(dst + i + 8, b);
+		store8(dst + i + 16, c);
+		store8(dst + i + 24, d);
+	}
+	for (; i + 8 <= n; i += 8) {
+		store8(dst + i, load8(dst + i) + load8(src + i));
+	}
+	for (; i < n; i++) {
+		dst[i] += src[i];
+	}
+}
+
 // macdist_relu is reluBits, macdist_relu_mask reluMaskBits.
 static AVX2 void macdist_relu(uint32_t *y, const uint32_t *x, long n) {
 	for (long i = 0; i < n; i++) {
@@ -594,6 +613,13 @@ func simdReLU(y, x []uint32) {
 		return
 	}
 	C.macdist_relu(uptr(y), uptr(x[:len(y)]), C.long(len(y)))
+}
+
+func simdAddTo(dst, src []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	C.macdist_add_to(fptr(dst), fptr(src[:len(dst)]), C.long(len(dst)))
 }
 
 func simdReLUMask(dx, dy, y []uint32) {

@@ -19,6 +19,8 @@ func simdGELUOp(op int, y, x, dy []float32) { panic("cpu: no SIMD kernels in thi
 
 func simdReLU(y, x []uint32) { panic("cpu: no SIMD kernels in this build") }
 
+func simdAddTo(dst, src []float32) { panic("cpu: no SIMD kernels in this build") }
+
 func simdReLUMask(dx, dy, y []uint32) { panic("cpu: no SIMD kernels in this build") }
 
 func simdSumPlanes(x []float32, n, hw, stride int) float64 {

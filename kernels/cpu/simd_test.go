@@ -88,6 +88,12 @@ func TestSIMDMatchesGo(t *testing.T) {
 		simdReLU(f32bits(got), f32bits(x))
 		sameBits(t, "ReLU", got, want)
 
+		copy(want, x)
+		addTo(want, dy)
+		copy(got, x)
+		simdAddTo(got, dy)
+		sameBits(t, "AddTo", got, want)
+
 		reluMaskBits(f32bits(want), f32bits(dy), f32bits(x))
 		simdReLUMask(f32bits(got), f32bits(dy), f32bits(x))
 		sameBits(t, "ReLUBackward", got, want)
@@ -276,5 +282,26 @@ func TestSIMDMaxPoolMatchesGo(t *testing.T) {
 			maxPoolPlane(dy[p*oh*ow:(p+1)*oh*ow], x[p*c.h*c.w:(p+1)*c.h*c.w], wdx[p*c.h*c.w:(p+1)*c.h*c.w], g)
 		}
 		sameBits(t, name("MaxPool2dBackward %+v", c), gdx, wdx)
+	}
+}
+
+// BenchmarkAddTo times dst += src on one ring chunk (64Ki floats, 256 KiB),
+// in Go and, where the build has it, in AVX2.
+func BenchmarkAddTo(b *testing.B) {
+	dst, src := make([]float32, 64<<10), make([]float32, 64<<10)
+	for _, c := range []struct {
+		name string
+		f    func(dst, src []float32)
+		ok   bool
+	}{{"go", addTo, true}, {"avx2", simdAddTo, haveSIMD}} {
+		b.Run(c.name, func(b *testing.B) {
+			if !c.ok {
+				b.Skip("no SIMD kernels in this build or on this CPU")
+			}
+			b.SetBytes(int64(8 * len(dst)))
+			for b.Loop() {
+				c.f(dst, src)
+			}
+		})
 	}
 }
