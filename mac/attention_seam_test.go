@@ -78,12 +78,7 @@ func TestAttentionDistributedSeam(t *testing.T) {
 				}
 				allReduceMean(dev, stats[0], stats[1])
 				statsErr = max(statsErr, relErr(get(dev, stats[0]), sFull))
-				p0, p1 := ranks[0].Params(), ranks[1].Params()
-				for i := range p0 {
-					if p0[i].Grad != nil {
-						allReduceMean(dev, p0[i].Grad.Data, p1[i].Grad.Data)
-					}
-				}
+				averageGrads(dev, ranks[0].Params(), ranks[1].Params())
 				for r := range 2 {
 					if err := oRank[r].Step(0.1); err != nil {
 						t.Fatal(err)

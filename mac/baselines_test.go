@@ -414,12 +414,7 @@ func TestBaselineDistributedSeam(t *testing.T) {
 					stats = append(stats, oRank[r].Stats())
 				}
 				allReduceMean(dev, stats[0], stats[1])
-				p0, p1 := ranks[0].Params(), ranks[1].Params()
-				for i := range p0 {
-					if p0[i].Grad != nil {
-						allReduceMean(dev, p0[i].Grad.Data, p1[i].Grad.Data)
-					}
-				}
+				averageGrads(dev, ranks[0].Params(), ranks[1].Params())
 				if method == "eva" {
 					checkEvaStats(t, dev, ranks[0], get(dev, stats[0]), sFull)
 					return

@@ -433,12 +433,7 @@ func TestDistributedSeam(t *testing.T) {
 		}
 		// What the all-reduce does: average gradients and statistics.
 		allReduceMean(dev, stats[0], stats[1])
-		p0, p1 := ranks[0].Params(), ranks[1].Params()
-		for i := range p0 {
-			if p0[i].Grad != nil {
-				allReduceMean(dev, p0[i].Grad.Data, p1[i].Grad.Data)
-			}
-		}
+		averageGrads(dev, ranks[0].Params(), ranks[1].Params())
 		for r := range 2 {
 			if err := oRank[r].Step(0.1); err != nil {
 				t.Fatal(err)
@@ -459,6 +454,15 @@ func TestDistributedSeam(t *testing.T) {
 func allReduceMean(dev kernels.Device, a, b kernels.Buffer) {
 	dev.Axpby(a, 0.5, b, 0.5)
 	dev.Copy(b, a)
+}
+
+// averageGrads is the gradient all-reduce of two ranks' replicas.
+func averageGrads(dev kernels.Device, p0, p1 []*nn.Param) {
+	for i := range p0 {
+		if p0[i].Grad != nil {
+			allReduceMean(dev, p0[i].Grad.Data, p1[i].Grad.Data)
+		}
+	}
 }
 
 func relErr(got, want []float32) float64 {
