@@ -73,10 +73,10 @@ func NewRing(ctx context.Context, cfg RingConfig) (*Ring, error) {
 		}
 		r.lanes = append(r.lanes, l)
 		r.wg.Add(1)
-		go l.sender()
+		go l.serve(l.sendJobs, l.sendRes, l.send)
 		if k > 0 { // lane 0 receives on the caller's goroutine
 			r.wg.Add(1)
-			go l.receiver()
+			go l.serve(l.recvJobs, l.recvRes, l.receive)
 		}
 	}
 	r.wg.Add(1)

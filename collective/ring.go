@@ -446,33 +446,19 @@ func (r *Ring) watcher() {
 	}
 }
 
-func (l *lane) sender() {
+// serve runs one half of the lane's collectives, send or receive, on its
+// own goroutine until the ring closes. A failed half aborts the ring at
+// once, before it reports: the other halves may be waiting on it.
+func (l *lane) serve(jobs <-chan job, res chan<- error, half func(job) error) {
 	defer l.ring.wg.Done()
 	for {
 		select {
-		case j := <-l.sendJobs:
-			err := l.send(j)
-			if err != nil {
-				// At once: the receivers may be waiting for this half.
-				l.ring.Abort(err)
-			}
-			l.sendRes <- err
-		case <-l.ring.quit:
-			return
-		}
-	}
-}
-
-func (l *lane) receiver() {
-	defer l.ring.wg.Done()
-	for {
-		select {
-		case j := <-l.recvJobs:
-			err := l.receive(j)
+		case j := <-jobs:
+			err := half(j)
 			if err != nil {
 				l.ring.Abort(err)
 			}
-			l.recvRes <- err
+			res <- err
 		case <-l.ring.quit:
 			return
 		}
