@@ -64,7 +64,7 @@
 // the R−1 steps overlap like a pipeline instead of running one after
 // another. Chunks are sent straight from the caller's buffer and all-gather
 // chunks are received straight into it; only reduce-scatter chunks pass
-// through one preallocated chunk buffer. A steady-state collective
+// through a preallocated chunk buffer. A steady-state collective
 // allocates nothing. Broadcast pipelines the same way along the chain
 // root → root+1 → … → root−1; Barrier passes a token R−1 times round the
 // ring, after which every rank has heard, transitively, from every other.

@@ -6,8 +6,8 @@
 //	macdist launch --standalone --nproc-per-node 4 -- --model resnet20 --data cifar10:DIR
 //	macdist launch --nnodes 2:4 --join HOST:PORT --cluster-key K -- <train flags>
 //	macdist status --join HOST:PORT
-//	macdist eval --checkpoint RUN/ckpt-… --data fashion-mnist
-//	macdist export --checkpoint RUN/ckpt-… --out model.safetensors
+//	macdist eval --checkpoint RUN --data fashion-mnist        # its newest complete checkpoint
+//	macdist export --checkpoint RUN/checkpoints/step-000003910 --out model.safetensors
 //	macdist bench --model resnet50 --optimizer mac               # step time, bytes all-reduced
 //	macdist bench collective --ranks 2,3,4 --lanes 1,2           # the TCP ring's busbw
 //	macdist plot --out curves.png MAC=runs/mac SGD=runs/sgd
