@@ -2,9 +2,11 @@
 #
 #   make setup     install the system packages (OpenBLAS, Fashion-MNIST) with apt
 #   make build     go build ./... and bin/macdist
-#   make test      install the test packages (Prometheus, g++) if missing; vet, gofmt check,
-#                  go test ./..., -race on the concurrent packages, kernels/cuda and
-#                  collective/nccl on an emulated GPU and NCCL
+#   make test      get what the tests need (g++ with apt if missing; Prometheus's binaries
+#                  unpacked into .cache/test-tools, not installed: no service); vet, gofmt
+#                  check, go test ./..., -race on the concurrent packages, kernels/cuda and
+#                  collective/nccl on an emulated GPU and NCCL. Every step runs; any red
+#                  one makes the target fail (scripts/test.sh)
 #   make lint      gofmt and go vet only
 #   make bench     kernel GEMM benchmarks, then macdist vs PyTorch on the same models
 #   make fixtures  regenerate the PyTorch reference fixtures (needs Debian's python3-torch)
@@ -24,9 +26,6 @@ RACE_PKGS := $(foreach d,$(RACE_CANDIDATES),$(if $(wildcard $(d)/*.go $(d)/*/*.g
 # apt packages the project needs at run time (OpenBLAS is opened with dlopen;
 # without it kernels/cpu falls back to gonum, slowly).
 APT_PKGS := libopenblas0 dataset-fashion-mnist
-# And those the tests need: Prometheus for deploy/'s live scrape, g++ for
-# the emulated GPU that kernels/cuda's tests run on.
-APT_TEST_PKGS := prometheus g++
 # And those that only `make fixtures` and `make bench` need.
 APT_PY_PKGS := python3-torch python3-numpy
 
@@ -43,17 +42,13 @@ vet:
 	$(GO) vet ./...
 
 fmt-check:
-	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './.cache/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 lint: fmt-check vet
 
-test: setup-test vet fmt-check
-	$(GO) test -timeout $(TEST_TIMEOUT) ./...
-ifneq ($(strip $(RACE_PKGS)),)
-	$(GO) test -race -short -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
-endif
-	$(MAKE) --no-print-directory test-cuda-emu
+test: setup-test
+	GO="$(GO)" TEST_TIMEOUT="$(TEST_TIMEOUT)" RACE_PKGS="$(strip $(RACE_PKGS))" bash scripts/test.sh
 
 # kernels/cuda's tests, the conformance suite included, on an emulated GPU:
 # the CUDA kernels compiled for the host behind a fake libcuda and cuBLAS;
@@ -101,8 +96,10 @@ setup:
 	$(call apt_install,$(APT_PKGS))
 	$(GO) mod download
 
+# g++ for the emulated GPU (apt, if missing), and Prometheus's binaries for
+# deploy/'s live scrape, downloaded and unpacked, never installed.
 setup-test:
-	$(call apt_install,$(APT_TEST_PKGS))
+	@bash scripts/test-tools.sh
 
 setup-python:
 	$(call apt_install,$(APT_PY_PKGS))

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -271,8 +272,12 @@ func (a *Agent) loop(ctx context.Context) error {
 		a.mu.Lock()
 		a.gen, a.state, a.step = asg.Generation, "running", -1
 		a.mu.Unlock()
-		a.logf("generation %d: world size %d, %d nodes, this node's ranks %d..%d",
-			asg.Generation, asg.WorldSize, len(asg.Nodes), asg.BaseRank, int(asg.BaseRank)+a.cfg.Procs-1)
+		nodes := "nodes"
+		if len(asg.Nodes) == 1 {
+			nodes = "node"
+		}
+		a.logf("generation %d: world size %d, %d %s, this node's ranks %d..%d",
+			asg.Generation, asg.WorldSize, len(asg.Nodes), nodes, asg.BaseRank, int(asg.BaseRank)+a.cfg.Procs-1)
 		out, why := a.runGeneration(ctx, asg, lns, failures)
 		switch {
 		case ctx.Err() != nil:
@@ -538,16 +543,24 @@ func (a *Agent) spawn(spec WorkerSpec, l *net.TCPListener, exits chan<- *worker)
 		// hold ring ranks nobody supervises.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	var pending []func()
+	// Rank 0's stdout (results) is the node's; every rank's log lines are
+	// marked with its rank. Rank 0 draws its progress bar when the node's
+	// stderr is a terminal, which it cannot see through the pipe.
+	cmd.Stdout = io.Discard
 	if spec.Rank == 0 {
-		cmd.Stdout, cmd.Stderr = a.cfg.Stdout, a.cfg.Stderr
-	} else {
-		cmd.Stdout = io.Discard
-		er, ew := io.Pipe()
-		cmd.Stderr = ew
-		pending = append(pending, func() { ew.Close() })
-		go prefixLines(a.cfg.Stderr, er, fmt.Sprintf("[rank %d] ", spec.Rank))
+		cmd.Stdout = a.cfg.Stdout
+		if isTerminal(a.cfg.Stderr) {
+			cmd.Env = append(cmd.Env, EnvProgressTerminal+"=1")
+		}
 	}
+	er, ew := io.Pipe()
+	cmd.Stderr = ew
+	copied := make(chan struct{})
+	go func() {
+		prefixLines(a.cfg.Stderr, er, fmt.Sprintf("[rank %d] ", spec.Rank))
+		close(copied)
+	}()
+	pending := []func(){func() { ew.Close(); <-copied }}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		for _, f := range pending {
@@ -569,13 +582,39 @@ func (a *Agent) spawn(spec WorkerSpec, l *net.TCPListener, exits chan<- *worker)
 	return w, nil
 }
 
+// prefixLines copies r to w with prefix before every line. A carriage
+// return also starts a line, so that a progress bar redrawn in place keeps
+// its prefix.
 func prefixLines(w io.Writer, r io.Reader, prefix string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+			return i + 1, data[:i+1], nil
+		}
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	})
 	for sc.Scan() {
-		fmt.Fprintf(w, "%s%s\n", prefix, sc.Text())
+		line := sc.Text()
+		if !strings.HasSuffix(line, "\n") && !strings.HasSuffix(line, "\r") {
+			line += "\n"
+		}
+		io.WriteString(w, prefix+line)
 	}
 	io.Copy(io.Discard, r)
+}
+
+// isTerminal reports whether w is a character device, as isatty does.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
 // readStatus follows a worker's status pipe: lines "step N".

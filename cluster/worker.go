@@ -35,6 +35,9 @@ const (
 	EnvRingFD = "MACDIST_RING_FD"
 	// EnvStatusFD is a pipe to the agent, for "step N" lines.
 	EnvStatusFD = "MACDIST_STATUS_FD"
+	// EnvProgressTerminal is "1" for a rank 0 whose node's stderr is a
+	// terminal: its progress bar then draws, through the agent's pipe.
+	EnvProgressTerminal = "MACDIST_PROGRESS_TERMINAL"
 )
 
 // WorkerSpec is one worker's place in a generation.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // CIFAR binary format (the "binary version" on the CIFAR page): fixed-size
@@ -21,6 +22,20 @@ func cifarDir(dir, sub, probe string) string {
 		}
 	}
 	return dir
+}
+
+// checkCIFAR names the files of files that dir lacks, before any is read.
+func checkCIFAR(dir string, files []string) error {
+	var missing []string
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			missing = append(missing, filepath.Base(f))
+		}
+	}
+	if len(missing) > 0 {
+		return missingf("data: %s lacks %s", dir, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // readCIFAR concatenates the records of files. Each record is labelBytes
@@ -71,6 +86,9 @@ func openCIFAR10(dir string) (train, test *bytesDataset, err error) {
 	for i := 1; i <= 5; i++ {
 		tf = append(tf, filepath.Join(dir, fmt.Sprintf("data_batch_%d.bin", i)))
 	}
+	if err := checkCIFAR(dir, append(tf, filepath.Join(dir, "test_batch.bin"))); err != nil {
+		return nil, nil, err
+	}
 	if train, err = readCIFAR("CIFAR-10", tf, 1, 10); err != nil {
 		return nil, nil, err
 	}
@@ -85,6 +103,9 @@ func openCIFAR10(dir string) (train, test *bytesDataset, err error) {
 // openCIFAR100 reads train.bin and test.bin with the fine labels.
 func openCIFAR100(dir string) (train, test *bytesDataset, err error) {
 	dir = cifarDir(dir, "cifar-100-binary", "test.bin")
+	if err := checkCIFAR(dir, []string{filepath.Join(dir, "train.bin"), filepath.Join(dir, "test.bin")}); err != nil {
+		return nil, nil, err
+	}
 	if train, err = readCIFAR("CIFAR-100", []string{filepath.Join(dir, "train.bin")}, 2, 100); err != nil {
 		return nil, nil, err
 	}

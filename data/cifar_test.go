@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -110,7 +111,7 @@ func TestCIFARCorrupt(t *testing.T) {
 	}{
 		{"truncated", "cifar10", func(m map[string][]byte) { b := m["data_batch_3.bin"]; m["data_batch_3.bin"] = b[:len(b)-1] }, "data_batch_3.bin", "6145 bytes is not a whole number of 3073-byte records"},
 		{"empty", "cifar10", func(m map[string][]byte) { m["test_batch.bin"] = nil }, "test_batch.bin", "0 bytes"},
-		{"missing", "cifar10", func(m map[string][]byte) { delete(m, "data_batch_5.bin") }, "data_batch_5.bin", "no such file"},
+		{"missing", "cifar10", func(m map[string][]byte) { delete(m, "data_batch_5.bin") }, "", "lacks data_batch_5.bin"},
 		{"label", "cifar10", func(m map[string][]byte) { m["data_batch_2.bin"][3073] = 10 }, "data_batch_2.bin", "record 1 has label 10"},
 		{"cifar10 read as 100", "cifar100", func(m map[string][]byte) {
 			m["train.bin"] = cifarRecords(3, l10)
@@ -130,6 +131,9 @@ func TestCIFARCorrupt(t *testing.T) {
 			}
 			if msg := err.Error(); !strings.Contains(msg, filepath.Join(dir, tc.blame)) || !strings.Contains(msg, tc.want) {
 				t.Errorf("error %q\nwant it to name %s and say %q", msg, tc.blame, tc.want)
+			}
+			if missing := tc.name == "missing"; errors.Is(err, ErrMissing) != missing {
+				t.Errorf("errors.Is(%q, ErrMissing) = %v, want %v", err, !missing, missing)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 )
@@ -130,4 +131,17 @@ func (m *Memory) Get(i int, dst []float32, _ *rand.Rand) (int, error) {
 	checkGet("memory", i, len(m.y), dst, chw)
 	copy(dst, m.x[i*chw:(i+1)*chw])
 	return int(m.y[i]), nil
+}
+
+// ErrMissing is what errors about dataset files that are not there match
+// (errors.Is): a caller can then say where to get them.
+var ErrMissing = errors.New("dataset files missing")
+
+type missingError struct{ msg string }
+
+func (e missingError) Error() string        { return e.msg }
+func (e missingError) Is(target error) bool { return target == ErrMissing }
+
+func missingf(format string, args ...any) error {
+	return missingError{fmt.Sprintf(format, args...)}
 }

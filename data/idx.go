@@ -118,7 +118,7 @@ func findIDX(dir, stem string) (string, error) {
 		}
 		tried = append(tried, name)
 	}
-	return "", fmt.Errorf("data: %s has none of %s", dir, strings.Join(tried, ", "))
+	return "", missingf("data: %s has none of %s", dir, strings.Join(tried, ", "))
 }
 
 // openIDXSplit reads the image and label files of one split ("train" or

@@ -37,18 +37,31 @@ const (
 	trainMetricsLackRank = false
 )
 
+// testTool finds a program that the tests use but macdist does not: on
+// PATH (where `make test` puts the ones scripts/test-tools.sh unpacks). A
+// plain `go test` without it skips, saying what is not checked; under `make
+// test` (MACDIST_TEST_TOOLS=required) a missing tool fails the test.
+func testTool(t *testing.T, name, unchecked string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("%s not found (scripts/test-tools.sh unpacks Debian's prometheus into .cache/test-tools): %s", name, unchecked)
+	if os.Getenv("MACDIST_TEST_TOOLS") == "required" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
 // TestPrometheusScrapesARun is the dashboard's end-to-end check: a real
 // two-process run on loopback, scraped by Debian's prometheus with
 // deploy/'s scrape configuration (targets rewritten to the run's ports),
 // and every query of the dashboard asked of Prometheus's HTTP API, each of
 // which must return data.
 func TestPrometheusScrapesARun(t *testing.T) {
-	prom := "/usr/bin/prometheus"
-	if _, err := os.Stat(prom); err != nil {
-		if prom, err = exec.LookPath("prometheus"); err != nil {
-			t.Skip("prometheus is not installed (Debian: apt-get install prometheus): the dashboard's queries are not run against a live scrape")
-		}
-	}
+	prom := testTool(t, "prometheus", "the dashboard's queries are not run against a live scrape")
 	if testing.Short() {
 		t.Skip("-short: no live run")
 	}
@@ -506,10 +519,7 @@ func (a *promAPI) query(expr string) (int, string, error) {
 // Debian's prometheus: quicker than the live test, and also run with
 // -short.
 func TestPromtool(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool is not installed (Debian: apt-get install prometheus)")
-	}
+	promtool := testTool(t, "promtool", "the configurations and queries are not checked")
 	check := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -1,7 +1,6 @@
 package mac
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/macdist/macdist/kernels"
@@ -31,15 +30,15 @@ func (c AdamWConfig) validate() error {
 	}
 	switch {
 	case c.Momentum != 0 || c.Nesterov:
-		return fmt.Errorf("mac: adamw: momentum %v and nesterov %v must be unset (beta1 is AdamW's momentum)", c.Momentum, c.Nesterov)
+		return &OptionError{"adamw", "momentum", c.Momentum, "must be 0 and nesterov unset (beta1 is AdamW's momentum)"}
 	case c.WeightDecay > 0 && !c.DecoupledWD:
-		return fmt.Errorf("mac: adamw: decoupled_wd is false, but AdamW's weight decay is decoupled by definition")
+		return &OptionError{"adamw", "decoupled_wd", false, "contradicts AdamW, whose weight decay is decoupled by definition"}
 	case !(c.Beta1 >= 0 && c.Beta1 < 1):
-		return fmt.Errorf("mac: adamw: beta1 %v outside [0, 1)", c.Beta1)
+		return &OptionError{"adamw", "beta1", c.Beta1, "outside [0, 1)"}
 	case !(c.Beta2 >= 0 && c.Beta2 < 1):
-		return fmt.Errorf("mac: adamw: beta2 %v outside [0, 1)", c.Beta2)
+		return &OptionError{"adamw", "beta2", c.Beta2, "outside [0, 1)"}
 	case !(c.Eps >= 0) || math.IsInf(c.Eps, 0):
-		return fmt.Errorf("mac: adamw: eps %v must be finite and not negative", c.Eps)
+		return &OptionError{"adamw", "eps", c.Eps, "must be finite and not negative"}
 	}
 	return nil
 }

@@ -86,6 +86,42 @@ func (o Options) common() Common {
 	return c
 }
 
+// An OptionError is a hyperparameter outside its method's range.
+type OptionError struct {
+	Method  string // "" for MAC's own settings
+	Option  string // the Options field in snake case, as shared/MAC.md names it
+	Value   any
+	Problem string
+}
+
+func (e *OptionError) Error() string {
+	if e.Method == "" {
+		return fmt.Sprintf("mac: %s %v %s", e.Option, e.Value, e.Problem)
+	}
+	return fmt.Sprintf("mac: %s: %s %v %s", e.Method, e.Option, e.Value, e.Problem)
+}
+
+// Validate checks opts for the named method without building an
+// optimizer: the errors New would return for them, before a model exists.
+func (opts Options) Validate(name string) error {
+	c := opts.common()
+	switch name {
+	case "mac":
+		return Config{Common: c, StatDecay: opts.StatDecay, Damping: opts.Damping,
+			TCov: opts.TCov, TInv: opts.TInv}.validate()
+	case "sgd":
+		return c.validate(name)
+	case "adamw":
+		c.Momentum, c.Nesterov = 0, false
+		return AdamWConfig{Common: c, Beta1: opts.Beta1, Beta2: opts.Beta2, Eps: opts.Eps}.validate()
+	case "kfac", "foof":
+		return validateCurvature(name, c, opts.StatDecay, opts.Damping, opts.TCov, opts.TInv, opts.KLClip)
+	case "eva":
+		return validateCurvature(name, c, opts.StatDecay, opts.Damping, opts.TCov, -1, opts.KLClip)
+	}
+	return unknownMethod(name)
+}
+
 // New builds the named optimizer for model with opts. A MAC with
 // FirstLayerCov needs SetFirstLayerCovariance before its first Step.
 func New(name string, dev kernels.Device, model nn.Module, opts Options) (Optimizer, error) {

@@ -40,15 +40,15 @@ func validateCurvature(method string, c Common, statDecay, damping float64, tcov
 	}
 	switch {
 	case !(damping > 0) || math.IsInf(damping, 0):
-		return fmt.Errorf("mac: %s: damping %v must be positive", method, damping)
+		return &OptionError{method, "damping", damping, "must be positive"}
 	case !(statDecay >= 0 && statDecay < 1):
-		return fmt.Errorf("mac: %s: stat_decay %v outside [0, 1)", method, statDecay)
+		return &OptionError{method, "stat_decay", statDecay, "outside [0, 1)"}
 	case tcov < 1:
-		return fmt.Errorf("mac: %s: tcov %d must be at least 1", method, tcov)
+		return &OptionError{method, "tcov", tcov, "must be at least 1"}
 	case tinv >= 0 && tinv < 1:
-		return fmt.Errorf("mac: %s: tinv %d must be at least 1", method, tinv)
+		return &OptionError{method, "tinv", tinv, "must be at least 1"}
 	case !(klClip >= 0) || math.IsInf(klClip, 0):
-		return fmt.Errorf("mac: %s: kl_clip %v must be finite and not negative", method, klClip)
+		return &OptionError{method, "kl_clip", klClip, "must be finite and not negative"}
 	}
 	return nil
 }

@@ -42,13 +42,13 @@ func (c Config) validate() error {
 	}
 	switch {
 	case !(c.Damping > 0) || math.IsInf(c.Damping, 0):
-		return fmt.Errorf("mac: damping %v must be positive", c.Damping)
+		return &OptionError{"", "damping", c.Damping, "must be positive"}
 	case !(c.StatDecay >= 0 && c.StatDecay < 1):
-		return fmt.Errorf("mac: stat_decay %v outside [0, 1)", c.StatDecay)
+		return &OptionError{"", "stat_decay", c.StatDecay, "outside [0, 1)"}
 	case c.TCov < 1:
-		return fmt.Errorf("mac: tcov %d must be at least 1", c.TCov)
+		return &OptionError{"", "tcov", c.TCov, "must be at least 1"}
 	case c.TInv < 1:
-		return fmt.Errorf("mac: tinv %d must be at least 1", c.TInv)
+		return &OptionError{"", "tinv", c.TInv, "must be at least 1"}
 	}
 	return nil
 }

@@ -105,13 +105,13 @@ func NormsAndBiases(p *nn.Param) bool {
 func (c Common) validate(method string) error {
 	switch {
 	case c.Momentum < 0 || c.Momentum >= 1 || math.IsNaN(c.Momentum):
-		return fmt.Errorf("mac: %s: momentum %v outside [0, 1)", method, c.Momentum)
+		return &OptionError{method, "momentum", c.Momentum, "outside [0, 1)"}
 	case c.WeightDecay < 0 || math.IsNaN(c.WeightDecay):
-		return fmt.Errorf("mac: %s: weight_decay %v is negative", method, c.WeightDecay)
+		return &OptionError{method, "weight_decay", c.WeightDecay, "is negative"}
 	case c.MaxNonFinite < 0:
-		return fmt.Errorf("mac: %s: max_non_finite %d is negative", method, c.MaxNonFinite)
+		return &OptionError{method, "max_non_finite", c.MaxNonFinite, "is negative"}
 	case c.Nesterov && c.Momentum == 0:
-		return fmt.Errorf("mac: %s: nesterov needs a momentum above 0", method)
+		return &OptionError{method, "nesterov", true, "needs a momentum above 0"}
 	}
 	return nil
 }

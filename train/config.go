@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -185,7 +186,7 @@ func (c Config) withDefaults() Config {
 		c.Augment = "default"
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(c.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		c.Logger = NewLogger(c.Progress)
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -242,6 +243,14 @@ func (c Config) Validate() error {
 	}
 	if !contains(Optimizers, c.Optimizer) {
 		return bad("unknown --optimizer %q (want %s)", c.Optimizer, strings.Join(Optimizers, ", "))
+	}
+	if err := c.macOptions().Validate(c.Optimizer); err != nil {
+		var oe *mac.OptionError
+		if errors.As(err, &oe) {
+			// Name the flag, not the option: the user typed the flag.
+			return bad("--%s %v %s (--optimizer %s)", strings.ReplaceAll(oe.Option, "_", "-"), oe.Value, oe.Problem, c.Optimizer)
+		}
+		return bad("%v", strings.TrimPrefix(err.Error(), "mac: "))
 	}
 	if _, err := data.ParseAugment(c.Augment); err != nil {
 		return bad("--augment: %v", strings.TrimPrefix(err.Error(), "data: "))

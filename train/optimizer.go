@@ -36,15 +36,21 @@ func (c *Config) setHyper(method string, o mac.Options) {
 
 // newOptimizer builds cfg's method over model.
 func newOptimizer(dev kernels.Device, model nn.Module, cfg Config) (mac.Optimizer, error) {
-	opt, err := mac.New(cfg.Optimizer, dev, model, mac.Options{
-		Momentum: cfg.Momentum, Nesterov: cfg.Nesterov, WeightDecay: cfg.WeightDecay, DecoupledWD: cfg.DecoupledWD,
-		Damping: cfg.Damping, StatDecay: cfg.StatDecay, TCov: cfg.TCov, TInv: cfg.TInv,
-		FirstLayerCov: cfg.FirstLayerCov, AttentionV: cfg.AttentionV,
-		KLClip: cfg.KLClip, Beta1: cfg.Beta1, Beta2: cfg.Beta2, Eps: cfg.Eps,
-		Logger: cfg.Logger,
-	})
+	opts := cfg.macOptions()
+	opts.Logger = cfg.Logger
+	opt, err := mac.New(cfg.Optimizer, dev, model, opts)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	return opt, nil
+}
+
+// macOptions are cfg's hyperparameters as the mac package takes them.
+func (c Config) macOptions() mac.Options {
+	return mac.Options{
+		Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
+		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
+		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV,
+		KLClip: c.KLClip, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps,
+	}
 }

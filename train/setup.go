@@ -59,7 +59,7 @@ func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
 	}
 	tr, te, err = data.Open(spec, o)
 	if err != nil {
-		if hint := dataHint(spec); hint != "" && strings.Contains(err.Error(), "has none of") {
+		if hint := dataHint(spec); hint != "" && errors.Is(err, data.ErrMissing) {
 			return nil, nil, fmt.Errorf("%w\n%s", err, hint)
 		}
 		return nil, nil, err
@@ -115,7 +115,7 @@ func dataHint(spec string) string {
 	case "mnist":
 		return "MNIST: download the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into a directory and pass --data mnist:DIR"
 	case "cifar10":
-		return "CIFAR-10: download the binary version (https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz), unpack it and pass --data cifar10:DIR with DIR holding data_batch_1.bin … test_batch.bin"
+		return "CIFAR-10: download the binary version (https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz), unpack it and pass --data cifar10:DIR with DIR holding data_batch_1.bin … test_batch.bin; CIFAR-10 as JPEGs in an ImageFolder tree trains as CIFAR with --data imagefolder:PATH --augment crop-flip --normalize cifar10"
 	case "cifar100":
 		return "CIFAR-100: download the binary version (https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz), unpack it and pass --data cifar100:DIR with DIR holding train.bin and test.bin"
 	case "imagefolder":

@@ -34,37 +34,59 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 
+	// missing is what should be fixed; unusable also holds what is simply
+	// absent (GPUs on a machine without any), for --require.
 	var missing []string
+	unusable := map[string]bool{}
 	fmt.Fprintln(stdout, "== CPU")
-	blasOK := false
+	blas := ""
 	switch env := os.Getenv("MACDIST_BLAS"); {
 	case env == "gonum":
-		fmt.Fprintln(stdout, "BLAS: gonum (pure Go), as MACDIST_BLAS=gonum asks")
+		blas = "gonum (pure Go), as MACDIST_BLAS=gonum asks"
+		fmt.Fprintln(stdout, "BLAS: "+blas)
 	case cpu.BLASName() == "openblas":
-		blasOK = true
-		fmt.Fprintf(stdout, "BLAS: %s\n", cpu.New().Name())
+		blas = cpu.New().Name()
+		fmt.Fprintf(stdout, "BLAS: %s\n", blas)
 	default:
 		fmt.Fprintln(stdout, "BLAS: gonum (pure Go, several times slower): libopenblas.so.0 not found")
 		fmt.Fprintln(stdout, "  fix: apt-get install libopenblas0 (Debian, Ubuntu), or put libopenblas.so.0 on LD_LIBRARY_PATH")
 	}
-	if !blasOK {
+	if cpu.BLASName() != "openblas" {
 		missing = append(missing, "cpu-blas")
+		unusable["cpu-blas"] = true
 	}
 
 	fmt.Fprintln(stdout, "\n== CUDA")
 	r := cuda.Probe()
-	fmt.Fprint(stdout, r.String())
-	if r.Err != nil {
-		missing = append(missing, "cuda")
-		fmt.Fprintf(stdout, "  --device cuda is unavailable; --device cpu works everywhere\n")
+	noDriver := r.Driver.Err != nil
+	if noDriver {
+		// The common case of a laptop or a CPU node: nothing is broken.
+		fmt.Fprintln(stdout, "no NVIDIA driver (libcuda.so.1 not found): this machine has no GPU for macdist, which is fine for --device cpu")
+		fmt.Fprintf(stdout, "  to train on GPUs here: %v\n", r.Err)
+		unusable["cuda"] = true
+	} else {
+		fmt.Fprint(stdout, r.String())
+		if r.Err != nil {
+			missing = append(missing, "cuda")
+			unusable["cuda"] = true
+			fmt.Fprintf(stdout, "  --device cuda is unavailable; --device cpu works everywhere\n")
+		}
 	}
 
 	fmt.Fprintln(stdout, "\n== NCCL (multi-GPU all-reduce)")
 	n := nccl.Probe()
-	fmt.Fprintln(stdout, n.String())
 	if n.Err != nil {
-		missing = append(missing, "nccl")
-		fmt.Fprintln(stdout, "  without it, GPU replicas cannot all-reduce on the GPU (NCCL)")
+		unusable["nccl"] = true
+	}
+	switch {
+	case noDriver && n.Err != nil:
+		fmt.Fprintln(stdout, "NCCL: not found, and not needed without GPUs (CPU replicas all-reduce over TCP)")
+	default:
+		fmt.Fprintln(stdout, n.String())
+		if n.Err != nil {
+			missing = append(missing, "nccl")
+			fmt.Fprintln(stdout, "  without it, GPU replicas cannot all-reduce on the GPU (NCCL)")
+		}
 	}
 
 	fmt.Fprintln(stdout, "\n== summary")
@@ -75,14 +97,27 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	fmt.Fprintf(stdout, "devices: %s\n", strings.Join(devices, ", "))
-	if len(missing) == 0 {
-		fmt.Fprintln(stdout, "missing: nothing")
+	if unusable["cpu-blas"] {
+		fmt.Fprintln(stdout, "CPU training: works, slowly (no OpenBLAS: see above)")
 	} else {
-		fmt.Fprintf(stdout, "missing: %s (see above for the fix)\n", strings.Join(missing, ", "))
+		fmt.Fprintf(stdout, "CPU training: ready (%s)\n", blas)
+	}
+	switch {
+	case noDriver:
+		fmt.Fprintln(stdout, "GPU training: no GPUs here (no NVIDIA driver)")
+	case r.Err != nil:
+		fmt.Fprintln(stdout, "GPU training: unavailable (see CUDA above)")
+	default:
+		fmt.Fprintf(stdout, "GPU training: ready (%d GPUs)\n", len(r.GPUs))
+	}
+	if len(missing) == 0 {
+		fmt.Fprintln(stdout, "to fix: nothing")
+	} else {
+		fmt.Fprintf(stdout, "to fix: %s (see above)\n", strings.Join(missing, ", "))
 	}
 	var failed []string
-	for _, m := range missing {
-		if need[m] {
+	for _, m := range []string{"cpu-blas", "cuda", "nccl"} {
+		if need[m] && unusable[m] {
 			failed = append(failed, m)
 		}
 	}

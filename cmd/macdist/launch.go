@@ -71,15 +71,12 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rdzvTimeout := fs.Duration("rdzv-timeout", 10*time.Minute, "how long a rendezvous waits for MIN nodes before failing")
 	lastCall := fs.Duration("last-call", 3*time.Second, "how long a rendezvous with MIN nodes waits for the remaining members")
 	ringTimeout := fs.Duration("ring-timeout", collective.DefaultTimeout, "bound on every wait of a worker on a peer: a stalled or dead peer fails the step within it")
-	ringLanes := fs.Int("ring-lanes", 1, "TCP connections from each worker to each ring neighbour (CPU all-reduce): large all-reduces are spread over them, so that more cores copy at once; compare with `macdist bench collective --lanes`")
+	ringLanes := fs.Int("ring-lanes", 1, "TCP connections from each worker to each ring neighbour (CPU all-reduce): large all-reduces are spread over them, so that more cores copy at once; 'macdist bench collective --lanes 1,2' compares counts")
 	metricsAddr := fs.String("metrics-addr", "", "serve this node's cluster metrics (world size, generation, restarts, members alive; label rank) on /metrics here; the train flag --metrics-addr after -- is the workers' own, at its port + local rank")
 	scaleLR := fs.Bool("scale-lr", false, "keep --batch per rank and multiply --lr by the world size, instead of splitting --batch across ranks")
 	copies := fs.Bool("checkpoint-copies", true, "with several nodes, keep a copy of every checkpoint on each node (rank 0 sends them), so that losing rank 0's node loses no more than the last checkpoint interval without a shared --run-dir")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageErrorf("%v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	trainArgs := fs.Args()
 	if len(args) > len(trainArgs) && args[len(args)-len(trainArgs)-1] != "--" && len(trainArgs) > 0 {
@@ -114,13 +111,16 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if !*scaleLR {
 		var bad []string
+		every := 1 // the least batch that splits over every world size
 		for n := minN; n <= maxN; n++ {
 			if cfg.Batch%(n**nproc) != 0 {
 				bad = append(bad, strconv.Itoa(n**nproc))
 			}
+			every = lcm(every, n**nproc)
 		}
 		if len(bad) > 0 {
-			return usageErrorf("--batch %d (the global batch) does not split evenly over world size %s; choose a multiple, or --scale-lr", cfg.Batch, strings.Join(bad, ", "))
+			return usageErrorf("--batch %d (the global batch) does not split evenly over world size %s; the nearest that do: %s (or --scale-lr for a batch per rank)",
+				cfg.Batch, strings.Join(bad, ", "), nearestMultiples(cfg.Batch, every))
 		}
 	}
 	if cfg.RunDir == "" {
@@ -243,4 +243,21 @@ func buildVersion() string {
 		}
 	}
 	return v
+}
+
+func lcm(a, b int) int {
+	g, r := a, b
+	for r != 0 {
+		g, r = r, g%r
+	}
+	return a / g * b
+}
+
+// nearestMultiples names the multiples of m just below and above n.
+func nearestMultiples(n, m int) string {
+	below, above := n/m*m, (n/m+1)*m
+	if below == 0 {
+		return fmt.Sprintf("--batch %d", above)
+	}
+	return fmt.Sprintf("--batch %d or %d", below, above)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -26,8 +25,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ringLanes := fs.Int("ring-lanes", 1, "see macdist launch")
 	scaleLR := fs.Bool("scale-lr", false, "see macdist launch")
 	copies := fs.Bool("checkpoint-copies", true, "see macdist launch")
-	if err := fs.Parse(args); err != nil {
-		return usageErrorf("%v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	w, err := cluster.WorkerFromEnv()
 	if err != nil {
@@ -66,9 +65,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// Logs and progress come from rank 0 only; the others report warnings
 	// (and their error, through main).
 	cfg.Progress = stderr
+	if cfg.ProgressMode == "auto" && os.Getenv(cluster.EnvProgressTerminal) == "1" {
+		cfg.ProgressMode = "bar"
+	}
 	if w.Rank != 0 {
 		cfg.Progress, cfg.ProgressMode = io.Discard, "none"
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.Logger = train.NewLogger(stderr)
 	}
 
 	// A stopping agent sends SIGTERM: the worker ends at once (the next

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,11 +22,8 @@ func runPlot(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "RUN is a run directory or its metrics.jsonl; LABEL names it in the legend (default: the directory's name).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *out == "" || fs.NArg() == 0 {
 		return usageErrorf("--out and at least one run are required")
@@ -58,6 +53,10 @@ func runPlot(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.WriteFile(*out, png, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", *out, err)
 	}
-	fmt.Fprintf(stdout, "%s: %d runs\n", *out, len(series))
+	runs := "runs"
+	if len(series) == 1 {
+		runs = "run"
+	}
+	fmt.Fprintf(stdout, "%s: %d %s\n", *out, len(series), runs)
 	return nil
 }

@@ -55,7 +55,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 
 	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs; the learning-rate schedule spans them")
 	fs.IntVar(&c.MaxSteps, "max-steps", 0, "stop after this many steps in all, without changing the schedule (0: run every epoch)")
-	fs.IntVar(&c.Batch, "batch", c.Batch, "batch size (per rank)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "batch size of a step: the global batch, split evenly across the ranks of a launched run (see launch --scale-lr)")
 	fs.StringVar(&c.Schedule, "lr-schedule", c.Schedule, "constant, cosine or multistep (×0.1 at 50% and 75%)")
 	fs.Float64Var(&c.Warmup, "warmup", 0, "linear warmup, in epochs (fractions allowed)")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the initial weights, the data order and augmentation")
@@ -80,7 +80,7 @@ func applyMethodDefaults(fs *flag.FlagSet, c *train.Config) error {
 	}
 	d, err := train.OptimizerDefaults(c.Optimizer)
 	if err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("--optimizer %q is not one of %s", c.Optimizer, strings.Join(train.Optimizers, ", "))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
