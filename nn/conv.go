@@ -59,7 +59,8 @@ type Conv2d struct {
 	tapMean kernels.Buffer
 	tapOne  kernels.Buffer
 
-	curv curvTaps // KFACTapped, see curvature.go
+	patches patchMean // computes tap
+	curv    curvTaps  // KFACTapped, see curvature.go
 
 	wflip kernels.Buffer // the weight for dx as a transposed convolution, see transposedDx
 }
@@ -256,21 +257,16 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	if c.training {
 		c.curv.samples, c.curv.positions = n, cols
 	}
+	if tap {
+		// ā: mean over images and positions of every row of the unfolded
+		// input, all groups' rows together; from the mean image, before
+		// the workspace holds columns.
+		c.patches.compute(d, c.tapMean, x.Data, n, g)
+	}
 	step := c.chunk(n, false)
 	for i0 := 0; i0 < n; i0 += step {
 		nimg := min(step, n-i0)
 		col, off := c.unfold(x.Data, i0, nimg)
-		if tap {
-			// ā: mean over images and positions of every row of the
-			// unfolded input, all groups' rows together.
-			beta := float32(1)
-			if i0 == 0 {
-				beta = 0
-			}
-			// A direct convolution is one chunk, so col is exactly
-			// the chunk's columns either way.
-			d.ReduceSumMid(c.tapMean, col, nimg, rows, cols, 1/float32(n*cols), beta)
-		}
 		if cov {
 			c.covChunk(col, off, i0, nimg, n)
 		}
