@@ -68,6 +68,9 @@ type trainer struct {
 	evalLoss  *nn.CrossEntropyLoss
 	inputs    map[int]*nn.Tensor // by batch size
 
+	padLoss *nn.CrossEntropyLoss // lossFn's twin for the samples of a batch that are not padding
+	numReal int                  // of this rank's samples per epoch, those that are not padding
+
 	trainSet, testSet   data.Dataset
 	bad                 []*skipBad // with SkipBad: the train and test sets
 	loader, testLoader  *data.Loader
@@ -161,6 +164,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	}
 	t.lossFn = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 	t.evalLoss = nn.NewCrossEntropyLoss(t.dev, 0)
+	t.padLoss = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 
 	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
@@ -173,6 +177,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	t.nb = t.loader.Len()
+	t.numReal = t.loader.Sampler().NumReal()
 	t.total = cfg.Epochs * t.nb
 	t.maxSteps = t.total
 	if cfg.MaxSteps > 0 {
@@ -528,6 +533,14 @@ func (t *trainer) step() (int, error) {
 	t.opt.BeginStep()
 	logits := t.model.Forward(x)
 	loss, correct := t.lossFn.Forward(logits, b.Y)
+	// The epoch's numbers count each sample once: the samples the sampler
+	// repeats to even out the ranks' shares train (as in PyTorch) but do
+	// not count. They are the tail of this rank's last batch.
+	nreal := min(b.N, max(0, t.numReal-b.Step*t.cfg.Batch))
+	realLoss, realCorrect := loss, correct
+	if nreal < b.N {
+		realLoss, realCorrect = t.headLoss(logits, b.Y, nreal)
+	}
 	if es, ok := t.opt.(mac.EarlyStatser); ok {
 		// Before backward, so that no bucket is in flight: one small
 		// collective on the steps that collect (MAC's mean attention).
@@ -600,9 +613,9 @@ func (t *trainer) step() (int, error) {
 	t4 := t.cfg.now()
 	r := &t.st.Running
 	if finite {
-		r.LossSum += loss * float64(b.N)
-		r.Correct += int64(correct)
-		r.Samples += int64(b.N)
+		r.LossSum += realLoss * float64(nreal)
+		r.Correct += int64(realCorrect)
+		r.Samples += int64(nreal)
 	}
 	r.Seen += int64(b.N)
 	r.Seconds += t4.Sub(t0).Seconds()
@@ -629,6 +642,18 @@ func (t *trainer) step() (int, error) {
 	}
 	t.lastLoss, t.lastAcc, t.lastLR = loss, float64(correct)/float64(b.N), lr
 	return b.N, nil
+}
+
+// headLoss is the loss and correct count of the first n rows of logits,
+// the samples of a batch that are not padding (n may be 0).
+func (t *trainer) headLoss(logits *nn.Tensor, labels []int32, n int) (float64, int) {
+	if n == 0 {
+		return 0, 0
+	}
+	cols := logits.Shape[len(logits.Shape)-1]
+	// Once an epoch at most, on ranks with padding: a new view is cheap.
+	head := &nn.Tensor{Shape: []int{n, cols}, Data: t.dev.View(logits.Data, 0, n*cols)}
+	return t.padLoss.Forward(head, labels[:n])
 }
 
 func orNone(s string) string {
