@@ -276,10 +276,11 @@ func (t *trainer) run(ctx context.Context) error {
 		}
 	}
 	if t.st.EpochStep > 0 && t.st.Epoch < cfg.Epochs {
-		if err := t.partialRecord(ctx); err != nil {
+		// The checkpoint first, as at an epoch's end.
+		if err := t.checkpoint(true); err != nil {
 			return err
 		}
-		if err := t.checkpoint(true); err != nil {
+		if err := t.partialRecord(ctx); err != nil {
 			return err
 		}
 	}
@@ -287,13 +288,11 @@ func (t *trainer) run(ctx context.Context) error {
 }
 
 // start resumes from the newest checkpoint, or starts fresh: --init, then
-// MAC's first-layer covariance.
+// MAC's first-layer covariance. It never starts fresh over an earlier run
+// unless told to (startOver).
 func (t *trainer) start(ctx context.Context) error {
 	cfg := t.cfg
-	existing, err := Checkpoints(t.ckRoot)
-	if err != nil {
-		return err
-	}
+	var err error
 	if cfg.Resume {
 		// find picks the checkpoint to resume from, on this rank's disk.
 		find := func() findResult {
@@ -316,7 +315,9 @@ func (t *trainer) start(ctx context.Context) error {
 			return findResult{dir: dir, step: st.Step}
 		}
 		var dir string
-		if b, ok := cfg.Reducer.(Broadcaster); ok && cfg.World > 1 {
+		b, together := cfg.Reducer.(Broadcaster)
+		together = together && cfg.World > 1
+		if together {
 			// Every rank looks in its own run directory; the one
 			// holding the newest checkpoint sends it to the others.
 			mine := find()
@@ -364,9 +365,13 @@ func (t *trainer) start(ctx context.Context) error {
 			}
 			return t.writeConfig()
 		}
+		// No rank holds a usable checkpoint: every rank gets here.
+		if err := t.startOver(true, together); err != nil {
+			return err
+		}
 		t.log.printf("no complete checkpoint in %s: starting from scratch", t.ckRoot)
-	} else if len(existing) > 0 {
-		return fmt.Errorf("train: %s already holds checkpoints: pass --resume to continue that run, or choose another --run-dir", cfg.RunDir)
+	} else if err := t.startOver(false, false); err != nil {
+		return err
 	}
 	loadInit := func() error {
 		if cfg.Init == "" {
@@ -397,6 +402,53 @@ func (t *trainer) start(ctx context.Context) error {
 		return err
 	}
 	return t.writeConfig()
+}
+
+// startOver checks that starting from scratch loses nothing: this rank's
+// run directory must hold no earlier run, unless Config.Overwrite, which
+// clears it. resuming says a resume found no usable checkpoint; together,
+// that every rank decides as one (they then all refuse, or none does), the
+// rank whose directory holds a run giving the details.
+func (t *trainer) startOver(resuming, together bool) error {
+	p, err := findPriorRun(t.cfg.RunDir)
+	if err != nil {
+		return err
+	}
+	if t.cfg.Overwrite {
+		if !p.empty() {
+			if err := clearRun(t.cfg.RunDir, t.lead); err != nil {
+				return err
+			}
+			t.log.printf("--overwrite: deleted the earlier run in %s (%s)", t.cfg.RunDir, p)
+		}
+		return nil
+	}
+	refuse := errPriorRun
+	if resuming {
+		refuse = errNoUsableCheckpoint
+	}
+	if !together {
+		if !p.empty() {
+			return refuse(t.cfg.RunDir, p)
+		}
+		return nil
+	}
+	held := make([]float64, t.cfg.World)
+	if !p.empty() {
+		held[t.cfg.Rank] = 1
+	}
+	if err := t.cfg.Reducer.AllReduceSum64(held); err != nil {
+		return fmt.Errorf("train: asking the ranks for earlier runs: %w", err)
+	}
+	if !p.empty() {
+		return refuse(t.cfg.RunDir, p)
+	}
+	for r, v := range held {
+		if v > 0 {
+			return fmt.Errorf("train: cannot start from scratch: rank %d's run directory holds an earlier run and no usable checkpoint (its error lists them); nothing was changed", r)
+		}
+	}
+	return nil
 }
 
 // writeConfig records the run's configuration for people and for eval.
@@ -692,10 +744,13 @@ func (t *trainer) endEpoch(ctx context.Context) error {
 	t.st.Epoch++
 	t.st.EpochStep = 0
 	t.st.Running = EpochSums{}
-	if err := t.emit(rec); err != nil {
+	// The checkpoint first: a record in metrics.jsonl then always has a
+	// checkpoint behind it, so that a run stopped in between resumes
+	// (start refuses a directory with records and no checkpoint).
+	if err := t.checkpoint(true); err != nil {
 		return err
 	}
-	return t.checkpoint(true)
+	return t.emit(rec)
 }
 
 // partialRecord reports an epoch that --max-steps cut short; it stays out
