@@ -406,47 +406,42 @@ func (t *trainer) start(ctx context.Context) error {
 
 // startOver checks that starting from scratch loses nothing: this rank's
 // run directory must hold no earlier run, unless Config.Overwrite, which
-// clears it. resuming says a resume found no usable checkpoint; together,
-// that every rank decides as one (they then all refuse, or none does), the
-// rank whose directory holds a run giving the details.
+// then clears it. resuming says a resume found no usable checkpoint;
+// together, that every rank decides as one, before any clears its
+// directory: they all refuse, or none does, the rank whose directory holds
+// a run giving the details.
 func (t *trainer) startOver(resuming, together bool) error {
 	p, err := findPriorRun(t.cfg.RunDir)
-	if err != nil {
-		return err
+	refuse := err
+	if err == nil && !p.empty() && !t.cfg.Overwrite {
+		if resuming {
+			refuse = errNoUsableCheckpoint(t.cfg.RunDir, p)
+		} else {
+			refuse = errPriorRun(t.cfg.RunDir, p)
+		}
 	}
-	if t.cfg.Overwrite {
-		if !p.empty() {
-			if err := clearRun(t.cfg.RunDir, t.lead); err != nil {
-				return err
+	if together {
+		held := make([]float64, t.cfg.World)
+		if refuse != nil {
+			held[t.cfg.Rank] = 1
+		}
+		if err := t.cfg.Reducer.AllReduceSum64(held); err != nil {
+			return fmt.Errorf("train: asking the ranks for earlier runs: %w", err)
+		}
+		for r, v := range held {
+			if v > 0 && refuse == nil {
+				return fmt.Errorf("train: not starting from scratch: rank %d refuses to (its error says why); nothing was changed", r)
 			}
-			t.log.printf("--overwrite: deleted the earlier run in %s (%s)", t.cfg.RunDir, p)
 		}
-		return nil
 	}
-	refuse := errPriorRun
-	if resuming {
-		refuse = errNoUsableCheckpoint
-	}
-	if !together {
-		if !p.empty() {
-			return refuse(t.cfg.RunDir, p)
-		}
-		return nil
-	}
-	held := make([]float64, t.cfg.World)
-	if !p.empty() {
-		held[t.cfg.Rank] = 1
-	}
-	if err := t.cfg.Reducer.AllReduceSum64(held); err != nil {
-		return fmt.Errorf("train: asking the ranks for earlier runs: %w", err)
+	if refuse != nil {
+		return refuse
 	}
 	if !p.empty() {
-		return refuse(t.cfg.RunDir, p)
-	}
-	for r, v := range held {
-		if v > 0 {
-			return fmt.Errorf("train: cannot start from scratch: rank %d's run directory holds an earlier run and no usable checkpoint (its error lists them); nothing was changed", r)
+		if err := clearRun(t.cfg.RunDir, t.lead); err != nil {
+			return err
 		}
+		t.log.printf("--overwrite: deleted the earlier run in %s (%s)", t.cfg.RunDir, p)
 	}
 	return nil
 }

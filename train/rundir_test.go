@@ -233,7 +233,7 @@ func TestMultiRankResumeRefusal(t *testing.T) {
 	if errs[0] == nil || !strings.Contains(errs[0].Error(), cks[len(cks)-1]+": model.safetensors is corrupt") {
 		t.Errorf("rank 0: %v", errs[0])
 	}
-	if errs[1] == nil || !strings.Contains(errs[1].Error(), "rank 0's run directory holds an earlier run") {
+	if errs[1] == nil || !strings.Contains(errs[1].Error(), "rank 0 refuses") {
 		t.Errorf("rank 1: %v", errs[1])
 	}
 	var intr *Interrupted
@@ -241,4 +241,16 @@ func TestMultiRankResumeRefusal(t *testing.T) {
 		t.Errorf("rank 1 was interrupted instead of refused: %v", errs[1])
 	}
 	sameTree(t, "refused two-rank resume", before, snapshot(t, dirs[0]))
+
+	// Starting over is a choice, which rank 0 alone may make: its directory
+	// holds the run.
+	errs = runRanks(t, ctx, dirs, false, func(c *Config) { c.Epochs, c.Resume, c.MaxSteps, c.Overwrite = 1, true, 3, c.Rank == 0 })
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("--overwrite on rank 0, rank %d: %v", r, err)
+		}
+	}
+	if got, _ := Checkpoints(filepath.Join(dirs[0], CheckpointsDir)); len(got) != 1 || filepath.Base(got[0]) != CheckpointName(3) {
+		t.Errorf("after --overwrite, rank 0 holds checkpoints %v, want only step 3's", got)
+	}
 }
