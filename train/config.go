@@ -90,7 +90,9 @@ type Config struct {
 	// earlier one (records in metrics.jsonl, final weights, or checkpoints,
 	// usable or not), deleting its checkpoints, final weights, metrics.jsonl
 	// and curves.png first; without it such a start is refused and nothing
-	// is changed. With Resume it applies only when no checkpoint is usable.
+	// is changed. With Resume it lets the run resume from a checkpoint
+	// older than the epochs metrics.jsonl records (newer ones damaged), and
+	// start over when no checkpoint is usable.
 	Overwrite bool
 	// CheckpointEvery, when positive, writes a checkpoint every that many
 	// steps, besides the one at each epoch's end; Keep bounds how many

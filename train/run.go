@@ -357,6 +357,13 @@ func (t *trainer) start(ctx context.Context) error {
 			t.st.Settings = &t.settings
 			t.lastCkpt, t.lastKey = dir, t.key()
 			t.advanceDropout(st.Step)
+			var behind error
+			if t.lead && !cfg.Overwrite {
+				behind = checkNotBehind(cfg.RunDir, dir, st)
+			}
+			if err := t.agree(together, behind, "resume"); err != nil {
+				return err
+			}
 			t.log.printf("resuming from %s: step %d, epoch %d, batch %d of %d", dir, st.Step, st.Epoch+1, st.EpochStep, t.nb)
 			if t.lead {
 				if err := rewriteMetrics(cfg.RunDir, t.st.History); err != nil {
@@ -420,22 +427,8 @@ func (t *trainer) startOver(resuming, together bool) error {
 			refuse = errPriorRun(t.cfg.RunDir, p)
 		}
 	}
-	if together {
-		held := make([]float64, t.cfg.World)
-		if refuse != nil {
-			held[t.cfg.Rank] = 1
-		}
-		if err := t.cfg.Reducer.AllReduceSum64(held); err != nil {
-			return fmt.Errorf("train: asking the ranks for earlier runs: %w", err)
-		}
-		for r, v := range held {
-			if v > 0 && refuse == nil {
-				return fmt.Errorf("train: not starting from scratch: rank %d refuses to (its error says why); nothing was changed", r)
-			}
-		}
-	}
-	if refuse != nil {
-		return refuse
+	if err := t.agree(together, refuse, "start from scratch"); err != nil {
+		return err
 	}
 	if !p.empty() {
 		if err := clearRun(t.cfg.RunDir, t.lead); err != nil {
@@ -444,6 +437,28 @@ func (t *trainer) startOver(resuming, together bool) error {
 		t.log.printf("--overwrite: deleted the earlier run in %s (%s)", t.cfg.RunDir, p)
 	}
 	return nil
+}
+
+// agree returns refuse, or, when together and another rank refuses, an
+// error naming it: every rank calls it at the same point, so that all of
+// them stop, or none does.
+func (t *trainer) agree(together bool, refuse error, what string) error {
+	if !together {
+		return refuse
+	}
+	votes := make([]float64, t.cfg.World)
+	if refuse != nil {
+		votes[t.cfg.Rank] = 1
+	}
+	if err := t.cfg.Reducer.AllReduceSum64(votes); err != nil {
+		return fmt.Errorf("train: asking the ranks whether to %s: %w", what, err)
+	}
+	for r, v := range votes {
+		if v > 0 && refuse == nil {
+			return fmt.Errorf("train: not going to %s: rank %d refuses to (its error says why); nothing was changed", what, r)
+		}
+	}
+	return refuse
 }
 
 // writeConfig records the run's configuration for people and for eval.

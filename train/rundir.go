@@ -137,6 +137,31 @@ func errNoUsableCheckpoint(runDir string, p priorRun) error {
 		runDir, p, checkpointReport(filepath.Join(runDir, CheckpointsDir)), overwriteHelp)
 }
 
+// checkNotBehind refuses a resume from the checkpoint in ckDir, with state
+// st, when runDir records more finished epochs than the checkpoint does:
+// the newer checkpoints were lost or damaged, and resuming would rewrite
+// metrics.jsonl without the later epochs and, if the run stopped before
+// redoing them (--max-steps, an interruption), replace final/ with older
+// weights. An unreadable metrics.jsonl is no reason to refuse: resuming
+// rebuilds it from the checkpoint.
+func checkNotBehind(runDir, ckDir string, st RunState) error {
+	recs, err := ReadMetrics(filepath.Join(runDir, metricsFile))
+	if err != nil {
+		return nil
+	}
+	done := 0
+	for _, r := range recs {
+		if !r.Partial {
+			done++
+		}
+	}
+	if done <= len(st.History) {
+		return nil
+	}
+	return fmt.Errorf("train: cannot resume: the newest usable checkpoint, %s (step %d, %d %s done), is behind the run in %s (%s records %d finished epochs); resuming from it would replace the later records and final weights, and nothing was changed. Its checkpoints:%s\nrestore a newer checkpoint and resume, or pass --overwrite to resume from this one anyway (redoing the later epochs, exactly on the same device)",
+		ckDir, st.Step, len(st.History), plural(len(st.History), "epoch"), runDir, metricsFile, done, checkpointReport(filepath.Join(runDir, CheckpointsDir)))
+}
+
 // clearRun deletes what an earlier run left in runDir — its checkpoints
 // and, on the rank that writes them, its final weights, metrics.jsonl and
 // curves.png — for Config.Overwrite. Other files are not touched.

@@ -254,3 +254,45 @@ func TestMultiRankResumeRefusal(t *testing.T) {
 		t.Errorf("after --overwrite, rank 0 holds checkpoints %v, want only step 3's", got)
 	}
 }
+
+// TestResumeBehindRecordsRefused: the newest checkpoint of a finished run
+// is damaged, an older one is not. Resuming from it would drop the second
+// epoch's record and, with --max-steps 3, put the older weights in final/:
+// refused, with nothing changed. With --overwrite it resumes and, run to
+// the end, ends where the finished run did.
+func TestResumeBehindRecordsRefused(t *testing.T) {
+	dir := t.TempDir()
+	c := smallConfig(t, dir)
+	c.Keep = 0
+	if err := Run(context.Background(), c, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	finalPath := filepath.Join(dir, FinalDir, modelFile)
+	want := readParams(t, finalPath)
+	newest := filepath.Join(dir, CheckpointsDir, CheckpointName(40))
+	if err := flip(filepath.Join(newest, optimizerFile), 500); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, dir)
+	for _, maxSteps := range []int{3, 0} {
+		r := c
+		r.Resume, r.MaxSteps = true, maxSteps
+		err := Run(context.Background(), r, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "is behind the run") ||
+			!strings.Contains(err.Error(), CheckpointName(20)+" (step 20, 1 epoch done)") ||
+			!strings.Contains(err.Error(), newest+": optimizer.safetensors is corrupt") || !strings.Contains(err.Error(), "--overwrite") {
+			t.Errorf("--resume --max-steps %d from behind the records: %v", maxSteps, err)
+		}
+		sameTree(t, "refused resume from behind", before, snapshot(t, dir))
+	}
+	c.Resume, c.Overwrite = true, true
+	if err := Run(context.Background(), c, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxRelDiff(t, readParams(t, finalPath), want); d > 1e-6 {
+		t.Errorf("resumed with --overwrite from step 20: %.3g away from the finished run", d)
+	}
+	if recs, err := ReadMetrics(filepath.Join(dir, metricsFile)); err != nil || len(recs) != 2 {
+		t.Errorf("records %+v, %v: want both epochs", recs, err)
+	}
+}
