@@ -45,6 +45,20 @@ func (s Sampler) NumSamples() int {
 // TotalSize is NumSamples·World, the padded (or cut) list's length.
 func (s Sampler) TotalSize() int { return s.NumSamples() * s.World }
 
+// NumReal is how many of the rank's NumSamples indices are not padding:
+// the first NumReal entries of Indices are samples met once in the epoch
+// across ranks, the rest repeat the head of the list to even out the
+// ranks' shares. Padding comes last because rank r takes list positions
+// r, r+World, …, and only positions from Len on are padding. Summed over
+// ranks, NumReal is Len (the tail cut by DropLast is no one's): counting
+// only these samples, an evaluation sharded over any world size sees each
+// sample exactly once.
+func (s Sampler) NumReal() int {
+	// Positions r+k·World < Len: ⌈(Len−r)/World⌉, which is 0 for a rank
+	// beyond Len and never below NumSamples with DropLast.
+	return min(s.NumSamples(), (s.Len-s.Rank+s.World-1)/s.World)
+}
+
 // Indices returns rank Rank's indices for epoch, in order. It works in buf
 // when buf has room for max(Len, TotalSize) entries, so that a caller that
 // keeps buf allocates nothing per epoch.

@@ -87,6 +87,14 @@ type Config struct {
 	RunDir string
 	// Resume continues from the newest complete checkpoint in RunDir.
 	Resume bool
+	// Overwrite lets a run start from scratch in a RunDir that holds an
+	// earlier one (records in metrics.jsonl, final weights, or checkpoints,
+	// usable or not), deleting its checkpoints, final weights, metrics.jsonl
+	// and curves.png first; without it such a start is refused and nothing
+	// is changed. With Resume it lets the run resume from a checkpoint
+	// older than the epochs metrics.jsonl records (newer ones damaged), and
+	// start over when no checkpoint is usable.
+	Overwrite bool
 	// CheckpointEvery, when positive, writes a checkpoint every that many
 	// steps, besides the one at each epoch's end; Keep bounds how many
 	// complete ones stay (0 keeps all).

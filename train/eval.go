@@ -22,8 +22,10 @@ type EvalResult struct {
 }
 
 // evaluate runs model in evaluation mode over every batch of loader (epoch
-// 0: evaluation loaders do not shuffle) and sums over ranks. The model is
-// back in training mode afterwards.
+// 0: evaluation loaders do not shuffle) and sums over ranks. Only the
+// samples the sampler does not pad with count (data.Sampler.NumReal), so
+// that every sample counts once whatever the world size; the padding is
+// not even computed. The model is back in training mode afterwards.
 func evaluate(ctx context.Context, dev kernels.Device, model nn.Module, loader *data.Loader, loss *nn.CrossEntropyLoss,
 	red Reducer, upload func(*data.Batch) *nn.Tensor) (EvalResult, error) {
 	model.SetTraining(false)
@@ -32,6 +34,8 @@ func evaluate(ctx context.Context, dev kernels.Device, model nn.Module, loader *
 		return EvalResult{}, fmt.Errorf("train: evaluation: %w", err)
 	}
 	var sum, correct, n float64
+	left := loader.Sampler().NumReal() // samples still to count on this rank
+	var cut data.Batch
 	for {
 		b, err := loader.Next()
 		if err == io.EOF {
@@ -40,6 +44,18 @@ func evaluate(ctx context.Context, dev kernels.Device, model nn.Module, loader *
 		if err != nil {
 			return EvalResult{}, fmt.Errorf("train: evaluation: %w", err)
 		}
+		if left <= 0 {
+			continue
+		}
+		if b.N > left {
+			// The padding is the tail of the rank's last batches; in
+			// evaluation mode a sample's output does not depend on the
+			// others in its batch, so the rest is simply left out.
+			cut = *b
+			cut.N, cut.X, cut.Y, cut.Index = left, b.X[:left*b.C*b.H*b.W], b.Y[:left], b.Index[:left]
+			b = &cut
+		}
+		left -= b.N
 		l, c := loss.Forward(model.Forward(upload(b)), b.Y)
 		sum += l * float64(b.N)
 		correct += float64(c)

@@ -10,17 +10,24 @@ import (
 
 // EpochSums are the running totals of an epoch's training steps.
 type EpochSums struct {
-	LossSum  float64 `json:"loss_sum"` // Σ batch loss · batch size, over steps with a finite loss
-	Correct  int64   `json:"correct"`
-	Samples  int64   `json:"samples"` // samples of the steps with a finite loss
-	Seen     int64   `json:"seen"`    // every sample trained on, for img/s
-	Seconds  float64 `json:"seconds"` // wall time of the training steps, evaluation excluded
+	LossSum  float64 `json:"loss_sum"` // Σ sample loss over the samples counted
+	Correct  int64   `json:"correct"`  // of the samples counted
+	Samples  int64   `json:"samples"`  // samples counted: those of steps with a finite loss, the sampler's padding left out
+	Seen     int64   `json:"seen"`     // every sample trained on, padding included, for img/s
+	Seconds  float64 `json:"seconds"`  // wall time of the training steps, evaluation excluded
 	NaNSkips int     `json:"nan_skips"`
 }
 
 // EpochRecord is the line written per epoch to stdout and
 // RUN_DIR/metrics.jsonl. Accuracies are fractions in [0, 1]; Epoch counts
-// from 1; LR is the last step's.
+// from 1; LR is the last step's. The train and test numbers are means over
+// samples, every sample of the set counted once whatever the world size:
+// each rank sums loss and correct predictions over its own samples, the
+// sums and counts are added across ranks, and the totals divided — a
+// sample-weighted mean, not a mean of the ranks' means. The samples
+// DistributedSampler repeats to give every rank as many are trained on but
+// not counted. The train numbers are those of the model as it was at each
+// step, in training mode (dropout, batch statistics, augmentation).
 type EpochRecord struct {
 	Epoch     int     `json:"epoch"`
 	Step      int     `json:"step"`

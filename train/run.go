@@ -68,6 +68,9 @@ type trainer struct {
 	evalLoss  *nn.CrossEntropyLoss
 	inputs    map[int]*nn.Tensor // by batch size
 
+	padLoss *nn.CrossEntropyLoss // lossFn's twin for the samples of a batch that are not padding
+	numReal int                  // of this rank's samples per epoch, those that are not padding
+
 	trainSet, testSet   data.Dataset
 	bad                 []*skipBad // with SkipBad: the train and test sets
 	loader, testLoader  *data.Loader
@@ -161,6 +164,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	}
 	t.lossFn = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 	t.evalLoss = nn.NewCrossEntropyLoss(t.dev, 0)
+	t.padLoss = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 
 	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
@@ -173,6 +177,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	t.nb = t.loader.Len()
+	t.numReal = t.loader.Sampler().NumReal()
 	t.total = cfg.Epochs * t.nb
 	t.maxSteps = t.total
 	if cfg.MaxSteps > 0 {
@@ -271,10 +276,11 @@ func (t *trainer) run(ctx context.Context) error {
 		}
 	}
 	if t.st.EpochStep > 0 && t.st.Epoch < cfg.Epochs {
-		if err := t.partialRecord(ctx); err != nil {
+		// The checkpoint first, as at an epoch's end.
+		if err := t.checkpoint(true); err != nil {
 			return err
 		}
-		if err := t.checkpoint(true); err != nil {
+		if err := t.partialRecord(ctx); err != nil {
 			return err
 		}
 	}
@@ -282,13 +288,11 @@ func (t *trainer) run(ctx context.Context) error {
 }
 
 // start resumes from the newest checkpoint, or starts fresh: --init, then
-// MAC's first-layer covariance.
+// MAC's first-layer covariance. It never starts fresh over an earlier run
+// unless told to (startOver).
 func (t *trainer) start(ctx context.Context) error {
 	cfg := t.cfg
-	existing, err := Checkpoints(t.ckRoot)
-	if err != nil {
-		return err
-	}
+	var err error
 	if cfg.Resume {
 		// find picks the checkpoint to resume from, on this rank's disk.
 		find := func() findResult {
@@ -311,7 +315,9 @@ func (t *trainer) start(ctx context.Context) error {
 			return findResult{dir: dir, step: st.Step}
 		}
 		var dir string
-		if b, ok := cfg.Reducer.(Broadcaster); ok && cfg.World > 1 {
+		b, together := cfg.Reducer.(Broadcaster)
+		together = together && cfg.World > 1
+		if together {
 			// Every rank looks in its own run directory; the one
 			// holding the newest checkpoint sends it to the others.
 			mine := find()
@@ -351,6 +357,13 @@ func (t *trainer) start(ctx context.Context) error {
 			t.st.Settings = &t.settings
 			t.lastCkpt, t.lastKey = dir, t.key()
 			t.advanceDropout(st.Step)
+			var behind error
+			if t.lead && !cfg.Overwrite {
+				behind = checkNotBehind(cfg.RunDir, dir, st)
+			}
+			if err := t.agree(together, behind, "resume"); err != nil {
+				return err
+			}
 			t.log.printf("resuming from %s: step %d, epoch %d, batch %d of %d", dir, st.Step, st.Epoch+1, st.EpochStep, t.nb)
 			if t.lead {
 				if err := rewriteMetrics(cfg.RunDir, t.st.History); err != nil {
@@ -359,9 +372,13 @@ func (t *trainer) start(ctx context.Context) error {
 			}
 			return t.writeConfig()
 		}
+		// No rank holds a usable checkpoint: every rank gets here.
+		if err := t.startOver(true, together); err != nil {
+			return err
+		}
 		t.log.printf("no complete checkpoint in %s: starting from scratch", t.ckRoot)
-	} else if len(existing) > 0 {
-		return fmt.Errorf("train: %s already holds checkpoints: pass --resume to continue that run, or choose another --run-dir", cfg.RunDir)
+	} else if err := t.startOver(false, false); err != nil {
+		return err
 	}
 	loadInit := func() error {
 		if cfg.Init == "" {
@@ -392,6 +409,56 @@ func (t *trainer) start(ctx context.Context) error {
 		return err
 	}
 	return t.writeConfig()
+}
+
+// startOver checks that starting from scratch loses nothing: this rank's
+// run directory must hold no earlier run, unless Config.Overwrite, which
+// then clears it. resuming says a resume found no usable checkpoint;
+// together, that every rank decides as one, before any clears its
+// directory: they all refuse, or none does, the rank whose directory holds
+// a run giving the details.
+func (t *trainer) startOver(resuming, together bool) error {
+	p, err := findPriorRun(t.cfg.RunDir)
+	refuse := err
+	if err == nil && !p.empty() && !t.cfg.Overwrite {
+		if resuming {
+			refuse = errNoUsableCheckpoint(t.cfg.RunDir, p)
+		} else {
+			refuse = errPriorRun(t.cfg.RunDir, p)
+		}
+	}
+	if err := t.agree(together, refuse, "start from scratch"); err != nil {
+		return err
+	}
+	if !p.empty() {
+		if err := clearRun(t.cfg.RunDir, t.lead); err != nil {
+			return err
+		}
+		t.log.printf("--overwrite: deleted the earlier run in %s (%s)", t.cfg.RunDir, p)
+	}
+	return nil
+}
+
+// agree returns refuse, or, when together and another rank refuses, an
+// error naming it: every rank calls it at the same point, so that all of
+// them stop, or none does.
+func (t *trainer) agree(together bool, refuse error, what string) error {
+	if !together {
+		return refuse
+	}
+	votes := make([]float64, t.cfg.World)
+	if refuse != nil {
+		votes[t.cfg.Rank] = 1
+	}
+	if err := t.cfg.Reducer.AllReduceSum64(votes); err != nil {
+		return fmt.Errorf("train: asking the ranks whether to %s: %w", what, err)
+	}
+	for r, v := range votes {
+		if v > 0 && refuse == nil {
+			return fmt.Errorf("train: not going to %s: rank %d refuses to (its error says why); nothing was changed", what, r)
+		}
+	}
+	return refuse
 }
 
 // writeConfig records the run's configuration for people and for eval.
@@ -528,6 +595,14 @@ func (t *trainer) step() (int, error) {
 	t.opt.BeginStep()
 	logits := t.model.Forward(x)
 	loss, correct := t.lossFn.Forward(logits, b.Y)
+	// The epoch's numbers count each sample once: the samples the sampler
+	// repeats to even out the ranks' shares train (as in PyTorch) but do
+	// not count. They are the tail of this rank's last batch.
+	nreal := min(b.N, max(0, t.numReal-b.Step*t.cfg.Batch))
+	realLoss, realCorrect := loss, correct
+	if nreal < b.N {
+		realLoss, realCorrect = t.headLoss(logits, b.Y, nreal)
+	}
 	if es, ok := t.opt.(mac.EarlyStatser); ok {
 		// Before backward, so that no bucket is in flight: one small
 		// collective on the steps that collect (MAC's mean attention).
@@ -600,9 +675,9 @@ func (t *trainer) step() (int, error) {
 	t4 := t.cfg.now()
 	r := &t.st.Running
 	if finite {
-		r.LossSum += loss * float64(b.N)
-		r.Correct += int64(correct)
-		r.Samples += int64(b.N)
+		r.LossSum += realLoss * float64(nreal)
+		r.Correct += int64(realCorrect)
+		r.Samples += int64(nreal)
 	}
 	r.Seen += int64(b.N)
 	r.Seconds += t4.Sub(t0).Seconds()
@@ -629,6 +704,18 @@ func (t *trainer) step() (int, error) {
 	}
 	t.lastLoss, t.lastAcc, t.lastLR = loss, float64(correct)/float64(b.N), lr
 	return b.N, nil
+}
+
+// headLoss is the loss and correct count of the first n rows of logits,
+// the samples of a batch that are not padding (n may be 0).
+func (t *trainer) headLoss(logits *nn.Tensor, labels []int32, n int) (float64, int) {
+	if n == 0 {
+		return 0, 0
+	}
+	cols := logits.Shape[len(logits.Shape)-1]
+	// Once an epoch at most, on ranks with padding: a new view is cheap.
+	head := &nn.Tensor{Shape: []int{n, cols}, Data: t.dev.View(logits.Data, 0, n*cols)}
+	return t.padLoss.Forward(head, labels[:n])
 }
 
 func orNone(s string) string {
@@ -667,10 +754,13 @@ func (t *trainer) endEpoch(ctx context.Context) error {
 	t.st.Epoch++
 	t.st.EpochStep = 0
 	t.st.Running = EpochSums{}
-	if err := t.emit(rec); err != nil {
+	// The checkpoint first: a record in metrics.jsonl then always has a
+	// checkpoint behind it, so that a run stopped in between resumes
+	// (start refuses a directory with records and no checkpoint).
+	if err := t.checkpoint(true); err != nil {
 		return err
 	}
-	return t.checkpoint(true)
+	return t.emit(rec)
 }
 
 // partialRecord reports an epoch that --max-steps cut short; it stays out
