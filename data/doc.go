@@ -58,6 +58,9 @@
 // BatchSize; DropLastBatch (DataLoader's drop_last) leaves out a short final
 // batch. Hence step s of World ranks with batch B together hold exactly step
 // s of one process with batch World·B (TestShardsUnionIsGlobalBatch). The
+// padding comes last in each rank's list; NumReal says how many of a rank's
+// indices are not padding, so that evaluation and epoch metrics count every
+// sample once, whatever the world size. The
 // permutation itself is not torch.randperm's (that would need PyTorch's
 // Mersenne Twister and its randperm algorithm); everything else matches the
 // Python line by line (TestSamplerMatchesPyTorch transliterates it).

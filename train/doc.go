@@ -47,6 +47,11 @@
 // Checkpoints are written every CheckpointEvery steps, at each epoch's end,
 // at --max-steps and on interruption; the newest Keep complete ones stay.
 //
+// A run directory holds one run: a fresh start where an earlier run left
+// records, final weights or checkpoints, or a resume with no usable
+// checkpoint or one behind metrics.jsonl's records, is refused with each
+// checkpoint and why, and nothing is changed; Config.Overwrite starts over.
+//
 // Resuming continues the same computation, bit for bit on the same device:
 // the data order is a function of (seed, epoch), so the resumed epoch's
 // first batches are drawn and passed over; the optimizer's state (momentum,

@@ -28,7 +28,7 @@ import (
 // things are on this machine and how it reports. Every other train flag
 // decides the computation and must agree everywhere.
 var localOnlyFlags = map[string]bool{
-	"device": true, "datasets-dir": true, "run-dir": true, "resume": true, "keep": true,
+	"device": true, "datasets-dir": true, "run-dir": true, "resume": true, "overwrite": true, "keep": true,
 	"metrics-addr": true, "workers": true, "progress": true, "log-every": true, "checkpoint-every": true,
 }
 

@@ -111,3 +111,21 @@ func TestLaunchOutputLines(t *testing.T) {
 		t.Errorf("output says \"1 nodes\":\n%s", out)
 	}
 }
+
+// TestTrainOverwrite: a second train into a finished run's directory is
+// refused, naming the ways out, and --overwrite is the flag that starts over.
+func TestTrainOverwrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--model", "mlp", "--data", "synthetic:1x8x8:4:64:16", "--batch", "16", "--epochs", "1",
+		"--optimizer", "sgd", "--run-dir", dir, "--progress", "none"}
+	if code, _, errOut := runArgs(args...); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, errOut)
+	}
+	code, _, errOut := runArgs(args...)
+	if code == 0 || !strings.Contains(errOut, "--overwrite") || !strings.Contains(errOut, "--resume") {
+		t.Errorf("second run into the same directory: exit %d, want a refusal naming --resume and --overwrite:\n%s", code, errOut)
+	}
+	if code, _, errOut := runArgs(append(args, "--overwrite")...); code != 0 {
+		t.Errorf("--overwrite: exit %d\n%s", code, errOut)
+	}
+}

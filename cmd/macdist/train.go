@@ -64,6 +64,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 
 	fs.StringVar(&c.RunDir, "run-dir", "", "directory for checkpoints, metrics.jsonl, curves.png and final/ (default runs/MODEL-OPTIMIZER-TIME)")
 	fs.BoolVar(&c.Resume, "resume", false, "continue from the newest complete checkpoint in --run-dir")
+	fs.BoolVar(&c.Overwrite, "overwrite", false, "start from scratch in a --run-dir that holds an earlier run, deleting its checkpoints/, final/, metrics.jsonl and curves.png (without it such a start is refused); with --resume, also resume from a checkpoint older than metrics.jsonl's records")
 	fs.IntVar(&c.CheckpointEvery, "checkpoint-every", 0, "also checkpoint every N steps (0: only at the end of each epoch)")
 	fs.IntVar(&c.Keep, "keep", c.Keep, "complete checkpoints to keep (0: all)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on /metrics at this address, such as 127.0.0.1:9464 (default off)")
