@@ -1,0 +1,124 @@
+"""Fixtures for the training recipe (issue 15): mixup and CutMix with soft
+targets, timm's SoftTargetCrossEntropy, and torch's clip_grad_norm_.
+
+timm is not installable here; its Mixup (batch mode), rand_bbox,
+cutmix_bbox_and_lam, mixup_target and SoftTargetCrossEntropy are transcribed
+below from timm/data/mixup.py and timm/loss/cross_entropy.py, with the random
+draws (λ, the box's centre) passed in so that Go can replay them.
+
+Run with Debian's /usr/bin/python3.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import save
+
+
+def rand_bbox(img_shape, lam, cy, cx, margin=0.0):
+    # timm's rand_bbox with np.random.randint's draws given.
+    ratio = np.sqrt(1 - lam)
+    img_h, img_w = img_shape[-2:]
+    cut_h, cut_w = int(img_h * ratio), int(img_w * ratio)
+    yl = np.clip(cy - cut_h // 2, 0, img_h)
+    yh = np.clip(cy + cut_h // 2, 0, img_h)
+    xl = np.clip(cx - cut_w // 2, 0, img_w)
+    xh = np.clip(cx + cut_w // 2, 0, img_w)
+    return yl, yh, xl, xh
+
+
+def cutmix_bbox_and_lam(img_shape, lam, cy, cx, correct_lam=True):
+    yl, yu, xl, xu = rand_bbox(img_shape, lam, cy, cx)
+    if correct_lam:
+        bbox_area = (yu - yl) * (xu - xl)
+        lam = 1.0 - bbox_area / float(img_shape[-2] * img_shape[-1])
+    return (yl, yu, xl, xu), lam
+
+
+def one_hot(x, num_classes, on_value=1.0, off_value=0.0):
+    x = x.long().view(-1, 1)
+    return torch.full((x.size()[0], num_classes), off_value).scatter_(1, x, on_value)
+
+
+def mixup_target(target, num_classes, lam=1.0, smoothing=0.0):
+    off_value = smoothing / num_classes
+    on_value = 1.0 - smoothing + off_value
+    y1 = one_hot(target, num_classes, on_value=on_value, off_value=off_value)
+    y2 = one_hot(target.flip(0), num_classes, on_value=on_value, off_value=off_value)
+    return y1 * lam + y2 * (1.0 - lam)
+
+
+def mix_batch(x, lam, use_cutmix, cy=0, cx=0):
+    # timm's Mixup._mix_batch, λ and the box's centre given.
+    if lam == 1.0:
+        return 1.0, None
+    box = None
+    if use_cutmix:
+        (yl, yh, xl, xh), lam = cutmix_bbox_and_lam(x.shape, lam, cy, cx)
+        x[:, :, yl:yh, xl:xh] = x.flip(0)[:, :, yl:yh, xl:xh]
+        box = (yl, yh, xl, xh)
+    else:
+        x_flipped = x.flip(0).mul_(1.0 - lam)
+        x.mul_(lam).add_(x_flipped)
+    return lam, box
+
+
+def soft_target_cross_entropy(x, target):
+    loss = torch.sum(-target * F.log_softmax(x, dim=-1), dim=-1)
+    return loss.mean()
+
+
+def main():
+    g = torch.Generator().manual_seed(15)
+    out = {}
+    classes = 5
+    # Even and odd batches: timm asserts an even one; an odd one's middle
+    # sample pairs with itself under flip(0).
+    cases = [
+        # name, n, lam, cutmix, cy, cx, smoothing
+        ("mixup", 6, 0.3, False, 0, 0, 0.1),
+        ("cutmix", 6, 0.6, True, 3, 7, 0.0),
+        ("cutmix_edge", 5, 0.25, True, 7, 0, 0.1),
+    ]
+    for name, n, lam, cut, cy, cx, smooth in cases:
+        x = torch.randn(n, 3, 8, 10, generator=g)
+        y = torch.randint(0, classes, (n,), generator=g)
+        xm = x.clone()
+        lam2, box = mix_batch(xm, lam, cut, cy, cx)
+        t = mixup_target(y, classes, lam2, smooth)
+        out[name + ".x"] = x
+        out[name + ".y"] = y
+        out[name + ".x_mixed"] = xm
+        out[name + ".targets"] = t
+        # The draws as Go replays them: λ drawn, box centre, smoothing; and
+        # λ after CutMix's correction and the box, for checking.
+        out[name + ".draw"] = torch.tensor([lam, float(cut), cy, cx, smooth, lam2], dtype=torch.float64)
+        if box is not None:
+            out[name + ".box"] = torch.tensor(box, dtype=torch.int64)
+
+    # SoftTargetCrossEntropy: loss and gradient on mixed targets.
+    logits = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (7,), generator=g)
+    t = mixup_target(y, 5, 0.35, 0.1).double()
+    loss = soft_target_cross_entropy(logits, t)
+    loss.backward()
+    out["soft.logits"] = logits.detach()
+    out["soft.targets"] = t
+    out["soft.loss"] = loss.detach().reshape(1)
+    out["soft.grad"] = logits.grad
+
+    # clip_grad_norm_ over three tensors, clipped and not.
+    for name, max_norm in (("clip", 0.5), ("noclip", 1e3)):
+        ps = [torch.nn.Parameter(torch.zeros(s)) for s in ((4, 3), (3,), (2, 2, 5))]
+        for i, p in enumerate(ps):
+            p.grad = torch.randn(p.shape, generator=g)
+            out["%s.grad%d" % (name, i)] = p.grad.clone()
+        total = torch.nn.utils.clip_grad_norm_(ps, max_norm)
+        for i, p in enumerate(ps):
+            out["%s.clipped%d" % (name, i)] = p.grad.clone()
+        out[name + ".norm"] = torch.tensor([float(total), max_norm], dtype=torch.float64)
+    save("recipe", out, {"torch": torch.__version__})
+
+
+if __name__ == "__main__":
+    main()
