@@ -67,6 +67,26 @@ type Config struct {
 	// LabelSmoothing of the cross-entropy loss, in [0, 1).
 	LabelSmoothing float64
 
+	// The ImageNet recipe's parts (timm's names). NoDecayBNBias spares
+	// biases, normalisation parameters and embeddings weight decay.
+	NoDecayBNBias bool
+	// ClipGrad, when positive, scales the rank-averaged gradients so that
+	// their global L2 norm is at most ClipGrad (torch's clip_grad_norm_).
+	ClipGrad float64
+	// GradAccumSteps, when above 1, splits each rank's batch into that many
+	// micro-batches whose gradients and MAC statistics are averaged before
+	// one optimizer step: the step of the whole batch in less memory.
+	GradAccumSteps int
+	// ModelEMA keeps an exponential moving average of the weights, decay
+	// ModelEMADecay per step (timm's ModelEmaV2), evaluated every epoch and
+	// checkpointed beside the model.
+	ModelEMA      bool
+	ModelEMADecay float64
+	// Mixup and Cutmix are the α of their Beta distributions (0: off);
+	// MixupProb is the chance that a batch is mixed at all and
+	// MixupSwitchProb the chance that CutMix is used when both are on.
+	Mixup, Cutmix, MixupProb, MixupSwitchProb float64
+
 	// Epochs fixes the length of the learning-rate schedule; MaxSteps, when
 	// positive, stops earlier (or later: it may extend a resumed run) without
 	// changing the schedule.
@@ -146,6 +166,10 @@ func DefaultConfig() Config {
 		Shuffle:      true,
 		Keep:         3,
 		ProgressMode: "auto",
+		// timm's defaults; each applies only when its feature is on.
+		ModelEMADecay:   0.9998,
+		MixupProb:       1,
+		MixupSwitchProb: 0.5,
 	}
 	o, _ := mac.DefaultOptions("mac")
 	c.setHyper("mac", o)
@@ -216,6 +240,18 @@ func (c Config) Validate() error {
 		return bad("--warmup %v must be within [0, --epochs %d]", c.Warmup, c.Epochs)
 	case !(c.LabelSmoothing >= 0 && c.LabelSmoothing < 1):
 		return bad("--label-smoothing %v outside [0, 1)", c.LabelSmoothing)
+	case !finite(c.ClipGrad) || c.ClipGrad < 0:
+		return bad("--clip-grad %v must be a finite number ≥ 0", c.ClipGrad)
+	case c.GradAccumSteps < 0:
+		return bad("--grad-accum-steps %d is negative", c.GradAccumSteps)
+	case c.GradAccumSteps > c.Batch:
+		return bad("--grad-accum-steps %d is more than the batch of %d per rank", c.GradAccumSteps, c.Batch)
+	case !(c.ModelEMADecay >= 0 && c.ModelEMADecay < 1):
+		return bad("--model-ema-decay %v outside [0, 1)", c.ModelEMADecay)
+	case !finite(c.Mixup) || c.Mixup < 0 || !finite(c.Cutmix) || c.Cutmix < 0:
+		return bad("--mixup %v and --cutmix %v must be finite numbers ≥ 0", c.Mixup, c.Cutmix)
+	case !(c.MixupProb >= 0 && c.MixupProb <= 1) || !(c.MixupSwitchProb >= 0 && c.MixupSwitchProb <= 1):
+		return bad("--mixup-prob %v and --mixup-switch-prob %v must be within [0, 1]", c.MixupProb, c.MixupSwitchProb)
 	case c.CheckpointEvery < 0:
 		return bad("--checkpoint-every %d is negative", c.CheckpointEvery)
 	case c.Keep < 0:
@@ -309,10 +345,21 @@ type Settings struct {
 	Warmup         float64 `json:"warmup"`
 	Seed           uint64  `json:"seed"`
 	Shuffle        bool    `json:"shuffle"`
+	// The recipe's settings are left out when off, so that checkpoints
+	// written before they existed keep their hash.
+	NoDecayBNBias   bool    `json:"no_decay_bn_bias,omitempty"`
+	ClipGrad        float64 `json:"clip_grad,omitempty"`
+	GradAccumSteps  int     `json:"grad_accum_steps,omitempty"`
+	ModelEMA        bool    `json:"model_ema,omitempty"`
+	ModelEMADecay   float64 `json:"model_ema_decay,omitempty"`
+	Mixup           float64 `json:"mixup,omitempty"`
+	Cutmix          float64 `json:"cutmix,omitempty"`
+	MixupProb       float64 `json:"mixup_prob,omitempty"`
+	MixupSwitchProb float64 `json:"mixup_switch_prob,omitempty"`
 }
 
 func (c Config) settings() Settings {
-	return Settings{
+	s := Settings{
 		Model: c.Model, Depth: c.Depth, Patch: c.Patch, Data: c.Data, Augment: c.Augment, Normalize: c.Normalize, Subset: c.Subset, Optimizer: c.Optimizer,
 		LR: c.LR, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
@@ -320,7 +367,15 @@ func (c Config) settings() Settings {
 		KLClip: c.KLClip, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, LabelSmoothing: c.LabelSmoothing,
 		Epochs: c.Epochs, GlobalBatch: c.Batch * max(c.World, 1), Schedule: c.Schedule, Warmup: c.Warmup,
 		Seed: c.Seed, Shuffle: c.Shuffle,
+		NoDecayBNBias: c.NoDecayBNBias, ClipGrad: c.ClipGrad, GradAccumSteps: c.accumSteps(),
 	}
+	if c.ModelEMA {
+		s.ModelEMA, s.ModelEMADecay = true, c.ModelEMADecay
+	}
+	if c.mixing() {
+		s.Mixup, s.Cutmix, s.MixupProb, s.MixupSwitchProb = c.Mixup, c.Cutmix, c.MixupProb, c.MixupSwitchProb
+	}
+	return s
 }
 
 // Hash is a short digest of s, recorded in every checkpoint.

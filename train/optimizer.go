@@ -52,5 +52,6 @@ func (c Config) macOptions() mac.Options {
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
 		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV,
 		KLClip: c.KLClip, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps,
+		NoDecayNormBias: c.NoDecayBNBias,
 	}
 }
