@@ -86,6 +86,11 @@ type Config struct {
 	// MixupProb is the chance that a batch is mixed at all and
 	// MixupSwitchProb the chance that CutMix is used when both are on.
 	Mixup, Cutmix, MixupProb, MixupSwitchProb float64
+	// AutoAugment is "", "rand-m9-mstd0.5" (RandAugment) or
+	// "trivialaugment" (data.ParseAutoAugment); RandomErase the chance of
+	// torchvision's RandomErasing per training sample.
+	AutoAugment string
+	RandomErase float64
 
 	// Epochs fixes the length of the learning-rate schedule; MaxSteps, when
 	// positive, stops earlier (or later: it may extend a resumed run) without
@@ -252,6 +257,8 @@ func (c Config) Validate() error {
 		return bad("--mixup %v and --cutmix %v must be finite numbers ≥ 0", c.Mixup, c.Cutmix)
 	case !(c.MixupProb >= 0 && c.MixupProb <= 1) || !(c.MixupSwitchProb >= 0 && c.MixupSwitchProb <= 1):
 		return bad("--mixup-prob %v and --mixup-switch-prob %v must be within [0, 1]", c.MixupProb, c.MixupSwitchProb)
+	case !(c.RandomErase >= 0 && c.RandomErase <= 1):
+		return bad("--random-erase %v outside [0, 1]", c.RandomErase)
 	case c.CheckpointEvery < 0:
 		return bad("--checkpoint-every %d is negative", c.CheckpointEvery)
 	case c.Keep < 0:
@@ -290,6 +297,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := data.ParseAugment(c.Augment); err != nil {
 		return bad("--augment: %v", strings.TrimPrefix(err.Error(), "data: "))
+	}
+	if _, err := data.ParseAutoAugment(c.AutoAugment); err != nil {
+		return bad("--auto-augment: %v", strings.TrimPrefix(err.Error(), "data: "))
 	}
 	if _, _, err := data.ParseStats(c.Normalize); err != nil {
 		return bad("--normalize: %v", strings.TrimPrefix(err.Error(), "data: "))
@@ -356,6 +366,8 @@ type Settings struct {
 	Cutmix          float64 `json:"cutmix,omitempty"`
 	MixupProb       float64 `json:"mixup_prob,omitempty"`
 	MixupSwitchProb float64 `json:"mixup_switch_prob,omitempty"`
+	AutoAugment     string  `json:"auto_augment,omitempty"`
+	RandomErase     float64 `json:"random_erase,omitempty"`
 }
 
 func (c Config) settings() Settings {
@@ -368,6 +380,7 @@ func (c Config) settings() Settings {
 		Epochs: c.Epochs, GlobalBatch: c.Batch * max(c.World, 1), Schedule: c.Schedule, Warmup: c.Warmup,
 		Seed: c.Seed, Shuffle: c.Shuffle,
 		NoDecayBNBias: c.NoDecayBNBias, ClipGrad: c.ClipGrad, GradAccumSteps: c.accumSteps(),
+		AutoAugment: c.AutoAugment, RandomErase: c.RandomErase,
 	}
 	if c.ModelEMA {
 		s.ModelEMA, s.ModelEMADecay = true, c.ModelEMADecay

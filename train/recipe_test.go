@@ -391,6 +391,8 @@ func TestRecipeValidate(t *testing.T) {
 		{"--cutmix", func(c *Config) { c.Cutmix = math.NaN() }},
 		{"--mixup-prob", func(c *Config) { c.MixupProb = 1.5 }},
 		{"--mixup-switch-prob", func(c *Config) { c.MixupSwitchProb = -1 }},
+		{"--random-erase", func(c *Config) { c.RandomErase = 2 }},
+		{"--auto-augment", func(c *Config) { c.AutoAugment = "rand-m99" }},
 	} {
 		c := smallConfig(t, "run")
 		tc.edit(&c)
@@ -412,7 +414,7 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"mixup", "clip_grad", "model_ema", "grad_accum_steps", "no_decay_bn_bias"} {
+	for _, k := range []string{"mixup", "clip_grad", "model_ema", "grad_accum_steps", "no_decay_bn_bias", "auto_augment", "random_erase"} {
 		if strings.Contains(string(js), k) {
 			t.Errorf("settings without the recipe mention %s: %s", k, js)
 		}
@@ -425,6 +427,8 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 		func(c *Config) { c.ModelEMA = true },
 		func(c *Config) { c.Mixup = 0.8 },
 		func(c *Config) { c.Cutmix = 1 },
+		func(c *Config) { c.AutoAugment = "trivialaugment" },
+		func(c *Config) { c.RandomErase = 0.25 },
 	} {
 		c := base
 		edit(&c)
@@ -433,5 +437,38 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 			t.Errorf("%+v: the hash did not change", c.settings())
 		}
 		seen[h] = true
+	}
+}
+
+// TestAutoAugmentRun trains on images with RandAugment and random erasing:
+// the training set is augmented, evaluation is not, and a dataset without
+// byte images is refused with the flag's name.
+func TestAutoAugmentRun(t *testing.T) {
+	root, _ := imageFolder(t)
+	c := smallConfig(t, t.TempDir())
+	c.Model, c.Data, c.Batch, c.Epochs, c.SkipBad = "mlp", "imagefolder:"+root, 4, 1, true
+	c.AutoAugment, c.RandomErase = "rand-m9-mstd0.5", 0.5
+	tr, err := newTrainer(c, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tr.trainSet.(*skipBad).Dataset.(*data.Augmented); !ok {
+		t.Errorf("training set %T is not augmented", tr.trainSet.(*skipBad).Dataset)
+	}
+	if _, ok := tr.testSet.(*skipBad).Dataset.(*data.Augmented); ok {
+		t.Error("the evaluation set is augmented")
+	}
+	tr.close()
+	var out bytes.Buffer
+	if err := Run(context.Background(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	if recs := records(t, out.String()); len(recs) != 1 {
+		t.Errorf("%d records", len(recs))
+	}
+	c = smallConfig(t, t.TempDir())
+	c.AutoAugment = "trivialaugment"
+	if err := Run(context.Background(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "auto-augment") {
+		t.Errorf("auto-augment on synthetic data: %v", err)
 	}
 }

@@ -134,6 +134,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		t.trainSet, t.testSet, err = OpenData(DataSpec{
 			Spec: cfg.Data, DatasetsDir: cfg.DatasetsDir, Augment: cfg.Augment, Normalize: cfg.Normalize,
 			Seed: cfg.Seed, Subset: cfg.Subset, TestSubset: cfg.TestSubset,
+			AutoAugment: cfg.AutoAugment, RandomErase: cfg.RandomErase, // recipe
 		})
 	}
 	if err != nil {

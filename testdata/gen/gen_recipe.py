@@ -68,6 +68,64 @@ def soft_target_cross_entropy(x, target):
     return loss.mean()
 
 
+OPS = ["Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
+       "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize"]
+
+
+def augment(out, g):
+    """torchvision's RandAugment / TrivialAugmentWide operations on uint8
+    images for given magnitudes, their magnitude tables, and the
+    distribution of RandomErasing's boxes."""
+    import torchvision
+    from torchvision.transforms import InterpolationMode, RandomErasing
+    from torchvision.transforms import autoaugment as aa
+
+    h, w = 20, 24
+    for c in (3, 1):
+        img = torch.randint(0, 256, (c, h, w), generator=g, dtype=torch.uint8)
+        # A low-contrast copy, so that AutoContrast and Equalize have work.
+        img[:, : h // 2] = img[:, : h // 2] // 4 + 100
+        out["aug%d.img" % c] = img
+        for k, op in enumerate(OPS):
+            for s, mag in enumerate((0.27, -0.6, 9.0, 3.0, 170.0)):
+                m = mag
+                if op in ("TranslateX", "TranslateY"):
+                    m = mag * 10
+                elif op == "Rotate":
+                    m = mag * 50
+                elif op == "Posterize":
+                    m = float(int(abs(mag)) % 8 + 1)
+                elif op == "Solarize":
+                    m = abs(mag) * 100 % 256
+                m = float(torch.tensor(m, dtype=torch.float32))
+                res = aa._apply_op(img.clone(), op, m, interpolation=InterpolationMode.NEAREST, fill=None)
+                out["aug%d.%s.%d" % (c, op, s)] = res
+                out["aug%d.%s.%d.mag" % (c, op, s)] = torch.tensor([m], dtype=torch.float64)
+
+    # Magnitude tables (31 bins) as torchvision states them.
+    ra = aa.RandAugment()._augmentation_space(31, (h, w))
+    ta = aa.TrivialAugmentWide()._augmentation_space(31)
+    for name, space in (("ra", ra), ("ta", ta)):
+        for op in OPS:
+            mags, signed = space[op]
+            v = mags.to(torch.float64) if mags.ndim > 0 else torch.zeros(31, dtype=torch.float64)
+            out["space.%s.%s" % (name, op)] = v
+            out["space.%s.%s.signed" % (name, op)] = torch.tensor([float(signed)], dtype=torch.float64)
+
+    # RandomErasing's boxes on a 3x32x40 image: means and variances of
+    # (top, left, height, width, erased at all) over many draws.
+    torch.manual_seed(0)
+    x = torch.zeros(3, 32, 40)
+    n = 40000
+    vals = torch.zeros(n, 5, dtype=torch.float64)
+    for k in range(n):
+        i, j, eh, ew, _ = RandomErasing.get_params(x, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=[0.0])
+        vals[k] = torch.tensor([i, j, eh, ew, float(eh < 32)], dtype=torch.float64)
+    out["erase.mean"] = vals.mean(0)
+    out["erase.var"] = vals.var(0)
+    out["erase.n"] = torch.tensor([float(n)], dtype=torch.float64)
+
+
 def main():
     g = torch.Generator().manual_seed(15)
     out = {}
@@ -117,6 +175,7 @@ def main():
         for i, p in enumerate(ps):
             out["%s.clipped%d" % (name, i)] = p.grad.clone()
         out[name + ".norm"] = torch.tensor([float(total), max_norm], dtype=torch.float64)
+    augment(out, g)
     save("recipe", out, {"torch": torch.__version__})
 
 
