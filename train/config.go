@@ -91,6 +91,10 @@ type Config struct {
 	// torchvision's RandomErasing per training sample.
 	AutoAugment string
 	RandomErase float64
+	// RepeatedAug, above 1, is DeiT's repeated augmentation: each sample
+	// RepeatedAug times per epoch, on different ranks, with epochs of
+	// ⌊⌊N/256⌋·256/World⌋ samples per rank (data.Sampler.Repeats).
+	RepeatedAug int
 
 	// Epochs fixes the length of the learning-rate schedule; MaxSteps, when
 	// positive, stops earlier (or later: it may extend a resumed run) without
@@ -257,6 +261,8 @@ func (c Config) Validate() error {
 		return bad("--mixup %v and --cutmix %v must be finite numbers ≥ 0", c.Mixup, c.Cutmix)
 	case !(c.MixupProb >= 0 && c.MixupProb <= 1) || !(c.MixupSwitchProb >= 0 && c.MixupSwitchProb <= 1):
 		return bad("--mixup-prob %v and --mixup-switch-prob %v must be within [0, 1]", c.MixupProb, c.MixupSwitchProb)
+	case c.RepeatedAug < 0:
+		return bad("--repeated-aug %d is negative", c.RepeatedAug)
 	case !(c.RandomErase >= 0 && c.RandomErase <= 1):
 		return bad("--random-erase %v outside [0, 1]", c.RandomErase)
 	case c.CheckpointEvery < 0:
@@ -368,6 +374,7 @@ type Settings struct {
 	MixupSwitchProb float64 `json:"mixup_switch_prob,omitempty"`
 	AutoAugment     string  `json:"auto_augment,omitempty"`
 	RandomErase     float64 `json:"random_erase,omitempty"`
+	RepeatedAug     int     `json:"repeated_aug,omitempty"`
 }
 
 func (c Config) settings() Settings {
@@ -380,7 +387,7 @@ func (c Config) settings() Settings {
 		Epochs: c.Epochs, GlobalBatch: c.Batch * max(c.World, 1), Schedule: c.Schedule, Warmup: c.Warmup,
 		Seed: c.Seed, Shuffle: c.Shuffle,
 		NoDecayBNBias: c.NoDecayBNBias, ClipGrad: c.ClipGrad, GradAccumSteps: c.accumSteps(),
-		AutoAugment: c.AutoAugment, RandomErase: c.RandomErase,
+		AutoAugment: c.AutoAugment, RandomErase: c.RandomErase, RepeatedAug: c.repeats(),
 	}
 	if c.ModelEMA {
 		s.ModelEMA, s.ModelEMADecay = true, c.ModelEMADecay

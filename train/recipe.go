@@ -24,6 +24,14 @@ func (c Config) accumSteps() int {
 	return c.GradAccumSteps
 }
 
+// repeats is RepeatedAug as the loader and Settings take it: 0 when off.
+func (c Config) repeats() int {
+	if c.RepeatedAug <= 1 {
+		return 0
+	}
+	return c.RepeatedAug
+}
+
 // mixing reports whether batches are mixed (and the loss takes soft targets).
 func (c Config) mixing() bool { return c.MixupProb > 0 && (c.Mixup > 0 || c.Cutmix > 0) }
 

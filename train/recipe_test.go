@@ -392,6 +392,7 @@ func TestRecipeValidate(t *testing.T) {
 		{"--mixup-prob", func(c *Config) { c.MixupProb = 1.5 }},
 		{"--mixup-switch-prob", func(c *Config) { c.MixupSwitchProb = -1 }},
 		{"--random-erase", func(c *Config) { c.RandomErase = 2 }},
+		{"--repeated-aug", func(c *Config) { c.RepeatedAug = -1 }},
 		{"--auto-augment", func(c *Config) { c.AutoAugment = "rand-m99" }},
 	} {
 		c := smallConfig(t, "run")
@@ -414,7 +415,7 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"mixup", "clip_grad", "model_ema", "grad_accum_steps", "no_decay_bn_bias", "auto_augment", "random_erase"} {
+	for _, k := range []string{"mixup", "clip_grad", "model_ema", "grad_accum_steps", "no_decay_bn_bias", "auto_augment", "random_erase", "repeated_aug"} {
 		if strings.Contains(string(js), k) {
 			t.Errorf("settings without the recipe mention %s: %s", k, js)
 		}
@@ -429,6 +430,7 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 		func(c *Config) { c.Cutmix = 1 },
 		func(c *Config) { c.AutoAugment = "trivialaugment" },
 		func(c *Config) { c.RandomErase = 0.25 },
+		func(c *Config) { c.RepeatedAug = 3 },
 	} {
 		c := base
 		edit(&c)
@@ -470,5 +472,33 @@ func TestAutoAugmentRun(t *testing.T) {
 	c.AutoAugment = "trivialaugment"
 	if err := Run(context.Background(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "auto-augment") {
 		t.Errorf("auto-augment on synthetic data: %v", err)
+	}
+}
+
+// TestRepeatedAugEpoch: with --repeated-aug the training loader is DeiT's
+// RASampler's: ⌊640/256⌋·256 = 512 samples per epoch on one rank, 16
+// batches of 32 instead of 20, each sample three times in a row.
+func TestRepeatedAugEpoch(t *testing.T) {
+	c := smallConfig(t, t.TempDir())
+	c.RepeatedAug = 3
+	tr, err := newTrainer(c, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	if tr.nb != 16 {
+		t.Fatalf("%d steps per epoch, want 16", tr.nb)
+	}
+	if err := tr.loader.Start(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	b, err := tr.loader.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := 0; j+2 < 30; j += 3 {
+		if b.Index[j] != b.Index[j+1] || b.Index[j] != b.Index[j+2] {
+			t.Fatalf("indices %v: not in threes", b.Index)
+		}
 	}
 }

@@ -170,6 +170,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 
 	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
+		Repeats: cfg.repeats(), // recipe: --repeated-aug
 	}); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}

@@ -8,6 +8,8 @@ draws (λ, the box's centre) passed in so that Go can replay them.
 
 Run with Debian's /usr/bin/python3.
 """
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -126,6 +128,44 @@ def augment(out, g):
     out["erase.n"] = torch.tensor([float(n)], dtype=torch.float64)
 
 
+class RASampler:
+    """DeiT's samplers.RASampler (facebookresearch/deit), transcribed; the
+    epoch's permutation is passed in (torch.randperm's is not Go's)."""
+
+    def __init__(self, n, num_replicas, rank, num_repeats=3):
+        self.n, self.num_replicas, self.rank, self.num_repeats = n, num_replicas, rank, num_repeats
+        self.num_samples = int(math.ceil(n * num_repeats / num_replicas))
+        self.total_size = self.num_samples * num_replicas
+        self.num_selected_samples = int(math.floor(n // 256 * 256 / num_replicas))
+
+    def indices(self, perm):
+        indices = torch.repeat_interleave(perm, repeats=self.num_repeats, dim=0).tolist()
+        padding_size = self.total_size - len(indices)
+        if padding_size > 0:
+            indices += indices[:padding_size]
+        assert len(indices) == self.total_size
+        indices = indices[self.rank:self.total_size:self.num_replicas]
+        assert len(indices) == self.num_samples
+        return indices[: self.num_selected_samples]
+
+
+def rasampler(out):
+    """Every rank's indices for a few sizes, with the copy number of each
+    entry (its position in the repeated list modulo the repeats)."""
+    for n, world, k in ((600, 2, 3), (700, 3, 3), (1000, 4, 2), (513, 1, 3), (300, 8, 4)):
+        perm = torch.arange(n)
+        for r in range(world):
+            s = RASampler(n, world, r, k)
+            idx = s.indices(perm)
+            # Positions through the same steps give the copy numbers.
+            pos = list(range(n * k))
+            pos += pos[: s.total_size - len(pos)]
+            pos = pos[r : s.total_size : world][: s.num_selected_samples]
+            key = "ra.%d.%d.%d.%d" % (n, world, k, r)
+            out[key] = torch.tensor(idx, dtype=torch.int64)
+            out[key + ".copy"] = torch.tensor([p % k for p in pos], dtype=torch.int64)
+
+
 def main():
     g = torch.Generator().manual_seed(15)
     out = {}
@@ -176,6 +216,7 @@ def main():
             out["%s.clipped%d" % (name, i)] = p.grad.clone()
         out[name + ".norm"] = torch.tensor([float(total), max_norm], dtype=torch.float64)
     augment(out, g)
+    rasampler(out)
     save("recipe", out, {"torch": torch.__version__})
 
 
