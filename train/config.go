@@ -95,6 +95,11 @@ type Config struct {
 	// RepeatedAug times per epoch, on different ranks, with epochs of
 	// ⌊⌊N/256⌋·256/World⌋ samples per rank (data.Sampler.Repeats).
 	RepeatedAug int
+	// LayerDecay, in (0, 1], scales a ViT's learning rates by depth as
+	// timm's param_groups_layer_decay does: LayerDecay^(L+1−i) for block
+	// i (from 1), ^(L+1) for the patch and position embeddings and 1 for
+	// the final norm and head; it implies NoDecayBNBias, as there. 0: off.
+	LayerDecay float64
 
 	// Epochs fixes the length of the learning-rate schedule; MaxSteps, when
 	// positive, stops earlier (or later: it may extend a resumed run) without
@@ -261,6 +266,8 @@ func (c Config) Validate() error {
 		return bad("--mixup %v and --cutmix %v must be finite numbers ≥ 0", c.Mixup, c.Cutmix)
 	case !(c.MixupProb >= 0 && c.MixupProb <= 1) || !(c.MixupSwitchProb >= 0 && c.MixupSwitchProb <= 1):
 		return bad("--mixup-prob %v and --mixup-switch-prob %v must be within [0, 1]", c.MixupProb, c.MixupSwitchProb)
+	case !(c.LayerDecay >= 0 && c.LayerDecay <= 1):
+		return bad("--layer-decay %v outside [0, 1]", c.LayerDecay)
 	case c.RepeatedAug < 0:
 		return bad("--repeated-aug %d is negative", c.RepeatedAug)
 	case !(c.RandomErase >= 0 && c.RandomErase <= 1):
@@ -375,6 +382,7 @@ type Settings struct {
 	AutoAugment     string  `json:"auto_augment,omitempty"`
 	RandomErase     float64 `json:"random_erase,omitempty"`
 	RepeatedAug     int     `json:"repeated_aug,omitempty"`
+	LayerDecay      float64 `json:"layer_decay,omitempty"`
 }
 
 func (c Config) settings() Settings {
@@ -388,6 +396,7 @@ func (c Config) settings() Settings {
 		Seed: c.Seed, Shuffle: c.Shuffle,
 		NoDecayBNBias: c.NoDecayBNBias, ClipGrad: c.ClipGrad, GradAccumSteps: c.accumSteps(),
 		AutoAugment: c.AutoAugment, RandomErase: c.RandomErase, RepeatedAug: c.repeats(),
+		LayerDecay: c.LayerDecay,
 	}
 	if c.ModelEMA {
 		s.ModelEMA, s.ModelEMADecay = true, c.ModelEMADecay

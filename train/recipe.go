@@ -1,8 +1,11 @@
 package train
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 
 	"github.com/macdist/macdist/data"
 	"github.com/macdist/macdist/kernels"
@@ -34,6 +37,42 @@ func (c Config) repeats() int {
 
 // mixing reports whether batches are mixed (and the loss takes soft targets).
 func (c Config) mixing() bool { return c.MixupProb > 0 && (c.Mixup > 0 || c.Cutmix > 0) }
+
+// layerDecay is timm's param_groups_layer_decay for a ViT's parameter
+// names: layer 0 holds cls_token, pos_embed and patch_embed, layer i+1
+// block i, and layer L+1 (L blocks) the rest (the final norm, the head),
+// whose learning rate is scaled by decay^(L+1−layer).
+func layerDecay(model nn.Module, decay float64) (func(*nn.Param) float64, error) {
+	depth := 0
+	for _, p := range model.Params() {
+		if i, ok := blockIndex(p.Name); ok {
+			depth = max(depth, i+1)
+		}
+	}
+	if depth == 0 {
+		return nil, errors.New("train: --layer-decay needs a model of blocks (a ViT: blocks.0, blocks.1, …)")
+	}
+	return func(p *nn.Param) float64 {
+		layer := depth + 1
+		if i, ok := blockIndex(p.Name); ok {
+			layer = i + 1
+		} else if strings.HasPrefix(p.Name, "cls_token") || strings.HasPrefix(p.Name, "pos_embed") || strings.HasPrefix(p.Name, "patch_embed") {
+			layer = 0
+		}
+		return math.Pow(decay, float64(depth+1-layer))
+	}, nil
+}
+
+// blockIndex reads i from a name "blocks.i.…".
+func blockIndex(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "blocks.")
+	if !ok {
+		return 0, false
+	}
+	num, _, _ := strings.Cut(rest, ".")
+	i, err := strconv.Atoi(num)
+	return i, err == nil
+}
 
 // recipe holds the step's extra state, allocated once.
 type recipe struct {

@@ -393,6 +393,7 @@ func TestRecipeValidate(t *testing.T) {
 		{"--mixup-switch-prob", func(c *Config) { c.MixupSwitchProb = -1 }},
 		{"--random-erase", func(c *Config) { c.RandomErase = 2 }},
 		{"--repeated-aug", func(c *Config) { c.RepeatedAug = -1 }},
+		{"--layer-decay", func(c *Config) { c.LayerDecay = 1.5 }},
 		{"--auto-augment", func(c *Config) { c.AutoAugment = "rand-m99" }},
 	} {
 		c := smallConfig(t, "run")
@@ -415,7 +416,7 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"mixup", "clip_grad", "model_ema", "grad_accum_steps", "no_decay_bn_bias", "auto_augment", "random_erase", "repeated_aug"} {
+	for _, k := range []string{"mixup", "clip_grad", "model_ema", "grad_accum_steps", "no_decay_bn_bias", "auto_augment", "random_erase", "repeated_aug", "layer_decay"} {
 		if strings.Contains(string(js), k) {
 			t.Errorf("settings without the recipe mention %s: %s", k, js)
 		}
@@ -431,6 +432,7 @@ func TestRecipeSettingsKeepOldHash(t *testing.T) {
 		func(c *Config) { c.AutoAugment = "trivialaugment" },
 		func(c *Config) { c.RandomErase = 0.25 },
 		func(c *Config) { c.RepeatedAug = 3 },
+		func(c *Config) { c.LayerDecay = 0.75 },
 	} {
 		c := base
 		edit(&c)
@@ -500,5 +502,75 @@ func TestRepeatedAugEpoch(t *testing.T) {
 		if b.Index[j] != b.Index[j+1] || b.Index[j] != b.Index[j+2] {
 			t.Fatalf("indices %v: not in threes", b.Index)
 		}
+	}
+}
+
+// TestLayerDecay takes one step with every gradient 1 on a two-block ViT:
+// SGD moves each parameter by −lr·s and AdamW by −lr·s/(1+ε), with s as
+// timm's param_groups_layer_decay gives it: 0.5³ for the embeddings, 0.5²
+// and 0.5 for blocks 0 and 1, 1 for the final norm and head.
+func TestLayerDecay(t *testing.T) {
+	want := func(name string) float64 {
+		switch {
+		case strings.HasPrefix(name, "cls_token"), strings.HasPrefix(name, "pos_embed"), strings.HasPrefix(name, "patch_embed"):
+			return 0.125
+		case strings.HasPrefix(name, "blocks.0."):
+			return 0.25
+		case strings.HasPrefix(name, "blocks.1."):
+			return 0.5
+		}
+		return 1
+	}
+	for _, opt := range []string{"sgd", "adamw"} {
+		t.Run(opt, func(t *testing.T) {
+			c, err := OptimizerDefaults(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := smallConfig(t, t.TempDir())
+			c.RunDir, c.ProgressMode, c.Workers = s.RunDir, s.ProgressMode, s.Workers
+			c.Model, c.Data, c.Depth, c.Patch, c.Batch = "vit-tiny-cifar", "synthetic:3x16x16:4:64", 2, 8, 16
+			c.Momentum, c.WeightDecay, c.LR, c.LayerDecay = 0, 0, 0.1, 0.5
+			tr, err := newTrainer(c, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.close()
+			before := hostParams(tr.dev, tr.params)
+			for _, p := range tr.params {
+				if p.Grad != nil {
+					tr.dev.Fill(p.Grad.Data, 1)
+				}
+			}
+			tr.opt.BeginStep()
+			if err := tr.opt.Step(c.LR); err != nil {
+				t.Fatal(err)
+			}
+			after := hostParams(tr.dev, tr.params)
+			seen := map[float64]bool{}
+			for i, p := range tr.params {
+				if !p.Trainable() {
+					continue
+				}
+				step := c.LR * want(p.Name)
+				if opt == "adamw" {
+					step /= 1 + c.Eps
+				}
+				seen[want(p.Name)] = true
+				for j := range before[i] {
+					if d := float64(before[i][j] - after[i][j]); math.Abs(d-step) > 1e-5*step+1e-6 {
+						t.Fatalf("%s[%d] moved by %v, want %v", p.Name, j, d, step)
+					}
+				}
+			}
+			if len(seen) != 4 {
+				t.Errorf("scales seen: %v", seen)
+			}
+		})
+	}
+	c := smallConfig(t, t.TempDir())
+	c.LayerDecay = 0.75
+	if _, err := newTrainer(c, io.Discard); err == nil || !strings.Contains(err.Error(), "--layer-decay") {
+		t.Errorf("--layer-decay on LeNet-5: %v", err)
 	}
 }
