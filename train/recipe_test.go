@@ -9,8 +9,10 @@ import (
 	"math"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/macdist/macdist/collective"
 	"github.com/macdist/macdist/data"
 	"github.com/macdist/macdist/internal/fixture"
 	"github.com/macdist/macdist/kernels"
@@ -101,46 +103,80 @@ func TestClipGradMatchesTorch(t *testing.T) {
 
 // TestClipGradAcrossRanks: two ranks clip the averaged gradients, so that
 // they end where one process with their whole batch ends. Clipping each
-// rank's own gradients before the average would not.
+// rank's own gradients before the average would not. With gradient
+// accumulation too, each rank's micro-batches (the overlapped all-reduce
+// starting on the last) still make the whole batch's step.
 func TestClipGradAcrossRanks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three short runs")
 	}
-	edit := func(c *Config) {
-		c.Optimizer, c.LR, c.Momentum, c.WeightDecay = "sgd", 0.1, 0.9, 0
-		c.ClipGrad = 0.05 // below every step's norm here
-		c.Epochs, c.MaxSteps = 1, 8
+	for _, accum := range []int{0, 2} {
+		t.Run(fmt.Sprint("accum", accum), func(t *testing.T) {
+			edit := func(c *Config) {
+				c.Optimizer, c.LR, c.Momentum, c.WeightDecay = "sgd", 0.1, 0.9, 0
+				c.ClipGrad = 0.05 // below every step's norm here
+				c.Epochs, c.MaxSteps = 1, 8
+				c.GradAccumSteps = accum
+			}
+			one := t.TempDir()
+			c := smallConfig(t, one)
+			edit(&c)
+			c.GradAccumSteps = 0
+			var norms []float64
+			tr, err := newTrainer(c, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr.hookStep = func(tr *trainer) { norms = append(norms, tr.rc.clip.norm()) }
+			if err := tr.run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			tr.close()
+			for i, n := range norms {
+				// After clipping, the gradients' norm is the bound (the
+				// optimizer leaves SGD's gradients as they are).
+				if math.Abs(n-c.ClipGrad) > 1e-4*c.ClipGrad {
+					t.Fatalf("step %d: norm after clipping %v, want %v", i+1, n, c.ClipGrad)
+				}
+			}
+			dirs := []string{t.TempDir(), t.TempDir()}
+			for r, err := range runSmallBuckets(t, dirs, edit) {
+				if err != nil {
+					t.Fatalf("rank %d: %v", r, err)
+				}
+			}
+			want := readParams(t, filepath.Join(one, FinalDir, modelFile))
+			if d := maxRelDiff(t, readParams(t, filepath.Join(dirs[0], FinalDir, modelFile)), want); d > 1e-5 {
+				t.Errorf("two ranks with --clip-grad end %.3g away from one process", d)
+			}
+		})
 	}
-	one := t.TempDir()
-	c := smallConfig(t, one)
-	edit(&c)
-	var norms []float64
-	tr, err := newTrainer(c, io.Discard)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// runSmallBuckets is runRanks with buckets of 4 KiB, so that LeNet-5's
+// gradients leave in many buckets while backward goes on.
+func runSmallBuckets(t *testing.T, dirs []string, edit func(*Config)) []error {
+	t.Helper()
+	comms := collective.NewLocal(len(dirs))
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for r, dir := range dirs {
+		c := smallConfig(t, dir)
+		c.Batch, c.Rank, c.World = c.Batch/len(dirs), r, len(dirs)
+		edit(&c)
+		sr := collective.NewStepReducer(context.Background(), comms[r], collective.BucketConfig{FirstBytes: 4096, BucketBytes: 4096})
+		c.Reducer = sr
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sr.Close()
+			if errs[r] = Run(context.Background(), c, io.Discard); errs[r] != nil {
+				comms[r].Abort(errs[r])
+			}
+		}()
 	}
-	tr.hookStep = func(tr *trainer) { norms = append(norms, tr.rc.clip.norm()) }
-	if err := tr.run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	tr.close()
-	for i, n := range norms {
-		// After clipping, the gradients' norm is the bound (the optimizer
-		// leaves SGD's gradients as they are).
-		if math.Abs(n-c.ClipGrad) > 1e-4*c.ClipGrad {
-			t.Fatalf("step %d: norm after clipping %v, want %v", i+1, n, c.ClipGrad)
-		}
-	}
-	dirs := []string{t.TempDir(), t.TempDir()}
-	for r, err := range runRanks(t, context.Background(), dirs, false, edit) {
-		if err != nil {
-			t.Fatalf("rank %d: %v", r, err)
-		}
-	}
-	want := readParams(t, filepath.Join(one, FinalDir, modelFile))
-	if d := maxRelDiff(t, readParams(t, filepath.Join(dirs[0], FinalDir, modelFile)), want); d > 1e-5 {
-		t.Errorf("two ranks with --clip-grad end %.3g away from one process", d)
-	}
+	wg.Wait()
+	return errs
 }
 
 // TestGradAccumMatchesFullBatch: k micro-batches make the step of the
