@@ -3,6 +3,7 @@ package data
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 )
@@ -41,7 +42,7 @@ func NewAugmented(ds Dataset, auto *AutoAugment, erase RandomErasing) (*Augmente
 	if auto != nil {
 		b, ok := ds.(byteImages)
 		if !ok {
-			return nil, errors.New("data: auto-augment works on datasets of images (IDX, CIFAR, ImageFolder), not on this one")
+			return nil, errors.New("data: RandAugment and TrivialAugment take byte images (IDX, CIFAR, ImageFolder), not this dataset's")
 		}
 		a.luts = b.byteTables()
 	}
@@ -82,23 +83,28 @@ func (a *Augmented) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	return y, nil
 }
 
-// unLUT maps normalised values back to the bytes t gives them from: t
-// increases (every std is positive), so each is found by bisection, the
-// nearest entry when a value is not exactly one.
+// unLUT maps normalised values back to the bytes t gives them from. t is
+// affine in the byte (p/255 − mean)/std, so the byte is estimated in one
+// step and then moved to the nearest entry, which is the exact one when v
+// came from t.
 func unLUT(dst []uint8, src []float32, t *lut) {
+	lo, scale := t[0], 255/(t[255]-t[0])
 	for j, v := range src {
-		k, hi := 0, 256 // the first entry ≥ v is in [k, hi]
-		for k < hi {
-			m := (k + hi) / 2
-			if t[m] >= v {
-				hi = m
-			} else {
-				k = m + 1
-			}
+		k := int(math.Round(float64((v - lo) * scale)))
+		k = min(max(k, 0), 255)
+		for k < 255 && abs32(t[k+1]-v) < abs32(t[k]-v) {
+			k++
 		}
-		if k == 256 || (k > 0 && v-t[k-1] < t[k]-v) {
+		for k > 0 && abs32(t[k-1]-v) < abs32(t[k]-v) {
 			k--
 		}
 		dst[j] = uint8(k)
 	}
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

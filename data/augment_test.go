@@ -100,3 +100,27 @@ func TestAugmentedGet(t *testing.T) {
 		t.Errorf("erasing alone on floats: %v", err)
 	}
 }
+
+// BenchmarkAutoAugment times RandAugment (two ops, mstd 0.5) and random
+// erasing on one 3×224×224 sample, inversion and normalisation included.
+func BenchmarkAutoAugment(b *testing.B) {
+	const c, h, w = 3, 224, 224
+	d := &bytesDataset{name: "bench", pix: make([]uint8, c*h*w), labels: []uint8{0}, n: 1, c: c, h: h, w: w, classes: 1}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := range d.pix {
+		d.pix[i] = uint8(rng.IntN(256))
+	}
+	if err := d.setStats(ImageNetStats); err != nil {
+		b.Fatal(err)
+	}
+	auto, _ := ParseAutoAugment("rand-m9-mstd0.5")
+	a, err := NewAugmented(d, auto, RandomErasing{P: 0.25})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]float32, c*h*w)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		a.Get(0, dst, AugmentRand(1, i, 0))
+	}
+}

@@ -72,7 +72,7 @@ func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
 		return nil, nil, fmt.Errorf("train: --auto-augment: %w", err)
 	} else if auto != nil || s.RandomErase > 0 {
 		if tr, err = data.NewAugmented(tr, auto, data.RandomErasing{P: s.RandomErase}); err != nil {
-			return nil, nil, fmt.Errorf("train: %w", err)
+			return nil, nil, fmt.Errorf("train: --auto-augment %s on %s: %s", s.AutoAugment, spec, strings.TrimPrefix(err.Error(), "data: "))
 		}
 	}
 	if s.Subset > 0 && s.Subset < tr.Len() {
