@@ -610,3 +610,21 @@ func TestLayerDecay(t *testing.T) {
 		t.Errorf("--layer-decay on LeNet-5: %v", err)
 	}
 }
+
+// TestGradAccumViTMAC runs MAC's attention rule with uneven micro-batches
+// (its early statistics, averaged per micro-batch, then the statistics'
+// weighted mean) and with mixup's soft targets: the run finishes, finite.
+func TestGradAccumViTMAC(t *testing.T) {
+	c := smallConfig(t, t.TempDir())
+	c.Model, c.Data, c.Depth, c.Patch, c.Batch = "vit-tiny-cifar", "synthetic:3x16x16:4:80", 1, 8, 20
+	c.AttentionV, c.TCov, c.TInv, c.Epochs = true, 1, 1, 1
+	c.GradAccumSteps, c.Mixup = 3, 0.8
+	var out bytes.Buffer
+	if err := Run(context.Background(), c, &out); err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, out.String())
+	if len(recs) != 1 || recs[0].NaNSkips != 0 || !(recs[0].TrainLoss > 0) {
+		t.Errorf("records %+v", recs)
+	}
+}
