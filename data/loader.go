@@ -33,6 +33,8 @@ type LoaderConfig struct {
 	NoAugment bool
 	// Workers decode samples concurrently; 0 means GOMAXPROCS.
 	Workers int
+	// Repeats, above 1, is repeated augmentation (DeiT's RASampler).
+	Repeats int
 	// Prefetch is how many batches may be decoded ahead of the one the
 	// consumer holds; 0 means max(2, Workers). Memory is (Prefetch+1)
 	// batches, allocated once.
@@ -119,7 +121,7 @@ func NewLoader(ds Dataset, cfg LoaderConfig) (*Loader, error) {
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = max(2, cfg.Workers)
 	}
-	s := Sampler{Len: ds.Len(), Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, DropLast: cfg.DropLast}
+	s := Sampler{Len: ds.Len(), Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, DropLast: cfg.DropLast, Repeats: cfg.Repeats}
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -262,8 +264,12 @@ func (l *Loader) decode(r *epochRun) {
 		}
 		sl := &l.slots[it.slot]
 		for j := it.lo; j < it.hi; j++ {
-			idx := sl.index[j]
-			seedSample(pcg, ek, idx)
+			// A repeated sample's key (rasampler.go) seeds its copy's
+			// draws; the batch reports the dataset index.
+			key := sl.index[j]
+			idx := key % l.ds.Len()
+			sl.index[j] = idx
+			seedSample(pcg, ek, key)
 			y, err := l.ds.Get(idx, sl.x[j*l.chw:(j+1)*l.chw], rng)
 			if err == nil && (y < 0 || y >= l.ds.Classes()) {
 				err = fmt.Errorf("data: sample %d has label %d outside [0, %d)", idx, y, l.ds.Classes())

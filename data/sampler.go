@@ -19,6 +19,8 @@ type Sampler struct {
 	Shuffle          bool
 	Seed             uint64
 	DropLast         bool
+	// Repeats, above 1, is repeated augmentation (rasampler.go).
+	Repeats int
 }
 
 func (s Sampler) check() error {
@@ -31,11 +33,14 @@ func (s Sampler) check() error {
 	if s.DropLast && s.Len < s.World {
 		return fmt.Errorf("data: sampler with DropLast: %d samples leave nothing for %d ranks", s.Len, s.World)
 	}
-	return nil
+	return s.checkRepeats()
 }
 
 // NumSamples is how many indices each rank gets per epoch.
 func (s Sampler) NumSamples() int {
+	if s.Repeats > 1 {
+		return s.raSelected()
+	}
 	if s.DropLast && s.Len%s.World != 0 {
 		return s.Len / s.World // ceil((Len−World)/World)
 	}
@@ -67,6 +72,9 @@ func (s Sampler) Indices(epoch int, buf []int) []int {
 		panic(err)
 	}
 	total := s.TotalSize()
+	if s.Repeats > 1 {
+		total = s.raTotal()
+	}
 	list := grow(buf, max(s.Len, total))
 	for i := range s.Len {
 		list[i] = i
@@ -78,6 +86,9 @@ func (s Sampler) Indices(epoch int, buf []int) []int {
 			j := r.IntN(i + 1)
 			list[i], list[j] = list[j], list[i]
 		}
+	}
+	if s.Repeats > 1 {
+		return s.repeatedIndices(list)
 	}
 	for k := s.Len; k < total; k++ {
 		list[k] = list[k%s.Len]

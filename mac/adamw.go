@@ -87,7 +87,7 @@ func (o *AdamW) Step(lr float64) error {
 		if o.decay[i] {
 			wd = c.WeightDecay
 		}
-		o.dev.AdamW(p.Value.Data, p.Grad.Data, o.m[i], o.v[i], float32(lr), float32(c.Beta1), float32(c.Beta2),
+		o.dev.AdamW(p.Value.Data, p.Grad.Data, o.m[i], o.v[i], float32(lr*o.scale[i]), float32(c.Beta1), float32(c.Beta2),
 			float32(c.Eps), float32(wd), o.steps+1)
 	}
 	o.steps++

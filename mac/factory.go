@@ -34,8 +34,10 @@ type Options struct {
 	// NoDecayNormBias spares biases, norm parameters and embeddings weight
 	// decay (NormsAndBiases).
 	NoDecayNormBias bool
-	MaxNonFinite    int
-	Logger          *slog.Logger
+	// LRScale is Common.LRScale.
+	LRScale      func(*nn.Param) float64
+	MaxNonFinite int
+	Logger       *slog.Logger
 }
 
 // DefaultOptions returns the defaults of the named method: MAC's
@@ -79,7 +81,7 @@ func fromCommon(c Common, o Options) Options {
 
 func (o Options) common() Common {
 	c := Common{Momentum: o.Momentum, Nesterov: o.Nesterov, WeightDecay: o.WeightDecay, DecoupledWD: o.DecoupledWD,
-		MaxNonFinite: o.MaxNonFinite, Logger: o.Logger}
+		MaxNonFinite: o.MaxNonFinite, Logger: o.Logger, LRScale: o.LRScale}
 	if o.NoDecayNormBias {
 		c.NoDecay = NormsAndBiases
 	}

@@ -89,6 +89,9 @@ type Common struct {
 	// NoDecay, when set, exempts the parameters it accepts from weight
 	// decay (NormsAndBiases is the usual choice).
 	NoDecay func(*nn.Param) bool
+	// LRScale, when set, multiplies each parameter's learning rate (timm's
+	// lr_scale of --layer-decay); nil means 1 for every parameter.
+	LRScale func(*nn.Param) float64
 	// MaxNonFinite is how many skipped steps in a row Step tolerates before
 	// it returns an error; 0 means 10.
 	MaxNonFinite int
@@ -124,6 +127,7 @@ type base struct {
 	cfg    Common
 	params []*nn.Param // trainable, in model order
 	decay  []bool
+	scale  []float64        // each parameter's learning-rate factor (LRScale)
 	buf    []kernels.Buffer // momentum buffers, allocated on first use
 
 	// sums holds one sum per checked buffer (see finite): slot views
@@ -149,6 +153,11 @@ func newBase(dev kernels.Device, name string, model nn.Module, cfg Common) (base
 		}
 		b.params = append(b.params, p)
 		b.decay = append(b.decay, cfg.WeightDecay > 0 && (cfg.NoDecay == nil || !cfg.NoDecay(p)))
+		s := 1.0
+		if cfg.LRScale != nil {
+			s = cfg.LRScale(p)
+		}
+		b.scale = append(b.scale, s)
 	}
 	if len(b.params) == 0 {
 		return base{}, fmt.Errorf("mac: %s: the model has no trainable parameters", name)
@@ -237,7 +246,9 @@ func (b *base) applyUpdate(lr float64) {
 	if b.buf != nil {
 		mom = float32(b.cfg.Momentum)
 	}
+	lr0 := lr
 	for i, p := range b.params {
+		lr := lr0 * b.scale[i]
 		wd, decay := float32(0), float32(1)
 		if b.decay[i] {
 			if b.cfg.DecoupledWD {

@@ -67,6 +67,40 @@ type Config struct {
 	// LabelSmoothing of the cross-entropy loss, in [0, 1).
 	LabelSmoothing float64
 
+	// The ImageNet recipe's parts (timm's names). NoDecayBNBias spares
+	// biases, normalisation parameters and embeddings weight decay.
+	NoDecayBNBias bool
+	// ClipGrad, when positive, scales the rank-averaged gradients so that
+	// their global L2 norm is at most ClipGrad (torch's clip_grad_norm_).
+	ClipGrad float64
+	// GradAccumSteps, when above 1, splits each rank's batch into that many
+	// micro-batches whose gradients and MAC statistics are averaged before
+	// one optimizer step: the step of the whole batch in less memory.
+	GradAccumSteps int
+	// ModelEMA keeps an exponential moving average of the weights, decay
+	// ModelEMADecay per step (timm's ModelEmaV2), evaluated every epoch and
+	// checkpointed beside the model.
+	ModelEMA      bool
+	ModelEMADecay float64
+	// Mixup and Cutmix are the α of their Beta distributions (0: off);
+	// MixupProb is the chance that a batch is mixed at all and
+	// MixupSwitchProb the chance that CutMix is used when both are on.
+	Mixup, Cutmix, MixupProb, MixupSwitchProb float64
+	// AutoAugment is "", "rand-m9-mstd0.5" (RandAugment) or
+	// "trivialaugment" (data.ParseAutoAugment); RandomErase the chance of
+	// torchvision's RandomErasing per training sample.
+	AutoAugment string
+	RandomErase float64
+	// RepeatedAug, above 1, is DeiT's repeated augmentation: each sample
+	// RepeatedAug times per epoch, on different ranks, with epochs of
+	// ⌊⌊N/256⌋·256/World⌋ samples per rank (data.Sampler.Repeats).
+	RepeatedAug int
+	// LayerDecay, in (0, 1], scales a ViT's learning rates by depth as
+	// timm's param_groups_layer_decay does: LayerDecay^(L+1−i) for block
+	// i (from 1), ^(L+1) for the patch and position embeddings and 1 for
+	// the final norm and head; it implies NoDecayBNBias, as there. 0: off.
+	LayerDecay float64
+
 	// Epochs fixes the length of the learning-rate schedule; MaxSteps, when
 	// positive, stops earlier (or later: it may extend a resumed run) without
 	// changing the schedule.
@@ -154,6 +188,10 @@ func DefaultConfig() Config {
 		Shuffle:      true,
 		Keep:         3,
 		ProgressMode: "auto",
+		// timm's defaults; each applies only when its feature is on.
+		ModelEMADecay:   0.9998,
+		MixupProb:       1,
+		MixupSwitchProb: 0.5,
 	}
 	o, _ := mac.DefaultOptions("mac")
 	c.setHyper("mac", o)
@@ -224,6 +262,24 @@ func (c Config) Validate() error {
 		return bad("--warmup %v must be within [0, --epochs %d]", c.Warmup, c.Epochs)
 	case !(c.LabelSmoothing >= 0 && c.LabelSmoothing < 1):
 		return bad("--label-smoothing %v outside [0, 1)", c.LabelSmoothing)
+	case !finite(c.ClipGrad) || c.ClipGrad < 0:
+		return bad("--clip-grad %v must be a finite number ≥ 0", c.ClipGrad)
+	case c.GradAccumSteps < 0:
+		return bad("--grad-accum-steps %d is negative", c.GradAccumSteps)
+	case c.GradAccumSteps > c.Batch:
+		return bad("--grad-accum-steps %d is more than the batch of %d per rank", c.GradAccumSteps, c.Batch)
+	case !(c.ModelEMADecay >= 0 && c.ModelEMADecay < 1):
+		return bad("--model-ema-decay %v outside [0, 1)", c.ModelEMADecay)
+	case !finite(c.Mixup) || c.Mixup < 0 || !finite(c.Cutmix) || c.Cutmix < 0:
+		return bad("--mixup %v and --cutmix %v must be finite numbers ≥ 0", c.Mixup, c.Cutmix)
+	case !(c.MixupProb >= 0 && c.MixupProb <= 1) || !(c.MixupSwitchProb >= 0 && c.MixupSwitchProb <= 1):
+		return bad("--mixup-prob %v and --mixup-switch-prob %v must be within [0, 1]", c.MixupProb, c.MixupSwitchProb)
+	case !(c.LayerDecay >= 0 && c.LayerDecay <= 1):
+		return bad("--layer-decay %v outside [0, 1]", c.LayerDecay)
+	case c.RepeatedAug < 0:
+		return bad("--repeated-aug %d is negative", c.RepeatedAug)
+	case !(c.RandomErase >= 0 && c.RandomErase <= 1):
+		return bad("--random-erase %v outside [0, 1]", c.RandomErase)
 	case c.CheckpointEvery < 0:
 		return bad("--checkpoint-every %d is negative", c.CheckpointEvery)
 	case c.Keep < 0:
@@ -262,6 +318,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := data.ParseAugment(c.Augment); err != nil {
 		return bad("--augment: %v", strings.TrimPrefix(err.Error(), "data: "))
+	}
+	if _, err := data.ParseAutoAugment(c.AutoAugment); err != nil {
+		return bad("--auto-augment: %v", strings.TrimPrefix(err.Error(), "data: "))
 	}
 	if _, _, err := data.ParseStats(c.Normalize); err != nil {
 		return bad("--normalize: %v", strings.TrimPrefix(err.Error(), "data: "))
@@ -317,10 +376,25 @@ type Settings struct {
 	Warmup         float64 `json:"warmup"`
 	Seed           uint64  `json:"seed"`
 	Shuffle        bool    `json:"shuffle"`
+	// The recipe's settings are left out when off, so that checkpoints
+	// written before they existed keep their hash.
+	NoDecayBNBias   bool    `json:"no_decay_bn_bias,omitempty"`
+	ClipGrad        float64 `json:"clip_grad,omitempty"`
+	GradAccumSteps  int     `json:"grad_accum_steps,omitempty"`
+	ModelEMA        bool    `json:"model_ema,omitempty"`
+	ModelEMADecay   float64 `json:"model_ema_decay,omitempty"`
+	Mixup           float64 `json:"mixup,omitempty"`
+	Cutmix          float64 `json:"cutmix,omitempty"`
+	MixupProb       float64 `json:"mixup_prob,omitempty"`
+	MixupSwitchProb float64 `json:"mixup_switch_prob,omitempty"`
+	AutoAugment     string  `json:"auto_augment,omitempty"`
+	RandomErase     float64 `json:"random_erase,omitempty"`
+	RepeatedAug     int     `json:"repeated_aug,omitempty"`
+	LayerDecay      float64 `json:"layer_decay,omitempty"`
 }
 
 func (c Config) settings() Settings {
-	return Settings{
+	s := Settings{
 		Model: c.Model, Depth: c.Depth, Patch: c.Patch, Data: c.Data, Augment: c.Augment, Normalize: c.Normalize, Subset: c.Subset, Optimizer: c.Optimizer,
 		LR: c.LR, Momentum: c.Momentum, Nesterov: c.Nesterov, WeightDecay: c.WeightDecay, DecoupledWD: c.DecoupledWD,
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
@@ -328,7 +402,17 @@ func (c Config) settings() Settings {
 		KLClip: c.KLClip, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps, LabelSmoothing: c.LabelSmoothing,
 		Epochs: c.Epochs, GlobalBatch: c.Batch * max(c.World, 1), Schedule: c.Schedule, Warmup: c.Warmup,
 		Seed: c.Seed, Shuffle: c.Shuffle,
+		NoDecayBNBias: c.NoDecayBNBias, ClipGrad: c.ClipGrad, GradAccumSteps: c.accumSteps(),
+		AutoAugment: c.AutoAugment, RandomErase: c.RandomErase, RepeatedAug: c.repeats(),
+		LayerDecay: c.LayerDecay,
 	}
+	if c.ModelEMA {
+		s.ModelEMA, s.ModelEMADecay = true, c.ModelEMADecay
+	}
+	if c.mixing() {
+		s.Mixup, s.Cutmix, s.MixupProb, s.MixupSwitchProb = c.Mixup, c.Cutmix, c.MixupProb, c.MixupSwitchProb
+	}
+	return s
 }
 
 // Hash is a short digest of s, recorded in every checkpoint.

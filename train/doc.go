@@ -90,6 +90,20 @@
 // place on a terminal, plain lines otherwise. docs/metrics.md lists the
 // Prometheus series served on Config.MetricsAddr.
 //
+// # The ImageNet recipe
+//
+// timm's recipe parts (recipe.go, ema.go) hook into the step: the rank's
+// batch is mixed (mixup, CutMix) with soft targets for
+// nn.SoftTargetCrossEntropy, split into GradAccumSteps micro-batches whose
+// gradients add up (each loss gradient scaled by its share of the batch)
+// and whose MAC statistics are averaged the same way, all-reduced once,
+// clipped to ClipGrad by their global norm (the same on every rank, after
+// the all-reduce), stepped with per-layer learning rates (LayerDecay), and
+// folded into the weights' moving average (ModelEMA), which every epoch
+// evaluates as test_loss_ema and test_acc_ema and every checkpoint
+// carries in its optimizer file. RandAugment, TrivialAugmentWide, random
+// erasing and repeated augmentation are the data package's.
+//
 // # Why the design differs from DESIGN.md's sketch
 //
 // DESIGN.md overlaps the all-reduce with the backward pass in buckets. The

@@ -23,18 +23,22 @@ func TestEvalCountsEverySampleOnce(t *testing.T) {
 	}
 	const global = 42 // divisible by every world size below
 	ctx := context.Background()
-	for _, world := range []int{1, 2, 3, 7} {
-		t.Run(fmt.Sprint(world), func(t *testing.T) {
+	// With --grad-accum-steps, 209 training samples put the padding in
+	// the last micro-batch of a full last batch, after real samples.
+	for _, tc := range []struct{ world, accum, ntrain int }{{1, 1, 211}, {2, 1, 211}, {3, 1, 211}, {7, 1, 211}, {3, 2, 209}, {7, 3, 209}} {
+		world := tc.world
+		t.Run(fmt.Sprintf("%d_ranks_accum_%d", world, tc.accum), func(t *testing.T) {
 			tmp := t.TempDir()
 			dirs := make([]string, world)
 			for r := range dirs {
 				dirs[r] = filepath.Join(tmp, fmt.Sprint("rank", r))
 			}
 			errs := runRanks(t, ctx, dirs, false, func(c *Config) {
-				c.Data = "synthetic:1x8x8:4:211:101"
+				c.Data = fmt.Sprintf("synthetic:1x8x8:4:%d:101", tc.ntrain)
 				c.Model, c.Optimizer, c.LR, c.Momentum, c.WeightDecay = "mlp", "sgd", 0, 0, 0
 				c.Augment, c.LabelSmoothing = "none", 0
 				c.Epochs, c.Batch, c.Workers = 1, global/world, 1
+				c.GradAccumSteps = tc.accum
 			})
 			for r, err := range errs {
 				if err != nil {
@@ -57,8 +61,8 @@ func TestEvalCountsEverySampleOnce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if test.Samples != 101 || train.Samples != 211 {
-				t.Fatalf("eval counted %d test and %d training samples, want 101 and 211", test.Samples, train.Samples)
+			if test.Samples != 101 || train.Samples != tc.ntrain {
+				t.Fatalf("eval counted %d test and %d training samples, want 101 and %d", test.Samples, train.Samples, tc.ntrain)
 			}
 			for _, c := range []struct {
 				name      string

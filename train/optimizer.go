@@ -38,6 +38,13 @@ func (c *Config) setHyper(method string, o mac.Options) {
 func newOptimizer(dev kernels.Device, model nn.Module, cfg Config) (mac.Optimizer, error) {
 	opts := cfg.macOptions()
 	opts.Logger = cfg.Logger
+	if cfg.LayerDecay > 0 { // recipe: --layer-decay
+		scale, err := layerDecay(model, cfg.LayerDecay)
+		if err != nil {
+			return nil, err
+		}
+		opts.LRScale = scale
+	}
 	opt, err := mac.New(cfg.Optimizer, dev, model, opts)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -52,5 +59,6 @@ func (c Config) macOptions() mac.Options {
 		Damping: c.Damping, StatDecay: c.StatDecay, TCov: c.TCov, TInv: c.TInv,
 		FirstLayerCov: c.FirstLayerCov, AttentionV: c.AttentionV,
 		KLClip: c.KLClip, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.Eps,
+		NoDecayNormBias: c.NoDecayBNBias || c.LayerDecay > 0,
 	}
 }

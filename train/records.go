@@ -40,6 +40,9 @@ type EpochRecord struct {
 	ImgPerS   float64 `json:"img_per_s"`
 	EvalTime  float64 `json:"eval_time_s"`
 	NaNSkips  int     `json:"nan_skips"`
+	// TestLossEMA and TestAccEMA evaluate --model-ema's averaged weights.
+	TestLossEMA float64 `json:"test_loss_ema,omitempty"`
+	TestAccEMA  float64 `json:"test_acc_ema,omitempty"`
 	// Partial marks the record of an epoch cut short by --max-steps; it is
 	// not kept in the history, so a resumed run writes the full one.
 	Partial bool `json:"partial,omitempty"`

@@ -84,6 +84,8 @@ type trainer struct {
 
 	lastLoss, lastAcc, lastLR float64
 
+	rc recipe // the ImageNet recipe's parts (recipe.go)
+
 	// hookStep, for tests, runs after every step.
 	hookStep func(t *trainer)
 }
@@ -135,6 +137,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		t.trainSet, t.testSet, err = OpenData(DataSpec{
 			Spec: cfg.Data, DatasetsDir: cfg.DatasetsDir, Augment: cfg.Augment, Normalize: cfg.Normalize,
 			Seed: cfg.Seed, Subset: cfg.Subset, TestSubset: cfg.TestSubset,
+			AutoAugment: cfg.AutoAugment, RandomErase: cfg.RandomErase, // recipe
 		})
 	}
 	if err != nil {
@@ -165,9 +168,13 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	t.lossFn = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 	t.evalLoss = nn.NewCrossEntropyLoss(t.dev, 0)
 	t.padLoss = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
+	if err := t.setupRecipe(); err != nil {
+		return nil, err
+	}
 
 	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
+		Repeats: cfg.repeats(), // recipe: --repeated-aug
 	}); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -343,7 +350,7 @@ func (t *trainer) start(ctx context.Context) error {
 			dir = mine.dir
 		}
 		if dir != "" {
-			st, err := LoadCheckpoint(dir, t.dev, t.params, t.opt)
+			st, err := LoadCheckpoint(dir, t.dev, t.params, t.ckptOpt())
 			if err != nil {
 				return err
 			}
@@ -356,7 +363,7 @@ func (t *trainer) start(ctx context.Context) error {
 			t.st = st
 			t.st.Settings = &t.settings
 			t.lastCkpt, t.lastKey = dir, t.key()
-			t.advanceDropout(st.Step)
+			t.advanceDropout(st.Step * cfg.accum()) // recipe: one forward per micro-batch
 			var behind error
 			if t.lead && !cfg.Overwrite {
 				behind = checkNotBehind(cfg.RunDir, dir, st)
@@ -398,6 +405,9 @@ func (t *trainer) start(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if t.rc.ema != nil {
+		t.rc.ema.reset() // recipe: the average starts from the shared weights
 	}
 	if t.lead {
 		// A previous run's log in the same directory would mix with this one.
@@ -587,43 +597,67 @@ func (t *trainer) step() (int, error) {
 		return 0, fmt.Errorf("train: epoch %d, batch %d: %w", t.st.Epoch+1, t.st.EpochStep, err)
 	}
 	t1 := t.cfg.now()
-	x := t.upload(b)
+	t.mixBatch(b) // recipe: mixup and CutMix
 	for i, p := range t.bufParams {
 		t.dev.Copy(t.shadow[i], p.Value.Data)
 	}
 	nn.ZeroGrad(t.dev, t.params)
 	t.opt.BeginStep()
-	logits := t.model.Forward(x)
-	loss, correct := t.lossFn.Forward(logits, b.Y)
+	// recipe: --grad-accum-steps splits the batch into k micro-batches,
+	// each weighted by its share w of the batch; k is 1 without it.
+	overlap, _ := t.cfg.Reducer.(OverlapReducer)
+	k := t.microBatches(b)
+	var loss, w float64
+	var correct int
 	// The epoch's numbers count each sample once: the samples the sampler
 	// repeats to even out the ranks' shares train (as in PyTorch) but do
 	// not count. They are the tail of this rank's last batch.
 	nreal := min(b.N, max(0, t.numReal-b.Step*t.cfg.Batch))
-	realLoss, realCorrect := loss, correct
-	if nreal < b.N {
-		realLoss, realCorrect = t.headLoss(logits, b.Y, nreal)
-	}
-	if es, ok := t.opt.(mac.EarlyStatser); ok {
-		// Before backward, so that no bucket is in flight: one small
-		// collective on the steps that collect (MAC's mean attention).
-		if t.early[0] = es.EarlyStats(); t.early[0] != nil {
-			if err := t.cfg.Reducer.AllReduceMean(t.early[:]...); err != nil {
-				return 0, fmt.Errorf("train: all-reduce of early statistics at step %d: %w", t.st.Step, err)
+	var realLoss float64
+	var realCorrect int
+	for m := range k {
+		mb, lo := t.microBatch(b, m, k)
+		w = float64(mb.N) / float64(b.N)
+		logits := t.model.Forward(t.upload(mb))
+		l, c := t.lossForward(logits, mb, lo)
+		loss += l * w
+		correct += c
+		if n := min(mb.N, max(0, nreal-lo)); n == mb.N {
+			realLoss += l * float64(n)
+			realCorrect += c
+		} else {
+			hl, hc := t.headLoss(logits, mb, lo, n)
+			realLoss += hl * float64(n)
+			realCorrect += hc
+		}
+		if es, ok := t.opt.(mac.EarlyStatser); ok {
+			// Before backward, so that no bucket is in flight: one small
+			// collective on the steps that collect (MAC's mean attention).
+			if t.early[0] = es.EarlyStats(); t.early[0] != nil {
+				if err := t.cfg.Reducer.AllReduceMean(t.early[:]...); err != nil {
+					return 0, fmt.Errorf("train: all-reduce of early statistics at step %d: %w", t.st.Step, err)
+				}
 			}
 		}
-	}
-	overlap, _ := t.cfg.Reducer.(OverlapReducer)
-	if overlap != nil {
-		if err := overlap.StartStep(t.dev, t.grads); err != nil {
-			return 0, fmt.Errorf("train: all-reduce at step %d: %w", t.st.Step, err)
+		if overlap != nil && m == k-1 {
+			if err := overlap.StartStep(t.dev, t.grads); err != nil {
+				return 0, fmt.Errorf("train: all-reduce at step %d: %w", t.st.Step, err)
+			}
+			if t.readyHook == nil {
+				t.readyHook = t.gradsReady
+			}
+			t.model.SetBackwardHook(t.readyHook)
 		}
-		if t.readyHook == nil {
-			t.readyHook = t.gradsReady
+		t.model.Backward(t.lossBackward(w))
+		t.model.SetBackwardHook(nil)
+		if m < k-1 {
+			t.accumulateStats(m, w)
 		}
-		t.model.SetBackwardHook(t.readyHook)
 	}
-	t.model.Backward(t.lossFn.Backward())
-	t.model.SetBackwardHook(nil)
+	if k < t.cfg.accum() {
+		t.advanceDropout(t.cfg.accum() - k) // every step moves dropout's seeds alike
+	}
+	stats := t.stepStats(k, w)
 	finite := !math.IsNaN(loss) && !math.IsInf(loss, 0)
 	if !finite && len(t.grads) > 0 {
 		// The optimizer decides skips from the gradients, which the
@@ -634,22 +668,25 @@ func (t *trainer) step() (int, error) {
 		t.dev.Fill(t.grads[0], float32(math.NaN()))
 	}
 	if overlap != nil {
-		if err := overlap.FinishStep(t.opt.Stats()); err != nil {
+		if err := overlap.FinishStep(stats); err != nil {
 			return 0, fmt.Errorf("train: all-reduce of gradients and statistics at step %d: %w", t.st.Step, err)
 		}
 	} else if sr, ok := t.cfg.Reducer.(StepReducer); ok {
-		if err := sr.ReduceStep(t.dev, t.grads, t.opt.Stats()); err != nil {
+		if err := sr.ReduceStep(t.dev, t.grads, stats); err != nil {
 			return 0, fmt.Errorf("train: all-reduce of gradients and statistics at step %d: %w", t.st.Step, err)
 		}
 	} else {
 		if err := t.cfg.Reducer.AllReduceMean(t.grads...); err != nil {
 			return 0, fmt.Errorf("train: all-reduce of gradients at step %d: %w", t.st.Step, err)
 		}
-		if stats := t.opt.Stats(); stats != nil {
+		if stats != nil {
 			if err := t.cfg.Reducer.AllReduceMean(stats); err != nil {
 				return 0, fmt.Errorf("train: all-reduce of statistics at step %d: %w", t.st.Step, err)
 			}
 		}
+	}
+	if t.rc.clip != nil {
+		t.rc.clip.clip(t.cfg.ClipGrad) // recipe: the same averaged gradients, the same norm on every rank
 	}
 	lr := t.sched.LR(t.st.Step)
 	skippedBefore := t.opt.Skipped()
@@ -669,13 +706,16 @@ func (t *trainer) step() (int, error) {
 		return 0, fmt.Errorf("train: step %d (epoch %d): %w; the last checkpoint is %s — lower --lr or check the data",
 			t.st.Step, t.st.Epoch+1, stepErr, orNone(t.lastCkpt))
 	}
+	if t.rc.ema != nil {
+		t.rc.ema.update() // recipe: timm updates the average after every step
+	}
 	if err := t.dev.Sync(); err != nil {
 		return 0, fmt.Errorf("train: step %d: %w", t.st.Step, err)
 	}
 	t4 := t.cfg.now()
 	r := &t.st.Running
 	if finite {
-		r.LossSum += realLoss * float64(nreal)
+		r.LossSum += realLoss
 		r.Correct += int64(realCorrect)
 		r.Samples += int64(nreal)
 	}
@@ -706,16 +746,25 @@ func (t *trainer) step() (int, error) {
 	return b.N, nil
 }
 
-// headLoss is the loss and correct count of the first n rows of logits,
-// the samples of a batch that are not padding (n may be 0).
-func (t *trainer) headLoss(logits *nn.Tensor, labels []int32, n int) (float64, int) {
+// headLoss is the loss and correct count of the first n rows of logits of
+// micro-batch mb (which starts at row lo of the step's batch): the samples
+// that are not padding (n may be 0). Its own loss functions keep the
+// training loss's state for backward.
+func (t *trainer) headLoss(logits *nn.Tensor, mb *data.Batch, lo, n int) (float64, int) {
 	if n == 0 {
 		return 0, 0
 	}
 	cols := logits.Shape[len(logits.Shape)-1]
 	// Once an epoch at most, on ranks with padding: a new view is cheap.
 	head := &nn.Tensor{Shape: []int{n, cols}, Data: t.dev.View(logits.Data, 0, n*cols)}
-	return t.padLoss.Forward(head, labels[:n])
+	if t.rc.softLoss != nil {
+		if t.rc.padSoft == nil {
+			t.rc.padSoft = nn.NewSoftTargetCrossEntropy(t.dev)
+		}
+		k := t.rc.mix.Classes
+		return t.rc.padSoft.Forward(head, t.rc.targets[lo*k:(lo+n)*k])
+	}
+	return t.padLoss.Forward(head, mb.Y[:n])
 }
 
 func orNone(s string) string {
@@ -803,6 +852,12 @@ func (t *trainer) record(ctx context.Context) (EpochRecord, error) {
 		m.testLoss.Set(ev.Loss)
 		m.testAcc.Set(ev.Accuracy)
 	}
+	if err := t.evaluateEMA(ctx, &rec); err != nil { // recipe: --model-ema
+		if ctx.Err() != nil {
+			return EpochRecord{}, t.interrupted(context.Cause(ctx))
+		}
+		return EpochRecord{}, err
+	}
 	return rec, nil
 }
 
@@ -842,7 +897,7 @@ func (t *trainer) checkpoint(scheduled bool) error {
 	var err error
 	if t.lead {
 		t0 := t.cfg.now()
-		dir, err = SaveCheckpoint(t.ckRoot, t.dev, t.params, t.opt, t.st, t.cfg.Keep)
+		dir, err = SaveCheckpoint(t.ckRoot, t.dev, t.params, t.ckptOpt(), t.st, t.cfg.Keep)
 		if err == nil {
 			if m := t.metrics; m != nil {
 				m.ckptTime.Observe(t.cfg.now().Sub(t0).Seconds())
@@ -893,6 +948,9 @@ func (t *trainer) finish() error {
 	path := filepath.Join(dir, modelFile)
 	if err := nn.SaveParams(t.dev, path, t.params); err != nil {
 		return fmt.Errorf("train: final model: %w", err)
+	}
+	if err := t.saveEMA(dir); err != nil {
+		return err
 	}
 	t.log.printf("done: %d steps; final weights in %s", t.st.Step, path)
 	if len(t.bad) > 0 && t.bad[0].Bad()+t.bad[1].Bad() > 0 {

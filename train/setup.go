@@ -35,6 +35,10 @@ type DataSpec struct {
 	Seed               uint64
 	// Subset and TestSubset, when positive, keep only that many samples.
 	Subset, TestSubset int
+	// AutoAugment (data.ParseAutoAugment) and RandomErase add timm's
+	// transforms to the training set's.
+	AutoAugment string
+	RandomErase float64
 }
 
 // OpenData opens the training and evaluation sets s names. A dataset that
@@ -63,6 +67,13 @@ func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
 			return nil, nil, fmt.Errorf("%w\n%s", err, hint)
 		}
 		return nil, nil, err
+	}
+	if auto, err := data.ParseAutoAugment(s.AutoAugment); err != nil {
+		return nil, nil, fmt.Errorf("train: --auto-augment: %w", err)
+	} else if auto != nil || s.RandomErase > 0 {
+		if tr, err = data.NewAugmented(tr, auto, data.RandomErasing{P: s.RandomErase}); err != nil {
+			return nil, nil, fmt.Errorf("train: --auto-augment %s on %s: %s", s.AutoAugment, spec, strings.TrimPrefix(err.Error(), "data: "))
+		}
 	}
 	if s.Subset > 0 && s.Subset < tr.Len() {
 		tr = &prefix{tr, s.Subset}
