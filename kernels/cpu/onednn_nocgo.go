@@ -6,8 +6,10 @@ import "errors"
 
 // Without cgo there is no dlopen, and so no oneDNN: Conv2d keeps to im2col.
 
+var oneDNNLib = "libdnnl.so.2"
+
 func dlopenOneDNN() error {
-	return errors.New("libdnnl.so.2 not loadable (built without cgo)")
+	return errors.New(oneDNNLib + " not loadable (built without cgo)")
 }
 
 func oneDNNVersion() string { return "" }
