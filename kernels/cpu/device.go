@@ -68,19 +68,40 @@ func New() *Device {
 // NewWithBLAS returns a Device whose Gemm uses the named BLAS: "openblas",
 // "gonum", or "" for New's choice, and whose convolutions take New's
 // path. It fails if OpenBLAS is asked for and cannot be loaded.
-func NewWithBLAS(name string) (*Device, error) {
-	switch name {
+func NewWithBLAS(name string) (*Device, error) { return Open(name, "") }
+
+// Open returns a Device with the named BLAS ("openblas", "gonum") and
+// convolution path ("onednn", "none" for im2col); "" leaves either to
+// New's choice. It fails if a library asked for cannot be loaded.
+func Open(blas, dnn string) (*Device, error) {
+	d := &Device{}
+	switch blas {
 	case "":
-		return New(), nil
+		d.blas = defaultBLAS()
 	case "gonum":
-		return &Device{blas: blasGonum, dnn: defaultDNN()}, nil
+		d.blas = blasGonum
 	case "openblas":
 		if err := loadOpenBLAS(); err != nil {
 			return nil, err
 		}
-		return &Device{blas: blasOpenBLAS, dnn: defaultDNN()}, nil
+		d.blas = blasOpenBLAS
+	default:
+		return nil, fmt.Errorf("cpu: unknown BLAS %q (want \"openblas\" or \"gonum\")", blas)
 	}
-	return nil, fmt.Errorf("cpu: unknown BLAS %q (want \"openblas\" or \"gonum\")", name)
+	switch dnn {
+	case "":
+		d.dnn = defaultDNN()
+	case "none":
+		d.dnn = dnnNone
+	case "onednn":
+		if err := loadOneDNN(); err != nil {
+			return nil, err
+		}
+		d.dnn = dnnOneDNN
+	default:
+		return nil, fmt.Errorf("cpu: unknown convolution path %q (want \"onednn\" or \"none\")", dnn)
+	}
+	return d, nil
 }
 
 // Name describes the device, its BLAS and its convolutions, such as

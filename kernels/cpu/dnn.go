@@ -117,22 +117,7 @@ func isaName(isa int) string {
 // NewWithDNN returns a Device whose convolutions take the named path:
 // "onednn", "none" (im2col), or "" for New's choice; its BLAS is New's.
 // It fails if oneDNN is asked for and cannot be loaded.
-func NewWithDNN(name string) (*Device, error) {
-	d := &Device{blas: defaultBLAS()}
-	switch name {
-	case "":
-		d.dnn = defaultDNN()
-	case "none":
-	case "onednn":
-		if err := loadOneDNN(); err != nil {
-			return nil, err
-		}
-		d.dnn = dnnOneDNN
-	default:
-		return nil, fmt.Errorf("cpu: unknown convolution path %q (want \"onednn\" or \"none\")", name)
-	}
-	return d, nil
-}
+func NewWithDNN(name string) (*Device, error) { return Open("", name) }
 
 // DNN reports d's convolution path: "onednn" or "none".
 func (d *Device) DNN() string { return d.dnn.String() }

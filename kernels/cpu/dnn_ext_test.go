@@ -99,3 +99,15 @@ func TestOneDNNDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenUnknown(t *testing.T) {
+	for _, c := range [][2]string{{"mkl", ""}, {"", "mkldnn"}, {"gonum", "cudnn"}} {
+		if d, err := cpu.Open(c[0], c[1]); err == nil || d != nil {
+			t.Errorf("Open(%q, %q) = %v, %v; want an error", c[0], c[1], d, err)
+		}
+	}
+	d, err := cpu.Open("gonum", "none")
+	if err != nil || d.BLAS() != "gonum" || d.DNN() != "none" {
+		t.Errorf("Open(gonum, none) = %v (BLAS %s, DNN %s)", err, d.BLAS(), d.DNN())
+	}
+}
