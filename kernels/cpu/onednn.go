@@ -71,6 +71,7 @@ static struct {
 	int (*get_effective_cpu_isa)(void);
 	const mdnn_version_t *(*version)(void);
 	void (*omp_set_num_threads)(int); // from libgomp, which libdnnl pulls in; absent for other runtimes
+	int (*omp_get_max_threads)(void);
 } mdnn;
 
 static void *mdnn_engine, *mdnn_stream;
@@ -110,6 +111,7 @@ static const char *mdnn_open(const char *name) {
 	MDNN_SYM(get_effective_cpu_isa, "dnnl_get_effective_cpu_isa")
 	MDNN_SYM(version, "dnnl_version")
 	*(void **)&mdnn.omp_set_num_threads = dlsym(h, "omp_set_num_threads");
+	*(void **)&mdnn.omp_get_max_threads = dlsym(h, "omp_get_max_threads");
 
 	const mdnn_version_t *v = mdnn.version();
 	if (v->major != 2) {
@@ -139,6 +141,10 @@ static const char *mdnn_open(const char *name) {
 }
 
 static int mdnn_isa(void) { return mdnn.get_effective_cpu_isa(); }
+
+// mdnn_omp_threads is the calling thread's OpenMP team size, 0 without
+// libgomp.
+static int mdnn_omp_threads(void) { return mdnn.omp_get_max_threads ? mdnn.omp_get_max_threads() : 0; }
 
 static void mdnn_get_version(int *v) {
 	const mdnn_version_t *p = mdnn.version();
@@ -466,6 +472,11 @@ func oneDNNVersion() string {
 	C.mdnn_get_version(&v[0])
 	return fmt.Sprintf("%d.%d.%d", v[0], v[1], v[2])
 }
+
+// ompThreads is omp_get_max_threads on the calling OS thread: the threads
+// oneDNN's next primitive would run on there (0 if oneDNN does not use
+// libgomp's OpenMP).
+func ompThreads() int { return int(C.mdnn_omp_threads()) }
 
 // oneDNNISA returns dnnl_get_effective_cpu_isa's answer.
 func oneDNNISA() int { return int(C.mdnn_isa()) }

@@ -16,6 +16,8 @@ func oneDNNVersion() string { return "" }
 
 func oneDNNISA() int { return 0 }
 
+func ompThreads() int { return 0 }
+
 type dnnConv struct{}
 
 type dnnArena struct{}
