@@ -3,6 +3,7 @@ package cpu_test
 import (
 	"math"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/macdist/macdist/kernels"
@@ -109,5 +110,49 @@ func TestOpenUnknown(t *testing.T) {
 	d, err := cpu.Open("gonum", "none")
 	if err != nil || d.BLAS() != "gonum" || d.DNN() != "none" {
 		t.Errorf("Open(gonum, none) = %v (BLAS %s, DNN %s)", err, d.BLAS(), d.DNN())
+	}
+}
+
+// TestOneDNNConcurrentDevices runs one Device per goroutine, as
+// data-parallel replicas do, each convolving forward and back, and wants
+// each to get what a lone Device gets.
+func TestOneDNNConcurrentDevices(t *testing.T) {
+	oneDNNDevice(t)
+	const n, out, replicas = 8, 16, 3
+	g := resnetGeom
+	run := func() []float32 {
+		d := oneDNNDevice(t)
+		xv := make([]float32, n*g.C*g.H*g.W)
+		for i := range xv {
+			xv[i] = float32(i%17)/17 - 0.5
+		}
+		wv := make([]float32, out*g.C*9)
+		for i := range wv {
+			wv[i] = float32(i%5)/50 - 0.04
+		}
+		x, w := d.Wrap(xv), d.Wrap(wv)
+		y, dx, dw := d.Alloc(n*out*g.OutH()*g.OutW()), d.Alloc(len(xv)), d.Alloc(len(wv))
+		if !d.Convolves(g, out, 1, n, false) {
+			t.Error("Convolves = false")
+			return nil
+		}
+		for range 3 {
+			d.ConvForward(y, x, w, nil, g, out, 1, n)
+			d.ConvBackwardData(dx, y, w, g, out, 1, n)
+			d.ConvBackwardWeights(dw, nil, x, y, g, out, 1, n)
+		}
+		return append(append(append([]float32(nil), cpu.Data(y)...), cpu.Data(dx)...), cpu.Data(dw)...)
+	}
+	want := run()
+	got := make([][]float32, replicas)
+	var wg sync.WaitGroup
+	for r := range got {
+		wg.Go(func() { got[r] = run() })
+	}
+	wg.Wait()
+	for r, v := range got {
+		if !slices.Equal(v, want) {
+			t.Errorf("replica %d differs from a lone Device", r)
+		}
 	}
 }

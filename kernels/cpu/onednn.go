@@ -74,7 +74,7 @@ static struct {
 	int (*omp_get_max_threads)(void);
 } mdnn;
 
-static void *mdnn_engine, *mdnn_stream;
+static void *mdnn_engine;
 
 #define MDNN_SYM(field, name) if ((*(void **)&mdnn.field = dlsym(h, name)) == NULL) return "missing symbol " name;
 
@@ -134,9 +134,6 @@ static const char *mdnn_open(const char *name) {
 	if (mdnn.engine_create(&mdnn_engine, MDNN_ENGINE_CPU, 0) != 0) {
 		return "dnnl_engine_create failed";
 	}
-	if (mdnn.stream_create(&mdnn_stream, mdnn_engine, MDNN_STREAM_DEFAULT) != 0) {
-		return "dnnl_stream_create failed";
-	}
 	return NULL;
 }
 
@@ -191,10 +188,22 @@ typedef struct {
 // Device and grown when a new primitive needs more. A Device's calls are
 // serialised, and no inner tensor outlives the call that fills it, so
 // its primitives can share.
+// It also holds the Device's stream: a stream is not meant to be used
+// from several threads at once, and Devices run concurrently.
 struct mdnn_arena {
+	void *stream;
 	void *slot[MDNN_SLOTS];
 	size_t cap[MDNN_SLOTS];
 };
+
+static mdnn_arena *mdnn_arena_new(void) {
+	mdnn_arena *a = calloc(1, sizeof *a);
+	if (a != NULL && mdnn.stream_create(&a->stream, mdnn_engine, MDNN_STREAM_DEFAULT) != 0) {
+		free(a);
+		return NULL;
+	}
+	return a;
+}
 
 static int mdnn_reserve(mdnn_arena *a, int slot, size_t size) {
 	if (size <= a->cap[slot]) {
@@ -390,7 +399,7 @@ static int mdnn_run(mdnn_arena *a, mdnn_prim *p, float *a0, float *a1, float *a2
 		mdnn.memory_set_data_handle(port->inner, a->slot[port->slot]);
 		if (!port->output) {
 			mdnn_arg r[2] = {{MDNN_ARG_SRC, port->user}, {MDNN_ARG_DST, port->inner}};
-			if ((s = mdnn.primitive_execute(port->reorder, mdnn_stream, 2, r)) != 0) {
+			if ((s = mdnn.primitive_execute(port->reorder, a->stream, 2, r)) != 0) {
 				goto out;
 			}
 		}
@@ -400,14 +409,14 @@ static int mdnn_run(mdnn_arena *a, mdnn_prim *p, float *a0, float *a1, float *a2
 		args[na].arg = MDNN_ARG_SCRATCHPAD;
 		args[na++].mem = p->scratch;
 	}
-	if ((s = mdnn.primitive_execute(p->prim, mdnn_stream, na, args)) != 0) {
+	if ((s = mdnn.primitive_execute(p->prim, a->stream, na, args)) != 0) {
 		goto out;
 	}
 	for (int i = 0; i < p->nports; i++) {
 		mdnn_port *port = &p->ports[i];
 		if (port->inner != NULL && port->output) {
 			mdnn_arg r[2] = {{MDNN_ARG_SRC, port->inner}, {MDNN_ARG_DST, port->user}};
-			if ((s = mdnn.primitive_execute(port->reorder, mdnn_stream, 2, r)) != 0) {
+			if ((s = mdnn.primitive_execute(port->reorder, a->stream, 2, r)) != 0) {
 				goto out;
 			}
 		}
@@ -505,7 +514,11 @@ func dnnError(status C.int, where *C.char) error {
 type dnnArena struct{ a *C.mdnn_arena }
 
 func newDNNArena() dnnArena {
-	return dnnArena{(*C.mdnn_arena)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mdnn_arena{}))))}
+	a := C.mdnn_arena_new()
+	if a == nil {
+		panic("cpu: oneDNN: cannot create a stream")
+	}
+	return dnnArena{a}
 }
 
 // newDNNConv makes the primitives of the convolution with q = {n, c, h, w,
