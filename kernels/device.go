@@ -209,11 +209,11 @@ type Convolver interface {
 	Convolves(g ConvGeom, out, groups, n int, bias bool) bool
 	// ConvForward computes y = conv(x, w) + bias; bias may be nil.
 	ConvForward(y, x, w, bias Buffer, g ConvGeom, out, groups, n int)
-	// ConvBackwardData computes dx, the gradient with respect to x, from dy.
-	ConvBackwardData(dx, dy, w Buffer, g ConvGeom, out, groups, n int)
-	// ConvBackwardWeights accumulates the gradients with respect to w into
-	// dw and, unless db is nil, with respect to the bias into db.
-	ConvBackwardWeights(dw, db, x, dy Buffer, g ConvGeom, out, groups, n int)
+	// ConvBackward computes from dy the gradient with respect to x into dx
+	// (overwriting it), and accumulates those with respect to w into dw
+	// and, unless db is nil, to the bias into db. One call for the three,
+	// so that a device converts dy's layout once for both products.
+	ConvBackward(dx, dw, db, x, dy, w Buffer, g ConvGeom, out, groups, n int)
 }
 
 // LaunchBound is a Device on which every call has a fixed cost large next

@@ -368,8 +368,7 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 		if c.bias != nil {
 			db = c.bias.Grad.Data
 		}
-		cv.ConvBackwardWeights(c.weight.Grad.Data, db, c.x.Data, dy.Data, c.geom, cfg.Out, groups, n)
-		cv.ConvBackwardData(dx.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
+		cv.ConvBackward(dx.Data, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
 		return dx
 	}
 	if c.bias != nil {

@@ -217,28 +217,16 @@ func (d *Device) ConvForward(y, x, w, bias kernels.Buffer, g kernels.ConvGeom, o
 	d.mustDNNConv("ConvForward", g, out, groups, n, bias != nil).forward(xs, ws, bs, ys, runtime.GOMAXPROCS(0))
 }
 
-// ConvBackwardData computes dx from dy with oneDNN.
-func (d *Device) ConvBackwardData(dx, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
-	xs, ys, ws := d.slice(dx, "ConvBackwardData", "dx"), d.slice(dy, "ConvBackwardData", "dy"), d.slice(w, "ConvBackwardData", "w")
-	convLens("ConvBackwardData", g, out, groups, n, xs, ws, ys, nil)
+// ConvBackward computes dx and accumulates dw and db with oneDNN.
+func (d *Device) ConvBackward(dx, dw, db, x, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	dxs, dws, dbs := d.slice(dx, "ConvBackward", "dx"), d.slice(dw, "ConvBackward", "dw"), d.optSlice(db, "ConvBackward", "db")
+	xs, dys, ws := d.slice(x, "ConvBackward", "x"), d.slice(dy, "ConvBackward", "dy"), d.slice(w, "ConvBackward", "w")
+	convLens("ConvBackward", g, out, groups, n, xs, ws, dys, dbs)
+	needLen("ConvBackward", "dx", len(dxs), n*g.C*g.H*g.W)
+	needLen("ConvBackward", "dw", len(dws), out*(g.C/groups)*g.KH*g.KW)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// The primitives of either bias setting hold a backward-data pass.
-	cv := d.dnnst.convs[d.convKey(g, out, groups, n, true)]
-	if cv == nil {
-		cv = d.mustDNNConv("ConvBackwardData", g, out, groups, n, false)
-	}
-	cv.backwardData(ys, ws, xs, runtime.GOMAXPROCS(0))
-}
-
-// ConvBackwardWeights accumulates dw and db with oneDNN.
-func (d *Device) ConvBackwardWeights(dw, db, x, dy kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
-	ws, xs, ys := d.slice(dw, "ConvBackwardWeights", "dw"), d.slice(x, "ConvBackwardWeights", "x"), d.slice(dy, "ConvBackwardWeights", "dy")
-	bs := d.optSlice(db, "ConvBackwardWeights", "db")
-	convLens("ConvBackwardWeights", g, out, groups, n, xs, ws, ys, bs)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.mustDNNConv("ConvBackwardWeights", g, out, groups, n, db != nil).backwardWeights(xs, ys, ws, bs, runtime.GOMAXPROCS(0))
+	d.mustDNNConv("ConvBackward", g, out, groups, n, db != nil).backward(xs, dys, ws, dxs, dws, dbs, runtime.GOMAXPROCS(0))
 }
 
 var _ kernels.Convolver = (*Device)(nil)

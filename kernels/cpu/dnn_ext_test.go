@@ -82,8 +82,7 @@ func TestOneDNNDeterministic(t *testing.T) {
 		dw = make([]float32, len(wv))
 		db = make([]float32, out)
 		d.ConvForward(d.Wrap(y), x, w, b, g, out, 1, n)
-		d.ConvBackwardData(d.Wrap(dx), dyb, w, g, out, 1, n)
-		d.ConvBackwardWeights(d.Wrap(dw), d.Wrap(db), x, dyb, g, out, 1, n)
+		d.ConvBackward(d.Wrap(dx), d.Wrap(dw), d.Wrap(db), x, dyb, w, g, out, 1, n)
 		return
 	}
 	d := oneDNNDevice(t)
@@ -138,8 +137,7 @@ func TestOneDNNConcurrentDevices(t *testing.T) {
 		}
 		for range 3 {
 			d.ConvForward(y, x, w, nil, g, out, 1, n)
-			d.ConvBackwardData(dx, y, w, g, out, 1, n)
-			d.ConvBackwardWeights(dw, nil, x, y, g, out, 1, n)
+			d.ConvBackward(dx, dw, nil, x, y, w, g, out, 1, n)
 		}
 		return append(append(append([]float32(nil), cpu.Data(y)...), cpu.Data(dx)...), cpu.Data(dw)...)
 	}

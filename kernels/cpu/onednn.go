@@ -164,7 +164,9 @@ typedef struct {
 	size_t size;
 } mdnn_port;
 
-enum { MDNN_MAX_PORTS = 4, MDNN_SLOTS = 6, MDNN_SCRATCH_SLOT = 5 };
+// Slots 0–3 hold a primitive's own inputs and outputs, 4 the output
+// gradient the two backward passes share, 5 the scratchpad.
+enum { MDNN_MAX_PORTS = 4, MDNN_SLOTS = 6, MDNN_DY_SLOT = 4, MDNN_SCRATCH_SLOT = 5 };
 
 typedef struct {
 	void *prim;
@@ -182,6 +184,7 @@ typedef struct mdnn_arena mdnn_arena;
 typedef struct {
 	mdnn_arena *arena; // the Device's
 	mdnn_prim fwd, bwd_data, bwd_weights;
+	int share_dy; // both backward passes want dy in one layout: reorder it once
 } mdnn_conv;
 
 // An arena holds one buffer per slot, shared by every primitive of a
@@ -355,24 +358,27 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	MDNN_TRY(mdnn.conv_bwd_data_init(od, MDNN_CONV_DIRECT, any_src, any_wei, any_dst, strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_data;
-	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_DST, MDNN_Q_DIFF_DST, 0, dst, 0, 0, 0, where));
+	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_DST, MDNN_Q_DIFF_DST, 0, dst, 0, 0, MDNN_DY_SLOT, where));
 	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_WEIGHTS, MDNN_Q_WEIGHTS, 0, wei, 0, 0, 1, where));
 	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_SRC, MDNN_Q_DIFF_SRC, 0, src, 1, 0, 2, where));
 	MDNN_TRY(mdnn_finish(a, p, pd, where));
-	mdnn.pd_destroy(pd);
+	void *dpd = pd; // kept to compare its dy layout with backward-weights'
 
 	MDNN_TRY(mdnn.conv_bwd_weights_init(od, MDNN_CONV_DIRECT, any_src, any_wei, bmd, any_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_weights;
 	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_SRC, MDNN_Q_SRC, 0, src, 0, 0, 0, where));
-	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_DST, MDNN_Q_DIFF_DST, 0, dst, 0, 0, 1, where));
+	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_DST, MDNN_Q_DIFF_DST, 0, dst, 0, 0, MDNN_DY_SLOT, where));
 	// The gradients accumulate, so they always go through a reorder that adds.
 	MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_WEIGHTS, MDNN_Q_DIFF_WEIGHTS, 0, wei, 1, 1, 2, where));
 	if (bias) {
 		MDNN_TRY(mdnn_add_port(a, p, pd, MDNN_ARG_DIFF_BIAS, MDNN_Q_DIFF_WEIGHTS, 1, bmd, 1, 1, 3, where));
 	}
 	MDNN_TRY(mdnn_finish(a, p, pd, where));
+	cv->share_dy = cv->bwd_data.ports[0].inner != NULL && cv->bwd_weights.ports[1].inner != NULL &&
+		mdnn.md_equal(mdnn.pd_query_md(dpd, MDNN_Q_DIFF_DST, 0), mdnn.pd_query_md(pd, MDNN_Q_DIFF_DST, 0));
+	mdnn.pd_destroy(dpd);
 	mdnn.pd_destroy(pd);
 	mdnn.pd_destroy(fpd);
 	return 0;
@@ -381,7 +387,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 // mdnn_run executes p on the caller's buffers, one per port in port
 // order: inputs reordered in, the primitive, outputs reordered out. The
 // caller's pointers are dropped from the memories before it returns.
-static int mdnn_run(mdnn_arena *a, mdnn_prim *p, float *a0, float *a1, float *a2, float *a3, int nthr) {
+static int mdnn_run(mdnn_arena *a, mdnn_prim *p, float *a0, float *a1, float *a2, float *a3, int nthr, int skip) {
 	float *user[MDNN_MAX_PORTS] = {a0, a1, a2, a3};
 	mdnn_arg args[MDNN_MAX_PORTS + 1];
 	int na = 0, s = 0;
@@ -397,7 +403,7 @@ static int mdnn_run(mdnn_arena *a, mdnn_prim *p, float *a0, float *a1, float *a2
 			continue;
 		}
 		mdnn.memory_set_data_handle(port->inner, a->slot[port->slot]);
-		if (!port->output) {
+		if (!port->output && !(skip & (1 << i))) {
 			mdnn_arg r[2] = {{MDNN_ARG_SRC, port->user}, {MDNN_ARG_DST, port->inner}};
 			if ((s = mdnn.primitive_execute(port->reorder, a->stream, 2, r)) != 0) {
 				goto out;
@@ -429,15 +435,17 @@ out:
 }
 
 static int mdnn_forward(mdnn_conv *cv, float *x, float *w, float *b, float *y, int nthr) {
-	return b ? mdnn_run(cv->arena, &cv->fwd, x, w, b, y, nthr) : mdnn_run(cv->arena, &cv->fwd, x, w, y, NULL, nthr);
+	return b ? mdnn_run(cv->arena, &cv->fwd, x, w, b, y, nthr, 0) : mdnn_run(cv->arena, &cv->fwd, x, w, y, NULL, nthr, 0);
 }
 
-static int mdnn_backward_data(mdnn_conv *cv, float *dy, float *w, float *dx, int nthr) {
-	return mdnn_run(cv->arena, &cv->bwd_data, dy, w, dx, NULL, nthr);
-}
-
-static int mdnn_backward_weights(mdnn_conv *cv, float *x, float *dy, float *dw, float *db, int nthr) {
-	return mdnn_run(cv->arena, &cv->bwd_weights, x, dy, dw, db, nthr);
+// mdnn_backward runs backward-weights, then backward-data on the dy it
+// reordered when they share its layout (a bit of skip for port 0, dy).
+static int mdnn_backward(mdnn_conv *cv, float *x, float *dy, float *w, float *dx, float *dw, float *db, int nthr) {
+	int s = mdnn_run(cv->arena, &cv->bwd_weights, x, dy, dw, db, nthr, 0);
+	if (s != 0) {
+		return s;
+	}
+	return mdnn_run(cv->arena, &cv->bwd_data, dy, w, dx, NULL, nthr, cv->share_dy ? 1 : 0);
 }
 
 // mdnn_inner_bytes is the size of the layouts p converts to and from: 0
@@ -556,10 +564,9 @@ func (cv *dnnConv) forward(x, w, b, y []float32, nthr int) {
 	dnnCheck("ConvForward", C.mdnn_forward(cv.c, fptr(x), fptr(w), fptr(b), fptr(y), C.int(nthr)))
 }
 
-func (cv *dnnConv) backwardData(dy, w, dx []float32, nthr int) {
-	dnnCheck("ConvBackwardData", C.mdnn_backward_data(cv.c, fptr(dy), fptr(w), fptr(dx), C.int(nthr)))
+func (cv *dnnConv) backward(x, dy, w, dx, dw, db []float32, nthr int) {
+	dnnCheck("ConvBackward", C.mdnn_backward(cv.c, fptr(x), fptr(dy), fptr(w), fptr(dx), fptr(dw), fptr(db), C.int(nthr)))
 }
 
-func (cv *dnnConv) backwardWeights(x, dy, dw, db []float32, nthr int) {
-	dnnCheck("ConvBackwardWeights", C.mdnn_backward_weights(cv.c, fptr(x), fptr(dy), fptr(dw), fptr(db), C.int(nthr)))
-}
+// sharesDy reports whether the backward passes reorder dy once.
+func (cv *dnnConv) sharesDy() bool { return cv.c.share_dy != 0 }

@@ -33,9 +33,7 @@ func (*dnnConv) reorders() bool { return false }
 func (*dnnConv) forward(x, w, b, y []float32, nthr int) {
 	panic("cpu: oneDNN is not available without cgo")
 }
-func (*dnnConv) backwardData(dy, w, dx []float32, nthr int) {
+func (*dnnConv) backward(x, dy, w, dx, dw, db []float32, nthr int) {
 	panic("cpu: oneDNN is not available without cgo")
 }
-func (*dnnConv) backwardWeights(x, dy, dw, db []float32, nthr int) {
-	panic("cpu: oneDNN is not available without cgo")
-}
+func (*dnnConv) sharesDy() bool { return false }

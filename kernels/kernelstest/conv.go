@@ -214,11 +214,10 @@ func checkConvolver(h *harness, cv kernels.Convolver, g kernels.ConvGeom, out, g
 	}
 	cv.ConvForward(y, xb, wb, bb, g, out, groups, n)
 	h.checkBound("ConvForward "+what, h.get(y), wantY, bound(magY))
-	cv.ConvBackwardData(dx, dyb, wb, g, out, groups, n)
-	h.checkBound("ConvBackwardData "+what, h.get(dx), wantDx, bound(magDx))
-	cv.ConvBackwardWeights(dw, db, xb, dyb, g, out, groups, n)
-	h.checkBound("ConvBackwardWeights dw "+what, h.get(dw), wantDw, bound(magDw))
+	cv.ConvBackward(dx, dw, db, xb, dyb, wb, g, out, groups, n)
+	h.checkBound("ConvBackward dx "+what, h.get(dx), wantDx, bound(magDx))
+	h.checkBound("ConvBackward dw "+what, h.get(dw), wantDw, bound(magDw))
 	if bias {
-		h.checkBound("ConvBackwardWeights db "+what, h.get(db), wantDb, bound(magDb))
+		h.checkBound("ConvBackward db "+what, h.get(db), wantDb, bound(magDb))
 	}
 }
