@@ -154,23 +154,25 @@ func TestConv2dShapePanics(t *testing.T) {
 // BenchmarkConv2dForwardBackward times a ResNet-20 16→16 3×3 layer on a
 // CIFAR batch of 128, with MAC's tap off (most steps) and on.
 func BenchmarkConv2dForwardBackward(b *testing.B) {
-	dev := cnnDevice()
-	rng := cnnRNG(8)
-	conv := nn.NewConv2d(dev, "conv", nn.Conv2dConfig{In: 16, Out: 16, Kernel: 3, Padding: 1}, rng)
-	x := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
-	dy := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
-	for _, tap := range []bool{false, true} {
-		b.Run(fmt.Sprintf("tap=%v", tap), func(b *testing.B) {
-			conv.SetTap(tap)
-			conv.Forward(x)
-			conv.Backward(dy)
-			b.ReportAllocs()
-			for b.Loop() {
+	for _, path := range []string{"default", "im2col"} {
+		dev := cnnPaths()[path]
+		rng := cnnRNG(8)
+		conv := nn.NewConv2d(dev, "conv", nn.Conv2dConfig{In: 16, Out: 16, Kernel: 3, Padding: 1}, rng)
+		x := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
+		dy := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
+		for _, tap := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/tap=%v", path, tap), func(b *testing.B) {
+				conv.SetTap(tap)
 				conv.Forward(x)
 				conv.Backward(dy)
-			}
-			// Forward 2·N·Cout·HW·Cin·9 flops, backward twice that.
-			b.ReportMetric(3*2*128*16*1024*16*9*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+				b.ReportAllocs()
+				for b.Loop() {
+					conv.Forward(x)
+					conv.Backward(dy)
+				}
+				// Forward 2·N·Cout·HW·Cin·9 flops, backward twice that.
+				b.ReportMetric(3*2*128*16*1024*16*9*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
 }
