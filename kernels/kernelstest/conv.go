@@ -119,6 +119,15 @@ func convolverCases() []struct {
 			out, groups int
 		}{g, 5, 1})
 	}
+	// Channels in multiples of 16, which the cpu Device's oneDNN keeps in
+	// blocks of 16 (fewer take another path there).
+	for _, c := range [][3]int{{16, 16, 1}, {32, 16, 2}} {
+		g := kernels.ConvGeom{C: c[0], H: 6, W: 5, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+		cs = append(cs, struct {
+			g           kernels.ConvGeom
+			out, groups int
+		}{g, c[1], c[2]})
+	}
 	for _, c := range [][3]int{{4, 6, 2}, {4, 4, 4}, {6, 3, 3}} {
 		g := kernels.ConvGeom{C: c[0], H: 7, W: 6, KH: 3, KW: 3, StrideH: 2, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
 		cs = append(cs, struct {
