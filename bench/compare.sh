@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
 # Times macdist and PyTorch on the same models, batch and step (forward,
-# cross-entropy, backward, zero_grad) and prints a table of images per second.
+# cross-entropy, backward, zero_grad) and prints a table of images per second:
+# macdist with oneDNN's convolutions and with its own im2col ones, PyTorch in
+# NCHW, channels_last, and channels_last under bf16 autocast, all with the same
+# threads, side by side in one run. Each configuration runs REPEAT times,
+# interleaved, and the table gives the median: the machine may be shared, and
+# the load (uptime) before and after is printed with the CPU model.
 #
 #   bash bench/compare.sh                      # what `make bench` runs
-#   MODELS="resnet20" BATCH=64 bash bench/compare.sh
+#   MODELS="resnet20" BATCH=64 REPEAT=5 bash bench/compare.sh
 #
-# Environment: MODELS (lenet5 resnet20 vit-tiny-cifar), BATCH (128),
-# MACDIST (bin/macdist), PYTHON (/usr/bin/python3, with python3-torch),
-# OUT (runs/bench: the raw JSON lines are kept there).
-# Steps per model are set so that the whole run takes a few minutes on 2 cores.
+# Environment: MODELS (lenet5 resnet20 vit-tiny-cifar), BATCH (128), REPEAT (3),
+# THREADS (2), MACDIST_MODES (onednn none), TORCH_MODES (nchw channels_last
+# channels_last_bf16), MACDIST (bin/macdist), PYTHON (/usr/bin/python3, with
+# python3-torch), OUT (runs/bench: the raw JSON lines are kept there).
+# Steps per model are set so that one repeat takes a few minutes on 2 cores.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 MODELS=${MODELS:-"lenet5 resnet20 vit-tiny-cifar"}
 BATCH=${BATCH:-128}
+REPEAT=${REPEAT:-3}
+THREADS=${THREADS:-2}
+MACDIST_MODES=${MACDIST_MODES:-"onednn none"}
+TORCH_MODES=${TORCH_MODES:-"nchw channels_last channels_last_bf16"}
 MACDIST=${MACDIST:-bin/macdist}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-runs/bench}
@@ -42,33 +52,66 @@ flags_for() {
 	esac
 }
 
-for m in $MODELS; do
-	f=$(flags_for "$m")
-	echo "== $m batch $BATCH $f" >&2
-	# shellcheck disable=SC2086
-	"$MACDIST" bench --model "$m" --batch "$BATCH" $f | tee -a "$results" >&2
-	if [ $have_torch = 1 ]; then
-		# shellcheck disable=SC2086
-		"$PYTHON" bench/torch_ref.py --model "$m" --batch "$BATCH" $f | tee -a "$results" >&2
-	fi
+cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+cpu_flags=$(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ' || true)
+load_before=$(uptime)
+echo "== CPU: ${cpu_model:-unknown} ($(nproc) CPUs; ${cpu_flags:-no AVX2}); $THREADS threads each" >&2
+echo "== load before: $load_before" >&2
+
+# Both programs use THREADS: macdist through GOMAXPROCS (which sets oneDNN's
+# OpenMP threads too), PyTorch through torch.set_num_threads.
+for r in $(seq "$REPEAT"); do
+	for m in $MODELS; do
+		f=$(flags_for "$m")
+		for mode in $MACDIST_MODES; do
+			echo "== repeat $r: $m batch $BATCH $f, macdist --dnn $mode" >&2
+			# shellcheck disable=SC2086
+			GOMAXPROCS=$THREADS "$MACDIST" bench --model "$m" --batch "$BATCH" --dnn "$mode" $f | tee -a "$results" >&2
+		done
+		if [ $have_torch = 1 ]; then
+			for mode in $TORCH_MODES; do
+				echo "== repeat $r: $m batch $BATCH $f, PyTorch $mode" >&2
+				# shellcheck disable=SC2086
+				"$PYTHON" bench/torch_ref.py --model "$m" --batch "$BATCH" --threads "$THREADS" --mode "$mode" $f | tee -a "$results" >&2
+			done
+		fi
+	done
 done
+load_after=$(uptime)
+echo "== load after: $load_after" >&2
 
 # The table, from the JSON lines (the standard library only: any python3 will do).
-"$PYTHON" - "$results" <<'PY'
-import json, sys
-rows = {}
-for line in open(sys.argv[1]):
+"$PYTHON" - "$results" "$cpu_model" "$load_before" "$load_after" <<'PY'
+import json, statistics, sys
+path, cpu, before, after = sys.argv[1:5]
+runs, order = {}, []
+for line in open(path):
     r = json.loads(line)
-    side = "macdist" if r["framework"] == "macdist" else "torch"
-    rows.setdefault(r["model"], {})[side] = r
+    side = "macdist " + r["mode"] if r["framework"] == "macdist" else "PyTorch " + r["mode"]
+    if side not in order:
+        order.append(side)
+    runs.setdefault(r["model"], {}).setdefault(side, []).append(r)
+med = lambda rs: statistics.median(x["img_per_s"] for x in rs)
 print()
-print("| model | batch | macdist img/s | PyTorch img/s | ratio | macdist ms/step | PyTorch ms/step | macdist BLAS |")
-print("|---|---:|---:|---:|---:|---:|---:|---|")
-for model, s in rows.items():
-    m, t = s.get("macdist"), s.get("torch")
-    ratio = f"{m['img_per_s'] / t['img_per_s']:.2f}" if m and t else "–"
-    fmt = lambda r, k, p: f"{r[k]:.{p}f}" if r else "–"
-    print(f"| {model} | {(m or t)['batch']} | {fmt(m, 'img_per_s', 1)} | {fmt(t, 'img_per_s', 1)} | {ratio} "
-          f"| {fmt(m, 'step_ms', 1)} | {fmt(t, 'step_ms', 1)} | {m['blas'] if m else '–'} |")
-print(f"\nratio = macdist img/s ÷ PyTorch img/s (above 1: macdist is faster). Raw results: {sys.argv[1]}")
+print(f"CPU: {cpu}. Load before: {before.split('load average:')[-1].strip()}; after: {after.split('load average:')[-1].strip()}.")
+print("img/s, median of the repeats (min–max in brackets); ratio = macdist onednn ÷ PyTorch's faster fp32 mode")
+print()
+print("| model | batch | " + " | ".join(order) + " | ratio |")
+print("|---|---:|" + "---:|" * len(order) + "---:|")
+for model, s in runs.items():
+    cells = []
+    for side in order:
+        rs = s.get(side)
+        if not rs:
+            cells.append("–")
+            continue
+        v = [x["img_per_s"] for x in rs]
+        cells.append(f"{med(rs):.1f} ({min(v):.0f}–{max(v):.0f})" if len(v) > 1 else f"{v[0]:.1f}")
+    torch32 = [med(s[k]) for k in ("PyTorch nchw", "PyTorch channels_last") if k in s]
+    ours = s.get("macdist onednn")
+    ratio = f"{med(ours) / max(torch32):.2f}" if ours and torch32 else "–"
+    batch = next(iter(s.values()))[0]["batch"]
+    print(f"| {model} | {batch} | " + " | ".join(cells) + f" | {ratio} |")
+isa = {r[0]["dnn_isa"] for s in runs.values() for k, r in s.items() if k == "macdist onednn"}
+print(f"\noneDNN ISA: {', '.join(sorted(isa)) or '–'}. Raw results: {path}")
 PY

@@ -191,6 +191,9 @@ def blas_name():
     return "libblas" if any(l.startswith("libblas") for l in libs) else "unknown"
 
 
+MODES = ("nchw", "channels_last", "channels_last_bf16")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, choices=sorted(DEFAULTS))
@@ -201,6 +204,9 @@ def main():
     ap.add_argument("--depth", type=int, default=0)
     ap.add_argument("--classes", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mode", default="nchw", choices=MODES,
+                    help="memory format and precision: NCHW float32 (the default), channels_last float32, "
+                         "or channels_last under torch.autocast('cpu', torch.bfloat16)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -210,9 +216,14 @@ def main():
     x = torch.randn(a.batch, *chw)
     classes = model(x[:1]).shape[1]
     y = torch.randint(0, classes, (a.batch,))
+    if a.mode != "nchw":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    bf16 = a.mode == "channels_last_bf16"
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
         loss.backward()
         model.zero_grad(set_to_none=False)  # fill with zeros, as nn.ZeroGrad does
         return loss.item()
@@ -238,6 +249,8 @@ def main():
         "img_per_s": a.batch * a.steps / total,
         "loss": loss,
         "blas": blas_name(),
+        "mode": a.mode,
+        "dnn_isa": "",
         "device": f"cpu (torch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()})",
         "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),

@@ -194,6 +194,28 @@ type Permuter interface {
 	CopyStrided(dst Buffer, dstOff int, dstStride [4]int, src Buffer, srcOff int, srcStride [4]int, shape [4]int)
 }
 
+// Convolver is a Device that computes 2-D convolutions directly, without
+// unfolding the input, for the shapes it accepts (the cpu Device through
+// oneDNN). Conv2d uses it where Convolves says yes and im2col and Gemm
+// otherwise, so a device gains it without breaking.
+//
+// Tensors are NCHW: x is n×g.C×g.H×g.W, y and dy n×out×g.OutH()×g.OutW(),
+// w out×(g.C/groups)×g.KH×g.KW (PyTorch's layout), bias out.
+type Convolver interface {
+	// Convolves reports whether the device convolves this shape directly,
+	// with a bias or without. It may prepare the shape (on the cpu Device,
+	// make and cache its primitives), so it is meant to be asked once per
+	// shape before the calls below, which panic for a shape it refused.
+	Convolves(g ConvGeom, out, groups, n int, bias bool) bool
+	// ConvForward computes y = conv(x, w) + bias; bias may be nil.
+	ConvForward(y, x, w, bias Buffer, g ConvGeom, out, groups, n int)
+	// ConvBackward computes from dy the gradient with respect to x into dx
+	// (overwriting it), and accumulates those with respect to w into dw
+	// and, unless db is nil, to the bias into db. One call for the three,
+	// so that a device converts dy's layout once for both products.
+	ConvBackward(dx, dw, db, x, dy, w Buffer, g ConvGeom, out, groups, n int)
+}
+
 // LaunchBound is a Device on which every call has a fixed cost large next
 // to the work of a small one (a GPU: a kernel launch, a few microseconds),
 // so that layers should prefer fewer, larger calls even at the price of

@@ -52,10 +52,12 @@ func cnnBlock(t *testing.T, dev kernels.Device, raw json.RawMessage) nn.Module {
 func TestBlocksParity(t *testing.T) {
 	f := fixture.Load(t, "layers_cnn_blocks")
 	cases, metas := cnnCases(t, f)
-	for _, c := range cases {
-		t.Run(c, func(t *testing.T) {
-			cnnParity(t, f, c, metas[c], cnnBlock(t, cnnDevice(), metas[c].Cfg), 1e-4)
-		})
+	for path, dev := range cnnPaths() {
+		for _, c := range cases {
+			t.Run(path+"/"+c, func(t *testing.T) {
+				cnnParityOn(t, dev, f, c, metas[c], cnnBlock(t, dev, metas[c].Cfg), 1e-4)
+			})
+		}
 	}
 }
 

@@ -34,7 +34,9 @@ func (c Conv2dConfig) normalized() Conv2dConfig {
 	return c
 }
 
-// Conv2d is PyTorch's nn.Conv2d on NCHW tensors, computed as im2col + GEMM.
+// Conv2d is PyTorch's nn.Conv2d on NCHW tensors, computed by the device
+// where it convolves directly (kernels.Convolver: the cpu Device with
+// oneDNN) and as im2col + GEMM otherwise.
 //
 // The unfolded images live in the device's shared Workspace, a chunk of
 // images at a time (as many as its Limit allows), and Backward unfolds the
@@ -259,9 +261,21 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	}
 	if tap {
 		// ā: mean over images and positions of every row of the unfolded
-		// input, all groups' rows together; from the mean image, before
-		// the workspace holds columns.
+		// input, all groups' rows together; from the mean image, so that
+		// neither path unfolds for it.
 		c.patches.compute(d, c.tapMean, x.Data, n, g)
+	}
+	if cv := c.convolver(n); cv != nil {
+		if cov {
+			c.collect(x, n)
+		}
+		var b kernels.Buffer
+		if c.bias != nil {
+			b = c.bias.Value.Data
+		}
+		cv.ConvForward(y.Data, x.Data, c.weight.Value.Data, b, g, cfg.Out, groups, n)
+		c.finishTaps(tap, cov, rows)
+		return y
 	}
 	step := c.chunk(n, false)
 	for i0 := 0; i0 < n; i0 += step {
@@ -280,13 +294,42 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	if c.bias != nil {
 		d.AddBias(y.Data, c.bias.Value.Data, n, cols)
 	}
+	c.finishTaps(tap, cov, rows)
+	return y
+}
+
+// convolver returns the device as a kernels.Convolver if it convolves a
+// batch of n with this layer's shape directly, and nil otherwise.
+func (c *Conv2d) convolver(n int) kernels.Convolver {
+	cv, ok := c.dev.(kernels.Convolver)
+	if !ok || !cv.Convolves(c.geom, c.cfg.Out, c.cfg.Groups, n, c.bias != nil) {
+		return nil
+	}
+	return cv
+}
+
+// collect records KFAC's and FOOF's covariance A for a Forward whose
+// convolution the device computes directly: a statistic of the unfolded
+// input, which is unfolded for it, a chunk at a time, on the steps that
+// collect. (MAC's ā needs no unfolding: see patchMean.)
+func (c *Conv2d) collect(x *Tensor, n int) {
+	step := c.chunk(n, false)
+	for i0 := 0; i0 < n; i0 += step {
+		nimg := min(step, n-i0)
+		col, off := c.unfold(x.Data, i0, nimg)
+		c.covChunk(col, off, i0, nimg, n)
+	}
+}
+
+// finishTaps completes the taps after the chunks: the bias's 1 in ā and
+// the border of A.
+func (c *Conv2d) finishTaps(tap, cov bool, rows int) {
 	if tap && c.tapOne != nil {
-		d.Fill(c.tapOne, 1)
+		c.dev.Fill(c.tapOne, 1)
 	}
 	if cov {
-		c.curv.biasBorder(d, rows)
+		c.curv.biasBorder(c.dev, rows)
 	}
-	return y
 }
 
 // Backward accumulates dW and db and returns dx. It unfolds the input again,
@@ -306,10 +349,18 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 	if c.training && (c.curv.gradOn || c.curv.gmeanOn) {
 		c.backwardCurv(dy, n)
 	}
+	dx := c.dx.ensure(d, c.x.Shape)
+	if cv := c.convolver(n); cv != nil {
+		var db kernels.Buffer
+		if c.bias != nil {
+			db = c.bias.Grad.Data
+		}
+		cv.ConvBackward(dx.Data, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
+		return dx
+	}
 	if c.bias != nil {
 		d.ReduceSumMid(c.bias.Grad.Data, dy.Data, n, cfg.Out, cols, 1, 1)
 	}
-	dx := c.dx.ensure(d, c.x.Shape)
 	direct := c.direct()
 	tdx := c.transposedDx()
 	if tdx {

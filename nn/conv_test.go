@@ -3,6 +3,7 @@ package nn_test
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
@@ -18,15 +19,33 @@ type launchBound struct{ *cpu.Device }
 
 func (launchBound) LaunchBound() bool { return true }
 
+// im2colDevice is a cpu Device on the im2col path whether or not oneDNN
+// is installed; cnnDevice takes oneDNN's where it is.
+var im2colDevice = sync.OnceValue(func() *cpu.Device {
+	d, err := cpu.NewWithDNN("none")
+	if err != nil {
+		panic(err)
+	}
+	return d
+})
+
+// cnnPaths are the two ways a cpu Device convolves, for the tests that
+// must pass on both.
+func cnnPaths() map[string]kernels.Device {
+	return map[string]kernels.Device{"default": cnnDevice(), "im2col": im2colDevice()}
+}
+
 func TestConv2dParity(t *testing.T) {
 	f := fixture.Load(t, "layers_cnn_conv")
 	cases, metas := cnnCases(t, f)
 	// Every case runs with the whole batch unfolded at once, one image at
 	// a time, and two at a time (leaving a partial last chunk for odd
 	// batches), so that the chunk offsets and the tap's accumulation over
-	// chunks are checked too; on the CPU as it is and as a launch-bound
-	// device.
-	devs := map[string]kernels.Device{"cpu": cnnDevice(), "launchbound": launchBound{cnnDevice().(*cpu.Device)}}
+	// chunks are checked too; on the CPU as it is (with oneDNN where it
+	// is installed), on the im2col path, and as a launch-bound device (on
+	// the im2col path, which it changes).
+	devs := cnnPaths()
+	devs["launchbound"] = launchBound{im2colDevice()}
 	for devName, dev := range devs {
 		for _, perChunk := range []int{0, 1, 2} {
 			for _, c := range cases {
@@ -40,7 +59,7 @@ func TestConv2dParity(t *testing.T) {
 					defer ws.SetLimit(0)
 					ws.SetLimit(perChunk * cfg.In * cfg.Kernel * cfg.Kernel * ys[2] * ys[3])
 					conv := nn.NewConv2d(dev, "layer", cfg, cnnRNG(1))
-					cnnParity(t, f, c, metas[c], conv, 1e-4)
+					cnnParityOn(t, dev, f, c, metas[c], conv, 1e-4)
 				})
 			}
 		}
@@ -48,7 +67,12 @@ func TestConv2dParity(t *testing.T) {
 }
 
 func TestConv2dGradCheck(t *testing.T) {
-	dev := cnnDevice()
+	for path, dev := range cnnPaths() {
+		t.Run(path, func(t *testing.T) { conv2dGradCheck(t, dev) })
+	}
+}
+
+func conv2dGradCheck(t *testing.T, dev kernels.Device) {
 	for _, tc := range []struct {
 		name  string
 		shape []int
@@ -88,7 +112,12 @@ func TestConv2dConfigDefaults(t *testing.T) {
 }
 
 func TestConv2dNoAllocs(t *testing.T) {
-	dev := cnnDevice()
+	for path, dev := range cnnPaths() {
+		t.Run(path, func(t *testing.T) { conv2dNoAllocs(t, dev) })
+	}
+}
+
+func conv2dNoAllocs(t *testing.T, dev kernels.Device) {
 	rng := cnnRNG(7)
 	for _, tap := range []bool{false, true} {
 		conv := nn.NewConv2d(dev, "conv", nn.Conv2dConfig{In: 4, Out: 8, Kernel: 3, Padding: 1, Groups: 2, Bias: true}, rng)
@@ -125,23 +154,25 @@ func TestConv2dShapePanics(t *testing.T) {
 // BenchmarkConv2dForwardBackward times a ResNet-20 16→16 3×3 layer on a
 // CIFAR batch of 128, with MAC's tap off (most steps) and on.
 func BenchmarkConv2dForwardBackward(b *testing.B) {
-	dev := cnnDevice()
-	rng := cnnRNG(8)
-	conv := nn.NewConv2d(dev, "conv", nn.Conv2dConfig{In: 16, Out: 16, Kernel: 3, Padding: 1}, rng)
-	x := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
-	dy := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
-	for _, tap := range []bool{false, true} {
-		b.Run(fmt.Sprintf("tap=%v", tap), func(b *testing.B) {
-			conv.SetTap(tap)
-			conv.Forward(x)
-			conv.Backward(dy)
-			b.ReportAllocs()
-			for b.Loop() {
+	for _, path := range []string{"default", "im2col"} {
+		dev := cnnPaths()[path]
+		rng := cnnRNG(8)
+		conv := nn.NewConv2d(dev, "conv", nn.Conv2dConfig{In: 16, Out: 16, Kernel: 3, Padding: 1}, rng)
+		x := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
+		dy := cnnUpload(dev, cnnRandn(rng, 128*16*32*32), []int{128, 16, 32, 32})
+		for _, tap := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/tap=%v", path, tap), func(b *testing.B) {
+				conv.SetTap(tap)
 				conv.Forward(x)
 				conv.Backward(dy)
-			}
-			// Forward 2·N·Cout·HW·Cin·9 flops, backward twice that.
-			b.ReportMetric(3*2*128*16*1024*16*9*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+				b.ReportAllocs()
+				for b.Loop() {
+					conv.Forward(x)
+					conv.Backward(dy)
+				}
+				// Forward 2·N·Cout·HW·Cin·9 flops, backward twice that.
+				b.ReportMetric(3*2*128*16*1024*16*9*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
 }

@@ -60,49 +60,50 @@ func TestCurvatureTapParity(t *testing.T) {
 	}
 	sort.Strings(names)
 	get := func(n string) []float32 { v, _ := fixture.Floats(t, f, n); return v }
-	for _, perChunk := range []int{0, 1, 2} {
-		for _, name := range names {
-			var c curvCase
-			if err := json.Unmarshal([]byte(f.Metadata[name]), &c); err != nil {
-				t.Fatal(err)
+	for path, dev := range cnnPaths() {
+		for _, perChunk := range []int{0, 1, 2} {
+			for _, name := range names {
+				var c curvCase
+				if err := json.Unmarshal([]byte(f.Metadata[name]), &c); err != nil {
+					t.Fatal(err)
+				}
+				if c.Kind != "conv" && perChunk > 0 {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/chunk%d/%s", path, perChunk, name), func(t *testing.T) {
+					ws := nn.Workspace(dev)
+					defer ws.SetLimit(0)
+					if perChunk > 0 {
+						var cfg nn.Conv2dConfig
+						_ = json.Unmarshal(c.Cfg, &cfg)
+						_, dys := fixture.Floats(t, f, name+"/dy")
+						ws.SetLimit(perChunk * cfg.In * cfg.Kernel * cfg.Kernel * dys[2] * dys[3])
+					}
+					l := newCurvLayer(t, dev, get, name, c)
+					l.SetCovTap(true)
+					l.SetGradTap(true)
+					l.SetGradMeanTap(true)
+					x := cnnUpload(dev, get(name+"/x"), c.Shape)
+					y := l.Forward(x)
+					l.Backward(cnnUpload(dev, get(name+"/dy"), y.Shape))
+					if l.TapPositions() != c.Positions {
+						t.Errorf("TapPositions = %d, want %d", l.TapPositions(), c.Positions)
+					}
+					a, g := cnnDownload(dev, l.CovTap()), cnnDownload(dev, l.GradTap())
+					fixture.Close(t, "A", a, get(name+"/A"), 1e-5)
+					fixture.Close(t, "G", g, get(name+"/G"), 1e-5)
+					fixture.Close(t, "ḡ", cnnDownload(dev, l.GradMeanTap()), get(name+"/gbar"), 1e-5)
+					p := float32(c.Positions)
+					for i := range a {
+						a[i] /= p
+					}
+					for i := range g {
+						g[i] *= p * p
+					}
+					fixture.Close(t, "A/P against kfac-pytorch's A", a, get(name+"/kfac_A"), 1e-5)
+					fixture.Close(t, "P²·G against kfac-pytorch's G", g, get(name+"/kfac_G"), 1e-5)
+				})
 			}
-			if c.Kind != "conv" && perChunk > 0 {
-				continue
-			}
-			t.Run(fmt.Sprintf("chunk%d/%s", perChunk, name), func(t *testing.T) {
-				dev := cnnDevice()
-				ws := nn.Workspace(dev)
-				defer ws.SetLimit(0)
-				if perChunk > 0 {
-					var cfg nn.Conv2dConfig
-					_ = json.Unmarshal(c.Cfg, &cfg)
-					_, dys := fixture.Floats(t, f, name+"/dy")
-					ws.SetLimit(perChunk * cfg.In * cfg.Kernel * cfg.Kernel * dys[2] * dys[3])
-				}
-				l := newCurvLayer(t, dev, get, name, c)
-				l.SetCovTap(true)
-				l.SetGradTap(true)
-				l.SetGradMeanTap(true)
-				x := cnnUpload(dev, get(name+"/x"), c.Shape)
-				y := l.Forward(x)
-				l.Backward(cnnUpload(dev, get(name+"/dy"), y.Shape))
-				if l.TapPositions() != c.Positions {
-					t.Errorf("TapPositions = %d, want %d", l.TapPositions(), c.Positions)
-				}
-				a, g := cnnDownload(dev, l.CovTap()), cnnDownload(dev, l.GradTap())
-				fixture.Close(t, "A", a, get(name+"/A"), 1e-5)
-				fixture.Close(t, "G", g, get(name+"/G"), 1e-5)
-				fixture.Close(t, "ḡ", cnnDownload(dev, l.GradMeanTap()), get(name+"/gbar"), 1e-5)
-				p := float32(c.Positions)
-				for i := range a {
-					a[i] /= p
-				}
-				for i := range g {
-					g[i] *= p * p
-				}
-				fixture.Close(t, "A/P against kfac-pytorch's A", a, get(name+"/kfac_A"), 1e-5)
-				fixture.Close(t, "P²·G against kfac-pytorch's G", g, get(name+"/kfac_G"), 1e-5)
-			})
 		}
 	}
 }

@@ -77,7 +77,12 @@ func cnnHas(f *safetensors.File, name string) bool {
 // step and, for tapped layers, ā, each within tol.
 func cnnParity(t *testing.T, f *safetensors.File, c string, meta cnnMeta, m nn.Module, tol float64) {
 	t.Helper()
-	dev := cnnDevice()
+	cnnParityOn(t, cnnDevice(), f, c, meta, m, tol)
+}
+
+// cnnParityOn is cnnParity for a module built on dev.
+func cnnParityOn(t *testing.T, dev kernels.Device, f *safetensors.File, c string, meta cnnMeta, m nn.Module, tol float64) {
+	t.Helper()
 	params := m.Params()
 	var got []string
 	for _, p := range params {

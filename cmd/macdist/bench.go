@@ -20,7 +20,12 @@ type benchOutput struct {
 	Framework string `json:"framework"`
 	Model     string `json:"model"`
 	benchmark.Result
-	BLAS    string `json:"blas"`
+	BLAS string `json:"blas"`
+	// Mode is how convolutions run: "onednn" or "im2col" (PyTorch's
+	// lines say "nchw", "channels_last" or "channels_last_bf16").
+	Mode string `json:"mode"`
+	// DNNISA is the instruction set oneDNN's kernels use ("" on im2col).
+	DNNISA  string `json:"dnn_isa"`
 	Device  string `json:"device"`
 	Threads int    `json:"threads"`
 	Params  int    `json:"params"`
@@ -40,6 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	classes := fs.Int("classes", 0, "classifier outputs (0: the model's default)")
 	optimizer := fs.String("optimizer", "", "include an optimizer step: "+strings.Join(mac.Methods, ", ")+" (with its default hyperparameters; empty: forward, loss and backward only)")
 	blas := fs.String("blas", "", `BLAS for the CPU device: "openblas", "gonum", or "" for the default (OpenBLAS when it loads; MACDIST_BLAS overrides)`)
+	dnn := fs.String("dnn", "", `convolutions: "onednn", "none" (im2col), or "" for the default (oneDNN when libdnnl.so.2 loads; MACDIST_DNN overrides)`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -52,7 +58,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *batch <= 0 || *steps <= 0 || *warmup < 0 || *imageSize < 0 || *depth < 0 || *classes < 0 {
 		return usageErrorf("--batch and --steps must be positive, --warmup, --image-size, --depth and --classes not negative")
 	}
-	dev, err := cpu.NewWithBLAS(*blas)
+	dev, err := cpu.Open(*blas, *dnn)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -74,15 +80,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	line, err := json.Marshal(benchOutput{
+	out := benchOutput{
 		Framework: "macdist",
 		Model:     *model,
 		Result:    res,
 		BLAS:      dev.BLAS(),
+		Mode:      "im2col",
 		Device:    dev.Name(),
 		Threads:   runtime.GOMAXPROCS(0),
 		Params:    m.NumParams(),
-	})
+	}
+	if dev.DNN() == "onednn" {
+		out.Mode = "onednn"
+		if _, isa, err := cpu.OneDNN(); err == nil {
+			out.DNNISA = isa
+		}
+	}
+	line, err := json.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("encoding the result: %w", err)
 	}

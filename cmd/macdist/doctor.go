@@ -55,6 +55,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		missing = append(missing, "cpu-blas")
 		unusable["cpu-blas"] = true
 	}
+	fmt.Fprintln(stdout, oneDNNLine(os.Getenv("MACDIST_DNN")))
 
 	fmt.Fprintln(stdout, "\n== CUDA")
 	r := cuda.Probe()
@@ -125,4 +126,17 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("required but unusable: %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// oneDNNLine says how the CPU device convolves: with oneDNN (its version
+// and the instruction set it picked) or with im2col, and why.
+func oneDNNLine(env string) string {
+	if env == "none" {
+		return "convolutions: im2col, as MACDIST_DNN=none asks"
+	}
+	version, isa, err := cpu.OneDNN()
+	if err != nil {
+		return fmt.Sprintf("convolutions: im2col (slower): %v\n  fix: apt-get install libdnnl2 (Debian, Ubuntu), or put libdnnl.so.2 on LD_LIBRARY_PATH", err)
+	}
+	return fmt.Sprintf("convolutions: oneDNN %s (CPU ISA %s)", version, isa)
 }

@@ -63,6 +63,19 @@ func TestNoAllocs(t *testing.T) {
 		{"Gemm", func() { d.Gemm(false, true, 64, 64, 64, 1, x, 64, y, 64, 0, z, 64) }},
 		{"GemmStrided", func() { d.GemmStrided(false, false, 16, 16, 16, 1, x, 0, 16, 256, y, 0, 16, 256, 0, z, 0, 16, 256, 32) }},
 	}
+	if d.Convolves(cg, 8, 2, 4, true) { // made here: the first call builds the primitives
+		cw, cb, cdw := d.Alloc(8*4*9), d.Alloc(8), d.Alloc(8*4*9)
+		cy, cdx := d.Alloc(4*8*16*16), d.Alloc(4*cg.C*cg.H*cg.W)
+		ops = append(ops, []struct {
+			name string
+			f    func()
+		}{
+			{"ConvForward", func() { d.ConvForward(cy, img, cw, cb, cg, 8, 2, 4) }},
+			{"ConvBackward", func() { d.ConvBackward(cdx, cdw, cb, img, cy, cw, cg, 8, 2, 4) }},
+		}...)
+	} else {
+		t.Logf("not on the oneDNN path (%s): its convolutions are not checked", d.DNN())
+	}
 	for _, op := range ops {
 		if d.BLAS() != "openblas" && (op.name == "Gemm" || op.name == "GemmStrided") {
 			continue // gonum's Sgemm starts goroutines of its own

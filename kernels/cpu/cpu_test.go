@@ -8,9 +8,18 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	for _, name := range []string{"openblas", "gonum"} {
-		t.Run(name, func(t *testing.T) {
-			d, err := cpu.NewWithBLAS(name)
+	for _, tc := range []struct {
+		name string
+		open func() (*cpu.Device, error)
+	}{
+		{"openblas", func() (*cpu.Device, error) { return cpu.NewWithBLAS("openblas") }},
+		{"gonum", func() (*cpu.Device, error) { return cpu.NewWithBLAS("gonum") }},
+		// The two convolution paths, each with New's BLAS.
+		{"onednn", func() (*cpu.Device, error) { return cpu.NewWithDNN("onednn") }},
+		{"im2col", func() (*cpu.Device, error) { return cpu.NewWithDNN("none") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := tc.open()
 			if err != nil {
 				t.Skip(err)
 			}

@@ -19,6 +19,7 @@ import (
 // work is done, so Sync has nothing to wait for.
 type Device struct {
 	blas blasImpl
+	dnn  dnnImpl
 
 	// mu guards the task values and scratch space below, which are kept
 	// here rather than made per call so that a steady-state step allocates
@@ -39,6 +40,7 @@ type Device struct {
 	perm    permuteTask
 	adamw   adamwTask
 	sgd     sgdTask
+	dnnst   dnnState
 }
 
 // buffer is the Buffer of a Device. A view shares data with its parent.
@@ -54,31 +56,66 @@ func (b *buffer) Len() int { return len(b.data) }
 // can be loaded, and gonum's pure-Go BLAS otherwise, with one warning on
 // standard error per process. Setting MACDIST_BLAS=gonum in the environment
 // forces gonum; MACDIST_BLAS=openblas makes a missing OpenBLAS fatal.
+//
+// Likewise its convolutions go to oneDNN when libdnnl.so.2 can be loaded
+// (see Convolves), and to im2col and Gemm otherwise, with one warning;
+// MACDIST_DNN=none forces im2col and MACDIST_DNN=onednn makes a missing
+// oneDNN fatal.
 func New() *Device {
-	return &Device{blas: defaultBLAS()}
+	return &Device{blas: defaultBLAS(), dnn: defaultDNN()}
 }
 
 // NewWithBLAS returns a Device whose Gemm uses the named BLAS: "openblas",
-// "gonum", or "" for New's choice. It fails if OpenBLAS is asked for and
-// cannot be loaded.
-func NewWithBLAS(name string) (*Device, error) {
-	switch name {
+// "gonum", or "" for New's choice, and whose convolutions take New's
+// path. It fails if OpenBLAS is asked for and cannot be loaded.
+func NewWithBLAS(name string) (*Device, error) { return Open(name, "") }
+
+// Open returns a Device with the named BLAS ("openblas", "gonum") and
+// convolution path ("onednn", "none" for im2col); "" leaves either to
+// New's choice. It fails if a library asked for cannot be loaded.
+func Open(blas, dnn string) (*Device, error) {
+	d := &Device{}
+	switch blas {
 	case "":
-		return New(), nil
+		d.blas = defaultBLAS()
 	case "gonum":
-		return &Device{blas: blasGonum}, nil
+		d.blas = blasGonum
 	case "openblas":
 		if err := loadOpenBLAS(); err != nil {
 			return nil, err
 		}
-		return &Device{blas: blasOpenBLAS}, nil
+		d.blas = blasOpenBLAS
+	default:
+		return nil, fmt.Errorf("cpu: unknown BLAS %q (want \"openblas\" or \"gonum\")", blas)
 	}
-	return nil, fmt.Errorf("cpu: unknown BLAS %q (want \"openblas\" or \"gonum\")", name)
+	switch dnn {
+	case "":
+		d.dnn = defaultDNN()
+	case "none":
+		d.dnn = dnnNone
+	case "onednn":
+		if err := loadOneDNN(); err != nil {
+			return nil, err
+		}
+		d.dnn = dnnOneDNN
+	default:
+		return nil, fmt.Errorf("cpu: unknown convolution path %q (want \"onednn\" or \"none\")", dnn)
+	}
+	return d, nil
 }
 
-// Name describes the device and its BLAS, such as
-// "cpu/openblas (OpenBLAS 0.3.21, Zen, 2 threads)" or "cpu/gonum".
+// Name describes the device, its BLAS and its convolutions, such as
+// "cpu/openblas (OpenBLAS 0.3.21, Zen, 2 threads), oneDNN 2.6.3
+// avx512_core_vnni" or "cpu/gonum".
 func (d *Device) Name() string {
+	s := d.blasName()
+	if d.dnn == dnnOneDNN {
+		s += ", oneDNN " + oneDNNVersion() + " " + isaName(oneDNNISA())
+	}
+	return s
+}
+
+func (d *Device) blasName() string {
 	if d.blas != blasOpenBLAS {
 		return "cpu/gonum"
 	}

@@ -21,6 +21,33 @@
 // rule the BLAS out when chasing a numerical difference, say) and
 // MACDIST_BLAS=openblas makes its absence fatal.
 //
+// # Convolutions
+//
+// The Device is a kernels.Convolver: where oneDNN (libdnnl.so.2, Debian's
+// libdnnl2) can be opened, Conv2d's forward, backward-data and
+// backward-weights passes go to its primitives instead of im2col and Gemm.
+// Like OpenBLAS, it is opened at run time with dlopen, its few C entry
+// points declared in this package (onednn.go) against the 2.x ABI, so
+// nothing is needed to build. New warns once and keeps to im2col where it
+// is missing; MACDIST_DNN=none forces im2col and MACDIST_DNN=onednn makes
+// its absence fatal; Open and NewWithDNN choose per Device.
+//
+// Tensors stay NCHW between layers. Each shape's primitives are made once
+// (for the thread count of the moment) and cached in the Device, with
+// oneDNN free to choose the layouts inside them (format "any"): the
+// inputs are reordered into those layouts and the outputs back, in an
+// arena of C memory per Device that every shape shares and that grows
+// only when a new shape needs more, as does the scratchpad (user mode).
+// The backward passes share the reorder of dy, and the weight gradients
+// accumulate through a reorder with a sum post-op. A steady-state step
+// allocates nothing. With a fixed thread count every pass gives the same
+// bits on every run (oneDNN's reductions split the work the same way).
+//
+// Debian's oneDNN uses OpenMP (libgomp). Its team size is set to
+// GOMAXPROCS on every call (omp_set_num_threads acts per OS thread, and a
+// goroutine's thread changes), so oneDNN uses the threads the Device's
+// own goroutines do.
+//
 // # Threads
 //
 // OpenBLAS runs on the calling thread only (openblas_set_num_threads(1) at

@@ -102,3 +102,131 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// convolverCases are the shapes testConvolver runs: every geometry of
+// convGeoms as a dense convolution, and grouped and depthwise ones.
+func convolverCases() []struct {
+	g           kernels.ConvGeom
+	out, groups int
+} {
+	var cs []struct {
+		g           kernels.ConvGeom
+		out, groups int
+	}
+	for _, g := range convGeoms {
+		cs = append(cs, struct {
+			g           kernels.ConvGeom
+			out, groups int
+		}{g, 5, 1})
+	}
+	// Channels in multiples of 16, which the cpu Device's oneDNN keeps in
+	// blocks of 16 (fewer take another path there).
+	for _, c := range [][3]int{{16, 16, 1}, {32, 16, 2}} {
+		g := kernels.ConvGeom{C: c[0], H: 6, W: 5, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+		cs = append(cs, struct {
+			g           kernels.ConvGeom
+			out, groups int
+		}{g, c[1], c[2]})
+	}
+	for _, c := range [][3]int{{4, 6, 2}, {4, 4, 4}, {6, 3, 3}} {
+		g := kernels.ConvGeom{C: c[0], H: 7, W: 6, KH: 3, KW: 3, StrideH: 2, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+		cs = append(cs, struct {
+			g           kernels.ConvGeom
+			out, groups int
+		}{g, c[1], c[2]})
+	}
+	return cs
+}
+
+// testConvolver checks a kernels.Convolver's three passes against sums in
+// float64 over the definition, on every shape it accepts. A device may
+// accept none (the cpu Device without oneDNN); the devices' own tests check
+// that those that should, do.
+func testConvolver(h *harness) {
+	cv, ok := h.dev.(kernels.Convolver)
+	if !ok {
+		h.t.Skip("not a kernels.Convolver")
+	}
+	accepted := 0
+	for _, c := range convolverCases() {
+		for _, bias := range []bool{false, true} {
+			g, out, groups, n := c.g, c.out, c.groups, convImages
+			if !cv.Convolves(g, out, groups, n, bias) {
+				continue
+			}
+			accepted++
+			checkConvolver(h, cv, g, out, groups, n, bias)
+		}
+	}
+	h.t.Logf("%d of %d shapes convolved directly", accepted, 2*len(convolverCases()))
+}
+
+func checkConvolver(h *harness, cv kernels.Convolver, g kernels.ConvGeom, out, groups, n int, bias bool) {
+	cg, og := g.C/groups, out/groups
+	kk := g.KH * g.KW
+	oh, ow := g.OutH(), g.OutW()
+	img, pos := g.C*g.H*g.W, oh*ow
+	x, w, dy := h.rand(n*img), h.rand(out*cg*kk), h.rand(n*out*pos)
+	var bv []float32
+	var bb, db kernels.Buffer
+	dbv := h.rand(out)
+	if bias {
+		bv = h.rand(out)
+		bb, db = h.buf(bv), h.buf(dbv)
+	}
+	dwv := h.rand(len(w))
+	xb, wb, dyb := h.buf(x), h.buf(w), h.buf(dy)
+	y, dx, dw := h.buf(filled(n*out*pos, nan32)), h.buf(filled(n*img, nan32)), h.buf(dwv)
+
+	wantY, magY := make([]float64, n*out*pos), make([]float64, n*out*pos)
+	wantDx, magDx := make([]float64, n*img), make([]float64, n*img)
+	wantDw, magDw := widen(dwv), make([]float64, len(w))
+	wantDb, magDb := widen(dbv), make([]float64, out)
+	for i := range magDw {
+		magDw[i] = abs(wantDw[i])
+	}
+	for i := range magDb {
+		magDb[i] = abs(wantDb[i])
+	}
+	for im := 0; im < n; im++ {
+		for o := 0; o < out; o++ {
+			gi := o / og
+			for q := 0; q < pos; q++ {
+				yi := (im*out+o)*pos + q
+				if bias {
+					wantY[yi], magY[yi] = float64(bv[o]), abs(float64(bv[o]))
+					wantDb[o] += float64(dy[yi])
+					magDb[o] += abs(float64(dy[yi]))
+				}
+				for r := 0; r < cg*kk; r++ {
+					at := im2colIndex(g, gi*cg*kk+r, q) // the row of input channel gi·cg + r/kk
+					if at < 0 {
+						continue
+					}
+					xi, wi := im*img+at, o*cg*kk+r
+					p := float64(x[xi]) * float64(w[wi])
+					wantY[yi] += p
+					magY[yi] += abs(p)
+					d := float64(dy[yi]) * float64(w[wi])
+					wantDx[xi] += d
+					magDx[xi] += abs(d)
+					e := float64(dy[yi]) * float64(x[xi])
+					wantDw[wi] += e
+					magDw[wi] += abs(e)
+				}
+			}
+		}
+	}
+	what := name("%+v out=%d groups=%d n=%d bias=%v", g, out, groups, n, bias)
+	bound := func(mag []float64) func(int) float64 {
+		return func(i int) float64 { return 1e-5*mag[i] + 1e-7 }
+	}
+	cv.ConvForward(y, xb, wb, bb, g, out, groups, n)
+	h.checkBound("ConvForward "+what, h.get(y), wantY, bound(magY))
+	cv.ConvBackward(dx, dw, db, xb, dyb, wb, g, out, groups, n)
+	h.checkBound("ConvBackward dx "+what, h.get(dx), wantDx, bound(magDx))
+	h.checkBound("ConvBackward dw "+what, h.get(dw), wantDw, bound(magDw))
+	if bias {
+		h.checkBound("ConvBackward db "+what, h.get(db), wantDb, bound(magDb))
+	}
+}

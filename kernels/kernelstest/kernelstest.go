@@ -11,7 +11,7 @@ import (
 
 // Run tests every method of dev. Each group of methods is a subtest, so
 // that -run selects them: "Memory", "Gemm", "GemmStrided", "Im2col",
-// "Col2im", "Elementwise", "Reduce", "Activation", "Softmax",
+// "Col2im", "Convolver" (for a kernels.Convolver), "Elementwise", "Reduce", "Activation", "Softmax",
 // "CrossEntropy", "LayerNorm", "BatchNorm", "Pool", "Dropout", "AdamW",
 // "SGDStep" and "Panics".
 func Run(t *testing.T, dev kernels.Device) {
@@ -28,6 +28,7 @@ func Run(t *testing.T, dev kernels.Device) {
 		{"GemmStrided", testGemmStrided},
 		{"Im2col", testIm2col},
 		{"Col2im", testCol2im},
+		{"Convolver", testConvolver},
 		{"CopyStrided", testCopyStrided},
 		{"Elementwise", testElementwise},
 		{"Reduce", testReduce},

@@ -108,18 +108,29 @@ func download(dev kernels.Device, t *nn.Tensor) []float32 {
 }
 
 func TestParity(t *testing.T) {
-	dev := cpu.New()
+	// Both ways the cpu Device convolves: New's (oneDNN where it is
+	// installed) and im2col.
+	im2col, err := cpu.NewWithDNN("none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []struct {
+		name string
+		dev  kernels.Device
+	}{{"default", cpu.New()}, {"im2col", im2col}}
 	covered := map[string]bool{}
 	for _, name := range parityCases {
 		f := fixture.Load(t, "models_"+name)
 		meta := readMeta(t, f)
 		covered[meta.model] = true
-		t.Run(name, func(t *testing.T) {
-			if testing.Short() && bigCases[name] {
-				t.Skip("large model; run without -short")
-			}
-			checkParity(t, dev, f, meta)
-		})
+		for _, p := range paths {
+			t.Run(name+"/"+p.name, func(t *testing.T) {
+				if testing.Short() && bigCases[name] {
+					t.Skip("large model; run without -short")
+				}
+				checkParity(t, p.dev, f, meta)
+			})
+		}
 	}
 	for _, name := range models.Names() {
 		if !covered[name] {

@@ -1,0 +1,39 @@
+//go:build !cgo
+
+package cpu
+
+import "errors"
+
+// Without cgo there is no dlopen, and so no oneDNN: Conv2d keeps to im2col.
+
+var oneDNNLib = "libdnnl.so.2"
+
+func dlopenOneDNN() error {
+	return errors.New(oneDNNLib + " not loadable (built without cgo)")
+}
+
+func oneDNNVersion() string { return "" }
+
+func oneDNNISA() int { return 0 }
+
+func ompThreads() int { return 0 }
+
+type dnnConv struct{}
+
+type dnnArena struct{}
+
+func newDNNArena() dnnArena { return dnnArena{} }
+
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int) (*dnnConv, error) {
+	return nil, errors.New("oneDNN is not available without cgo")
+}
+
+func (*dnnConv) impl() string   { return "" }
+func (*dnnConv) reorders() bool { return false }
+func (*dnnConv) forward(x, w, b, y []float32, nthr int) {
+	panic("cpu: oneDNN is not available without cgo")
+}
+func (*dnnConv) backward(x, dy, w, dx, dw, db []float32, nthr int) {
+	panic("cpu: oneDNN is not available without cgo")
+}
+func (*dnnConv) sharesDy() bool { return false }
