@@ -7,6 +7,7 @@ package backend
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -71,9 +72,18 @@ func OpenWith(spec string, opt Options) (kernels.Device, error) {
 		return nil, err
 	}
 	if s.Kind == "cpu" {
-		d, err := cpu.NewWithBLAS(opt.BLAS)
+		// A library the environment insists on is asked for by name, so
+		// that its absence is this error rather than kernels/cpu's panic.
+		blas, dnn := opt.BLAS, ""
+		if blas == "" && os.Getenv("MACDIST_BLAS") == "openblas" {
+			blas = "openblas"
+		}
+		if os.Getenv("MACDIST_DNN") == "onednn" {
+			dnn = "onednn"
+		}
+		d, err := cpu.Open(blas, dnn)
 		if err != nil {
-			return nil, fmt.Errorf("backend: %w", err)
+			return nil, fmt.Errorf("backend: %w (MACDIST_BLAS=%q, MACDIST_DNN=%q; Debian: apt-get install libopenblas0 libdnnl2)", err, os.Getenv("MACDIST_BLAS"), os.Getenv("MACDIST_DNN"))
 		}
 		return d, nil
 	}
