@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -105,6 +106,10 @@ func (r *Rendezvous) Poke() {
 func (r *Rendezvous) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
 	if req.Node == "" || len(req.WorkerAddrs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "join: node name and at least one worker address required")
+	}
+	if req.LastGeneration < 0 || req.LastGeneration == math.MaxInt64 {
+		// The next generation is one past it: it must not wrap around.
+		return nil, status.Errorf(codes.InvalidArgument, "join: node %s: last generation %d out of range", req.Node, req.LastGeneration)
 	}
 	if req.ConfigHash != r.cfg.ConfigHash {
 		return nil, status.Errorf(codes.FailedPrecondition,
