@@ -297,3 +297,30 @@ func FuzzTar(f *testing.F) {
 		}
 	})
 }
+
+// TestImageFileTooLarge checks that an image file larger than
+// maxImageFile is refused from its size, not read into memory.
+func TestImageFileTooLarge(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "val", "a", "y.png"), uniformPNG(t, 4, 4, color.NRGBA{1, 2, 3, 255}))
+	big := filepath.Join(root, "train", "a", "x.png")
+	writeFile(t, big, nil)
+	if err := os.Truncate(big, maxImageFile+1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	train, _, err := Open("imagefolder:"+root, Options{ImageSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = train.Get(0, make([]float32, 3*4*4), nil)
+	runtime.ReadMemStats(&after)
+	want := fmt.Sprintf("%d bytes is more than an image file may have", maxImageFile+1)
+	if err == nil || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one naming %s and saying %q", err, big, want)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("allocated %d bytes to refuse it", got)
+	}
+}

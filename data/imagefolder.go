@@ -156,6 +156,9 @@ func (d *dirSource) read(i int, s *resampler) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.Size() > maxImageFile {
+		return nil, fmt.Errorf("%d bytes is more than an image file may have (%d)", st.Size(), int64(maxImageFile))
+	}
 	buf := grow(s.file, int(st.Size()))
 	s.file = buf
 	if _, err := io.ReadFull(f, buf); err != nil {
@@ -235,6 +238,10 @@ func listDir(root string) (*tree, error) {
 	return t, nil
 }
 
+// maxImageFile bounds the bytes of one image file (or annotations file),
+// read whole into memory.
+const maxImageFile = 1 << 30
+
 // arenaChunk is the allocation unit for archive members: small JPEGs are
 // packed together instead of being 60 000 separate objects for the GC.
 const arenaChunk = 16 << 20
@@ -284,7 +291,7 @@ func readTar(archive string, f io.Reader) (*tree, error) {
 		if !hdr.FileInfo().Mode().IsRegular() || !(isImageFile(name) || path.Base(name) == tinyAnnotations) {
 			continue
 		}
-		if hdr.Size < 0 || hdr.Size > 1<<30 {
+		if hdr.Size < 0 || hdr.Size > maxImageFile {
 			return nil, fmt.Errorf("data: %s: member %s has implausible size %d", archive, name, hdr.Size)
 		}
 		n := int(hdr.Size)
