@@ -7,8 +7,9 @@
 #
 # Environment:
 #   FUZZ_PARALLEL   fuzzing workers per target (go test -parallel; default GOMAXPROCS)
-#   FUZZ_MINIMIZE   time spent minimising each new input (-fuzzminimizetime; default 2s:
-#                   the default 60 s would let a slow target spend its whole turn there)
+#   FUZZ_MINIMIZE   how long each new input (and a crasher) is minimised (-fuzzminimizetime;
+#                   default 100x, a hundred runs: with go's 60 s a target whose inputs take a
+#                   millisecond spends its whole turn minimising, and runs a few hundred inputs)
 #   FUZZ_ONLY       a regular expression: only the targets whose package/name match
 #   FUZZ_LOGS       directory for each target's go test output (default: a temporary one)
 #
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 time=${1:-60}
 [[ $time =~ ^[0-9]+$ ]] && time=${time}s
-minimize=${FUZZ_MINIMIZE:-2s}
+minimize=${FUZZ_MINIMIZE:-100x}
 logs=${FUZZ_LOGS:-$(mktemp -d "${TMPDIR:-/tmp}/macdist-fuzz.XXXXXX")}
 mkdir -p "$logs"
 par=()
