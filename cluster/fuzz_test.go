@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"math"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,11 +17,42 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// FuzzControl sends the control service's requests, decoded from the
-// fuzzer's bytes, to a coordinator's server through gRPC, with the
+// swapServer serves the control service of the controlServer in cur, so
+// that every fuzz input meets a fresh coordinator and a crash replays
+// from its input alone.
+type swapServer struct {
+	pb.UnimplementedControlServer
+	cur atomic.Pointer[controlServer]
+}
+
+func (s *swapServer) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
+	return s.cur.Load().Join(ctx, req)
+}
+
+func (s *swapServer) Heartbeat(ctx context.Context, req *pb.HeartbeatRequest) (*pb.HeartbeatResponse, error) {
+	return s.cur.Load().Heartbeat(ctx, req)
+}
+
+func (s *swapServer) Status(ctx context.Context, req *pb.StatusRequest) (*pb.StatusResponse, error) {
+	return s.cur.Load().Status(ctx, req)
+}
+
+// controlCall is one request of a FuzzControl input: kind&3 is the method
+// (Join, Heartbeat, Status), kind&4 sends a wrong token, then the length
+// (2 bytes, little-endian) and the request's protobuf encoding.
+func controlCall(kind uint8, msg proto.Message) []byte {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		panic(err)
+	}
+	return append(binary.LittleEndian.AppendUint16([]byte{kind}, uint16(len(b))), b...)
+}
+
+// FuzzControl sends a sequence of the control service's requests, decoded
+// from the fuzzer's bytes, to a coordinator's server through gRPC, with the
 // cluster's token or another. Without the token every call is refused
 // before its handler runs; with it, the handler answers or refuses, and
-// an answer is consistent.
+// an answer is consistent with the request.
 func FuzzControl(f *testing.F) {
 	s := NewSecrets("k1")
 	m, err := NewMembership(MembershipConfig{
@@ -29,9 +63,6 @@ func FuzzControl(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { m.Shutdown() })
-	// A round closes as soon as one node joins (no other member is alive
-	// to wait for), so no Join waits on the fuzzer.
-	rv := NewRendezvous(RendezvousConfig{MinNodes: 1, MaxNodes: 2, ConfigHash: HashSettings(nil), Self: "coord", Members: m.Members})
 	opts, err := s.ServerOptions()
 	if err != nil {
 		f.Fatal(err)
@@ -41,7 +72,8 @@ func FuzzControl(f *testing.F) {
 		f.Fatal(err)
 	}
 	srv := grpc.NewServer(opts...)
-	pb.RegisterControlServer(srv, &controlServer{rv: rv, ms: m, clients: newClients(s)})
+	swap := &swapServer{}
+	pb.RegisterControlServer(srv, swap)
 	go srv.Serve(l)
 	f.Cleanup(srv.Stop)
 	dial := func(token string) pb.ControlClient {
@@ -54,65 +86,79 @@ func FuzzControl(f *testing.F) {
 		return pb.NewControlClient(cc)
 	}
 	right, wrong := dial(s.Token), dial(NewSecrets("other").Token)
+	clients := newClients(s)
+	f.Cleanup(clients.close)
 
-	for _, msg := range []proto.Message{
-		joinReq("n1", 2, nil), joinReq("n2", 1, map[string]string{"lr": "0.1"}),
-		&pb.JoinRequest{Node: "n3", WorkerAddrs: []string{"h:1"}, ConfigHash: HashSettings(nil), LastGeneration: 1 << 62, WaitTimeoutMs: -1},
-		&pb.JoinRequest{Node: "n4", WorkerAddrs: []string{"h:2"}, ConfigHash: HashSettings(nil), LastGeneration: math.MaxInt64},
-		&pb.HeartbeatRequest{Node: "n1", Generation: 1, Step: 10, State: "running", Restarts: 2},
-		&pb.StatusRequest{},
-	} {
-		b, err := proto.Marshal(msg)
-		if err != nil {
-			f.Fatal(err)
-		}
-		kind := map[string]uint8{"JoinRequest": 0, "HeartbeatRequest": 1, "StatusRequest": 2}[string(msg.ProtoReflect().Descriptor().Name())]
-		f.Add(b, kind, true)
-		f.Add(b, kind, false)
+	join := func(node string, last int64) *pb.JoinRequest {
+		return &pb.JoinRequest{Node: node, WorkerAddrs: []string{node + ":1"}, ConfigHash: HashSettings(nil), LastGeneration: last}
 	}
-	f.Fuzz(func(t *testing.T, in []byte, kind uint8, token bool) {
-		cl := wrong
-		if token {
-			cl = right
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var err error
-		switch kind % 3 {
-		case 0:
-			var req pb.JoinRequest
-			if proto.Unmarshal(in, &req) != nil {
-				return
+	hb := &pb.HeartbeatRequest{Node: "n1", Generation: 1, Step: 10, State: "running", Restarts: 2}
+	for _, seq := range [][][]byte{
+		{controlCall(0, joinReq("n1", 2, nil)), controlCall(1, hb), controlCall(2, &pb.StatusRequest{})},
+		{controlCall(0, joinReq("n2", 1, map[string]string{"lr": "0.1"})), controlCall(4, joinReq("n1", 1, nil))},
+		{controlCall(0, join("n1", 0)), controlCall(0, join("n2", 3)), controlCall(0, join("n3", 0)), controlCall(2, &pb.StatusRequest{})},
+		{controlCall(5, hb), controlCall(6, &pb.StatusRequest{})},
+		// A generation that once wrapped to negative on the next join.
+		{controlCall(0, join("n1", math.MaxInt64-1)), controlCall(0, join("n2", 0)), controlCall(1, hb)},
+	} {
+		f.Add(bytes.Join(seq, nil))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		swap.cur.Store(&controlServer{
+			rv: NewRendezvous(RendezvousConfig{MinNodes: 1, MaxNodes: 2, ConfigHash: HashSettings(nil), Self: "coord", Members: m.Members}),
+			ms: m, clients: clients,
+		})
+		// A round closes as soon as a node joins (no other member is alive
+		// to wait for): no call waits on the fuzzer.
+		ctx := context.Background()
+		for len(in) >= 3 {
+			kind := in[0]
+			n := min(int(binary.LittleEndian.Uint16(in[1:])), len(in)-3)
+			msg := in[3 : 3+n]
+			in = in[3+n:]
+			cl, token := right, kind&4 == 0
+			if !token {
+				cl = wrong
 			}
-			var resp *pb.JoinResponse
-			if resp, err = cl.Join(ctx, &req); err == nil {
-				checkAssignment(t, &req, resp)
+			var err error
+			switch kind & 3 {
+			case 0:
+				var req pb.JoinRequest
+				if proto.Unmarshal(msg, &req) != nil {
+					continue
+				}
+				var resp *pb.JoinResponse
+				if resp, err = cl.Join(ctx, &req); err == nil {
+					checkAssignment(t, &req, resp)
+				}
+			case 1:
+				var req pb.HeartbeatRequest
+				if proto.Unmarshal(msg, &req) != nil {
+					continue
+				}
+				var resp *pb.HeartbeatResponse
+				if resp, err = cl.Heartbeat(ctx, &req); err == nil && resp.Generation < 0 {
+					t.Fatalf("heartbeat answered generation %d", resp.Generation)
+				}
+			default:
+				var req pb.StatusRequest
+				if proto.Unmarshal(msg, &req) != nil {
+					continue
+				}
+				var resp *pb.StatusResponse
+				if resp, err = cl.Status(ctx, &req); err == nil {
+					if resp.Coordinator != "coord" || resp.Generation < 0 || resp.WorldSize < 0 {
+						t.Fatalf("status %v", resp)
+					}
+				}
 			}
-		case 1:
-			var req pb.HeartbeatRequest
-			if proto.Unmarshal(in, &req) != nil {
-				return
+			code := status.Code(err)
+			switch {
+			case !token && code != codes.Unauthenticated:
+				t.Fatalf("a call with a wrong token gave %v, want Unauthenticated", err)
+			case token && code == codes.Unauthenticated, code == codes.Unknown, code == codes.Internal, code == codes.Unavailable:
+				t.Fatalf("call with the token: %v", err)
 			}
-			var resp *pb.HeartbeatResponse
-			if resp, err = cl.Heartbeat(ctx, &req); err == nil && resp.Generation < 0 {
-				t.Fatalf("heartbeat answered generation %d", resp.Generation)
-			}
-		case 2:
-			var req pb.StatusRequest
-			if proto.Unmarshal(in, &req) != nil {
-				return
-			}
-			var resp *pb.StatusResponse
-			if resp, err = cl.Status(ctx, &req); err == nil && resp.Coordinator != "coord" {
-				t.Fatalf("status names coordinator %q", resp.Coordinator)
-			}
-		}
-		code := status.Code(err)
-		switch {
-		case !token && code != codes.Unauthenticated:
-			t.Fatalf("a call with a wrong token gave %v, want Unauthenticated", err)
-		case token && code == codes.Unauthenticated, code == codes.Unknown, code == codes.Internal, code == codes.Unavailable:
-			t.Fatalf("call with the token: %v", err)
 		}
 	})
 }
