@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -322,5 +323,28 @@ func TestImageFileTooLarge(t *testing.T) {
 	}
 	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
 		t.Errorf("allocated %d bytes to refuse it", got)
+	}
+}
+
+// TestIDXFromPipe reads an IDX file from a named pipe, whose size is not
+// known beforehand: the data is read as it comes instead of being checked
+// against a size.
+func TestIDXFromPipe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "train-images-idx3-ubyte")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	want := []byte{1, 2, 3, 4, 5, 6}
+	go func() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return // the reader's error says it
+		}
+		f.Write(idxBytes([]int{1, 2, 3}, want))
+		f.Close()
+	}()
+	dims, payload, err := readIDX(path, 3)
+	if err != nil || fmt.Sprint(dims) != "[1 2 3]" || !bytes.Equal(payload, want) {
+		t.Fatalf("readIDX = %v, %v, %v; want [1 2 3], %v", dims, payload, err, want)
 	}
 }

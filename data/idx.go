@@ -44,13 +44,17 @@ func readIDX(path string, ndim int) (dims []int, payload []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("data: %w", err)
 	}
-	return decodeIDX(path, f, st.Size(), ndim)
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		size = -1 // a pipe: its size is not known
+	}
+	return decodeIDX(path, f, size, ndim)
 }
 
 // decodeIDX reads an IDX stream of size bytes (as stored: compressed or
-// not) from r; name is what errors call it. Every allocation is bounded by
-// size: a header asking for more data than the stream can hold is refused
-// before anything is allocated for it.
+// not; -1 when unknown) from r; name is what errors call it. Every
+// allocation is bounded by size: a header asking for more data than the
+// stream can hold is refused before anything is allocated for it.
 func decodeIDX(name string, r io.Reader, size int64, ndim int) (dims []int, payload []byte, err error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("data: %s: "+format, append([]any{name}, args...)...)
@@ -98,14 +102,15 @@ func decodeIDX(name string, r io.Reader, size int64, ndim int) (dims []int, payl
 	}
 	header := int64(4 + 4*ndim)
 	switch {
+	case size < 0:
 	case !gz && need > size-header:
 		return nil, nil, bad("truncated: dimensions %v need %d data bytes, file has %d", dims, need, max(size-header, 0))
 	case gz && need+header > maxDeflateRatio*size:
 		return nil, nil, bad("dimensions %v need %d data bytes, more than a %d-byte gzip file can hold", dims, need, size)
 	}
-	// Past preallocLimit the data must exist before memory is spent on it:
-	// reading grows the slice as the bytes come.
-	if need <= preallocLimit {
+	// Past preallocLimit, or when the size is not known, the data must exist
+	// before memory is spent on it: reading grows the slice as the bytes come.
+	if need <= preallocLimit && size >= 0 {
 		payload = make([]byte, need)
 		n, err := io.ReadFull(r, payload)
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
