@@ -29,7 +29,7 @@ APT_PKGS := libopenblas0 dataset-fashion-mnist
 # And those that only `make fixtures` and `make bench` need.
 APT_PY_PKGS := python3-torch python3-numpy
 
-.PHONY: all build test test-cuda-emu setup-test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python proto clean
+.PHONY: all build test test-cuda-emu setup-test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python proto fuzz clean
 
 all: build
 
@@ -56,6 +56,13 @@ test: setup-test
 test-cuda-emu:
 	kernels/cuda/emu/run.sh
 	collective/nccl/emu/run.sh
+
+# Each fuzz target in turn, for FUZZTIME; `go test` alone replays the seed
+# corpora (f.Add and testdata/fuzz/). A crash fails the target and leaves its
+# input in testdata/fuzz/.
+FUZZTIME ?= 60s
+fuzz:
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 # Steps are chosen so the whole target takes a few minutes on 2 cores.
 BENCH_MODELS ?= lenet5 resnet20 vit-tiny-cifar

@@ -65,6 +65,12 @@ type report struct {
 	seen time.Time
 }
 
+// maxGeneration bounds the last generation a joiner reports. Each round
+// counts one past the newest generation any joiner saw, so without a bound
+// a joiner could make the count wrap around to negative; with it, wrapping
+// takes 2⁶² rounds.
+const maxGeneration = 1 << 62
+
 // NewRendezvous returns a coordinator state at generation 0.
 func NewRendezvous(cfg RendezvousConfig) *Rendezvous {
 	if cfg.MaxNodes < cfg.MinNodes {
@@ -105,6 +111,9 @@ func (r *Rendezvous) Poke() {
 func (r *Rendezvous) Join(ctx context.Context, req *pb.JoinRequest) (*pb.JoinResponse, error) {
 	if req.Node == "" || len(req.WorkerAddrs) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "join: node name and at least one worker address required")
+	}
+	if req.LastGeneration < 0 || req.LastGeneration > maxGeneration {
+		return nil, status.Errorf(codes.InvalidArgument, "join: node %s: last generation %d outside [0, %d]", req.Node, req.LastGeneration, int64(maxGeneration))
 	}
 	if req.ConfigHash != r.cfg.ConfigHash {
 		return nil, status.Errorf(codes.FailedPrecondition,

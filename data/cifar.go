@@ -42,41 +42,54 @@ func checkCIFAR(dir string, files []string) error {
 // label bytes then the image; the label used is the last label byte (the
 // only one for CIFAR-10, the fine label for CIFAR-100).
 func readCIFAR(name string, files []string, labelBytes, classes int) (*bytesDataset, error) {
-	rec := labelBytes + cifarImage
-	var pix, labels []uint8
+	// Sized from the files as they are, so that a set of five or six
+	// files fills one slice without regrowing 150 MB.
+	var total int64
+	for _, path := range files {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("data: %w", err)
+		}
+		total += st.Size()
+	}
+	n := total / int64(labelBytes+cifarImage)
+	pix, labels := make([]uint8, 0, n*cifarImage), make([]uint8, 0, n)
 	for _, path := range files {
 		buf, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("data: %w", err)
 		}
-		if len(buf) == 0 || len(buf)%rec != 0 {
-			return nil, fmt.Errorf("data: %s: %d bytes is not a whole number of %d-byte records (%d label byte(s) + 3×32×32 image): truncated or not %s binary",
-				path, len(buf), rec, labelBytes, name)
-		}
-		n := len(buf) / rec
-		if pix == nil {
-			// Most sets are five or six equal files; sizing for that avoids
-			// regrowing a 150 MB slice.
-			pix = make([]uint8, 0, n*len(files)*cifarImage)
-			labels = make([]uint8, 0, n*len(files))
-		}
-		for i := range n {
-			r := buf[i*rec : (i+1)*rec]
-			l := r[labelBytes-1]
-			if int(l) >= classes {
-				return nil, fmt.Errorf("data: %s: record %d has label %d outside [0, %d)", path, i, l, classes)
-			}
-			if labelBytes == 2 && r[0] >= 20 {
-				return nil, fmt.Errorf("data: %s: record %d has coarse label %d outside [0, 20)", path, i, r[0])
-			}
-			labels = append(labels, l)
-			pix = append(pix, r[labelBytes:]...)
+		if pix, labels, err = decodeCIFAR(path, name, buf, labelBytes, classes, pix, labels); err != nil {
+			return nil, err
 		}
 	}
 	return &bytesDataset{
 		pix: pix, labels: labels, n: len(labels),
 		c: 3, h: 32, w: 32, classes: classes,
 	}, nil
+}
+
+// decodeCIFAR appends the images and labels of buf, the contents of the
+// file path of a set called name, to pix and labels.
+func decodeCIFAR(path, name string, buf []byte, labelBytes, classes int, pix, labels []uint8) ([]uint8, []uint8, error) {
+	rec := labelBytes + cifarImage
+	if len(buf) == 0 || len(buf)%rec != 0 {
+		return pix, labels, fmt.Errorf("data: %s: %d bytes is not a whole number of %d-byte records (%d label byte(s) + 3×32×32 image): truncated or not %s binary",
+			path, len(buf), rec, labelBytes, name)
+	}
+	for i := range len(buf) / rec {
+		r := buf[i*rec : (i+1)*rec]
+		l := r[labelBytes-1]
+		if int(l) >= classes {
+			return pix, labels, fmt.Errorf("data: %s: record %d has label %d outside [0, %d)", path, i, l, classes)
+		}
+		if labelBytes == 2 && r[0] >= 20 {
+			return pix, labels, fmt.Errorf("data: %s: record %d has coarse label %d outside [0, 20)", path, i, r[0])
+		}
+		labels = append(labels, l)
+		pix = append(pix, r[labelBytes:]...)
+	}
+	return pix, labels, nil
 }
 
 // openCIFAR10 reads data_batch_1..5.bin and test_batch.bin.

@@ -26,6 +26,12 @@ const maxIDXBytes = 1 << 34
 // preallocLimit is the largest payload allocated on the header's word.
 const preallocLimit = 256 << 20
 
+// maxDeflateRatio is the most that deflate expands its input: 258 bytes
+// from one symbol of a little over two bits. A gzip stream of n bytes cannot
+// hold more than maxDeflateRatio·n, so a header asking for more is refused
+// without reading on.
+const maxDeflateRatio = 1032
+
 // readIDX reads the IDX file at path, which must hold unsigned bytes in ndim
 // dimensions, and returns the dimensions and the data.
 func readIDX(path string, ndim int) (dims []int, payload []byte, err error) {
@@ -34,18 +40,38 @@ func readIDX(path string, ndim int) (dims []int, payload []byte, err error) {
 		return nil, nil, fmt.Errorf("data: %w", err)
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<16)
-	var r io.Reader = br
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("data: %w", err)
+	}
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		size = -1 // a pipe: its size is not known
+	}
+	return decodeIDX(path, f, size, ndim)
+}
+
+// decodeIDX reads an IDX stream of size bytes (as stored: compressed or
+// not; -1 when unknown) from r; name is what errors call it. Every
+// allocation is bounded by size: a header asking for more data than the
+// stream can hold is refused before anything is allocated for it.
+func decodeIDX(name string, r io.Reader, size int64, ndim int) (dims []int, payload []byte, err error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("data: %s: "+format, append([]any{name}, args...)...)
+	}
+	if ndim < 1 || ndim > 255 {
+		panic(fmt.Sprintf("data: decodeIDX of %d dimensions", ndim)) // the callers' constant
+	}
+	br := bufio.NewReaderSize(r, 1<<16)
+	r = br
+	gz := false
 	if head, _ := br.Peek(2); len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nil, fmt.Errorf("data: %s: gzip: %w", path, err)
+			return nil, nil, bad("gzip: %v", readErr(err))
 		}
 		defer zr.Close()
-		r = zr
-	}
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("data: %s: "+format, append([]any{path}, args...)...)
+		r, gz = zr, true
 	}
 	var magic [4]byte
 	if _, err := io.ReadFull(r, magic[:]); err != nil {
@@ -61,37 +87,46 @@ func readIDX(path string, ndim int) (dims []int, payload []byte, err error) {
 		return nil, nil, bad("truncated IDX header (dimensions): %v", readErr(err))
 	}
 	dims = make([]int, ndim)
-	size := int64(1)
+	need := int64(1)
 	for i := range dims {
 		dims[i] = int(binary.BigEndian.Uint32(raw[4*i:]))
 		if dims[i] == 0 {
 			return nil, nil, bad("IDX dimension %d is 0 (dims %v)", i, dims[:i+1])
 		}
-		size *= int64(dims[i])
-		if size > maxIDXBytes {
-			return nil, nil, bad("implausible IDX dimensions %v", dims[:i+1])
+		// Checked before multiplying: dimensions are below 2³², and so is
+		// maxIDXBytes/need, so the product cannot wrap around.
+		if int64(dims[i]) > maxIDXBytes/need {
+			return nil, nil, bad("implausible IDX dimensions %v: more than %d data bytes", dims[:i+1], int64(maxIDXBytes))
 		}
+		need *= int64(dims[i])
 	}
-	// A header is trusted for the allocation only up to preallocLimit; past
-	// that the data must exist before memory is spent on it, so a corrupt
-	// header costs an error, not gigabytes.
-	if size <= preallocLimit {
-		payload = make([]byte, size)
+	header := int64(4 + 4*ndim)
+	switch {
+	case size < 0:
+	case !gz && need > size-header:
+		return nil, nil, bad("truncated: dimensions %v need %d data bytes, file has %d", dims, need, max(size-header, 0))
+	case gz && need+header > maxDeflateRatio*size:
+		return nil, nil, bad("dimensions %v need %d data bytes, more than a %d-byte gzip file can hold", dims, need, size)
+	}
+	// Past preallocLimit, or when the size is not known, the data must exist
+	// before memory is spent on it: reading grows the slice as the bytes come.
+	if need <= preallocLimit && size >= 0 {
+		payload = make([]byte, need)
 		n, err := io.ReadFull(r, payload)
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return nil, nil, bad("reading IDX data: %v", err)
 		}
 		payload = payload[:n]
-	} else if payload, err = io.ReadAll(io.LimitReader(r, size)); err != nil {
+	} else if payload, err = io.ReadAll(io.LimitReader(r, need)); err != nil {
 		return nil, nil, bad("reading IDX data: %v", readErr(err))
 	}
-	if int64(len(payload)) < size {
-		return nil, nil, bad("truncated: dimensions %v need %d data bytes, file has %d", dims, size, len(payload))
+	if int64(len(payload)) < need {
+		return nil, nil, bad("truncated: dimensions %v need %d data bytes, file has %d", dims, need, len(payload))
 	}
 	// Reading on to the end also makes gzip verify its checksum.
 	var one [1]byte
 	if n, err := io.ReadFull(r, one[:]); n > 0 {
-		return nil, nil, bad("trailing data after the %d bytes that dimensions %v describe", size, dims)
+		return nil, nil, bad("trailing data after the %d bytes that dimensions %v describe", need, dims)
 	} else if err != nil && err != io.EOF {
 		return nil, nil, bad("after the data: %v", readErr(err))
 	}

@@ -36,7 +36,16 @@ type ImageFolder struct {
 	augment Augment // AugmentNone for the evaluation split
 	luts    []lut
 	pool    sync.Pool // *resampler
+	// maxPixels, when positive, replaces MaxImagePixels (for tests).
+	maxPixels int
 }
+
+// MaxImagePixels bounds the width × height of an image that ImageFolder
+// decodes. An image's header is read before its pixels: a file claiming
+// more (a decompression bomb: a few bytes of PNG can claim 10⁹ pixels) is
+// an error, not gigabytes allocated. 2²⁶ is 8192 × 8192, below PIL's own
+// bomb limit of 2 × 89 478 485 and above any photograph one trains on.
+const MaxImagePixels = 1 << 26
 
 func (d *ImageFolder) Len() int             { return len(d.labels) }
 func (d *ImageFolder) Shape() (c, h, w int) { return 3, d.size, d.size }
@@ -71,7 +80,7 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	if err != nil {
 		return fail(err)
 	}
-	img, _, err := image.Decode(bytes.NewReader(enc))
+	img, err := d.decode(enc)
 	if err != nil {
 		return fail(err)
 	}
@@ -103,6 +112,26 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	return int(d.labels[i]), nil
 }
 
+// decode decodes a JPEG or PNG after checking the size its header claims.
+func (d *ImageFolder) decode(enc []byte) (image.Image, error) {
+	limit := MaxImagePixels
+	if d.maxPixels > 0 {
+		limit = d.maxPixels
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(enc))
+	if err != nil {
+		return nil, err
+	}
+	if w, h := int64(cfg.Width), int64(cfg.Height); w <= 0 || h <= 0 {
+		return nil, fmt.Errorf("%s of %d×%d pixels: empty image", format, w, h)
+	} else if w*h > int64(limit) {
+		return nil, fmt.Errorf("%s of %d×%d = %d pixels: more than the %d an image may have (a corrupt header or a decompression bomb)",
+			format, w, h, w*h, limit)
+	}
+	img, _, err := image.Decode(bytes.NewReader(enc))
+	return img, err
+}
+
 // fileSource yields the encoded bytes of sample i.
 type fileSource interface {
 	read(i int, s *resampler) ([]byte, error)
@@ -126,6 +155,9 @@ func (d *dirSource) read(i int, s *resampler) ([]byte, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
+	}
+	if st.Size() > maxImageFile {
+		return nil, fmt.Errorf("%d bytes is more than an image file may have (%d)", st.Size(), int64(maxImageFile))
 	}
 	buf := grow(s.file, int(st.Size()))
 	s.file = buf
@@ -206,6 +238,10 @@ func listDir(root string) (*tree, error) {
 	return t, nil
 }
 
+// maxImageFile bounds the bytes of one image file (or annotations file),
+// read whole into memory.
+const maxImageFile = 1 << 30
+
 // arenaChunk is the allocation unit for archive members: small JPEGs are
 // packed together instead of being 60 000 separate objects for the GC.
 const arenaChunk = 16 << 20
@@ -218,6 +254,11 @@ func listTar(archive string) (*tree, error) {
 		return nil, fmt.Errorf("data: %w", err)
 	}
 	defer f.Close()
+	return readTar(archive, f)
+}
+
+// readTar is listTar of the archive read from f; archive names it.
+func readTar(archive string, f io.Reader) (*tree, error) {
 	br := bufio.NewReaderSize(f, 1<<20)
 	var r io.Reader = br
 	if head, _ := br.Peek(2); len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
@@ -250,22 +291,29 @@ func listTar(archive string) (*tree, error) {
 		if !hdr.FileInfo().Mode().IsRegular() || !(isImageFile(name) || path.Base(name) == tinyAnnotations) {
 			continue
 		}
-		if hdr.Size < 0 || hdr.Size > 1<<30 {
+		if hdr.Size < 0 || hdr.Size > maxImageFile {
 			return nil, fmt.Errorf("data: %s: member %s has implausible size %d", archive, name, hdr.Size)
 		}
 		n := int(hdr.Size)
 		var buf []byte
 		if n > arenaChunk/4 {
-			buf = make([]byte, n)
+			// Read as it comes rather than allocated on the header's word: a
+			// header can claim a gigabyte that the archive does not hold.
+			if buf, err = io.ReadAll(io.LimitReader(tr, hdr.Size)); err == nil && len(buf) < n {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return nil, fmt.Errorf("data: %s: member %s: %w", archive, name, readErr(err))
+			}
 		} else {
 			if cap(arena)-len(arena) < n {
 				arena = make([]byte, 0, arenaChunk)
 			}
 			buf = arena[len(arena) : len(arena)+n : len(arena)+n]
 			arena = arena[:len(arena)+n]
-		}
-		if _, err := io.ReadFull(tr, buf); err != nil {
-			return nil, fmt.Errorf("data: %s: member %s: %w", archive, name, readErr(err))
+			if _, err := io.ReadFull(tr, buf); err != nil {
+				return nil, fmt.Errorf("data: %s: member %s: %w", archive, name, readErr(err))
+			}
 		}
 		if _, dup := t.blobs[name]; !dup {
 			t.files = append(t.files, name)
@@ -446,6 +494,11 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	return openTree(t, o)
+}
+
+// openTree is openImageFolder of a listed tree.
+func openTree(t *tree, o Options) (train, test *ImageFolder, err error) {
 	prefix, err := t.findRoot()
 	if err != nil {
 		return nil, nil, err
@@ -562,7 +615,9 @@ func (t *tree) guessSize(file string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("data: %s: %w", where, err)
 	}
-	if s := min(cfg.Width, cfg.Height); s <= 64 {
+	if s := min(cfg.Width, cfg.Height); s <= 0 {
+		return 0, fmt.Errorf("data: %s: image of %d×%d pixels is empty", where, cfg.Width, cfg.Height)
+	} else if s <= 64 {
 		return s, nil
 	}
 	return 224, nil

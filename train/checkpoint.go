@@ -204,6 +204,11 @@ func VerifyCheckpoint(dir string) (RunState, error) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("train: checkpoint %s: bad %s: %w", dir, stateFile, err)
 	}
+	// Resuming counts batches from these: a negative one, or more steps in
+	// the epoch than in the run, is no place a run could have stopped.
+	if st.Step < 0 || st.Epoch < 0 || st.EpochStep < 0 || st.EpochStep > st.Step {
+		return st, fmt.Errorf("train: checkpoint %s: bad %s: step %d, epoch %d, step %d within it", dir, stateFile, st.Step, st.Epoch, st.EpochStep)
+	}
 	return st, nil
 }
 

@@ -127,10 +127,13 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 			t.close()
 		}
 	}()
-	var err error
-	if t.dev, t.closeDev, err = NewDevice(cfg.Device); err != nil {
+	// Through locals: on failure NewDevice returns a nil close, which must
+	// not replace the no-op that t.close calls.
+	dev, closeDev, err := NewDevice(cfg.Device)
+	if err != nil {
 		return nil, err
 	}
+	t.dev, t.closeDev = dev, closeDev
 	if cfg.openData != nil {
 		t.trainSet, t.testSet, err = cfg.openData()
 	} else {
