@@ -36,6 +36,9 @@ type ImageFolder struct {
 	augment Augment // AugmentNone for the evaluation split
 	luts    []lut
 	pool    sync.Pool // *resampler
+	// scales are libjpeg-turbo's DCT reductions, smallest first; nil
+	// decodes with Go's image/jpeg.
+	scales []scaleFactor
 }
 
 func (d *ImageFolder) Len() int             { return len(d.labels) }
@@ -71,34 +74,43 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	if err != nil {
 		return fail(err)
 	}
-	img, _, err := image.Decode(bytes.NewReader(enc))
-	if err != nil {
-		return fail(err)
+	// libjpeg-turbo reads the size from the header and decodes after the
+	// draws; anything else (PNG, CMYK JPEGs, no libjpeg-turbo) is decoded
+	// by Go first.
+	var img image.Image
+	w, h, turbo := 0, 0, d.scales != nil && isJPEG(enc)
+	if turbo {
+		var rgbOK bool
+		if w, h, rgbOK, err = s.turbo(enc); err != nil {
+			return fail(err)
+		}
+		turbo = rgbOK
 	}
-	b := img.Bounds()
-	if b.Empty() {
-		return fail(errors.New("empty image"))
+	if !turbo {
+		if img, _, err = image.Decode(bytes.NewReader(enc)); err != nil {
+			return fail(err)
+		}
+		w, h = img.Bounds().Dx(), img.Bounds().Dy()
 	}
-	if rng != nil && d.augment == AugmentDefault {
-		r := randomResizedCropRect(rng, b.Dx(), b.Dy())
-		flip := flipCoin(rng)
-		rgb := s.toRGB(img, r.Add(b.Min))
-		s.resample(dst, rgb, r.Dx(), r.Dy(), d.size, d.size, 0, 0, d.size, d.size, flip, d.luts)
+	if w <= 0 || h <= 0 {
+		return fail(fmt.Errorf("empty image (%d×%d)", w, h))
+	}
+	p, cropFlip := d.plan(w, h, rng)
+	out := dst
+	if cropFlip {
+		s.chw = grow(s.chw, len(dst))
+		out = s.chw
+	}
+	if turbo {
+		if err := d.renderTurbo(s, enc, w, h, p, out); err != nil {
+			return fail(err)
+		}
 	} else {
-		fw, fh := resizeShorter(b.Dx(), b.Dy(), d.resize)
-		rgb := s.toRGB(img, b)
-		out := dst
-		crop := rng != nil && d.augment == AugmentCropFlip
-		if crop {
-			s.chw = grow(s.chw, len(dst))
-			out = s.chw
-		}
-		s.resample(out, rgb, b.Dx(), b.Dy(), fw, fh,
-			centerCropOffset(fw, d.size), centerCropOffset(fh, d.size), d.size, d.size, false, d.luts)
-		if crop {
-			top, left := randomCropParams(rng, 4)
-			shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
-		}
+		d.renderGo(s, img, p, out)
+	}
+	if cropFlip {
+		top, left := randomCropParams(rng, 4)
+		shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
 	}
 	return int(d.labels[i]), nil
 }
@@ -433,6 +445,10 @@ func (t *tree) tinyVal(valPrefix string, classIndex map[string]int) (out []label
 // openImageFolder opens the train split and the val (or else test) split of
 // the tree at p, a directory or a tar(.gz) archive.
 func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) {
+	jpeg, err := defaultJPEG()
+	if err != nil {
+		return nil, nil, err
+	}
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("data: %w", err)
@@ -515,9 +531,13 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	var scales []scaleFactor
+	if jpeg == jpegTurbo {
+		scales = turboFactors
+	}
 	mk := func(split string, files []labelled, augment Augment) *ImageFolder {
 		d := &ImageFolder{
-			classes: classes, size: size, resize: resize, augment: augment, luts: luts,
+			classes: classes, size: size, resize: resize, augment: augment, luts: luts, scales: scales,
 			labels: make([]int32, len(files)),
 		}
 		names := make([]string, len(files))

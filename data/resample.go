@@ -23,10 +23,12 @@ type axisCoeffs struct {
 }
 
 // compute fills the coefficients for outputs off..off+count−1 of a resize of
-// in source samples to full output samples (the outputs outside the window
-// are a crop that is never computed).
-func (a *axisCoeffs) compute(in, full, off, count int) {
-	scale := float64(in) / float64(full)
+// the span source samples from x0 on to full output samples (the outputs
+// outside the window are a crop that is never computed), as PIL's resize
+// with a box: x0 and span may be fractional, taps outside [0, in) are left
+// out, as are those outside the region.
+func (a *axisCoeffs) compute(in int, x0, span float64, full, off, count int) {
+	scale := span / float64(full)
 	filterscale := math.Max(scale, 1)
 	support := filterscale // bilinear support is 1 at unit scale
 	a.stride = int(math.Ceil(support))*2 + 1
@@ -34,10 +36,14 @@ func (a *axisCoeffs) compute(in, full, off, count int) {
 	a.n = grow(a.n, count)
 	a.w = grow(a.w, count*a.stride)
 	ss := 1 / filterscale
+	// torchvision crops before it resizes, so taps stop at the region's
+	// edge (a fractional edge includes its partly covered pixel).
+	first := max(int(math.Floor(x0)), 0)
+	last := min(int(math.Ceil(x0+span)), in)
 	for o := range count {
-		center := (float64(o+off) + 0.5) * scale
-		lo := max(int(center-support+0.5), 0)
-		hi := min(int(center+support+0.5), in)
+		center := x0 + (float64(o+off)+0.5)*scale
+		lo := max(int(center-support+0.5), first)
+		hi := min(int(center+support+0.5), last)
 		ws := a.w[o*a.stride : (o+1)*a.stride]
 		var sum float64
 		k := 0
@@ -76,6 +82,7 @@ type resampler struct {
 	xs, ys axisCoeffs
 	file   []byte    // encoded bytes read from disk
 	chw    []float32 // crop-flip: the image before its random shift
+	tj     *turboDecoder
 }
 
 // toRGB copies region r of img into s.rgb as interleaved 8-bit RGB, the way
@@ -144,8 +151,14 @@ func (s *resampler) toRGB(img image.Image, r image.Rectangle) []uint8 {
 // style), keeps the outW×outH window at (offX, offY) of that, mirrors it
 // when flip, and writes it normalised through luts into dst (3 planes).
 func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, offX, offY, outW, outH int, flip bool, luts []lut) {
-	s.xs.compute(w, fullW, offX, outW)
-	s.ys.compute(h, fullH, offY, outH)
+	s.resampleBox(dst, src, w, h, 0, 0, float64(w), float64(h), fullW, fullH, offX, offY, outW, outH, flip, luts)
+}
+
+// resampleBox is resample of the region (x0, y0, bw, bh), in pixels that
+// may be fractional, of the w×h RGB image src.
+func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw, bh float64, fullW, fullH, offX, offY, outW, outH int, flip bool, luts []lut) {
+	s.xs.compute(w, bx, bw, fullW, offX, outW)
+	s.ys.compute(h, by, bh, fullH, offY, outH)
 	// Only the source rows some output row reads go through the first pass.
 	y0 := s.ys.start[0]
 	y1 := s.ys.start[outH-1] + s.ys.n[outH-1]
@@ -170,7 +183,7 @@ func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, off
 				b += wk * float32(px[2])
 				px = px[3:]
 			}
-			t[3*o], t[3*o+1], t[3*o+2] = r, g, b
+			t[3*o], t[3*o+1], t[3*o+2] = float32(toByte(r)), float32(toByte(g)), float32(toByte(b))
 		}
 	}
 	ys := &s.ys
