@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 )
 
 // JPEG decoding. libjpeg-turbo (the library PIL decodes with) is opened at
@@ -183,7 +184,7 @@ func (d *ImageFolder) renderGo(s *resampler, img image.Image, p cropPlan, dst []
 // renderTurbo decodes the w×h JPEG enc at the smallest DCT scale that
 // leaves p's region at least at its resized resolution, then crops,
 // resizes, flips and normalises in one pass into dst.
-func (d *ImageFolder) renderTurbo(s *resampler, enc []byte, w, h int, p cropPlan, dst []float32) error {
+func (d *ImageFolder) renderTurbo(s *resampler, enc []byte, w, h int, p cropPlan, dst []float32, t *time.Time) error {
 	f := pickScale(d.scales, p.box.Dx(), p.box.Dy(), p.fullW, p.fullH)
 	sw, sh := f.scaled(w), f.scaled(h)
 	if sw*sh > maxDecodedPixels {
@@ -193,6 +194,7 @@ func (d *ImageFolder) renderTurbo(s *resampler, enc []byte, w, h int, p cropPlan
 	if err := s.tj.decode(enc, s.rgb, sw, sh); err != nil {
 		return err
 	}
+	d.clock.lap(t, d.clock.decodeStage())
 	// Scaled pixel u covers full-size pixels [u/f, (u+1)/f): the region
 	// maps to scaled coordinates by f exactly; the last pixel of a side
 	// that f does not divide is only partly inside the image.

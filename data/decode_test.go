@@ -269,7 +269,7 @@ func TestJPEGMatchesTorchvision(t *testing.T) {
 					if err != nil || !ok {
 						t.Fatal(err, ok)
 					}
-					if err := train.renderTurbo(s, enc, w, h, p, out); err != nil {
+					if err := train.renderTurbo(s, enc, w, h, p, out, nil); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -315,10 +315,10 @@ func TestDCTScaleAgainstFullDecode(t *testing.T) {
 			if pickScale(train.scales, p.box.Dx(), p.box.Dy(), p.fullW, p.fullH) != unitScale {
 				reduced++
 			}
-			if err := train.renderTurbo(s, enc, w, h, p, a); err != nil {
+			if err := train.renderTurbo(s, enc, w, h, p, a, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := full.renderTurbo(s, enc, w, h, p, b); err != nil {
+			if err := full.renderTurbo(s, enc, w, h, p, b, nil); err != nil {
 				t.Fatal(err)
 			}
 			m, mean := levelDiff(a, b)
@@ -445,7 +445,7 @@ func TestTurboSteadyStateAllocs(t *testing.T) {
 		}
 		p, _ := train.plan(w, h, rng)
 		p.box = image.Rect(0, 0, w, h) // the largest buffers, so that warm-up sizes them
-		if err := train.renderTurbo(s, enc, w, h, p, dst); err != nil {
+		if err := train.renderTurbo(s, enc, w, h, p, dst, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -39,6 +39,7 @@ type ImageFolder struct {
 	// scales are libjpeg-turbo's DCT reductions, smallest first; nil
 	// decodes with Go's image/jpeg.
 	scales []scaleFactor
+	clock  *stageClock // nil unless a benchmark asked for stage times
 }
 
 func (d *ImageFolder) Len() int             { return len(d.labels) }
@@ -70,10 +71,12 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	fail := func(err error) (int, error) {
 		return 0, &SampleError{Index: i, File: d.src.name(i), Err: err}
 	}
+	t := d.clock.start()
 	enc, err := d.src.read(i, s)
 	if err != nil {
 		return fail(err)
 	}
+	d.clock.lap(&t, d.clock.readStage())
 	// libjpeg-turbo reads the size from the header and decodes after the
 	// draws; anything else (PNG, CMYK JPEGs, no libjpeg-turbo) is decoded
 	// by Go first.
@@ -91,6 +94,7 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 			return fail(err)
 		}
 		w, h = img.Bounds().Dx(), img.Bounds().Dy()
+		d.clock.lap(&t, d.clock.decodeStage())
 	}
 	if w <= 0 || h <= 0 {
 		return fail(fmt.Errorf("empty image (%d×%d)", w, h))
@@ -102,12 +106,14 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 		out = s.chw
 	}
 	if turbo {
-		if err := d.renderTurbo(s, enc, w, h, p, out); err != nil {
+		if err := d.renderTurbo(s, enc, w, h, p, out, &t); err != nil {
 			return fail(err)
 		}
 	} else {
 		d.renderGo(s, img, p, out)
 	}
+	d.clock.lap(&t, d.clock.resizeStage())
+	d.clock.done()
 	if cropFlip {
 		top, left := randomCropParams(rng, 4)
 		shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
