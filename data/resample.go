@@ -82,6 +82,7 @@ type resampler struct {
 	xs, ys axisCoeffs
 	file   []byte    // encoded bytes read from disk
 	chw    []float32 // crop-flip: the image before its random shift
+	acc    []float32 // one output row of the second pass
 	tj     *turboDecoder
 }
 
@@ -186,31 +187,37 @@ func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw
 			t[3*o], t[3*o+1], t[3*o+2] = float32(toByte(r)), float32(toByte(g)), float32(toByte(b))
 		}
 	}
+	// Second pass: each output row is a weighted sum of whole rows of tmp,
+	// accumulated row by row so that the inner loop runs over contiguous
+	// memory.
 	ys := &s.ys
 	plane := outW * outH
+	acc := grow(s.acc, outW*3)
+	s.acc = acc
 	for o := range outH {
 		ws := ys.w[o*ys.stride : o*ys.stride+ys.n[o]]
 		base := (ys.start[o] - y0) * outW * 3
-		for x := range outW {
-			var r, g, b float32
-			t := tmp[base+3*x:]
-			for k, wk := range ws {
-				if k > 0 {
-					t = t[outW*3:]
-				}
-				_ = t[2]
-				r += wk * t[0]
-				g += wk * t[1]
-				b += wk * t[2]
+		clear(acc)
+		for k, wk := range ws {
+			row := tmp[base+k*outW*3 : base+(k+1)*outW*3]
+			row = row[:len(acc)]
+			for j, v := range row {
+				acc[j] += wk * v
 			}
+		}
+		r0 := dst[o*outW : (o+1)*outW]
+		r1 := dst[plane+o*outW : plane+(o+1)*outW]
+		r2 := dst[2*plane+o*outW : 2*plane+(o+1)*outW]
+		l0, l1, l2 := &luts[0], &luts[1], &luts[2]
+		for x := range outW {
 			ox := x
 			if flip {
 				ox = outW - 1 - x
 			}
-			i := o*outW + ox
-			dst[i] = luts[0][toByte(r)]
-			dst[plane+i] = luts[1][toByte(g)]
-			dst[2*plane+i] = luts[2][toByte(b)]
+			a := acc[3*x : 3*x+3]
+			r0[ox] = l0[toByte(a[0])]
+			r1[ox] = l1[toByte(a[1])]
+			r2[ox] = l2[toByte(a[2])]
 		}
 	}
 }
