@@ -1,6 +1,7 @@
 """The torchvision + PIL counterpart of `macdist bench data`: the same
 transforms through DataLoader(num_workers=N) on the train split of an
-ImageFolder tree, one warm-up epoch then one timed epoch, printing one JSON
+ImageFolder tree, one warm-up epoch then one timed epoch (with fresh
+workers, as DataLoader starts them for each epoch by default), printing one JSON
 line with the same keys.
 
   /usr/bin/python3 bench/torch_data.py --data PATH --workers 2 [--image-size 224] [--eval] [--batch 64]
@@ -39,17 +40,19 @@ def main():
     else:
         tf = T.Compose([T.RandomResizedCrop(s), T.RandomHorizontalFlip(), T.ToTensor(), norm])
     ds = torchvision.datasets.ImageFolder(os.path.join(args.data, "train"), tf)
-    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                                     drop_last=True, persistent_workers=args.workers > 0)
-    for epoch in range(2):  # the first warms up the page cache and starts the workers
-        t0, c0 = time.perf_counter(), cpu_seconds()
-        n = 0
-        for x, y in dl:
-            n += x.shape[0]
-        secs, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    # Exiting workers report their CPU time to RUSAGE_CHILDREN only when they
-    # are reaped: shut them down before reading it.
-    del dl
+    def loader():
+        return torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=args.workers, drop_last=True)
+
+    # A first epoch warms up the page cache. The timed one gets fresh
+    # workers, which exit with it: their CPU time reaches RUSAGE_CHILDREN
+    # only when they are reaped, so it is read after the epoch has ended.
+    for _ in loader():
+        pass
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    n = 0
+    for x, y in loader():
+        n += x.shape[0]
+    secs = time.perf_counter() - t0
     cpu = cpu_seconds() - c0
     cores = max(1, min(args.workers or 1, os.cpu_count()))
     print(json.dumps(dict(
