@@ -174,17 +174,20 @@ func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw
 		row := src[y*w*3 : (y+1)*w*3]
 		t := tmp[(y-y0)*outW*3 : (y-y0+1)*outW*3]
 		for o := range outW {
-			ws := xs.w[o*xs.stride : o*xs.stride+xs.n[o]]
-			px := row[xs.start[o]*3:]
+			n := xs.n[o]
+			ws := xs.w[o*xs.stride : o*xs.stride+n]
+			px := row[xs.start[o]*3 : xs.start[o]*3+3*n]
 			var r, g, b float32
-			for _, wk := range ws {
-				_ = px[2]
-				r += wk * float32(px[0])
-				g += wk * float32(px[1])
-				b += wk * float32(px[2])
-				px = px[3:]
+			for k, wk := range ws {
+				q := px[3*k : 3*k+3]
+				r += wk * float32(q[0])
+				g += wk * float32(q[1])
+				b += wk * float32(q[2])
 			}
-			t[3*o], t[3*o+1], t[3*o+2] = float32(toByte(r)), float32(toByte(g)), float32(toByte(b))
+			// The weights are positive and sum to 1: the sums lie in
+			// [0, 255] and need no clamping before PIL's rounding.
+			to := t[3*o : 3*o+3]
+			to[0], to[1], to[2] = float32(int32(r+0.5)), float32(int32(g+0.5)), float32(int32(b+0.5))
 		}
 	}
 	// Second pass: each output row is a weighted sum of whole rows of tmp,
@@ -197,12 +200,22 @@ func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw
 	for o := range outH {
 		ws := ys.w[o*ys.stride : o*ys.stride+ys.n[o]]
 		base := (ys.start[o] - y0) * outW * 3
-		clear(acc)
-		for k, wk := range ws {
-			row := tmp[base+k*outW*3 : base+(k+1)*outW*3]
-			row = row[:len(acc)]
-			for j, v := range row {
-				acc[j] += wk * v
+		rowAt := func(k int) []float32 { return tmp[base+k*outW*3 : base+(k+1)*outW*3][:len(acc)] }
+		k := 0
+		if len(ws)%2 == 1 {
+			w0, a := ws[0], rowAt(0)
+			for j, v := range a {
+				acc[j] = w0 * v
+			}
+			k = 1
+		} else {
+			clear(acc)
+		}
+		for ; k+1 < len(ws); k += 2 { // two rows at a time: half the passes over acc
+			wa, wb := ws[k], ws[k+1]
+			a, b := rowAt(k), rowAt(k+1)
+			for j := range acc {
+				acc[j] += wa*a[j] + wb*b[j]
 			}
 		}
 		r0 := dst[o*outW : (o+1)*outW]
@@ -215,9 +228,9 @@ func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw
 				ox = outW - 1 - x
 			}
 			a := acc[3*x : 3*x+3]
-			r0[ox] = l0[toByte(a[0])]
-			r1[ox] = l1[toByte(a[1])]
-			r2[ox] = l2[toByte(a[2])]
+			r0[ox] = l0[uint8(int32(a[0]+0.5))] // in [0, 255] as in the first pass
+			r1[ox] = l1[uint8(int32(a[1]+0.5))]
+			r2[ox] = l2[uint8(int32(a[2]+0.5))]
 		}
 	}
 }
