@@ -234,13 +234,3 @@ func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw
 		}
 	}
 }
-
-func toByte(v float32) uint8 {
-	switch {
-	case v <= 0:
-		return 0
-	case v >= 255:
-		return 255
-	}
-	return uint8(v + 0.5)
-}
