@@ -23,9 +23,9 @@ TEST_TIMEOUT ?= 10m
 RACE_CANDIDATES := kernels collective cluster data train
 RACE_PKGS := $(foreach d,$(RACE_CANDIDATES),$(if $(wildcard $(d)/*.go $(d)/*/*.go),./$(d)/...))
 
-# apt packages the project needs at run time (OpenBLAS and oneDNN are opened with dlopen;
-# without them kernels/cpu falls back to gonum and im2col, slowly).
-APT_PKGS := libopenblas0 libdnnl2 dataset-fashion-mnist
+# apt packages the project needs at run time (OpenBLAS, oneDNN and libjpeg-turbo are opened with dlopen;
+# without them macdist falls back to gonum, im2col and Go's JPEG decoder, slowly).
+APT_PKGS := libopenblas0 libdnnl2 libturbojpeg0 dataset-fashion-mnist
 # And those that only `make fixtures` and `make bench` need.
 APT_PY_PKGS := python3-torch python3-numpy
 

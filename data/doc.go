@@ -32,8 +32,9 @@
 // 256-entry table per channel computed exactly as torchvision's ToTensor
 // then Normalize, so the values equal PyTorch's bit for bit. Cropping,
 // padding and flipping are index arithmetic on the way from bytes to floats;
-// no intermediate image exists. JPEG decoding allocates (image/jpeg returns a
-// new image), but the resampling scratch is pooled.
+// no intermediate image exists. Go's JPEG decoding allocates (image/jpeg
+// returns a new image); libjpeg-turbo decodes into the worker's pooled
+// scratch, with one decompressor per worker.
 //
 // # Determinism
 //
@@ -86,10 +87,12 @@
 // evaluation is Resize(shorter side) + CenterCrop, with torchvision's size
 // and offset rounding. Resizing is PIL's bilinear filter (a triangle whose
 // support widens with the reduction factor, so downscaling averages instead
-// of aliasing), computed in float32 and rounded once to a byte before
-// normalisation; PIL rounds after each pass in 8-bit fixed point, so values
-// can differ by one level of 255. Go's JPEG decoder also differs from
-// libjpeg by a level or two. Normalisation constants are the usual ones
+// of aliasing), computed in float32 and rounded to a byte after each pass
+// as PIL does (PIL in fixed point), so values differ by at most one level of
+// 255. JPEGs are decoded by libjpeg-turbo when it is installed (decode.go:
+// at the smallest DCT scale the crop allows, a few levels from PIL's full
+// decode, 0.5 on average) and by Go's image/jpeg otherwise (a level or two
+// from libjpeg). Normalisation constants are the usual ones
 // (FashionMNISTStats, MNISTStats, CIFAR10Stats, CIFAR100Stats,
 // ImageNetStats), overridable with Options.Mean/Std or NoNormalize.
 //

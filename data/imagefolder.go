@@ -38,6 +38,10 @@ type ImageFolder struct {
 	pool    sync.Pool // *resampler
 	// maxPixels, when positive, replaces MaxImagePixels (for tests).
 	maxPixels int
+	// scales are libjpeg-turbo's DCT reductions, smallest first; nil
+	// decodes with Go's image/jpeg.
+	scales []scaleFactor
+	clock  *stageClock // nil unless a benchmark asked for stage times
 }
 
 // MaxImagePixels bounds the width × height of an image that ImageFolder
@@ -76,60 +80,86 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	fail := func(err error) (int, error) {
 		return 0, &SampleError{Index: i, File: d.src.name(i), Err: err}
 	}
+	t := d.clock.start()
 	enc, err := d.src.read(i, s)
 	if err != nil {
 		return fail(err)
 	}
-	img, err := d.decode(enc)
-	if err != nil {
-		return fail(err)
+	d.clock.lap(&t, d.clock.readStage())
+	// libjpeg-turbo reads the size from the header and decodes after the
+	// draws; anything else (PNG, CMYK JPEGs, no libjpeg-turbo) is decoded
+	// by Go first. Either way the header's size is checked first.
+	var img image.Image
+	w, h, turbo := 0, 0, d.scales != nil && isJPEG(enc)
+	if turbo {
+		var rgbOK bool
+		if w, h, rgbOK, err = s.turbo(enc); err != nil {
+			return fail(err)
+		}
+		if err := d.checkPixels("jpeg", w, h); err != nil {
+			return fail(err)
+		}
+		turbo = rgbOK
 	}
-	b := img.Bounds()
-	if b.Empty() {
-		return fail(errors.New("empty image"))
+	if !turbo {
+		if img, err = d.decode(enc); err != nil {
+			return fail(err)
+		}
+		w, h = img.Bounds().Dx(), img.Bounds().Dy()
+		d.clock.lap(&t, d.clock.decodeStage())
 	}
-	if rng != nil && d.augment == AugmentDefault {
-		r := randomResizedCropRect(rng, b.Dx(), b.Dy())
-		flip := flipCoin(rng)
-		rgb := s.toRGB(img, r.Add(b.Min))
-		s.resample(dst, rgb, r.Dx(), r.Dy(), d.size, d.size, 0, 0, d.size, d.size, flip, d.luts)
+	if w <= 0 || h <= 0 {
+		return fail(fmt.Errorf("empty image (%d×%d)", w, h))
+	}
+	p, cropFlip := d.plan(w, h, rng)
+	out := dst
+	if cropFlip {
+		s.chw = grow(s.chw, len(dst))
+		out = s.chw
+	}
+	if turbo {
+		if err := d.renderTurbo(s, enc, w, h, p, out, &t); err != nil {
+			return fail(err)
+		}
 	} else {
-		fw, fh := resizeShorter(b.Dx(), b.Dy(), d.resize)
-		rgb := s.toRGB(img, b)
-		out := dst
-		crop := rng != nil && d.augment == AugmentCropFlip
-		if crop {
-			s.chw = grow(s.chw, len(dst))
-			out = s.chw
-		}
-		s.resample(out, rgb, b.Dx(), b.Dy(), fw, fh,
-			centerCropOffset(fw, d.size), centerCropOffset(fh, d.size), d.size, d.size, false, d.luts)
-		if crop {
-			top, left := randomCropParams(rng, 4)
-			shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
-		}
+		d.renderGo(s, img, p, out)
+	}
+	d.clock.lap(&t, d.clock.resizeStage())
+	d.clock.done()
+	if cropFlip {
+		top, left := randomCropParams(rng, 4)
+		shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
 	}
 	return int(d.labels[i]), nil
 }
 
 // decode decodes a JPEG or PNG after checking the size its header claims.
 func (d *ImageFolder) decode(enc []byte) (image.Image, error) {
-	limit := MaxImagePixels
-	if d.maxPixels > 0 {
-		limit = d.maxPixels
-	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(enc))
 	if err != nil {
 		return nil, err
 	}
-	if w, h := int64(cfg.Width), int64(cfg.Height); w <= 0 || h <= 0 {
-		return nil, fmt.Errorf("%s of %d×%d pixels: empty image", format, w, h)
-	} else if w*h > int64(limit) {
-		return nil, fmt.Errorf("%s of %d×%d = %d pixels: more than the %d an image may have (a corrupt header or a decompression bomb)",
-			format, w, h, w*h, limit)
+	if err := d.checkPixels(format, cfg.Width, cfg.Height); err != nil {
+		return nil, err
 	}
 	img, _, err := image.Decode(bytes.NewReader(enc))
 	return img, err
+}
+
+// checkPixels refuses an image size read from a header before anything of
+// that size is allocated.
+func (d *ImageFolder) checkPixels(format string, width, height int) error {
+	limit := MaxImagePixels
+	if d.maxPixels > 0 {
+		limit = d.maxPixels
+	}
+	if w, h := int64(width), int64(height); w <= 0 || h <= 0 {
+		return fmt.Errorf("%s of %d×%d pixels: empty image", format, w, h)
+	} else if w*h > int64(limit) {
+		return fmt.Errorf("%s of %d×%d = %d pixels: more than the %d an image may have (a corrupt header or a decompression bomb)",
+			format, w, h, w*h, limit)
+	}
+	return nil
 }
 
 // fileSource yields the encoded bytes of sample i.
@@ -499,6 +529,10 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 
 // openTree is openImageFolder of a listed tree.
 func openTree(t *tree, o Options) (train, test *ImageFolder, err error) {
+	jpeg, err := defaultJPEG()
+	if err != nil {
+		return nil, nil, err
+	}
 	prefix, err := t.findRoot()
 	if err != nil {
 		return nil, nil, err
@@ -568,9 +602,13 @@ func openTree(t *tree, o Options) (train, test *ImageFolder, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	var scales []scaleFactor
+	if jpeg == jpegTurbo {
+		scales = turboFactors
+	}
 	mk := func(split string, files []labelled, augment Augment) *ImageFolder {
 		d := &ImageFolder{
-			classes: classes, size: size, resize: resize, augment: augment, luts: luts,
+			classes: classes, size: size, resize: resize, augment: augment, luts: luts, scales: scales,
 			labels: make([]int32, len(files)),
 		}
 		names := make([]string, len(files))

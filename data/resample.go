@@ -23,10 +23,12 @@ type axisCoeffs struct {
 }
 
 // compute fills the coefficients for outputs off..off+count−1 of a resize of
-// in source samples to full output samples (the outputs outside the window
-// are a crop that is never computed).
-func (a *axisCoeffs) compute(in, full, off, count int) {
-	scale := float64(in) / float64(full)
+// the span source samples from x0 on to full output samples (the outputs
+// outside the window are a crop that is never computed), as PIL's resize
+// with a box: x0 and span may be fractional, taps outside [0, in) are left
+// out, as are those outside the region.
+func (a *axisCoeffs) compute(in int, x0, span float64, full, off, count int) {
+	scale := span / float64(full)
 	filterscale := math.Max(scale, 1)
 	support := filterscale // bilinear support is 1 at unit scale
 	a.stride = int(math.Ceil(support))*2 + 1
@@ -34,10 +36,14 @@ func (a *axisCoeffs) compute(in, full, off, count int) {
 	a.n = grow(a.n, count)
 	a.w = grow(a.w, count*a.stride)
 	ss := 1 / filterscale
+	// torchvision crops before it resizes, so taps stop at the region's
+	// edge (a fractional edge includes its partly covered pixel).
+	first := max(int(math.Floor(x0)), 0)
+	last := min(int(math.Ceil(x0+span)), in)
 	for o := range count {
-		center := (float64(o+off) + 0.5) * scale
-		lo := max(int(center-support+0.5), 0)
-		hi := min(int(center+support+0.5), in)
+		center := x0 + (float64(o+off)+0.5)*scale
+		lo := max(int(center-support+0.5), first)
+		hi := min(int(center+support+0.5), last)
 		ws := a.w[o*a.stride : (o+1)*a.stride]
 		var sum float64
 		k := 0
@@ -76,6 +82,8 @@ type resampler struct {
 	xs, ys axisCoeffs
 	file   []byte    // encoded bytes read from disk
 	chw    []float32 // crop-flip: the image before its random shift
+	acc    []float32 // one output row of the second pass
+	tj     *turboDecoder
 }
 
 // toRGB copies region r of img into s.rgb as interleaved 8-bit RGB, the way
@@ -144,8 +152,14 @@ func (s *resampler) toRGB(img image.Image, r image.Rectangle) []uint8 {
 // style), keeps the outW×outH window at (offX, offY) of that, mirrors it
 // when flip, and writes it normalised through luts into dst (3 planes).
 func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, offX, offY, outW, outH int, flip bool, luts []lut) {
-	s.xs.compute(w, fullW, offX, outW)
-	s.ys.compute(h, fullH, offY, outH)
+	s.resampleBox(dst, src, w, h, 0, 0, float64(w), float64(h), fullW, fullH, offX, offY, outW, outH, flip, luts)
+}
+
+// resampleBox is resample of the region (x0, y0, bw, bh), in pixels that
+// may be fractional, of the w×h RGB image src.
+func (s *resampler) resampleBox(dst []float32, src []uint8, w, h int, bx, by, bw, bh float64, fullW, fullH, offX, offY, outW, outH int, flip bool, luts []lut) {
+	s.xs.compute(w, bx, bw, fullW, offX, outW)
+	s.ys.compute(h, by, bh, fullH, offY, outH)
 	// Only the source rows some output row reads go through the first pass.
 	y0 := s.ys.start[0]
 	y1 := s.ys.start[outH-1] + s.ys.n[outH-1]
@@ -160,54 +174,63 @@ func (s *resampler) resample(dst []float32, src []uint8, w, h, fullW, fullH, off
 		row := src[y*w*3 : (y+1)*w*3]
 		t := tmp[(y-y0)*outW*3 : (y-y0+1)*outW*3]
 		for o := range outW {
-			ws := xs.w[o*xs.stride : o*xs.stride+xs.n[o]]
-			px := row[xs.start[o]*3:]
+			n := xs.n[o]
+			ws := xs.w[o*xs.stride : o*xs.stride+n]
+			px := row[xs.start[o]*3 : xs.start[o]*3+3*n]
 			var r, g, b float32
-			for _, wk := range ws {
-				_ = px[2]
-				r += wk * float32(px[0])
-				g += wk * float32(px[1])
-				b += wk * float32(px[2])
-				px = px[3:]
+			for k, wk := range ws {
+				q := px[3*k : 3*k+3]
+				r += wk * float32(q[0])
+				g += wk * float32(q[1])
+				b += wk * float32(q[2])
 			}
-			t[3*o], t[3*o+1], t[3*o+2] = r, g, b
+			// The weights are positive and sum to 1: the sums lie in
+			// [0, 255] and need no clamping before PIL's rounding.
+			to := t[3*o : 3*o+3]
+			to[0], to[1], to[2] = float32(int32(r+0.5)), float32(int32(g+0.5)), float32(int32(b+0.5))
 		}
 	}
+	// Second pass: each output row is a weighted sum of whole rows of tmp,
+	// accumulated row by row so that the inner loop runs over contiguous
+	// memory.
 	ys := &s.ys
 	plane := outW * outH
+	acc := grow(s.acc, outW*3)
+	s.acc = acc
 	for o := range outH {
 		ws := ys.w[o*ys.stride : o*ys.stride+ys.n[o]]
 		base := (ys.start[o] - y0) * outW * 3
-		for x := range outW {
-			var r, g, b float32
-			t := tmp[base+3*x:]
-			for k, wk := range ws {
-				if k > 0 {
-					t = t[outW*3:]
-				}
-				_ = t[2]
-				r += wk * t[0]
-				g += wk * t[1]
-				b += wk * t[2]
+		rowAt := func(k int) []float32 { return tmp[base+k*outW*3 : base+(k+1)*outW*3][:len(acc)] }
+		k := 0
+		if len(ws)%2 == 1 {
+			w0, a := ws[0], rowAt(0)
+			for j, v := range a {
+				acc[j] = w0 * v
 			}
+			k = 1
+		} else {
+			clear(acc)
+		}
+		for ; k+1 < len(ws); k += 2 { // two rows at a time: half the passes over acc
+			wa, wb := ws[k], ws[k+1]
+			a, b := rowAt(k), rowAt(k+1)
+			for j := range acc {
+				acc[j] += wa*a[j] + wb*b[j]
+			}
+		}
+		r0 := dst[o*outW : (o+1)*outW]
+		r1 := dst[plane+o*outW : plane+(o+1)*outW]
+		r2 := dst[2*plane+o*outW : 2*plane+(o+1)*outW]
+		l0, l1, l2 := &luts[0], &luts[1], &luts[2]
+		for x := range outW {
 			ox := x
 			if flip {
 				ox = outW - 1 - x
 			}
-			i := o*outW + ox
-			dst[i] = luts[0][toByte(r)]
-			dst[plane+i] = luts[1][toByte(g)]
-			dst[2*plane+i] = luts[2][toByte(b)]
+			a := acc[3*x : 3*x+3]
+			r0[ox] = l0[uint8(int32(a[0]+0.5))] // in [0, 255] as in the first pass
+			r1[ox] = l1[uint8(int32(a[1]+0.5))]
+			r2[ox] = l2[uint8(int32(a[2]+0.5))]
 		}
 	}
-}
-
-func toByte(v float32) uint8 {
-	switch {
-	case v <= 0:
-		return 0
-	case v >= 255:
-		return 255
-	}
-	return uint8(v + 0.5)
 }

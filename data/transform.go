@@ -131,10 +131,17 @@ func flipCoin(rng *rand.Rand) bool { return rng.Float64() < 0.5 }
 // computations use.
 func roundHalfEven(x float64) int { return int(math.RoundToEven(x)) }
 
+// uniformSource is the part of *rand.Rand that RandomResizedCrop draws
+// from; tests replay torchvision's draws through it.
+type uniformSource interface {
+	Float64() float64
+	IntN(n int) int
+}
+
 // randomResizedCropRect is torchvision's RandomResizedCrop.get_params with
 // scale (0.08, 1) and ratio (3/4, 4/3): ten tries at a box of random area and
 // log-uniform aspect ratio, then the central crop clamped to the ratio range.
-func randomResizedCropRect(rng *rand.Rand, width, height int) image.Rectangle {
+func randomResizedCropRect(rng uniformSource, width, height int) image.Rectangle {
 	const (
 		scaleLo, scaleHi = 0.08, 1.0
 		ratioLo, ratioHi = 3.0 / 4.0, 4.0 / 3.0

@@ -35,6 +35,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "collective" {
 		return runBenchCollective(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "data" {
+		return runBenchData(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", stderr)
 	model := fs.String("model", "", "model to build: "+strings.Join(models.Names(), ", "))
 	batch := fs.Int("batch", 128, "images per step")

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/macdist/macdist/collective/nccl"
+	"github.com/macdist/macdist/data"
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/kernels/cuda"
 )
@@ -51,6 +52,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stdout, "BLAS: gonum (pure Go, several times slower): libopenblas.so.0 not found")
 		fmt.Fprintln(stdout, "  fix: apt-get install libopenblas0 (Debian, Ubuntu), or put libopenblas.so.0 on LD_LIBRARY_PATH")
 	}
+	fmt.Fprintln(stdout, "JPEG: "+data.JPEGDecoder())
 	if cpu.BLASName() != "openblas" {
 		missing = append(missing, "cpu-blas")
 		unusable["cpu-blas"] = true
