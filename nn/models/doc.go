@@ -8,17 +8,20 @@
 //	resnet20 … 110  He et al.'s CIFAR ResNets (6n+2 layers) as akamaster's
 //	                implementation, with torchvision's BasicBlock: 1×1
 //	                convolution + BatchNorm shortcuts, named downsample.0/.1
-//	resnet18, 50    torchvision's ResNets (v1.5 bottlenecks)
+//	resnet18 … 152  torchvision's ResNets 18, 34, 50, 101 and 152 (v1.5
+//	                bottlenecks)
 //	wrn28-10        Zagoruyko & Komodakis' Wide ResNet, as xternalz's
 //	                WideResNet-pytorch names it; DropRate defaults to 0 as
 //	                there (the paper's CIFAR runs used 0.3)
 //	vit-tiny        DeiT-Tiny: timm's VisionTransformer, 192 wide, 12 deep,
 //	                3 heads, 16 px patches, 224 px images
 //	vit-tiny-cifar  the same at 32 px with 4 px patches
+//	deit-small      timm's deit_small_patch16_224: 384 wide, 12 deep, 6 heads
+//	deit-base       timm's deit_base_patch16_224: 768 wide, 12 deep, 12 heads
 //
 // Every model takes its input channels, image size and number of classes
-// from Config; the depth, widths and dropout rate are options where the
-// original has them. Weights start as in the original code (torchvision's,
+// from Config; the depth, widths, dropout and stochastic depth rates are
+// options where the original has them. Weights start as in the original code (torchvision's,
 // akamaster's, xternalz's and timm's initialisations), drawn from
 // Config.Seed.
 //

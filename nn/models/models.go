@@ -27,7 +27,11 @@ type Config struct {
 
 	Width    int     // WRN widen factor; MLP hidden width
 	DropRate float32 // WRN dropout between the convolutions of a block
-	Seed     uint64  // seed of the initial weights (and of dropout masks)
+	// DropPath is the stochastic depth rate of the last block of a ViT or
+	// Swin (timm's drop_path_rate): block i of n drops its residual
+	// branches with probability DropPath·i/(n−1), as timm's linspace.
+	DropPath float32
+	Seed     uint64 // seed of the initial weights (and of dropout masks)
 }
 
 type spec struct {
@@ -43,10 +47,15 @@ var zoo = map[string]spec{
 	"resnet56":       {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 56}, buildCifarResNet},
 	"resnet110":      {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 110}, buildCifarResNet},
 	"resnet18":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 18}, buildResNet},
+	"resnet34":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 34}, buildResNet},
 	"resnet50":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 50}, buildResNet},
+	"resnet101":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 101}, buildResNet},
+	"resnet152":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 152}, buildResNet},
 	"wrn28-10":       {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 28, Width: 10}, buildWideResNet},
 	"vit-tiny":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 192, Heads: 3, Patch: 16, MLPRatio: 4}, buildViT},
 	"vit-tiny-cifar": {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 12, Dim: 192, Heads: 3, Patch: 4, MLPRatio: 4}, buildViT},
+	"deit-small":     {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 384, Heads: 6, Patch: 16, MLPRatio: 4}, buildViT},
+	"deit-base":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 768, Heads: 12, Patch: 16, MLPRatio: 4}, buildViT},
 }
 
 // Names lists the models New builds, sorted.
@@ -146,6 +155,9 @@ func fill(c, d Config) Config {
 	}
 	if c.DropRate == 0 {
 		c.DropRate = d.DropRate
+	}
+	if c.DropPath == 0 {
+		c.DropPath = d.DropPath
 	}
 	return c
 }
@@ -301,7 +313,7 @@ func buildCifarResNet(b *builder) error {
 	return nil
 }
 
-// buildResNet is torchvision's resnet18 or resnet50.
+// buildResNet is torchvision's resnet18, 34, 50, 101 or 152.
 func buildResNet(b *builder) error {
 	c := b.cfg
 	var blocks []int
@@ -309,8 +321,14 @@ func buildResNet(b *builder) error {
 	switch b.name {
 	case "resnet18":
 		blocks = []int{2, 2, 2, 2}
+	case "resnet34":
+		blocks = []int{3, 4, 6, 3}
 	case "resnet50":
 		blocks, bottleneck = []int{3, 4, 6, 3}, true
+	case "resnet101":
+		blocks, bottleneck = []int{3, 4, 23, 3}, true
+	case "resnet152":
+		blocks, bottleneck = []int{3, 8, 36, 3}, true
 	}
 	if want := b.def.Depth; c.Depth != want {
 		return b.errorf("depth %d: torchvision's %s has no depth option (want %d)", c.Depth, b.name, want)
@@ -407,14 +425,18 @@ func buildViT(b *builder) error {
 		return b.errorf("depth %d", c.Depth)
 	case int(float64(c.Dim)*c.MLPRatio) < 1:
 		return b.errorf("MLP ratio %g", c.MLPRatio)
+	case !(c.DropPath >= 0 && c.DropPath < 1):
+		return b.errorf("drop path rate %g, want [0, 1)", c.DropPath)
 	}
 	d := b.dev
 	g := c.ImageSize / c.Patch
 	tokens := nn.NewTokenEmbed(d, "", g*g, c.Dim, b.rng)
 	b.add(nn.NewPatchEmbed(d, "patch_embed", c.InChannels, c.Dim, c.Patch, b.rng), tokens)
 	b.firstParams = tokens.Params()
+	blocks := make([]*nn.ViTBlock, c.Depth)
 	for i := range c.Depth {
-		b.add(nn.NewViTBlock(d, fmt.Sprintf("blocks.%d", i), c.Dim, c.Heads, c.MLPRatio, b.rng))
+		blocks[i] = nn.NewViTBlock(d, fmt.Sprintf("blocks.%d", i), c.Dim, c.Heads, c.MLPRatio, b.rng)
+		b.add(blocks[i])
 	}
 	b.add(nn.NewLayerNorm(d, "norm", c.Dim, 1e-6), nn.NewTakeToken(d, 0), b.linear("head", c.Dim, c.Classes))
 	// timm's init_weights_vit_timm: every Linear trunc_normal_(std=.02) with
@@ -429,7 +451,23 @@ func buildViT(b *builder) error {
 			b.dev.Fill(bias.Value.Data, 0)
 		}
 	})
+	// The masks' seeds are drawn after the weights, so that a rate of 0
+	// leaves every weight as it was.
+	for i, blk := range blocks {
+		if p := dropPathRate(c.DropPath, i, c.Depth); p > 0 {
+			blk.SetDropPath(p, b.rng.Uint64())
+		}
+	}
 	return nil
+}
+
+// dropPathRate is block i's stochastic depth rate out of n blocks: timm's
+// torch.linspace(0, rate, n)[i], computed as torchvision does (rate·i/(n−1)).
+func dropPathRate(rate float32, i, n int) float32 {
+	if n < 2 {
+		return 0
+	}
+	return float32(float64(rate) * float64(i) / float64(n-1))
 }
 
 // eachWeight calls fn for every Linear and Conv2d built so far, in forward

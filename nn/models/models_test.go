@@ -42,8 +42,8 @@ func randInput(dev kernels.Device, shape []int, seed uint64) *nn.Tensor {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"lenet5", "mlp", "resnet110", "resnet18", "resnet20", "resnet32", "resnet50", "resnet56",
-		"vit-tiny", "vit-tiny-cifar", "wrn28-10"}
+	want := []string{"deit-base", "deit-small", "lenet5", "mlp", "resnet101", "resnet110", "resnet152", "resnet18", "resnet20", "resnet32",
+		"resnet34", "resnet50", "resnet56", "vit-tiny", "vit-tiny-cifar", "wrn28-10"}
 	if got := models.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -100,14 +100,17 @@ func TestParamCounts(t *testing.T) {
 		want int
 	}{
 		{"lenet5", models.Config{}, 61706},
-		{"resnet20", models.Config{}, 272474},   // 0.27M (He et al.), with 1×1 shortcuts
-		{"resnet18", models.Config{}, 11689512}, // torchvision
-		{"resnet50", models.Config{}, 25557032}, // torchvision
-		{"wrn28-10", models.Config{}, 36479194}, // 36.5M (Zagoruyko & Komodakis)
-		{"vit-tiny", models.Config{}, 5717416},  // timm deit_tiny_patch16_224
+		{"resnet20", models.Config{}, 272474},    // 0.27M (He et al.), with 1×1 shortcuts
+		{"resnet18", models.Config{}, 11689512},  // torchvision
+		{"resnet34", models.Config{}, 21797672},  // torchvision
+		{"resnet50", models.Config{}, 25557032},  // torchvision
+		{"resnet101", models.Config{}, 44549160}, // torchvision
+		{"resnet152", models.Config{}, 60192808}, // torchvision
+		{"wrn28-10", models.Config{}, 36479194},  // 36.5M (Zagoruyko & Komodakis)
+		{"vit-tiny", models.Config{}, 5717416},   // timm deit_tiny_patch16_224
 		{"vit-tiny-cifar", models.Config{Depth: 6}, 2693578},
 	} {
-		if testing.Short() && tc.want > 20e6 {
+		if testing.Short() && tc.want > 50e6 {
 			continue
 		}
 		if got := mustNew(t, dev, tc.name, tc.cfg).NumParams(); got != tc.want {
@@ -200,6 +203,8 @@ func TestBadConfig(t *testing.T) {
 		{"wrn28-10", models.Config{DropRate: 1}, "dropout"},
 		{"vit-tiny-cifar", models.Config{ImageSize: 30}, "multiple"},
 		{"vit-tiny-cifar", models.Config{Heads: 5}, "heads"},
+		{"deit-small", models.Config{DropPath: 1}, "drop path"},
+		{"deit-small", models.Config{DropPath: -0.1}, "drop path"},
 		{"lenet5", models.Config{ImageSize: 8}, "too small"},
 		{"mlp", models.Config{Classes: -1}, "negative"},
 	} {
@@ -558,5 +563,52 @@ func TestBackwardHook(t *testing.T) {
 				t.Errorf("%d reports after the hook was removed", calls)
 			}
 		})
+	}
+}
+
+// TestDropPath checks --drop-path as timm applies it: block i of n at rate
+// DropPath·i/(n−1), the same weights as without it, and the identity in
+// evaluation mode.
+func TestDropPath(t *testing.T) {
+	dev := cpu.New()
+	cfg := models.Config{ImageSize: 32, Depth: 5, Dim: 16, Heads: 2, Classes: 3, Seed: 4}
+	plain := mustNew(t, dev, "deit-small", cfg)
+	cfg.DropPath = 0.2
+	m := mustNew(t, dev, "deit-small", cfg)
+	var rates []float32
+	for _, c := range m.Children() {
+		if b, ok := c.(*nn.ViTBlock); ok {
+			a, mlp := b.DropPath()
+			switch {
+			case a == nil && mlp == nil:
+				rates = append(rates, 0)
+			case a == nil || mlp == nil || a.P != mlp.P:
+				t.Fatalf("block with drop path on one branch only")
+			default:
+				rates = append(rates, a.P)
+			}
+		}
+	}
+	if want := []float32{0, 0.05, 0.1, 0.15, 0.2}; !slices.Equal(rates, want) {
+		t.Errorf("drop path rates %v, want %v (torch.linspace(0, 0.2, 5))", rates, want)
+	}
+	pp := paramMap(plain)
+	for _, p := range m.Params() {
+		if !slices.Equal(values(dev, p), values(dev, pp[p.Name])) {
+			t.Fatalf("%s differs from the model without drop path", p.Name)
+		}
+	}
+	x := randInput(dev, m.InputShape(8), 1)
+	logits := func(m *models.Model) []float64 {
+		return values(dev, &nn.Param{Value: m.Forward(x)})
+	}
+	want := logits(plain)
+	if slices.Equal(logits(m), want) {
+		t.Error("training mode: drop path changed nothing")
+	}
+	m.SetTraining(false)
+	plain.SetTraining(false)
+	if got := logits(m); !slices.Equal(got, logits(plain)) {
+		t.Error("evaluation mode: drop path is not the identity")
 	}
 }

@@ -23,13 +23,14 @@ import (
 var parityCases = []string{
 	"mlp", "lenet5", "lenet5-rgb20",
 	"resnet8", "resnet20", "resnet32", "resnet56", "resnet110",
-	"resnet18", "resnet50",
+	"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 	"wrn10-1", "wrn28-10",
-	"vit-micro", "vit-tiny", "vit-tiny-cifar",
+	"vit-micro", "vit-tiny", "vit-tiny-cifar", "deit-small", "deit-base",
 }
 
 // bigCases take seconds each; -short leaves them out.
-var bigCases = map[string]bool{"resnet50": true, "wrn28-10": true, "resnet110": true}
+var bigCases = map[string]bool{"resnet50": true, "wrn28-10": true, "resnet110": true, "resnet34": true,
+	"resnet101": true, "resnet152": true}
 
 // baseTol bounds every relative error where float32 is well-conditioned:
 // there the Go model agrees with the float64 reference as closely as

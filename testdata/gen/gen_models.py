@@ -20,8 +20,10 @@ the step, and models_lenet5 the hash-initialised conv1.weight.
 Pass fixture suffixes (mlp, resnet50, ...) as arguments to regenerate only
 those.
 
-Run with Debian's /usr/bin/python3 (torchvision is not installed there, hence
-the hand-written modules).
+Run with Debian's /usr/bin/python3. The first models were written out by hand;
+the later ones come from Debian's torchvision 0.14 where it has them
+(resnet34, resnet101, resnet152, swin_t), and from a transcription of timm's
+code otherwise (timm is not installable here).
 """
 import copy
 import json
@@ -343,6 +345,12 @@ def build(kind, o):
         return ResNet(BasicBlock, [2, 2, 2, 2], c, k)
     if kind == "resnet50":
         return ResNet(Bottleneck, [3, 4, 6, 3], c, k)
+    if kind in ("resnet34", "resnet101", "resnet152"):
+        import torchvision
+        m = getattr(torchvision.models, kind)(num_classes=k)
+        if c != 3:
+            m.conv1 = nn.Conv2d(c, 64, 7, stride=2, padding=3, bias=False)
+        return m
     if kind == "wrn":
         return WideResNet(o["Depth"], o["Width"], c, k, o.get("DropRate", 0.0))
     if kind == "vit":
@@ -367,6 +375,9 @@ CASES = [
     # behind it is rounding noise.
     ("resnet18", "resnet18", "resnet18", dict(InChannels=3, ImageSize=64, Classes=10)),
     ("resnet50", "resnet50", "resnet50", dict(InChannels=3, ImageSize=64, Classes=10)),
+    ("resnet34", "resnet34", "resnet34", dict(InChannels=3, ImageSize=64, Classes=10)),
+    ("resnet101", "resnet101", "resnet101", dict(InChannels=3, ImageSize=64, Classes=10)),
+    ("resnet152", "resnet152", "resnet152", dict(InChannels=3, ImageSize=64, Classes=10)),
     ("wrn10-1", "wrn28-10", "wrn", dict(InChannels=3, ImageSize=16, Classes=10, Depth=10, Width=1)),
     ("wrn28-10", "wrn28-10", "wrn", dict(InChannels=3, ImageSize=32, Classes=10, Depth=28, Width=10)),
     ("vit-micro", "vit-tiny-cifar", "vit", dict(InChannels=3, ImageSize=16, Classes=10, Dim=32, Depth=2, Heads=2,
@@ -375,6 +386,11 @@ CASES = [
                                           Patch=16, MLPRatio=4.0)),
     ("vit-tiny-cifar", "vit-tiny-cifar", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=192, Depth=2,
                                                       Heads=3, Patch=4, MLPRatio=4.0)),
+    # DeiT-Small and -Base at full width and heads, fewer blocks, 32 px.
+    ("deit-small", "deit-small", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=384, Depth=2, Heads=6,
+                                              Patch=16, MLPRatio=4.0)),
+    ("deit-base", "deit-base", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=768, Depth=1, Heads=12,
+                                            Patch=16, MLPRatio=4.0)),
 ]
 
 SEED = 7
