@@ -25,6 +25,11 @@ type Config struct {
 	Patch    int     // ViT patch size, in pixels
 	MLPRatio float64 // ViT MLP hidden width over Dim
 
+	// Stages lists the blocks of each Swin stage; stage s has width Dim·2^s
+	// and Heads·2^s heads. Window is the side of Swin's attention windows.
+	Stages []int
+	Window int
+
 	Width    int     // WRN widen factor; MLP hidden width
 	DropRate float32 // WRN dropout between the convolutions of a block
 	// DropPath is the stochastic depth rate of the last block of a ViT or
@@ -56,6 +61,8 @@ var zoo = map[string]spec{
 	"vit-tiny-cifar": {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 12, Dim: 192, Heads: 3, Patch: 4, MLPRatio: 4}, buildViT},
 	"deit-small":     {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 384, Heads: 6, Patch: 16, MLPRatio: 4}, buildViT},
 	"deit-base":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 768, Heads: 12, Patch: 16, MLPRatio: 4}, buildViT},
+	"swin-tiny": {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Dim: 96, Heads: 3, Patch: 4, MLPRatio: 4,
+		Stages: []int{2, 2, 6, 2}, Window: 7}, buildSwin},
 }
 
 // Names lists the models New builds, sorted.
@@ -150,6 +157,10 @@ func fill(c, d Config) Config {
 	setInt(&c.Heads, d.Heads)
 	setInt(&c.Patch, d.Patch)
 	setInt(&c.Width, d.Width)
+	setInt(&c.Window, d.Window)
+	if len(c.Stages) == 0 {
+		c.Stages = slices.Clone(d.Stages)
+	}
 	if c.MLPRatio == 0 {
 		c.MLPRatio = d.MLPRatio
 	}
@@ -468,6 +479,76 @@ func dropPathRate(rate float32, i, n int) float32 {
 		return 0
 	}
 	return float32(float64(rate) * float64(i) / float64(n-1))
+}
+
+// buildSwin is torchvision's SwinTransformer (swin_t at the defaults):
+// features.0 embeds 4 × 4 patches (convolution, channels last, LayerNorm),
+// features.1, 3, 5, 7 are the stages of Swin blocks, their odd blocks
+// shifted by half a window, features.2, 4, 6 merge patches, then norm,
+// average pooling over positions and head.
+func buildSwin(b *builder) error {
+	c := b.cfg
+	switch {
+	case c.Depth != 0:
+		return b.errorf("depth %d: Swin's depth is Config.Stages (%v)", c.Depth, c.Stages)
+	case c.Patch < 1 || c.ImageSize%c.Patch != 0:
+		return b.errorf("image size %d is not a multiple of the patch size %d", c.ImageSize, c.Patch)
+	case c.Dim < 1 || c.Heads < 1 || c.Dim%c.Heads != 0:
+		return b.errorf("width %d does not split into %d heads", c.Dim, c.Heads)
+	case c.Window < 1:
+		return b.errorf("window %d", c.Window)
+	case len(c.Stages) == 0 || slices.Min(c.Stages) < 1:
+		return b.errorf("stages %v, want at least one of at least one block", c.Stages)
+	case int(float64(c.Dim)*c.MLPRatio) < 1:
+		return b.errorf("MLP ratio %g", c.MLPRatio)
+	case !(c.DropPath >= 0 && c.DropPath < 1):
+		return b.errorf("drop path rate %g, want [0, 1)", c.DropPath)
+	}
+	res := c.ImageSize / c.Patch
+	if unit := c.Window << (len(c.Stages) - 1); res%unit != 0 {
+		return b.errorf("image size %d: every stage's map must be a multiple of the window %d (image size a multiple of patch·window·2^(stages−1) = %d)",
+			c.ImageSize, c.Window, c.Patch*unit)
+	}
+	d := b.dev
+	b.add(b.conv("features.0.0", c.InChannels, c.Dim, c.Patch, c.Patch, 0, true), nn.NewChannelsLast(d),
+		nn.NewLayerNorm(d, "features.0.2", c.Dim, 1e-5))
+	var blocks []*nn.SwinBlock
+	dim, heads := c.Dim, c.Heads
+	for s, n := range c.Stages {
+		for i := range n {
+			shift := 0
+			if i%2 == 1 {
+				shift = c.Window / 2
+			}
+			blk := nn.NewSwinBlock(d, fmt.Sprintf("features.%d.%d", 2*s+1, i), dim, heads, c.Window, shift, c.MLPRatio, b.rng)
+			blocks = append(blocks, blk)
+			b.add(blk)
+		}
+		if s < len(c.Stages)-1 {
+			b.add(nn.NewPatchMerging(d, fmt.Sprintf("features.%d", 2*s+2), dim, b.rng))
+			dim, heads = 2*dim, 2*heads
+		}
+	}
+	b.add(nn.NewLayerNorm(d, "norm", dim, 1e-5), nn.NewMeanTokens(d), b.linear("head", dim, c.Classes))
+	// torchvision: every Linear trunc_normal_(std=.02) with zero bias (this
+	// overrides the blocks' xavier init of the MLPs), the bias tables
+	// trunc_normal_(std=.02), LayerNorms 1 and 0, the patch convolution
+	// PyTorch's default.
+	b.eachWeight(func(w *nn.Param, bias *nn.Param, conv bool) {
+		if conv {
+			return
+		}
+		b.truncNormal(w, 0.02)
+		if bias != nil {
+			b.dev.Fill(bias.Value.Data, 0)
+		}
+	})
+	for i, blk := range blocks {
+		if p := dropPathRate(c.DropPath, i, len(blocks)); p > 0 {
+			blk.SetDropPath(p, b.rng.Uint64())
+		}
+	}
+	return nil
 }
 
 // eachWeight calls fn for every Linear and Conv2d built so far, in forward

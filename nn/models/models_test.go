@@ -3,6 +3,7 @@ package models_test
 import (
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/safetensors"
 )
 
 func mustNew(t testing.TB, dev kernels.Device, name string, cfg models.Config) *models.Model {
@@ -43,7 +45,7 @@ func randInput(dev kernels.Device, shape []int, seed uint64) *nn.Tensor {
 
 func TestNames(t *testing.T) {
 	want := []string{"deit-base", "deit-small", "lenet5", "mlp", "resnet101", "resnet110", "resnet152", "resnet18", "resnet20", "resnet32",
-		"resnet34", "resnet50", "resnet56", "vit-tiny", "vit-tiny-cifar", "wrn28-10"}
+		"resnet34", "resnet50", "resnet56", "swin-tiny", "vit-tiny", "vit-tiny-cifar", "wrn28-10"}
 	if got := models.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -204,6 +206,11 @@ func TestBadConfig(t *testing.T) {
 		{"vit-tiny-cifar", models.Config{ImageSize: 30}, "multiple"},
 		{"vit-tiny-cifar", models.Config{Heads: 5}, "heads"},
 		{"deit-small", models.Config{DropPath: 1}, "drop path"},
+		{"swin-tiny", models.Config{ImageSize: 112}, "multiple of patch·window"},
+		{"swin-tiny", models.Config{Depth: 12}, "Stages"},
+		{"swin-tiny", models.Config{Heads: 5}, "heads"},
+		{"swin-tiny", models.Config{Stages: []int{2, 0}}, "stages"},
+		{"swin-tiny", models.Config{DropPath: 1.5}, "drop path"},
 		{"deit-small", models.Config{DropPath: -0.1}, "drop path"},
 		{"lenet5", models.Config{ImageSize: 8}, "too small"},
 		{"mlp", models.Config{Classes: -1}, "negative"},
@@ -243,6 +250,7 @@ func TestTapped(t *testing.T) {
 		{"resnet50", models.Config{Classes: 10}, 1 + 16*3 + 4 + 1, "conv1.weight", "fc.weight", 0, ""},
 		{"wrn28-10", models.Config{Depth: 10, Width: 2}, 1 + 3*2 + 3 + 1, "conv1.weight", "fc.weight", 0, ""},
 		{"vit-tiny-cifar", models.Config{Depth: 3}, 1 + 3*4 + 1, "patch_embed.proj.weight", "head.weight", 3, "blocks.0.attn.qkv.weight"},
+		{"swin-tiny", models.Config{}, 1 + 12*4 + 3 + 1, "features.0.0.weight", "head.weight", 12, "features.1.0.attn.qkv.weight"},
 	} {
 		m := mustNew(t, dev, tc.name, tc.cfg)
 		tp := m.Tapped()
@@ -431,6 +439,8 @@ func TestStepAllocs(t *testing.T) {
 		{"resnet50", models.Config{ImageSize: 32, Classes: 10}},
 		{"wrn28-10", models.Config{Depth: 10, Width: 1, ImageSize: 16, DropRate: 0.3}},
 		{"vit-tiny-cifar", models.Config{Depth: 1, ImageSize: 16}},
+		{"deit-small", models.Config{Depth: 1, ImageSize: 32, Dim: 24, DropPath: 0.5}},
+		{"swin-tiny", models.Config{ImageSize: 16, Patch: 2, Dim: 8, Heads: 1, Stages: []int{2, 2}, Window: 2}},
 	} {
 		if testing.Short() && tc.name == "resnet50" {
 			continue
@@ -485,6 +495,7 @@ func TestBackwardHook(t *testing.T) {
 		{"resnet50", models.Config{ImageSize: 32, Classes: 10}},
 		{"wrn28-10", models.Config{Depth: 10, Width: 1, ImageSize: 16}},
 		{"vit-tiny-cifar", models.Config{Depth: 2, ImageSize: 16}},
+		{"swin-tiny", models.Config{ImageSize: 16, Patch: 2, Dim: 8, Heads: 1, Stages: []int{2, 2}, Window: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if testing.Short() && tc.name == "resnet50" {
@@ -610,5 +621,72 @@ func TestDropPath(t *testing.T) {
 	plain.SetTraining(false)
 	if got := logits(m); !slices.Equal(got, logits(plain)) {
 		t.Error("evaluation mode: drop path is not the identity")
+	}
+}
+
+// TestStateDictRoundTrip checks what export and --init rely on for the
+// models of issue 15: the state_dict written by nn.SaveParams loads back
+// into a model built from another seed and gives it the same values, and
+// the integer buffers travel as int64, as PyTorch keeps them.
+func TestStateDictRoundTrip(t *testing.T) {
+	dev := cpu.New()
+	for _, tc := range []struct {
+		name string
+		cfg  models.Config
+	}{
+		{"resnet34", models.Config{ImageSize: 32, Classes: 10}},
+		{"resnet101", models.Config{ImageSize: 32, Classes: 10}},
+		{"deit-small", models.Config{Depth: 2}},
+		{"swin-tiny", models.Config{ImageSize: 64, Dim: 24, Stages: []int{2, 2, 2, 2}, Window: 2, Classes: 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && tc.name == "resnet101" {
+				t.Skip("large model")
+			}
+			tc.cfg.Seed = 1
+			a := mustNew(t, dev, tc.name, tc.cfg)
+			tc.cfg.Seed = 2
+			b := mustNew(t, dev, tc.name, tc.cfg)
+			path := filepath.Join(t.TempDir(), "m.safetensors")
+			if err := nn.SaveParams(dev, path, a.Params()); err != nil {
+				t.Fatal(err)
+			}
+			if err := nn.LoadParams(dev, path, b.Params()); err != nil {
+				t.Fatal(err)
+			}
+			bp := paramMap(b)
+			for _, p := range a.Params() {
+				if !slices.Equal(values(dev, p), values(dev, bp[p.Name])) {
+					t.Fatalf("%s differs after the round trip", p.Name)
+				}
+			}
+			f, err := safetensors.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ints := 0
+			for _, n := range f.Names() {
+				tt, _ := f.Tensor(n)
+				isInt := strings.HasSuffix(n, "num_batches_tracked") || strings.HasSuffix(n, "relative_position_index")
+				if isInt != (tt.DType == safetensors.I64) {
+					t.Errorf("%s stored as %v", n, tt.DType)
+				}
+				if strings.HasSuffix(n, "relative_position_index") {
+					ints++
+					v, err := tt.Ints()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i, k := range nn.RelativePositionIndex(tc.cfg.Window) {
+						if v[i] != int64(k) {
+							t.Fatalf("%s[%d] = %d, want %d", n, i, v[i], k)
+						}
+					}
+				}
+			}
+			if tc.name == "swin-tiny" && ints != 8 {
+				t.Errorf("%d relative_position_index buffers, want 8", ints)
+			}
+		})
 	}
 }

@@ -26,6 +26,7 @@ var parityCases = []string{
 	"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 	"wrn10-1", "wrn28-10",
 	"vit-micro", "vit-tiny", "vit-tiny-cifar", "deit-small", "deit-base",
+	"swin-micro",
 }
 
 // bigCases take seconds each; -short leaves them out.
@@ -264,4 +265,37 @@ func nonzero(x float64) float64 {
 		return 1
 	}
 	return x
+}
+
+// TestFullStateDict compares the state_dict of swin-tiny at its defaults,
+// names and shapes in order, with torchvision's swin_t (stored with the
+// swin-micro fixture, whose numbers are checked at a smaller size).
+func TestFullStateDict(t *testing.T) {
+	f := fixture.Load(t, "models_swin-micro")
+	var sd [][2]json.RawMessage
+	if err := json.Unmarshal([]byte(f.Metadata["full_state_dict"]), &sd); err != nil {
+		t.Fatalf("fixture full_state_dict: %v", err)
+	}
+	var meta caseMeta
+	for _, e := range sd {
+		var ent struct {
+			name  string
+			shape []int
+		}
+		if err := json.Unmarshal(e[0], &ent.name); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(e[1], &ent.shape); err != nil {
+			t.Fatal(err)
+		}
+		meta.stateDict = append(meta.stateDict, ent)
+	}
+	if len(meta.stateDict) < 100 {
+		t.Fatalf("fixture holds %d state_dict entries; swin_t has 185", len(meta.stateDict))
+	}
+	m, err := models.New(cpu.New(), "swin-tiny", models.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStateDict(t, m.Params(), meta)
 }

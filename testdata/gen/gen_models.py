@@ -351,6 +351,15 @@ def build(kind, o):
         if c != 3:
             m.conv1 = nn.Conv2d(c, 64, 7, stride=2, padding=3, bias=False)
         return m
+    if kind == "swin":
+        from torchvision.models.swin_transformer import SwinTransformer
+        m = SwinTransformer(patch_size=[o["Patch"]] * 2, embed_dim=o["Dim"], depths=o["Stages"],
+                            num_heads=[o["Heads"] << i for i in range(len(o["Stages"]))],
+                            window_size=[o["Window"]] * 2, mlp_ratio=o["MLPRatio"], stochastic_depth_prob=0.0,
+                            num_classes=k)
+        if c != 3:
+            m.features[0][0] = nn.Conv2d(c, o["Dim"], o["Patch"], stride=o["Patch"])
+        return m
     if kind == "wrn":
         return WideResNet(o["Depth"], o["Width"], c, k, o.get("DropRate", 0.0))
     if kind == "vit":
@@ -389,6 +398,11 @@ CASES = [
     # DeiT-Small and -Base at full width and heads, fewer blocks, 32 px.
     ("deit-small", "deit-small", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=384, Depth=2, Heads=6,
                                               Patch=16, MLPRatio=4.0)),
+    # torchvision's SwinTransformer at 32 px with 1 px patches and 4 × 4
+    # windows: stages at 32, 16, 8 and 4 px, so the first three shift their
+    # odd blocks (masks included) and the last, one window wide, does not.
+    ("swin-micro", "swin-tiny", "swin", dict(InChannels=3, ImageSize=32, Classes=10, Dim=16, Heads=2, Patch=1,
+                                              MLPRatio=4.0, Stages=[2, 2, 2, 2], Window=4)),
     ("deit-base", "deit-base", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=768, Depth=1, Heads=12,
                                             Patch=16, MLPRatio=4.0)),
 ]
@@ -476,6 +490,7 @@ def run_case(suffix, go_name, kind, opts):
         spread = {q: max(v, e) for (q, v), e in zip(spread.items(), errors(*step(m, xn, labels)).values())}
 
     out = {"input": x, "labels": labels.to(torch.int64), "logits": logits, "loss": loss}
+    meta_extra = {}
     for name, g in grads.items():
         if full:
             out["grad." + name] = g
@@ -485,6 +500,13 @@ def run_case(suffix, go_name, kind, opts):
         for name, t in model64.state_dict().items():
             if name.endswith("running_mean") or name.endswith("running_var"):
                 out["state." + name] = t
+    if suffix == "swin-micro":
+        # The full swin_t's state_dict, names and shapes, for the Go model
+        # at its defaults.
+        import torchvision
+        tv = torchvision.models.swin_t().state_dict()
+        meta_extra["full_state_dict"] = json.dumps([[n, list(t.shape)] for n, t in tv.items()],
+                                                   separators=(",", ":"))
     if suffix == "lenet5":
         # HashInit must reproduce the weights bit for bit; one tensor shows it.
         out["init.conv1.weight"] = init_conv1
@@ -497,6 +519,7 @@ def run_case(suffix, go_name, kind, opts):
         "state_dict": json.dumps([[n, sh] for n, sh in zip(names, shapes)], separators=(",", ":")),
         "torch_f32_err": json.dumps({q: float("%.3g" % v) for q, v in torch_err.items()}, sort_keys=True),
         "f32_spread": json.dumps({q: float("%.3g" % v) for q, v in spread.items()}, sort_keys=True),
+        **meta_extra,
     }
     path = save("models_" + suffix, out, meta)
     print("%-16s %-8s %10d params  %7d bytes  loss %.5f  float32 spread: logits %.1e loss %.1e grads %.1e" % (
