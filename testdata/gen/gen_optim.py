@@ -33,6 +33,8 @@ MODELS = {
     # block shifted and masked).
     "deit-small": ("deit-small", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=48, Depth=2, Heads=6,
                                              Patch=8, MLPRatio=4.0)),
+    "deit-base": ("deit-base", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=48, Depth=1, Heads=12,
+                                           Patch=8, MLPRatio=4.0)),
     "swin": ("swin-tiny", "swin", dict(InChannels=3, ImageSize=16, Classes=10, Dim=16, Heads=2, Patch=2,
                                        MLPRatio=4.0, Stages=[2, 2], Window=4)),
 }
@@ -178,6 +180,8 @@ CASES = [
                                                  first_layer_cov=True, attention_v=True, steps=20)),
     ("mac_swin", "swin", "mac", dict(MAC_HP, damping=3.0, stat_decay=0.99, wd=1e-4, decoupled=True,
                                      first_layer_cov=True, attention_v=True, steps=20)),
+    ("mac_deit-base", "deit-base", "mac", dict(MAC_HP, damping=3.0, stat_decay=0.99, wd=1e-4, decoupled=True,
+                                               first_layer_cov=True, attention_v=True, steps=20)),
     ("mac_swin_noattn", "swin", "mac", dict(MAC_HP, first_layer_cov=False, attention_v=False, steps=20)),
     ("kfac_lenet5", "lenet5", "kfac", dict(KFAC_HP)),
     ("kfac_vit_decoupled", "vit", "kfac", dict(KFAC_HP, decoupled=True, wd=0.05)),
