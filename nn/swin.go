@@ -113,10 +113,6 @@ func (s *SwinBlock) SetTraining(on bool) {
 	for _, m := range s.Children() {
 		m.SetTraining(on)
 	}
-	if s.dp1 != nil {
-		s.dp1.SetTraining(on)
-		s.dp2.SetTraining(on)
-	}
 }
 
 // SetDropPath gives both residual branches stochastic depth of rate p
@@ -134,8 +130,13 @@ func (s *SwinBlock) SetDropPath(p float32, seed uint64) {
 // DropPath returns the stochastic depth of the two branches (nil without).
 func (s *SwinBlock) DropPath() (attn, mlp *DropPath) { return s.dp1, s.dp2 }
 
-// Children returns norm1, attn, norm2, mlp.0, the GELU and mlp.3.
+// Children returns norm1, attn, norm2, mlp.0, the GELU and mlp.3, each
+// branch followed by its DropPath when SetDropPath gave it one (so that
+// nn.Walk finds them).
 func (s *SwinBlock) Children() []Module {
+	if s.dp1 != nil {
+		return []Module{s.norm1, s.attn, s.dp1, s.norm2, s.fc1, s.act, s.fc2, s.dp2}
+	}
 	return []Module{s.norm1, s.attn, s.norm2, s.fc1, s.act, s.fc2}
 }
 

@@ -116,10 +116,6 @@ func (v *ViTBlock) SetTraining(on bool) {
 	for _, m := range v.Children() {
 		m.SetTraining(on)
 	}
-	if v.dp1 != nil {
-		v.dp1.SetTraining(on)
-		v.dp2.SetTraining(on)
-	}
 }
 
 // SetDropPath gives both residual branches stochastic depth of rate p, as
@@ -139,8 +135,12 @@ func (v *ViTBlock) SetDropPath(p float32, seed uint64) {
 func (v *ViTBlock) DropPath() (attn, mlp *DropPath) { return v.dp1, v.dp2 }
 
 // Children returns norm1, attn, norm2, mlp.fc1, the GELU and mlp.fc2, in
-// forward order.
+// forward order, each branch followed by its DropPath when SetDropPath
+// gave it one (so that nn.Walk finds them).
 func (v *ViTBlock) Children() []Module {
+	if v.dp1 != nil {
+		return []Module{v.norm1, v.attn, v.dp1, v.norm2, v.fc1, v.act, v.fc2, v.dp2}
+	}
 	return []Module{v.norm1, v.attn, v.norm2, v.fc1, v.act, v.fc2}
 }
 

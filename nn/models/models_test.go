@@ -603,6 +603,23 @@ func TestDropPath(t *testing.T) {
 	if want := []float32{0, 0.05, 0.1, 0.15, 0.2}; !slices.Equal(rates, want) {
 		t.Errorf("drop path rates %v, want %v (torch.linspace(0, 0.2, 5))", rates, want)
 	}
+	// A trainer finds them by nn.Walk (to advance their seeds on resume),
+	// in Swin too.
+	for _, mm := range []*models.Model{m, mustNew(t, dev, "swin-tiny", models.Config{ImageSize: 16, Patch: 2, Dim: 8,
+		Heads: 1, Stages: []int{2, 2}, Window: 2, DropPath: 0.1})} {
+		found := 0
+		for _, c := range mm.Children() {
+			nn.Walk(c, func(x nn.Module) {
+				if _, ok := x.(*nn.DropPath); ok {
+					found++
+				}
+			})
+		}
+		// Two in each block but the first: 5 blocks in deit, 4 in swin.
+		if want := map[string]int{"deit-small": 8, "swin-tiny": 6}[mm.Name]; found != want {
+			t.Errorf("%s: nn.Walk finds %d DropPath modules, want %d (two in each block but the first)", mm.Name, found, want)
+		}
+	}
 	pp := paramMap(plain)
 	for _, p := range m.Params() {
 		if !slices.Equal(values(dev, p), values(dev, pp[p.Name])) {
