@@ -299,3 +299,37 @@ func TestFullStateDict(t *testing.T) {
 	}
 	checkStateDict(t, m.Params(), meta)
 }
+
+// TestFullSizeForward runs swin-tiny at its defaults (224 px, 7 × 7
+// windows, every stage as in swin_t) on one image and compares the logits
+// with torchvision's swin_t on the same hash-initialised weights, in
+// float64 (testdata/gen/gen_models.py's FULL_CASES).
+func TestFullSizeForward(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 224 px forward pass of a 28M-parameter model; run without -short")
+	}
+	dev := cpu.New()
+	f := fixture.Load(t, "models_swin-tiny-full")
+	seed, err := strconv.ParseUint(f.Metadata["seed"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.New(dev, f.Metadata["model"], models.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nn.HashInit(dev, m.Params(), seed)
+	m.SetTraining(false)
+	shape := m.InputShape(1)
+	u := nn.HashUniform("x", seed, nn.Numel(shape))
+	xs := make([]float32, len(u))
+	for i, v := range u {
+		xs[i] = float32(2*v - 1)
+	}
+	x := nn.NewTensor(dev, shape...)
+	dev.Upload(x.Data, xs)
+	want, _ := fixture.Floats(t, f, "logits")
+	got := download(dev, m.Forward(x))
+	fixture.Close(t, "swin-tiny logits", got, want, baseTol)
+	t.Logf("relative error %.2g", fixture.RelErr(got, want))
+}

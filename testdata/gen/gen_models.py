@@ -17,6 +17,9 @@ and the metadata records how far float32 strays from them on the same input
 models. models_resnet20 also stores the BatchNorm running statistics after
 the step, and models_lenet5 the hash-initialised conv1.weight.
 
+FULL_CASES add full-size forward passes (swin_t at 224 px, evaluation mode,
+one hash_uniform image): only the logits are stored.
+
 Pass fixture suffixes (mlp, resnet50, ...) as arguments to regenerate only
 those.
 
@@ -527,6 +530,26 @@ def run_case(suffix, go_name, kind, opts):
         spread["grads"]), flush=True)
 
 
+# Full-size forward passes: the model at its defaults, hash-initialised,
+# on one hash_uniform image (Go draws the same), in evaluation mode; only the
+# logits are stored.
+FULL_CASES = [
+    ("swin-tiny-full", "swin-tiny", "swin_t"),
+]
+
+
+def run_full(suffix, go_name, tv_name):
+    import torchvision
+    model = getattr(torchvision.models, tv_name)()
+    hash_init(model, SEED)
+    model.eval()
+    x = torch.from_numpy((hash_uniform("x", SEED, 3 * 224 * 224) * 2 - 1).astype("float32")).reshape(1, 3, 224, 224)
+    with torch.no_grad():
+        logits = model.double()(x.double())
+    path = save("models_" + suffix, {"logits": logits}, {"model": go_name, "seed": SEED})
+    print("%-16s full-size forward  %7d bytes" % (suffix, os.path.getsize(path)), flush=True)
+
+
 def main():
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     only = set(sys.argv[1:])
@@ -534,6 +557,9 @@ def main():
         if only and suffix not in only:
             continue
         run_case(suffix, go_name, kind, opts)
+    for suffix, go_name, tv_name in FULL_CASES:
+        if not only or suffix in only:
+            run_full(suffix, go_name, tv_name)
 
 
 if __name__ == "__main__":
