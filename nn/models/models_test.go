@@ -112,9 +112,6 @@ func TestParamCounts(t *testing.T) {
 		{"vit-tiny", models.Config{}, 5717416},   // timm deit_tiny_patch16_224
 		{"vit-tiny-cifar", models.Config{Depth: 6}, 2693578},
 	} {
-		if testing.Short() && tc.want > 50e6 {
-			continue
-		}
 		if got := mustNew(t, dev, tc.name, tc.cfg).NumParams(); got != tc.want {
 			t.Errorf("%s: %d parameters, want %d", tc.name, got, tc.want)
 		}
