@@ -18,6 +18,38 @@
 // scores. shared/MAC.md states every rule; the tests hold the code to it
 // with a closed form, a float64 inverse and replays of PyTorch runs.
 //
+// # Attention
+//
+// For the fused qkv projection of an attention layer (nn.AttentionTapped),
+// the Q and K rows of Gw use the layer's ordinary m̂ and the V rows their
+// own m̂_V, the bias-corrected EMA (same β, count and refresh schedule) of
+//
+//	ā_V = X̄ᵀ·t̄
+//
+// where, over the attention's batch of sequences of N tokens, X̄[j] is
+// token j's input row (with the trailing 1) averaged over the sequences,
+// and t̄[j] is the softmax attention that key j receives averaged over the
+// sequences, the heads and the queries (Σ t̄ = 1). For a ViT the sequences
+// are the images and the tokens their patches and class token.
+//
+// Window attention (Swin) is the same rule with the windows as the
+// sequences, as the authors' code finds each Swin block's heads the way it
+// finds a ViT's: the block's input [B, H, W, d] (after norm1) is rolled by
+// the block's shift and cut into B·nW windows of N = ws² tokens, so X̄[j]
+// is the input row at window position j averaged over every window of
+// every image (after the roll: position j of a shifted window holds the
+// tokens that the roll brought there), and t̄[j] is the attention that
+// window position j receives, averaged over windows, heads and query
+// positions, from the softmax that the layer computes, relative position
+// bias and shift mask included (a masked pair's logit is lowered by 100,
+// so it contributes practically nothing). The qkv layer's ordinary ā is
+// the mean of the same window rows, which is the mean of the block's input
+// tokens.
+//
+// Across ranks t̄ is averaged first (EarlyStats), then each rank's X̄ᵀ·t̄
+// with the other statistics (Stats): every rank has the same number of
+// sequences, so both are the full batch's means.
+//
 // # Baselines
 //
 // SGD and AdamW (torch.optim's semantics), KFAC (A and G factors with EMA

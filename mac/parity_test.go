@@ -105,11 +105,14 @@ func macFromHparams(dev kernels.Device, m *models.Model, hp hparams) mac.Optimiz
 	return o
 }
 
-// TestMACParity replays 12 steps of the PyTorch reference MAC
-// (testdata/gen/ref_optim.py) on lenet5 and a two-block ViT and compares the
-// final parameters (relative error ≤ 1e-4).
+// TestMACParity replays the PyTorch reference MAC (testdata/gen/ref_optim.py)
+// and compares the final parameters (relative error ≤ 1e-4): 12 steps on
+// lenet5 and a two-block ViT, 20 steps of the DeiT / Swin recipe on
+// deit-small, deit-base and swin-tiny at small sizes, the Swin run with and
+// without the window attention rule.
 func TestMACParity(t *testing.T) {
-	for _, name := range []string{"optim_mac_lenet5", "optim_mac_lenet5_nofirst", "optim_mac_vit", "optim_mac_vit_noattn_decoupled"} {
+	for _, name := range []string{"optim_mac_lenet5", "optim_mac_lenet5_nofirst", "optim_mac_vit", "optim_mac_vit_noattn_decoupled",
+		"optim_mac_deit-small", "optim_mac_deit-base", "optim_mac_swin", "optim_mac_swin_noattn"} {
 		t.Run(strings.TrimPrefix(name, "optim_"), func(t *testing.T) { parityRun(t, name, macFromHparams) })
 	}
 }

@@ -7,6 +7,9 @@
 // A Tensor is a shape over a flat float32 kernels.Buffer, row-major and NCHW
 // like a contiguous PyTorch tensor; it has no strides, so a reshape (Flatten)
 // is a new Tensor over the same buffer and anything else is a kernel call.
+// The Swin layers (SwinBlock, WindowAttention, PatchMerging) work on
+// channels-last maps [B, H, W, C], as torchvision's Swin does after its
+// Permute; ChannelsLast turns a convolution's NCHW output into one.
 // A Module maps one Tensor to another; there is no autograd tape. Backward
 // takes dL/dy for the output of the most recent Forward and returns dL/dx,
 // so a network is a Sequential or a Container that calls its children's

@@ -50,8 +50,8 @@ func HashInit(dev kernels.Device, params []*Param, seed uint64) {
 	}
 	for _, p := range params {
 		n := p.Value.Len()
-		if strings.HasSuffix(p.Name, "num_batches_tracked") {
-			continue
+		if isCounter(p) {
+			continue // integer buffers: a counter, a fixed index
 		}
 		u := HashUniform(p.Name, seed, n)
 		v := make([]float32, n)

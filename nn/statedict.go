@@ -9,7 +9,8 @@ import (
 )
 
 // StateDict returns params as safetensors tensors with PyTorch's names,
-// shapes and dtypes (num_batches_tracked is int64, as PyTorch keeps it), so
+// shapes and dtypes (num_batches_tracked and relative_position_index are
+// int64, as PyTorch keeps them), so
 // that torch's load_state_dict takes the file as it is.
 func StateDict(dev kernels.Device, params []*Param) []safetensors.Tensor {
 	out := make([]safetensors.Tensor, 0, len(params))
@@ -29,8 +30,10 @@ func StateDict(dev kernels.Device, params []*Param) []safetensors.Tensor {
 	return out
 }
 
+// isCounter reports whether PyTorch keeps p as int64: BatchNorm's
+// num_batches_tracked and Swin's relative_position_index.
 func isCounter(p *Param) bool {
-	return p.Kind == KindBuffer && strings.HasSuffix(p.Name, "num_batches_tracked")
+	return p.Kind == KindBuffer && (strings.HasSuffix(p.Name, "num_batches_tracked") || strings.HasSuffix(p.Name, "relative_position_index"))
 }
 
 // SaveParams writes params to path as safetensors, atomically.

@@ -7,11 +7,13 @@ import (
 	"github.com/macdist/macdist/kernels"
 )
 
-// ViTBlock is timm's pre-norm transformer Block without layer scale, drop
-// path or dropout:
+// ViTBlock is timm's pre-norm transformer Block without layer scale or
+// dropout:
 //
-//	h = x + attn(norm1(x))
-//	y = h + mlp.fc2(GELU(mlp.fc1(norm2(h))))
+//	h = x + drop_path(attn(norm1(x)))
+//	y = h + drop_path(mlp.fc2(GELU(mlp.fc1(norm2(h)))))
+//
+// where drop_path is the identity unless SetDropPath turns it on.
 //
 // with LayerNorms of eps 1e-6 (timm's ViT passes partial(nn.LayerNorm,
 // eps=1e-6)), erf GELU and a qkv bias.
@@ -23,6 +25,7 @@ type ViTBlock struct {
 	attn         *MultiHeadSelfAttention
 	fc1, fc2     *Linear
 	act          *GELU
+	dp1, dp2     *DropPath // nil without stochastic depth
 	hook         backwardHook
 	params       []*Param
 
@@ -66,9 +69,15 @@ func (v *ViTBlock) Forward(x *Tensor) *Tensor {
 	v.x = x
 	copy(v.shape[:], x.Shape)
 	a := v.attn.Forward(v.norm1.Forward(x))
+	if v.dp1 != nil {
+		a = v.dp1.Forward(a)
+	}
 	h := v.h.ensure(d, x.Shape)
 	d.Add(h.Data, x.Data, a.Data)
 	m := v.fc2.Forward(v.act.Forward(v.fc1.Forward(v.norm2.Forward(h))))
+	if v.dp2 != nil {
+		m = v.dp2.Forward(m)
+	}
 	y := v.y.ensure(d, x.Shape)
 	d.Add(y.Data, h.Data, m.Data)
 	return y
@@ -82,10 +91,18 @@ func (v *ViTBlock) Backward(dy *Tensor) *Tensor {
 	}
 	d := v.dev
 	h := &v.hook
-	dm := h.back(v.norm2, h.back(v.fc1, h.back(v.act, h.back(v.fc2, dy))))
+	dm := dy
+	if v.dp2 != nil {
+		dm = v.dp2.Backward(dm)
+	}
+	dm = h.back(v.norm2, h.back(v.fc1, h.back(v.act, h.back(v.fc2, dm))))
 	dh := v.dh.ensure(d, v.shape[:])
 	d.Add(dh.Data, dy.Data, dm.Data)
-	da := h.back(v.norm1, h.back(v.attn, dh))
+	da := dh
+	if v.dp1 != nil {
+		da = v.dp1.Backward(da)
+	}
+	da = h.back(v.norm1, h.back(v.attn, da))
 	dx := v.dx.ensure(d, v.shape[:])
 	d.Add(dx.Data, dh.Data, da.Data)
 	return dx
@@ -101,9 +118,29 @@ func (v *ViTBlock) SetTraining(on bool) {
 	}
 }
 
+// SetDropPath gives both residual branches stochastic depth of rate p, as
+// timm's Block does with drop_path > 0 (one DropPath module per branch, so
+// each branch draws its own mask); seed is the first seed of the attention
+// branch's masks, seed+1<<32 the MLP branch's. A rate of 0 removes it.
+func (v *ViTBlock) SetDropPath(p float32, seed uint64) {
+	if p == 0 {
+		v.dp1, v.dp2 = nil, nil
+		return
+	}
+	v.dp1, v.dp2 = NewDropPath(v.dev, p, seed), NewDropPath(v.dev, p, seed+1<<32)
+}
+
+// DropPath returns the stochastic depth of the attention and MLP branches
+// (nil, nil without).
+func (v *ViTBlock) DropPath() (attn, mlp *DropPath) { return v.dp1, v.dp2 }
+
 // Children returns norm1, attn, norm2, mlp.fc1, the GELU and mlp.fc2, in
-// forward order.
+// forward order, each branch followed by its DropPath when SetDropPath
+// gave it one (so that nn.Walk finds them).
 func (v *ViTBlock) Children() []Module {
+	if v.dp1 != nil {
+		return []Module{v.norm1, v.attn, v.dp1, v.norm2, v.fc1, v.act, v.fc2, v.dp2}
+	}
 	return []Module{v.norm1, v.attn, v.norm2, v.fc1, v.act, v.fc2}
 }
 

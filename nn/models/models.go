@@ -25,9 +25,18 @@ type Config struct {
 	Patch    int     // ViT patch size, in pixels
 	MLPRatio float64 // ViT MLP hidden width over Dim
 
+	// Stages lists the blocks of each Swin stage; stage s has width Dim·2^s
+	// and Heads·2^s heads. Window is the side of Swin's attention windows.
+	Stages []int
+	Window int
+
 	Width    int     // WRN widen factor; MLP hidden width
 	DropRate float32 // WRN dropout between the convolutions of a block
-	Seed     uint64  // seed of the initial weights (and of dropout masks)
+	// DropPath is the stochastic depth rate of the last block of a ViT or
+	// Swin (timm's drop_path_rate): block i of n drops its residual
+	// branches with probability DropPath·i/(n−1), as timm's linspace.
+	DropPath float32
+	Seed     uint64 // seed of the initial weights (and of dropout masks)
 }
 
 type spec struct {
@@ -43,10 +52,17 @@ var zoo = map[string]spec{
 	"resnet56":       {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 56}, buildCifarResNet},
 	"resnet110":      {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 110}, buildCifarResNet},
 	"resnet18":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 18}, buildResNet},
+	"resnet34":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 34}, buildResNet},
 	"resnet50":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 50}, buildResNet},
+	"resnet101":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 101}, buildResNet},
+	"resnet152":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 152}, buildResNet},
 	"wrn28-10":       {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 28, Width: 10}, buildWideResNet},
 	"vit-tiny":       {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 192, Heads: 3, Patch: 16, MLPRatio: 4}, buildViT},
 	"vit-tiny-cifar": {Config{InChannels: 3, ImageSize: 32, Classes: 10, Depth: 12, Dim: 192, Heads: 3, Patch: 4, MLPRatio: 4}, buildViT},
+	"deit-small":     {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 384, Heads: 6, Patch: 16, MLPRatio: 4}, buildViT},
+	"deit-base":      {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Depth: 12, Dim: 768, Heads: 12, Patch: 16, MLPRatio: 4}, buildViT},
+	"swin-tiny": {Config{InChannels: 3, ImageSize: 224, Classes: 1000, Dim: 96, Heads: 3, Patch: 4, MLPRatio: 4,
+		Stages: []int{2, 2, 6, 2}, Window: 7}, buildSwin},
 }
 
 // Names lists the models New builds, sorted.
@@ -141,11 +157,18 @@ func fill(c, d Config) Config {
 	setInt(&c.Heads, d.Heads)
 	setInt(&c.Patch, d.Patch)
 	setInt(&c.Width, d.Width)
+	setInt(&c.Window, d.Window)
+	if len(c.Stages) == 0 {
+		c.Stages = slices.Clone(d.Stages)
+	}
 	if c.MLPRatio == 0 {
 		c.MLPRatio = d.MLPRatio
 	}
 	if c.DropRate == 0 {
 		c.DropRate = d.DropRate
+	}
+	if c.DropPath == 0 {
+		c.DropPath = d.DropPath
 	}
 	return c
 }
@@ -301,7 +324,7 @@ func buildCifarResNet(b *builder) error {
 	return nil
 }
 
-// buildResNet is torchvision's resnet18 or resnet50.
+// buildResNet is torchvision's resnet18, 34, 50, 101 or 152.
 func buildResNet(b *builder) error {
 	c := b.cfg
 	var blocks []int
@@ -309,8 +332,14 @@ func buildResNet(b *builder) error {
 	switch b.name {
 	case "resnet18":
 		blocks = []int{2, 2, 2, 2}
+	case "resnet34":
+		blocks = []int{3, 4, 6, 3}
 	case "resnet50":
 		blocks, bottleneck = []int{3, 4, 6, 3}, true
+	case "resnet101":
+		blocks, bottleneck = []int{3, 4, 23, 3}, true
+	case "resnet152":
+		blocks, bottleneck = []int{3, 8, 36, 3}, true
 	}
 	if want := b.def.Depth; c.Depth != want {
 		return b.errorf("depth %d: torchvision's %s has no depth option (want %d)", c.Depth, b.name, want)
@@ -407,14 +436,18 @@ func buildViT(b *builder) error {
 		return b.errorf("depth %d", c.Depth)
 	case int(float64(c.Dim)*c.MLPRatio) < 1:
 		return b.errorf("MLP ratio %g", c.MLPRatio)
+	case !(c.DropPath >= 0 && c.DropPath < 1):
+		return b.errorf("drop path rate %g, want [0, 1)", c.DropPath)
 	}
 	d := b.dev
 	g := c.ImageSize / c.Patch
 	tokens := nn.NewTokenEmbed(d, "", g*g, c.Dim, b.rng)
 	b.add(nn.NewPatchEmbed(d, "patch_embed", c.InChannels, c.Dim, c.Patch, b.rng), tokens)
 	b.firstParams = tokens.Params()
+	blocks := make([]*nn.ViTBlock, c.Depth)
 	for i := range c.Depth {
-		b.add(nn.NewViTBlock(d, fmt.Sprintf("blocks.%d", i), c.Dim, c.Heads, c.MLPRatio, b.rng))
+		blocks[i] = nn.NewViTBlock(d, fmt.Sprintf("blocks.%d", i), c.Dim, c.Heads, c.MLPRatio, b.rng)
+		b.add(blocks[i])
 	}
 	b.add(nn.NewLayerNorm(d, "norm", c.Dim, 1e-6), nn.NewTakeToken(d, 0), b.linear("head", c.Dim, c.Classes))
 	// timm's init_weights_vit_timm: every Linear trunc_normal_(std=.02) with
@@ -429,6 +462,92 @@ func buildViT(b *builder) error {
 			b.dev.Fill(bias.Value.Data, 0)
 		}
 	})
+	// The masks' seeds are drawn after the weights, so that a rate of 0
+	// leaves every weight as it was.
+	for i, blk := range blocks {
+		if p := dropPathRate(c.DropPath, i, c.Depth); p > 0 {
+			blk.SetDropPath(p, b.rng.Uint64())
+		}
+	}
+	return nil
+}
+
+// dropPathRate is block i's stochastic depth rate out of n blocks: timm's
+// torch.linspace(0, rate, n)[i], computed as torchvision does (rate·i/(n−1)).
+func dropPathRate(rate float32, i, n int) float32 {
+	if n < 2 {
+		return 0
+	}
+	return float32(float64(rate) * float64(i) / float64(n-1))
+}
+
+// buildSwin is torchvision's SwinTransformer (swin_t at the defaults):
+// features.0 embeds 4 × 4 patches (convolution, channels last, LayerNorm),
+// features.1, 3, 5, 7 are the stages of Swin blocks, their odd blocks
+// shifted by half a window, features.2, 4, 6 merge patches, then norm,
+// average pooling over positions and head.
+func buildSwin(b *builder) error {
+	c := b.cfg
+	switch {
+	case c.Depth != 0:
+		return b.errorf("depth %d: Swin's depth is Config.Stages (%v)", c.Depth, c.Stages)
+	case c.Patch < 1 || c.ImageSize%c.Patch != 0:
+		return b.errorf("image size %d is not a multiple of the patch size %d", c.ImageSize, c.Patch)
+	case c.Dim < 1 || c.Heads < 1 || c.Dim%c.Heads != 0:
+		return b.errorf("width %d does not split into %d heads", c.Dim, c.Heads)
+	case c.Window < 1:
+		return b.errorf("window %d", c.Window)
+	case len(c.Stages) == 0 || slices.Min(c.Stages) < 1:
+		return b.errorf("stages %v, want at least one of at least one block", c.Stages)
+	case int(float64(c.Dim)*c.MLPRatio) < 1:
+		return b.errorf("MLP ratio %g", c.MLPRatio)
+	case !(c.DropPath >= 0 && c.DropPath < 1):
+		return b.errorf("drop path rate %g, want [0, 1)", c.DropPath)
+	}
+	res := c.ImageSize / c.Patch
+	if unit := c.Window << (len(c.Stages) - 1); res%unit != 0 {
+		return b.errorf("image size %d: every stage's map must be a multiple of the window %d (image size a multiple of patch·window·2^(stages−1) = %d)",
+			c.ImageSize, c.Window, c.Patch*unit)
+	}
+	d := b.dev
+	b.add(b.conv("features.0.0", c.InChannels, c.Dim, c.Patch, c.Patch, 0, true), nn.NewChannelsLast(d),
+		nn.NewLayerNorm(d, "features.0.2", c.Dim, 1e-5))
+	var blocks []*nn.SwinBlock
+	dim, heads := c.Dim, c.Heads
+	for s, n := range c.Stages {
+		for i := range n {
+			shift := 0
+			if i%2 == 1 {
+				shift = c.Window / 2
+			}
+			blk := nn.NewSwinBlock(d, fmt.Sprintf("features.%d.%d", 2*s+1, i), dim, heads, c.Window, shift, c.MLPRatio, b.rng)
+			blocks = append(blocks, blk)
+			b.add(blk)
+		}
+		if s < len(c.Stages)-1 {
+			b.add(nn.NewPatchMerging(d, fmt.Sprintf("features.%d", 2*s+2), dim, b.rng))
+			dim, heads = 2*dim, 2*heads
+		}
+	}
+	b.add(nn.NewLayerNorm(d, "norm", dim, 1e-5), nn.NewMeanTokens(d), b.linear("head", dim, c.Classes))
+	// torchvision: every Linear trunc_normal_(std=.02) with zero bias (this
+	// overrides the blocks' xavier init of the MLPs), the bias tables
+	// trunc_normal_(std=.02), LayerNorms 1 and 0, the patch convolution
+	// PyTorch's default.
+	b.eachWeight(func(w *nn.Param, bias *nn.Param, conv bool) {
+		if conv {
+			return
+		}
+		b.truncNormal(w, 0.02)
+		if bias != nil {
+			b.dev.Fill(bias.Value.Data, 0)
+		}
+	})
+	for i, blk := range blocks {
+		if p := dropPathRate(c.DropPath, i, len(blocks)); p > 0 {
+			blk.SetDropPath(p, b.rng.Uint64())
+		}
+	}
 	return nil
 }
 

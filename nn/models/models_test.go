@@ -3,6 +3,7 @@ package models_test
 import (
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/safetensors"
 )
 
 func mustNew(t testing.TB, dev kernels.Device, name string, cfg models.Config) *models.Model {
@@ -42,8 +44,8 @@ func randInput(dev kernels.Device, shape []int, seed uint64) *nn.Tensor {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"lenet5", "mlp", "resnet110", "resnet18", "resnet20", "resnet32", "resnet50", "resnet56",
-		"vit-tiny", "vit-tiny-cifar", "wrn28-10"}
+	want := []string{"deit-base", "deit-small", "lenet5", "mlp", "resnet101", "resnet110", "resnet152", "resnet18", "resnet20", "resnet32",
+		"resnet34", "resnet50", "resnet56", "swin-tiny", "vit-tiny", "vit-tiny-cifar", "wrn28-10"}
 	if got := models.Names(); !slices.Equal(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -100,16 +102,16 @@ func TestParamCounts(t *testing.T) {
 		want int
 	}{
 		{"lenet5", models.Config{}, 61706},
-		{"resnet20", models.Config{}, 272474},   // 0.27M (He et al.), with 1×1 shortcuts
-		{"resnet18", models.Config{}, 11689512}, // torchvision
-		{"resnet50", models.Config{}, 25557032}, // torchvision
-		{"wrn28-10", models.Config{}, 36479194}, // 36.5M (Zagoruyko & Komodakis)
-		{"vit-tiny", models.Config{}, 5717416},  // timm deit_tiny_patch16_224
+		{"resnet20", models.Config{}, 272474},    // 0.27M (He et al.), with 1×1 shortcuts
+		{"resnet18", models.Config{}, 11689512},  // torchvision
+		{"resnet34", models.Config{}, 21797672},  // torchvision
+		{"resnet50", models.Config{}, 25557032},  // torchvision
+		{"resnet101", models.Config{}, 44549160}, // torchvision
+		{"resnet152", models.Config{}, 60192808}, // torchvision
+		{"wrn28-10", models.Config{}, 36479194},  // 36.5M (Zagoruyko & Komodakis)
+		{"vit-tiny", models.Config{}, 5717416},   // timm deit_tiny_patch16_224
 		{"vit-tiny-cifar", models.Config{Depth: 6}, 2693578},
 	} {
-		if testing.Short() && tc.want > 20e6 {
-			continue
-		}
 		if got := mustNew(t, dev, tc.name, tc.cfg).NumParams(); got != tc.want {
 			t.Errorf("%s: %d parameters, want %d", tc.name, got, tc.want)
 		}
@@ -200,6 +202,13 @@ func TestBadConfig(t *testing.T) {
 		{"wrn28-10", models.Config{DropRate: 1}, "dropout"},
 		{"vit-tiny-cifar", models.Config{ImageSize: 30}, "multiple"},
 		{"vit-tiny-cifar", models.Config{Heads: 5}, "heads"},
+		{"deit-small", models.Config{DropPath: 1}, "drop path"},
+		{"swin-tiny", models.Config{ImageSize: 112}, "multiple of patch·window"},
+		{"swin-tiny", models.Config{Depth: 12}, "Stages"},
+		{"swin-tiny", models.Config{Heads: 5}, "heads"},
+		{"swin-tiny", models.Config{Stages: []int{2, 0}}, "stages"},
+		{"swin-tiny", models.Config{DropPath: 1.5}, "drop path"},
+		{"deit-small", models.Config{DropPath: -0.1}, "drop path"},
 		{"lenet5", models.Config{ImageSize: 8}, "too small"},
 		{"mlp", models.Config{Classes: -1}, "negative"},
 	} {
@@ -238,6 +247,7 @@ func TestTapped(t *testing.T) {
 		{"resnet50", models.Config{Classes: 10}, 1 + 16*3 + 4 + 1, "conv1.weight", "fc.weight", 0, ""},
 		{"wrn28-10", models.Config{Depth: 10, Width: 2}, 1 + 3*2 + 3 + 1, "conv1.weight", "fc.weight", 0, ""},
 		{"vit-tiny-cifar", models.Config{Depth: 3}, 1 + 3*4 + 1, "patch_embed.proj.weight", "head.weight", 3, "blocks.0.attn.qkv.weight"},
+		{"swin-tiny", models.Config{}, 1 + 12*4 + 3 + 1, "features.0.0.weight", "head.weight", 12, "features.1.0.attn.qkv.weight"},
 	} {
 		m := mustNew(t, dev, tc.name, tc.cfg)
 		tp := m.Tapped()
@@ -426,6 +436,8 @@ func TestStepAllocs(t *testing.T) {
 		{"resnet50", models.Config{ImageSize: 32, Classes: 10}},
 		{"wrn28-10", models.Config{Depth: 10, Width: 1, ImageSize: 16, DropRate: 0.3}},
 		{"vit-tiny-cifar", models.Config{Depth: 1, ImageSize: 16}},
+		{"deit-small", models.Config{Depth: 1, ImageSize: 32, Dim: 24, DropPath: 0.5}},
+		{"swin-tiny", models.Config{ImageSize: 16, Patch: 2, Dim: 8, Heads: 1, Stages: []int{2, 2}, Window: 2}},
 	} {
 		if testing.Short() && tc.name == "resnet50" {
 			continue
@@ -480,6 +492,7 @@ func TestBackwardHook(t *testing.T) {
 		{"resnet50", models.Config{ImageSize: 32, Classes: 10}},
 		{"wrn28-10", models.Config{Depth: 10, Width: 1, ImageSize: 16}},
 		{"vit-tiny-cifar", models.Config{Depth: 2, ImageSize: 16}},
+		{"swin-tiny", models.Config{ImageSize: 16, Patch: 2, Dim: 8, Heads: 1, Stages: []int{2, 2}, Window: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if testing.Short() && tc.name == "resnet50" {
@@ -556,6 +569,137 @@ func TestBackwardHook(t *testing.T) {
 			step()
 			if calls != 0 {
 				t.Errorf("%d reports after the hook was removed", calls)
+			}
+		})
+	}
+}
+
+// TestDropPath checks --drop-path as timm applies it: block i of n at rate
+// DropPath·i/(n−1), the same weights as without it, and the identity in
+// evaluation mode.
+func TestDropPath(t *testing.T) {
+	dev := cpu.New()
+	cfg := models.Config{ImageSize: 32, Depth: 5, Dim: 16, Heads: 2, Classes: 3, Seed: 4}
+	plain := mustNew(t, dev, "deit-small", cfg)
+	cfg.DropPath = 0.2
+	m := mustNew(t, dev, "deit-small", cfg)
+	var rates []float32
+	for _, c := range m.Children() {
+		if b, ok := c.(*nn.ViTBlock); ok {
+			a, mlp := b.DropPath()
+			switch {
+			case a == nil && mlp == nil:
+				rates = append(rates, 0)
+			case a == nil || mlp == nil || a.P != mlp.P:
+				t.Fatalf("block with drop path on one branch only")
+			default:
+				rates = append(rates, a.P)
+			}
+		}
+	}
+	if want := []float32{0, 0.05, 0.1, 0.15, 0.2}; !slices.Equal(rates, want) {
+		t.Errorf("drop path rates %v, want %v (torch.linspace(0, 0.2, 5))", rates, want)
+	}
+	// A trainer finds them by nn.Walk (to advance their seeds on resume),
+	// in Swin too.
+	for _, mm := range []*models.Model{m, mustNew(t, dev, "swin-tiny", models.Config{ImageSize: 16, Patch: 2, Dim: 8,
+		Heads: 1, Stages: []int{2, 2}, Window: 2, DropPath: 0.1})} {
+		found := 0
+		for _, c := range mm.Children() {
+			nn.Walk(c, func(x nn.Module) {
+				if _, ok := x.(*nn.DropPath); ok {
+					found++
+				}
+			})
+		}
+		// Two in each block but the first: 5 blocks in deit, 4 in swin.
+		if want := map[string]int{"deit-small": 8, "swin-tiny": 6}[mm.Name]; found != want {
+			t.Errorf("%s: nn.Walk finds %d DropPath modules, want %d (two in each block but the first)", mm.Name, found, want)
+		}
+	}
+	pp := paramMap(plain)
+	for _, p := range m.Params() {
+		if !slices.Equal(values(dev, p), values(dev, pp[p.Name])) {
+			t.Fatalf("%s differs from the model without drop path", p.Name)
+		}
+	}
+	x := randInput(dev, m.InputShape(8), 1)
+	logits := func(m *models.Model) []float64 {
+		return values(dev, &nn.Param{Value: m.Forward(x)})
+	}
+	want := logits(plain)
+	if slices.Equal(logits(m), want) {
+		t.Error("training mode: drop path changed nothing")
+	}
+	m.SetTraining(false)
+	plain.SetTraining(false)
+	if got := logits(m); !slices.Equal(got, logits(plain)) {
+		t.Error("evaluation mode: drop path is not the identity")
+	}
+}
+
+// TestStateDictRoundTrip checks what export and --init rely on for the
+// models of issue 15: the state_dict written by nn.SaveParams loads back
+// into a model built from another seed and gives it the same values, and
+// the integer buffers travel as int64, as PyTorch keeps them.
+func TestStateDictRoundTrip(t *testing.T) {
+	dev := cpu.New()
+	for _, tc := range []struct {
+		name string
+		cfg  models.Config
+	}{
+		{"resnet34", models.Config{ImageSize: 32, Classes: 10}},
+		{"resnet101", models.Config{ImageSize: 32, Classes: 10}},
+		{"deit-small", models.Config{Depth: 2}},
+		{"swin-tiny", models.Config{ImageSize: 64, Dim: 24, Stages: []int{2, 2, 2, 2}, Window: 2, Classes: 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && tc.name == "resnet101" {
+				t.Skip("large model")
+			}
+			tc.cfg.Seed = 1
+			a := mustNew(t, dev, tc.name, tc.cfg)
+			tc.cfg.Seed = 2
+			b := mustNew(t, dev, tc.name, tc.cfg)
+			path := filepath.Join(t.TempDir(), "m.safetensors")
+			if err := nn.SaveParams(dev, path, a.Params()); err != nil {
+				t.Fatal(err)
+			}
+			if err := nn.LoadParams(dev, path, b.Params()); err != nil {
+				t.Fatal(err)
+			}
+			bp := paramMap(b)
+			for _, p := range a.Params() {
+				if !slices.Equal(values(dev, p), values(dev, bp[p.Name])) {
+					t.Fatalf("%s differs after the round trip", p.Name)
+				}
+			}
+			f, err := safetensors.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ints := 0
+			for _, n := range f.Names() {
+				tt, _ := f.Tensor(n)
+				isInt := strings.HasSuffix(n, "num_batches_tracked") || strings.HasSuffix(n, "relative_position_index")
+				if isInt != (tt.DType == safetensors.I64) {
+					t.Errorf("%s stored as %v", n, tt.DType)
+				}
+				if strings.HasSuffix(n, "relative_position_index") {
+					ints++
+					v, err := tt.Ints()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i, k := range nn.RelativePositionIndex(tc.cfg.Window) {
+						if v[i] != int64(k) {
+							t.Fatalf("%s[%d] = %d, want %d", n, i, v[i], k)
+						}
+					}
+				}
+			}
+			if tc.name == "swin-tiny" && ints != 8 {
+				t.Errorf("%d relative_position_index buffers, want 8", ints)
 			}
 		})
 	}

@@ -23,13 +23,15 @@ import (
 var parityCases = []string{
 	"mlp", "lenet5", "lenet5-rgb20",
 	"resnet8", "resnet20", "resnet32", "resnet56", "resnet110",
-	"resnet18", "resnet50",
+	"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
 	"wrn10-1", "wrn28-10",
-	"vit-micro", "vit-tiny", "vit-tiny-cifar",
+	"vit-micro", "vit-tiny", "vit-tiny-cifar", "deit-small", "deit-base",
+	"swin-micro",
 }
 
 // bigCases take seconds each; -short leaves them out.
-var bigCases = map[string]bool{"resnet50": true, "wrn28-10": true, "resnet110": true}
+var bigCases = map[string]bool{"resnet50": true, "wrn28-10": true, "resnet110": true, "resnet34": true,
+	"resnet101": true, "resnet152": true}
 
 // baseTol bounds every relative error where float32 is well-conditioned:
 // there the Go model agrees with the float64 reference as closely as
@@ -274,4 +276,71 @@ func nonzero(x float64) float64 {
 		return 1
 	}
 	return x
+}
+
+// TestFullStateDict compares the state_dict of swin-tiny at its defaults,
+// names and shapes in order, with torchvision's swin_t (stored with the
+// swin-micro fixture, whose numbers are checked at a smaller size).
+func TestFullStateDict(t *testing.T) {
+	f := fixture.Load(t, "models_swin-micro")
+	var sd [][2]json.RawMessage
+	if err := json.Unmarshal([]byte(f.Metadata["full_state_dict"]), &sd); err != nil {
+		t.Fatalf("fixture full_state_dict: %v", err)
+	}
+	var meta caseMeta
+	for _, e := range sd {
+		var ent struct {
+			name  string
+			shape []int
+		}
+		if err := json.Unmarshal(e[0], &ent.name); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(e[1], &ent.shape); err != nil {
+			t.Fatal(err)
+		}
+		meta.stateDict = append(meta.stateDict, ent)
+	}
+	if len(meta.stateDict) < 100 {
+		t.Fatalf("fixture holds %d state_dict entries; swin_t has 185", len(meta.stateDict))
+	}
+	m, err := models.New(cpu.New(), "swin-tiny", models.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStateDict(t, m.Params(), meta)
+}
+
+// TestFullSizeForward runs swin-tiny at its defaults (224 px, 7 × 7
+// windows, every stage as in swin_t) on one image and compares the logits
+// with torchvision's swin_t on the same hash-initialised weights, in
+// float64 (testdata/gen/gen_models.py's FULL_CASES).
+func TestFullSizeForward(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 224 px forward pass of a 28M-parameter model; run without -short")
+	}
+	dev := cpu.New()
+	f := fixture.Load(t, "models_swin-tiny-full")
+	seed, err := strconv.ParseUint(f.Metadata["seed"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := models.New(dev, f.Metadata["model"], models.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nn.HashInit(dev, m.Params(), seed)
+	m.SetTraining(false)
+	shape := m.InputShape(1)
+	u := nn.HashUniform("x", seed, nn.Numel(shape))
+	xs := make([]float32, len(u))
+	for i, v := range u {
+		xs[i] = float32(2*v - 1)
+	}
+	x := nn.NewTensor(dev, shape...)
+	dev.Upload(x.Data, xs)
+	want, _ := fixture.Floats(t, f, "logits")
+	got := download(dev, m.Forward(x))
+	fixture.Close(t, "swin-tiny logits", got, want, baseTol)
+	t.Logf("relative error %.2g", fixture.RelErr(got, want))
 }

@@ -17,11 +17,16 @@ and the metadata records how far float32 strays from them on the same input
 models. models_resnet20 also stores the BatchNorm running statistics after
 the step, and models_lenet5 the hash-initialised conv1.weight.
 
+FULL_CASES add full-size forward passes (swin_t at 224 px, evaluation mode,
+one hash_uniform image): only the logits are stored.
+
 Pass fixture suffixes (mlp, resnet50, ...) as arguments to regenerate only
 those.
 
-Run with Debian's /usr/bin/python3 (torchvision is not installed there, hence
-the hand-written modules).
+Run with Debian's /usr/bin/python3. The first models were written out by hand;
+the later ones come from Debian's torchvision 0.14 where it has them
+(resnet34, resnet101, resnet152, swin_t), and from a transcription of timm's
+code otherwise (timm is not installable here).
 """
 import copy
 import json
@@ -343,6 +348,21 @@ def build(kind, o):
         return ResNet(BasicBlock, [2, 2, 2, 2], c, k)
     if kind == "resnet50":
         return ResNet(Bottleneck, [3, 4, 6, 3], c, k)
+    if kind in ("resnet34", "resnet101", "resnet152"):
+        import torchvision
+        m = getattr(torchvision.models, kind)(num_classes=k)
+        if c != 3:
+            m.conv1 = nn.Conv2d(c, 64, 7, stride=2, padding=3, bias=False)
+        return m
+    if kind == "swin":
+        from torchvision.models.swin_transformer import SwinTransformer
+        m = SwinTransformer(patch_size=[o["Patch"]] * 2, embed_dim=o["Dim"], depths=o["Stages"],
+                            num_heads=[o["Heads"] << i for i in range(len(o["Stages"]))],
+                            window_size=[o["Window"]] * 2, mlp_ratio=o["MLPRatio"], stochastic_depth_prob=0.0,
+                            num_classes=k)
+        if c != 3:
+            m.features[0][0] = nn.Conv2d(c, o["Dim"], o["Patch"], stride=o["Patch"])
+        return m
     if kind == "wrn":
         return WideResNet(o["Depth"], o["Width"], c, k, o.get("DropRate", 0.0))
     if kind == "vit":
@@ -367,6 +387,9 @@ CASES = [
     # behind it is rounding noise.
     ("resnet18", "resnet18", "resnet18", dict(InChannels=3, ImageSize=64, Classes=10)),
     ("resnet50", "resnet50", "resnet50", dict(InChannels=3, ImageSize=64, Classes=10)),
+    ("resnet34", "resnet34", "resnet34", dict(InChannels=3, ImageSize=64, Classes=10)),
+    ("resnet101", "resnet101", "resnet101", dict(InChannels=3, ImageSize=64, Classes=10)),
+    ("resnet152", "resnet152", "resnet152", dict(InChannels=3, ImageSize=64, Classes=10)),
     ("wrn10-1", "wrn28-10", "wrn", dict(InChannels=3, ImageSize=16, Classes=10, Depth=10, Width=1)),
     ("wrn28-10", "wrn28-10", "wrn", dict(InChannels=3, ImageSize=32, Classes=10, Depth=28, Width=10)),
     ("vit-micro", "vit-tiny-cifar", "vit", dict(InChannels=3, ImageSize=16, Classes=10, Dim=32, Depth=2, Heads=2,
@@ -375,6 +398,16 @@ CASES = [
                                           Patch=16, MLPRatio=4.0)),
     ("vit-tiny-cifar", "vit-tiny-cifar", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=192, Depth=2,
                                                       Heads=3, Patch=4, MLPRatio=4.0)),
+    # DeiT-Small and -Base at full width and heads, fewer blocks, 32 px.
+    ("deit-small", "deit-small", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=384, Depth=2, Heads=6,
+                                              Patch=16, MLPRatio=4.0)),
+    # torchvision's SwinTransformer at 32 px with 1 px patches and 4 × 4
+    # windows: stages at 32, 16, 8 and 4 px, so the first three shift their
+    # odd blocks (masks included) and the last, one window wide, does not.
+    ("swin-micro", "swin-tiny", "swin", dict(InChannels=3, ImageSize=32, Classes=10, Dim=16, Heads=2, Patch=1,
+                                              MLPRatio=4.0, Stages=[2, 2, 2, 2], Window=4)),
+    ("deit-base", "deit-base", "vit", dict(InChannels=3, ImageSize=32, Classes=10, Dim=768, Depth=1, Heads=12,
+                                            Patch=16, MLPRatio=4.0)),
 ]
 
 SEED = 7
@@ -460,6 +493,7 @@ def run_case(suffix, go_name, kind, opts):
         spread = {q: max(v, e) for (q, v), e in zip(spread.items(), errors(*step(m, xn, labels)).values())}
 
     out = {"input": x, "labels": labels.to(torch.int64), "logits": logits, "loss": loss}
+    meta_extra = {}
     for name, g in grads.items():
         if full:
             out["grad." + name] = g
@@ -469,6 +503,13 @@ def run_case(suffix, go_name, kind, opts):
         for name, t in model64.state_dict().items():
             if name.endswith("running_mean") or name.endswith("running_var"):
                 out["state." + name] = t
+    if suffix == "swin-micro":
+        # The full swin_t's state_dict, names and shapes, for the Go model
+        # at its defaults.
+        import torchvision
+        tv = torchvision.models.swin_t().state_dict()
+        meta_extra["full_state_dict"] = json.dumps([[n, list(t.shape)] for n, t in tv.items()],
+                                                   separators=(",", ":"))
     if suffix == "lenet5":
         # HashInit must reproduce the weights bit for bit; one tensor shows it.
         out["init.conv1.weight"] = init_conv1
@@ -481,11 +522,32 @@ def run_case(suffix, go_name, kind, opts):
         "state_dict": json.dumps([[n, sh] for n, sh in zip(names, shapes)], separators=(",", ":")),
         "torch_f32_err": json.dumps({q: float("%.3g" % v) for q, v in torch_err.items()}, sort_keys=True),
         "f32_spread": json.dumps({q: float("%.3g" % v) for q, v in spread.items()}, sort_keys=True),
+        **meta_extra,
     }
     path = save("models_" + suffix, out, meta)
     print("%-16s %-8s %10d params  %7d bytes  loss %.5f  float32 spread: logits %.1e loss %.1e grads %.1e" % (
         suffix, meta["grads"], total, os.path.getsize(path), loss.item(), spread["logits"], spread["loss"],
         spread["grads"]), flush=True)
+
+
+# Full-size forward passes: the model at its defaults, hash-initialised,
+# on one hash_uniform image (Go draws the same), in evaluation mode; only the
+# logits are stored.
+FULL_CASES = [
+    ("swin-tiny-full", "swin-tiny", "swin_t"),
+]
+
+
+def run_full(suffix, go_name, tv_name):
+    import torchvision
+    model = getattr(torchvision.models, tv_name)()
+    hash_init(model, SEED)
+    model.eval()
+    x = torch.from_numpy((hash_uniform("x", SEED, 3 * 224 * 224) * 2 - 1).astype("float32")).reshape(1, 3, 224, 224)
+    with torch.no_grad():
+        logits = model.double()(x.double())
+    path = save("models_" + suffix, {"logits": logits}, {"model": go_name, "seed": SEED})
+    print("%-16s full-size forward  %7d bytes" % (suffix, os.path.getsize(path)), flush=True)
 
 
 def main():
@@ -495,6 +557,9 @@ def main():
         if only and suffix not in only:
             continue
         run_case(suffix, go_name, kind, opts)
+    for suffix, go_name, tv_name in FULL_CASES:
+        if not only or suffix in only:
+            run_full(suffix, go_name, tv_name)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,45 @@ class SGDStep:
             p.add_(g, alpha=-lr)
 
 
+def window_rows_and_probs(mod, x):
+    """torchvision's shifted_window_attention (0.14) up to the output
+    projection, for MAC: the windows' input rows [B·nW, N, C] (padded,
+    rolled by −shift and partitioned), the attention probabilities
+    [B·nW, heads, N, N] with the relative position bias and the shift mask,
+    and the projection's input [B·nW, N, C]."""
+    B, H, W, C = x.shape
+    ws, shift, heads = list(mod.window_size), list(mod.shift_size), mod.num_heads
+    x = F.pad(x, (0, 0, 0, (ws[1] - W % ws[1]) % ws[1], 0, (ws[0] - H % ws[0]) % ws[0]))
+    _, pH, pW, _ = x.shape
+    if ws[0] >= pH:
+        shift[0] = 0
+    if ws[1] >= pW:
+        shift[1] = 0
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    nW = (pH // ws[0]) * (pW // ws[1])
+    x = x.view(B, pH // ws[0], ws[0], pW // ws[1], ws[1], C).permute(0, 1, 3, 2, 4, 5).reshape(B * nW, ws[0] * ws[1], C)
+    N = x.shape[1]
+    qkv = F.linear(x, mod.qkv.weight, mod.qkv.bias).reshape(B * nW, N, 3, heads, C // heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0] * (C // heads) ** -0.5, qkv[1], qkv[2]
+    attn = q @ k.transpose(-2, -1) + mod.get_relative_position_bias()
+    if sum(shift) > 0:
+        mask = x.new_zeros((pH, pW))
+        hs = ((0, -ws[0]), (-ws[0], -shift[0]), (-shift[0], None))
+        wsl = ((0, -ws[1]), (-ws[1], -shift[1]), (-shift[1], None))
+        count = 0
+        for h in hs:
+            for w in wsl:
+                mask[h[0]:h[1], w[0]:w[1]] = count
+                count += 1
+        mask = mask.view(pH // ws[0], ws[0], pW // ws[1], ws[1]).permute(0, 2, 1, 3).reshape(nW, N)
+        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        attn = (attn.view(B, nW, heads, N, N) + mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, N, N)
+    attn = attn.softmax(-1)
+    return x, attn, (attn @ v).transpose(1, 2).reshape(B * nW, N, C)
+
+
 class MAC:
     def __init__(self, model, momentum=0.9, stat_decay=0.95, damping=1.0, wd=5e-4, decoupled=False,
                  tcov=5, tinv=50, first_layer_cov=True, attention_v=True):
@@ -79,9 +118,17 @@ class MAC:
         self.collect = False
         for _, m in self.layers:
             m.register_forward_pre_hook(self._hook)
+        for _, m in model.named_modules():
+            if hasattr(m, "window_size"):
+                # torchvision's window attention applies qkv and proj with
+                # F.linear, so their own hooks never run (timm's calls the
+                # modules): their inputs are taken here.
+                m.register_forward_pre_hook(self._window_hook)
         if attention_v:
             for _, m in model.named_modules():
-                if hasattr(m, "qkv") and hasattr(m, "heads"):
+                # A ViT's Attention (heads) or torchvision's Swin
+                # ShiftedWindowAttention (num_heads), found alike.
+                if hasattr(m, "qkv") and (hasattr(m, "heads") or hasattr(m, "num_heads")):
                     m.register_forward_pre_hook(self._attn_hook)
                     self.attn[m.qkv] = dict(owner=m, m=None, n=0, mhat=None, s=None)
         self.inv0 = None
@@ -102,16 +149,30 @@ class MAC:
         if self.collect and m is not self.first:
             self.abar[m] = input_rows(m, inp[0].detach()).mean(0)
 
+    def _window_hook(self, mod, inp):
+        if not self.collect:
+            return
+        with torch.no_grad():
+            xw, _, ctx = window_rows_and_probs(mod, inp[0].detach())
+        for m, a in ((mod.qkv, xw), (mod.proj, ctx)):
+            if m is not self.first:
+                self.abar[m] = input_rows(m, a).mean(0)
+
     def _attn_hook(self, mod, inp):
         if not self.collect:
             return
         x = inp[0].detach()
-        B, N, C = x.shape
         with torch.no_grad():
+            if hasattr(mod, "window_size"):
+                # Window attention: the windows are the batch.
+                x, attn, _ = window_rows_and_probs(mod, x)
+            else:
+                B, N, C = x.shape
+                qkv = mod.qkv(x).reshape(B, N, 3, mod.heads, C // mod.heads).permute(2, 0, 3, 1, 4)
+                q, k = qkv[0], qkv[1]
+                attn = ((q * mod.scale) @ k.transpose(-2, -1)).softmax(-1)  # [B, H, N(query), N(key)]
+            N = x.shape[1]
             xb = torch.cat([x.mean(0), x.new_ones(N, 1)], 1) if mod.qkv.bias is not None else x.mean(0)
-            qkv = mod.qkv(x).reshape(B, N, 3, mod.heads, C // mod.heads).permute(2, 0, 3, 1, 4)
-            q, k = qkv[0], qkv[1]
-            attn = ((q * mod.scale) @ k.transpose(-2, -1)).softmax(-1)  # [B, H, N(query), N(key)]
             t = attn.mean((0, 1, 2))
         st = self.attn[mod.qkv]
         st["X"], st["t"] = xb, t
