@@ -66,6 +66,9 @@ type Config struct {
 	KLClip, Beta1, Beta2, Eps float64
 	// LabelSmoothing of the cross-entropy loss, in [0, 1).
 	LabelSmoothing float64
+	// DropPath is the stochastic depth rate of a ViT's, DeiT's or Swin's
+	// last block (timm's drop_path_rate), in [0, 1).
+	DropPath float64
 
 	// The ImageNet recipe's parts (timm's names). NoDecayBNBias spares
 	// biases, normalisation parameters and embeddings weight decay.
@@ -262,6 +265,8 @@ func (c Config) Validate() error {
 		return bad("--warmup %v must be within [0, --epochs %d]", c.Warmup, c.Epochs)
 	case !(c.LabelSmoothing >= 0 && c.LabelSmoothing < 1):
 		return bad("--label-smoothing %v outside [0, 1)", c.LabelSmoothing)
+	case !(c.DropPath >= 0 && c.DropPath < 1):
+		return bad("--drop-path %v outside [0, 1)", c.DropPath)
 	case !finite(c.ClipGrad) || c.ClipGrad < 0:
 		return bad("--clip-grad %v must be a finite number ≥ 0", c.ClipGrad)
 	case c.GradAccumSteps < 0:
@@ -391,6 +396,7 @@ type Settings struct {
 	RandomErase     float64 `json:"random_erase,omitempty"`
 	RepeatedAug     int     `json:"repeated_aug,omitempty"`
 	LayerDecay      float64 `json:"layer_decay,omitempty"`
+	DropPath        float64 `json:"drop_path,omitempty"`
 }
 
 func (c Config) settings() Settings {
@@ -404,7 +410,7 @@ func (c Config) settings() Settings {
 		Seed: c.Seed, Shuffle: c.Shuffle,
 		NoDecayBNBias: c.NoDecayBNBias, ClipGrad: c.ClipGrad, GradAccumSteps: c.accumSteps(),
 		AutoAugment: c.AutoAugment, RandomErase: c.RandomErase, RepeatedAug: c.repeats(),
-		LayerDecay: c.LayerDecay,
+		LayerDecay: c.LayerDecay, DropPath: c.DropPath,
 	}
 	if c.ModelEMA {
 		s.ModelEMA, s.ModelEMADecay = true, c.ModelEMADecay

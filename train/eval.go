@@ -149,7 +149,7 @@ func Evaluate(ctx context.Context, c EvalConfig) (EvalResult, string, error) {
 	if c.Train {
 		ds = trainSet
 	}
-	model, err := BuildModel(dev, set.Model, trainSet, ModelOptions{Depth: set.Depth, Patch: set.Patch, Seed: set.Seed})
+	model, err := BuildModel(dev, set.Model, trainSet, ModelOptions{Depth: set.Depth, Patch: set.Patch, Seed: set.Seed, DropPath: set.DropPath})
 	if err != nil {
 		return EvalResult{}, dir, err
 	}

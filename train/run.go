@@ -150,7 +150,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		t.bad = []*skipBad{{Dataset: t.trainSet, log: cfg.Logger}, {Dataset: t.testSet, log: cfg.Logger}}
 		t.trainSet, t.testSet = t.bad[0], t.bad[1]
 	}
-	if t.model, err = BuildModel(t.dev, cfg.Model, t.trainSet, ModelOptions{Depth: cfg.Depth, Patch: cfg.Patch, Seed: cfg.Seed}); err != nil {
+	if t.model, err = BuildModel(t.dev, cfg.Model, t.trainSet, ModelOptions{Depth: cfg.Depth, Patch: cfg.Patch, Seed: cfg.Seed, DropPath: cfg.DropPath}); err != nil {
 		return nil, err
 	}
 	t.params = t.model.Params()
@@ -501,7 +501,10 @@ func (t *trainer) writeConfig() error {
 // forwards would have left it, so that a resumed run draws the same masks.
 func (t *trainer) advanceDropout(steps int) {
 	nn.Walk(t.model, func(m nn.Module) {
-		if d, ok := m.(*nn.Dropout); ok {
+		switch d := m.(type) {
+		case *nn.Dropout:
+			d.Seed += uint64(steps)
+		case *nn.DropPath:
 			d.Seed += uint64(steps)
 		}
 	})

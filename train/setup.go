@@ -154,6 +154,7 @@ func (p *prefix) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 type ModelOptions struct {
 	Depth, Patch int
 	Seed         uint64
+	DropPath     float64 // stochastic depth of the attention models
 }
 
 // BuildModel builds the named model for images shaped like ds's, with as
@@ -163,7 +164,11 @@ func BuildModel(dev kernels.Device, name string, ds data.Dataset, o ModelOptions
 	if h != w {
 		return nil, fmt.Errorf("train: the models take square images; the dataset's are %dx%d", h, w)
 	}
-	m, err := models.New(dev, name, models.Config{InChannels: c, ImageSize: h, Classes: ds.Classes(), Depth: o.Depth, Patch: o.Patch, Seed: o.Seed})
+	if o.DropPath > 0 && !strings.HasPrefix(name, "vit") && !strings.HasPrefix(name, "deit") && !strings.HasPrefix(name, "swin") {
+		return nil, fmt.Errorf("train: --drop-path applies to the ViT, DeiT and Swin models, not %s", name)
+	}
+	m, err := models.New(dev, name, models.Config{InChannels: c, ImageSize: h, Classes: ds.Classes(), Depth: o.Depth, Patch: o.Patch, Seed: o.Seed,
+		DropPath: float32(o.DropPath)})
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}

@@ -52,6 +52,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 	fs.Float64Var(&c.Beta2, "beta2", c.Beta2, fmt.Sprintf("AdamW: β2 (its default %g)", adamw.Beta2))
 	fs.Float64Var(&c.Eps, "eps", c.Eps, fmt.Sprintf("AdamW: ε (its default %g)", adamw.Eps))
 	fs.Float64Var(&c.LabelSmoothing, "label-smoothing", c.LabelSmoothing, "label smoothing of the loss, in [0, 1)")
+	fs.Float64Var(&c.DropPath, "drop-path", 0, "stochastic depth of ViT, DeiT and Swin models: the last block's drop rate (timm's --drop-path), earlier blocks' rising linearly from 0")
 	fs.BoolVar(&c.NoDecayBNBias, "no-decay-bn-bias", c.NoDecayBNBias, "no weight decay on biases, normalisation parameters and embeddings (timm's filter_bias_and_bn)")
 	fs.Float64Var(&c.ClipGrad, "clip-grad", 0, "scale the averaged gradients to this global L2 norm when above it (0: no clipping)")
 	fs.IntVar(&c.GradAccumSteps, "grad-accum-steps", 0, "split each rank's batch into N micro-batches whose gradients and MAC statistics are averaged into one step (0 or 1: none)")
