@@ -23,6 +23,8 @@ if [ "${FMA:-0}" = 1 ]; then contract="-mfma -ffp-contract=fast"; fi
 # No _FORTIFY_SOURCE: the fibers switch stacks with longjmp, which its
 # check refuses.
 # The soname lets fakecudnn find the loaded fake driver with RTLD_NOLOAD.
+# $contract is one or two flags.
+# shellcheck disable=SC2086
 "$CXX" -std=c++17 -O2 -U_FORTIFY_SOURCE $contract -fPIC -shared -Wall -Wl,-soname,libcuda.so.1 \
 	-o "$out/libcuda.so.1" "$here/fakecuda.cc"
 "$CXX" -std=c++17 -O2 -fPIC -shared -Wall -o "$out/libcublas.so.12" "$here/fakecublas.cc"
@@ -31,4 +33,4 @@ mkdir "$out/with-cudnn"
 "$CXX" -std=c++17 -O2 -fPIC -shared -Wall -o "$out/with-cudnn/libcudnn.so.9" "$here/fakecudnn.cc" -ldl
 cd "$repo"
 MACDIST_CUDA_LIBS="$out" MACDIST_TEST_CUDNN=absent go test -count=1 "$@" -run 'CUDNN|Conv' ./kernels/cuda/
-MACDIST_CUDA_LIBS="$out:$out/with-cudnn" MACDIST_TEST_CUDNN=present go test -count=1 "$@" ./kernels/cuda/
+MACDIST_CUDA_LIBS="$out:$out/with-cudnn" MACDIST_TEST_CUDNN=present MACDIST_TEST_FAKECUDNN=1 go test -count=1 "$@" ./kernels/cuda/
