@@ -208,6 +208,15 @@ func TestConvCUDNN(t *testing.T) {
 		if got := d.Plans(); got != len(convCases) {
 			t.Errorf("a shape seen before was planned again: %d plans", got)
 		}
+		dx, dw := d.Alloc(x.Len()), d.Alloc(w.Len())
+		// A planned convolution allocates nothing: it runs every step.
+		if n := testing.AllocsPerRun(5, func() {
+			d.ConvForward(y, x, w, g, c.n, c.out, c.groups)
+			d.ConvBackwardData(dx, y, w, g, c.n, c.out, c.groups)
+			d.ConvBackwardFilter(dw, x, y, g, c.n, c.out, c.groups)
+		}); n != 0 {
+			t.Errorf("%v allocations per forward and backward", n)
+		}
 		d.ConvForward(d.Alloc(y.Len()/c.n), x, w, g, 1, c.out, c.groups)
 		if got := d.Plans(); got != len(convCases)+1 {
 			t.Errorf("another batch size did not get a plan of its own: %d plans", got)
