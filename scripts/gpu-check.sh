@@ -22,8 +22,12 @@
 #
 #   bash scripts/gpu-check.sh
 #
-# Steps, each with its own timeout, cut short as the 5-minute total nears:
+# Steps, each with its own timeout, cut short as the 6-minute total nears:
 #   1. kernels/cuda: the conformance suite and device tests on the GPU
+#   1b. cuDNN (opened at run time): found and its version; convolutions
+#      forward, backward data and backward filter of 8 kinds of shape
+#      against the float64 definition; one ResNet-50 layer's GFLOP/s
+#      through cuDNN and through im2col + cuBLAS
 #   2. GEMM 1024^3 GFLOP/s, cuBLAS through kernels/cuda vs PyTorch
 #   3. collective/nccl: 1-rank collectives, 2 ranks on one GPU where NCCL
 #      allows it, abort on timeout, set-up timeout
@@ -35,6 +39,9 @@
 #   6. throughput: resnet50 and vit-tiny, batch 128, 224 px, fp32, training
 #      step in macdist and in PyTorch (bench/torch_gpu.py), img/s and the
 #      ratio (target >= 0.8), with where the time goes
+#   6c. PyTorch AMP bf16 with channels_last on the same models, GPU and
+#      batch, and macdist's ratio to it (target >= 1.0; macdist has no bf16
+#      yet, so this is its fp32 against PyTorch's bf16: a WARN until then)
 #   7. compute-sanitizer memcheck on our kernels, with the time left
 #   8. with bin/macdist carried: our TCP ring's all-reduce busbw at 2, 3 and
 #      4 ranks against one loopback TCP stream on this host's 16 cores, at
@@ -50,12 +57,12 @@
 set -u
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 LOG_DIR=${LOG_DIR:-${OUT:-/tmp/gpu-check}}
 mkdir -p "$LOG_DIR"
 PYTHON=${PYTHON:-python3}
 [ -x /opt/torch/.venv/bin/python3 ] && PYTHON=${PYTHON_TORCH:-/opt/torch/.venv/bin/python3}
-TOTAL=${GPU_CHECK_SECONDS:-290} # the whole script's budget
+TOTAL=${GPU_CHECK_SECONDS:-360} # the whole script's budget
 TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
 start=$(date +%s)
@@ -88,10 +95,10 @@ echo "=== environment"
 	uname -a
 	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "nvidia-smi failed"
 	command -v nvcc >/dev/null && nvcc --version | tail -2
-	echo "--- libcuda known to ld.so:"; ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas(Lt)?\.so|libnccl\.so' || echo "(none)"
+	echo "--- libcuda known to ld.so:"; ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas(Lt)?\.so|libcudnn\.so|libnccl\.so' || echo "(none)"
 	echo "--- cuBLAS and NCCL files:"
 	ls -1 /usr/local/cuda*/lib64/libcublas.so.* /usr/local/nvidia/lib64/libcuda.so.* 2>/dev/null
-	find /opt /usr/local/lib /usr/lib/python3* -path '*nvidia*' \( -name 'libcublas*.so.*' -o -name 'libnccl.so*' \) 2>/dev/null | head -8
+	find /opt /usr/local/lib /usr/lib/python3* -path '*nvidia*' \( -name 'libcublas*.so.*' -o -name 'libcudnn.so*' -o -name 'libnccl.so*' \) 2>/dev/null | head -10
 	echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 	echo "python: $PYTHON"
 	"$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version())' 2>&1 | tail -1
@@ -195,6 +202,36 @@ EOF
 	fi
 else
 	result SKIP "GEMM 1024^3 GFLOP/s" "kernels/cuda tests did not pass"
+fi
+
+# ---- 1b. cuDNN -------------------------------------------------------------
+# MACDIST_TEST_CUDNN=present makes TestConvCUDNN fail, not skip, when New
+# finds no cuDNN (PyTorch's wheel has one under nvidia/cudnn/lib, which
+# search.go looks in); the benchmarks follow the tests in the same run.
+if [ $gpu_ok = 1 ]; then
+	echo "=== cuDNN convolutions"
+	(cd kernels/cuda && MACDIST_TEST_CUDNN=present timeout "$(budget 60)" ./cuda.test -test.v -test.count=1 \
+		-test.timeout=55s -test.run 'TestConvCUDNN|TestNoCUDNNOption' -test.bench 'BenchmarkConv' -test.benchtime 20x) \
+		>"$TMPD/cudnn.log" 2>&1
+	rc=$?
+	{ echo "=== cuDNN"; cat "$TMPD/cudnn.log"; } >>"$LOG_DIR/cuda-test.log"
+	grep -E -- '^(--- |\s+--- )|cudnn_test.go|BenchmarkConv|warning' "$TMPD/cudnn.log" | cut -c1-250 | head -20
+	ver=$(grep -m1 -oE 'cuDNN [0-9.]+' "$TMPD/cudnn.log")
+	if [ $rc -eq 0 ] && grep -q -- '--- PASS: TestConvCUDNN' "$TMPD/cudnn.log"; then
+		result PASS "cuDNN convolutions" "${ver:-cuDNN ?}: 8 shapes x fwd, bwd data, bwd filter within 1e-5 of float64"
+	else
+		result FAIL "cuDNN convolutions" "rc=$rc: $(grep -m1 -E 'cudnn_test.go:[0-9]+:|panic|cuDNN not found' "$TMPD/cudnn.log" | sed 's/^ *//' | cut -c1-250)"
+	fi
+	dnn=$(grep -E 'BenchmarkConv/cudnn' "$TMPD/cudnn.log" | awk '{for(i=1;i<=NF;i++) if($i=="GFLOP/s") print $(i-1)}')
+	col=$(grep -E 'BenchmarkConv/im2col' "$TMPD/cudnn.log" | awk '{for(i=1;i<=NF;i++) if($i=="GFLOP/s") print $(i-1)}')
+	if [ -n "$dnn" ] && [ -n "$col" ]; then
+		st=$("$PYTHON" -c "print('PASS' if $dnn >= $col else 'WARN')")
+		result "$st" "conv 3x3 256ch 14x14 b32 GFLOP/s" "cuDNN fwd+bwd $dnn, im2col+cuBLAS fwd $col (cuDNN should not be slower)"
+	else
+		result WARN "conv 3x3 256ch 14x14 b32 GFLOP/s" "benchmark did not run, see cuda-test.log"
+	fi
+else
+	result SKIP "cuDNN convolutions" "kernels/cuda tests did not pass"
 fi
 
 # ---- 3. collective/nccl ---------------------------------------------------
@@ -322,6 +359,83 @@ if grep -q '"framework":"macdist"' "$LOG_DIR/bench.jsonl" 2>/dev/null; then
 	done < <(pyjson '("%s %s macdist %.1f img/s (fwd %.0f, bwd %.0f, opt %.0f ms; peak %.1f GiB)" % ("PASS", d["model"] + "/b" + str(d["batch"]), d["img_per_s"], d["fwd_ms"], d["bwd_ms"], d["opt_ms"], d["peak_gib"])) if d.get("framework") == "macdist" else ("%s %s PyTorch %.1f img/s (fwd %.0f, bwd %.0f, opt %.0f ms; peak %.1f GiB)" % ("INFO", d["model"] + "/b" + str(d["batch"]), d["img_per_s"], d["fwd_ms"], d["bwd_ms"], d["opt_ms"], d["peak_gib"])) if str(d.get("framework", "")).startswith("pytorch") else ("%s %s ratio macdist/PyTorch %.2f (%.1f vs %.1f img/s); target >= %.2f" % ("PASS" if d["ratio"] >= d["target"] else "WARN", d["model"] + "/b" + str(d["batch"]), d["ratio"], d["macdist_img_per_s"], d["pytorch_img_per_s"], d["target"])) if d.get("check") == "ratio" and "ratio" in d else "SKIP none -"' <"$LOG_DIR/bench.jsonl" | grep -v '^SKIP none')
 	echo "--- where the time goes (macdist, one step with a Sync after every call; PyTorch's profiler):"
 	pyjson '"%-8s %-9s %s" % (d.get("framework", ""), d.get("model", ""), d.get("top", ""))' <"$LOG_DIR/bench.jsonl" | grep -E '^(macdist|pytorch)'
+fi
+
+# ---- 6c. PyTorch AMP bf16, channels_last ------------------------------------
+# The configuration ImageNet users train in (the authors' script has
+# --amp): autocast to bf16, the model and batch channels_last, the same
+# SGD step, batch and GPU as 6b; bench/torch_gpu.py's models, imported.
+t=$(budget 90)
+if [ $gpu_ok = 1 ] && [ "$t" -gt 25 ]; then
+	echo "=== PyTorch AMP bf16 channels_last (timeout ${t}s)"
+	models=$(grep -F '"framework":"macdist"' "$LOG_DIR/bench.jsonl" 2>/dev/null | pyjson 'd["model"]' | sort -u | paste -sd, -)
+	timeout "$t" "$PYTHON" - "${models:-resnet50,vit-tiny}" "$((t / 3))" >"$TMPD/amp.out" 2>>"$LOG_DIR/torch.log" <<'EOF'
+import json, sys, time
+import torch
+import torch.nn.functional as F
+sys.path.insert(0, "bench")
+import torch_gpu as tg
+
+budget = float(sys.argv[2])
+for name in sys.argv[1].split(","):
+    model = tg.MODELS[name]().cuda().train().to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(128, 3, 224, 224, device="cuda").to(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (128,), device="cuda")
+
+    def step():
+        opt.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(2):
+        step()
+    torch.cuda.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while n < 3 or (n < 20 and time.perf_counter() - t0 < budget):
+        loss = step()
+        n += 1
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    print(json.dumps({"check": "torch_amp", "impl": "pytorch %s AMP bf16 channels_last" % torch.__version__,
+                      "model": name, "batch": 128, "steps": n, "step_ms": round(dt * 1000 / n, 3),
+                      "img_per_s": round(128 * n / dt, 1), "loss": loss,
+                      "cudnn": torch.backends.cudnn.version()}), flush=True)
+    del model, opt, x, y
+    torch.cuda.empty_cache()
+EOF
+	rc=$?
+	grep '^{' "$TMPD/amp.out" >>"$LOG_DIR/bench.jsonl"
+	[ $rc -ne 0 ] && result FAIL "PyTorch AMP bf16 benchmark" "rc=$rc (124: timed out): $(tail -2 "$LOG_DIR/torch.log" | tr '\n' ' ' | cut -c1-200)"
+	while read -r line; do
+		[ -n "$line" ] && result "${line%% *}" "bf16 $(echo "$line" | cut -d' ' -f2)" "$(echo "$line" | cut -d' ' -f3-)"
+	done < <("$PYTHON" -c '
+import json, sys
+ours, amp = {}, []
+for l in open(sys.argv[1]):
+    l = l.strip()
+    if not l.startswith("{"):
+        continue
+    d = json.loads(l)
+    if d.get("framework") == "macdist":
+        ours[d["model"]] = d["img_per_s"]
+    elif d.get("check") == "torch_amp":
+        amp.append(d)
+for d in amp:
+    o = ours.get(d["model"])
+    name = "%s/b%d" % (d["model"], d["batch"])
+    if o is None:
+        print("INFO %s PyTorch AMP bf16 channels_last %.1f img/s (no macdist result)" % (name, d["img_per_s"]))
+    else:
+        r = o / d["img_per_s"]
+        print("%s %s macdist fp32 %.1f vs PyTorch AMP bf16 channels_last %.1f img/s = %.2fx; target >= 1.0 (no macdist bf16 yet)" % (
+            "PASS" if r >= 1.0 else "WARN", name, o, d["img_per_s"], r))
+' "$LOG_DIR/bench.jsonl")
+else
+	result SKIP "PyTorch AMP bf16 benchmark" "kernels/cuda tests did not pass, or only ${t}s left"
 fi
 
 # ---- 8. the TCP ring on this host's cores ---------------------------------

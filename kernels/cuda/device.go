@@ -19,6 +19,9 @@ type Options struct {
 	// a GPU run matches the CPU device and PyTorch's float32 defaults to
 	// float32 rounding.
 	AllowTF32 bool
+	// NoCUDNN computes convolutions with im2col + cuBLAS even where cuDNN
+	// is installed (for comparisons; see ConvForward).
+	NoCUDNN bool
 }
 
 // Device is a kernels.Device on one NVIDIA GPU: the device's primary
@@ -46,6 +49,7 @@ type Device struct {
 	closed  bool
 	name    string
 	tf32    bool
+	dnn     dnnState
 
 	// Device scratch space for partial sums and labels, grown as needed.
 	// Every use is ordered on the stream, so one area serves every method.
@@ -102,7 +106,7 @@ func NewWithOptions(ordinal int, opt Options) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{ordinal: ordinal, tf32: opt.AllowTF32}
-	if err := d.open(); err != nil {
+	if err := d.open(opt.NoCUDNN); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("cuda: GPU %d: %w", ordinal, err)
 	}
@@ -110,7 +114,7 @@ func NewWithOptions(ordinal int, opt Options) (*Device, error) {
 }
 
 // open sets up what New promises; Close undoes whatever it got to.
-func (d *Device) open() error {
+func (d *Device) open(noDNN bool) error {
 	var err error
 	if d.dev, err = cuDeviceGet(d.ordinal); err != nil {
 		return fmt.Errorf("cuDeviceGet: %w", err)
@@ -161,6 +165,7 @@ func (d *Device) open() error {
 	if err := cublasSetMathMode(d.ctx, d.blas, mode); err != nil {
 		return fmt.Errorf("cublasSetMathMode(%d): %w", mode, err)
 	}
+	d.openDNN(noDNN)
 
 	gpu, _ := cuDeviceName(d.dev)
 	maj, _ := cuDeviceAttribute(d.dev, attrCCMajor)
@@ -168,6 +173,9 @@ func (d *Device) open() error {
 	bv, _ := cublasVersion(d.ctx, d.blas)
 	d.name = fmt.Sprintf("cuda:%d (%s, sm_%d%d, CUDA driver %s, cuBLAS %s", d.ordinal, gpu, maj, mnr,
 		cudaVersion(drvVersion), blasVersionText(bv))
+	if d.dnn.h != nil {
+		d.name += ", cuDNN " + cudnnVersionText(cudnnVersion())
+	}
 	if d.tf32 {
 		d.name += ", TF32"
 	}
@@ -218,6 +226,7 @@ func (d *Device) Close() error {
 	if d.blas != nil {
 		keep("cublasDestroy", cublasDestroy(d.ctx, d.blas))
 	}
+	keep("cudnnDestroy", d.closeDNN())
 	if d.alloc != nil {
 		if d.scratchPtr != 0 {
 			d.alloc.put(d.scratchPtr, d.scratchClass)

@@ -64,3 +64,18 @@ func sgemmStrided(cuContext, cublasH, bool, bool, int, int, int, float32,
 	uint64, int, int64, uint64, int, int64, float32, uint64, int, int64, int) error {
 	return errNoCgo
 }
+
+func bindCUDNN(dynlib.Lib) error            { return errNoCgo }
+func cudnnVersion() int                     { return 0 }
+func cudnnCreate() (cudnnH, error)          { return nil, errNoCgo }
+func cudnnDestroy(cudnnH) error             { return errNoCgo }
+func cudnnSetStream(cudnnH, cuStream) error { return errNoCgo }
+
+type dnnPlan struct {
+	algo [3]int
+	ws   [3]int64
+}
+
+func newDNNPlan(cudnnH, convKey) (*dnnPlan, error)                              { return nil, errNoCgo }
+func (*dnnPlan) free()                                                          {}
+func (*dnnPlan) run(int, cudnnH, uint64, uint64, uint64, float32, uint64) error { return errNoCgo }

@@ -1,5 +1,6 @@
 // Package cuda is a kernels.Device on an NVIDIA GPU: the CUDA driver API
-// for memory, streams and our own kernels, and cuBLAS for GEMM.
+// for memory, streams and our own kernels, cuBLAS for GEMM, and cuDNN, when
+// it is installed, for convolutions.
 //
 // # Libraries found at run time
 //
@@ -58,6 +59,27 @@
 // rather than scatter, in the order kernels/cpu adds, so they round as it
 // does.
 //
+// # cuDNN
+//
+// libcudnn.so.9, then .8, is looked for where cuBLAS is (its wheel's
+// folder is nvidia/cudnn/lib), with the sub-libraries beside it
+// (libcudnn_graph, _ops, _cnn, … which libcudnn opens by soname) loaded
+// first when that folder is not on the loader's path. It is optional:
+// without it, or where cudnnCreate fails, New still succeeds, one warning
+// per process says convolutions use im2col + cuBLAS, and ConvForward,
+// ConvBackwardData and ConvBackwardFilter report false so that the caller
+// takes that way. With it, each distinct convolution (geometry, batch,
+// filters, groups) gets its descriptors, the algorithm of each direction
+// from cuDNN's heuristics (cudnnGet*Algorithm_v7: the first that
+// succeeds, a deterministic one preferred so that replicas given the same
+// data agree bit for bit) and its workspace size once, kept until Close;
+// the workspace is the Device's scratch space, from the caching
+// allocator. Float32 convolutions use CUDNN_FMA_MATH (no TF32) unless
+// Options.AllowTF32. The C API is declared by hand as dl.go's is (cuDNN 8
+// and 9 share it for these calls); cuDNN uses the calling thread's
+// context, so each call runs on a locked OS thread with the context made
+// current there.
+//
 // GEMM uses cuBLAS: a row-major C = op(A)·op(B) is the column-major
 // Cᵀ = op(B)ᵀ·op(A)ᵀ, so the operands and m, n swap. TF32 is off
 // (CUBLAS_DEFAULT_MATH) unless Options.AllowTF32, so that float32 results
@@ -97,7 +119,11 @@
 // (kernels/kernelstest) runs when New(0) succeeds and is skipped with its
 // error otherwise. emu/run.sh runs it against an emulated GPU: a stand-in
 // libcuda.so.1 that executes the same src/*.cu compiled for the host, one
-// fiber per GPU thread, and a stand-in cuBLAS; it checks everything but
-// the PTX JIT, the real cuBLAS and the hardware. scripts/gpu-check.sh runs
+// fiber per GPU thread, a stand-in cuBLAS, and a stand-in cuDNN
+// (emu/fakecudnn.cc: convolutions as loops, strict about descriptors,
+// workspaces, the thread's context and allocation bounds, and able to
+// fail any call on request); run.sh runs the convolution tests once
+// without it (the fallback) and everything once with it. It checks
+// everything but the PTX JIT, the real cuBLAS and cuDNN, and the hardware. scripts/gpu-check.sh runs
 // the tests on a real GPU.
 package cuda

@@ -23,6 +23,8 @@ type Report struct {
 	CUBLAS        Library
 	DriverVersion int    // the CUDA version the driver supports, 1000·major + 10·minor; 0 if unknown
 	CUBLASVersion string // major.minor.patch; "" if unknown
+	CUDNN         Library
+	CUDNNVersion  string // major.minor.patch; "" if cuDNN is missing (convolutions then use im2col + cuBLAS)
 	GPUs          []GPU
 	Err           error // why New would fail, or nil
 }
@@ -74,6 +76,10 @@ func Probe() *Report {
 		}
 	}
 	r.CUBLAS = cublas.Library
+	if loadCUDNN() == nil {
+		r.CUDNNVersion = cudnnVersionText(cudnnVersion())
+	}
+	r.CUDNN = dnnLib.Library
 	return r
 }
 
@@ -100,6 +106,10 @@ func (r *Report) String() string {
 	lib("cuBLAS", r.CUBLAS)
 	if r.CUBLASVersion != "" {
 		fmt.Fprintf(&b, "cuBLAS version %s\n", r.CUBLASVersion)
+	}
+	lib("cuDNN (optional: without it convolutions use im2col + cuBLAS)", r.CUDNN)
+	if r.CUDNNVersion != "" {
+		fmt.Fprintf(&b, "cuDNN version %s\n", r.CUDNNVersion)
 	}
 	if r.Err != nil {
 		fmt.Fprintf(&b, "unusable: %v\n", r.Err)

@@ -7,7 +7,7 @@ import (
 )
 
 // EnvLibs names the environment variable that lists, colon-separated, the
-// folders searched first for libcuda.so.1 and libcublas.
+// folders searched first for libcuda.so.1, libcublas and libcudnn.
 const EnvLibs = "MACDIST_CUDA_LIBS"
 
 // The sonames looked for. cuBLAS is tried newest first; one whose major

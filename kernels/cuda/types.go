@@ -10,5 +10,6 @@ type (
 	cuModule   = unsafe.Pointer
 	cuFunction = unsafe.Pointer
 	cublasH    = unsafe.Pointer
+	cudnnH     = unsafe.Pointer // cudnnHandle_t
 	cuDevice   = int32
 )

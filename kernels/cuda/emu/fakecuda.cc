@@ -233,7 +233,10 @@ static std::mutex mu;
 static std::map<CUdeviceptr, size_t> allocs; // base → bytes
 static bool inited;
 static int ctxToken, streamToken;
-static void *current;
+// The current context is per thread, as the driver's is: a library that
+// uses the thread's context (cuDNN) fails here if the Go side did not make
+// it current on the thread that calls it.
+static thread_local void *current;
 
 struct Module {
 	std::set<std::string> entries;
@@ -256,6 +259,14 @@ static bool inside(CUdeviceptr p, size_t n) {
 static bool needCtx() { return current == &ctxToken; }
 
 extern "C" {
+
+// For fakecudnn.cc, which finds them with dlsym: whether [p, p+n) lies in
+// one allocation, and whether the calling thread has the context current.
+int fakecuda_inside(CUdeviceptr p, size_t n) {
+	std::lock_guard<std::mutex> g(mu);
+	return inside(p, n);
+}
+int fakecuda_has_ctx(void) { return needCtx(); }
 
 CUresult cuInit(unsigned int flags) {
 	if (flags != 0) return INVALID_VALUE;
