@@ -232,12 +232,12 @@ func (d *Device) conv(op string, dir int, k convKey, a, b *buffer, beta float32,
 	return true
 }
 
-// ConvForward sets y [n, out, OutH, OutW] to the convolution (PyTorch's
+// CUDNNForward sets y [n, out, OutH, OutW] to the convolution (PyTorch's
 // conv2d: cross-correlation, no bias) of x [n, C, H, W] with w
 // [out, C/groups, KH, KW], and reports true, when d has cuDNN and cuDNN an
 // algorithm for the shape. Otherwise it reports false having done nothing,
 // and the caller computes it another way (Im2col and GemmStrided).
-func (d *Device) ConvForward(y, x, w kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
+func (d *Device) CUDNNForward(y, x, w kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
 	yb, xb, wb := d.buf(y, "ConvForward", "y"), d.buf(x, "ConvForward", "x"), d.buf(w, "ConvForward", "w")
 	k := d.dnnArgs("ConvForward", g, n, out, groups)
 	needLen("ConvForward", "x", xb.n, n*g.C*g.H*g.W)
@@ -248,9 +248,9 @@ func (d *Device) ConvForward(y, x, w kernels.Buffer, g kernels.ConvGeom, n, out,
 	return d.conv("cudnnConvolutionForward", 0, k, xb, wb, 0, yb)
 }
 
-// ConvBackwardData sets dx [n, C, H, W] to the gradient of ConvForward's
-// x given dy [n, out, OutH, OutW] and w; it reports as ConvForward does.
-func (d *Device) ConvBackwardData(dx, dy, w kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
+// CUDNNBackwardData sets dx [n, C, H, W] to the gradient of CUDNNForward's
+// x given dy [n, out, OutH, OutW] and w; it reports as CUDNNForward does.
+func (d *Device) CUDNNBackwardData(dx, dy, w kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
 	xb, yb, wb := d.buf(dx, "ConvBackwardData", "dx"), d.buf(dy, "ConvBackwardData", "dy"), d.buf(w, "ConvBackwardData", "w")
 	k := d.dnnArgs("ConvBackwardData", g, n, out, groups)
 	needLen("ConvBackwardData", "dx", xb.n, n*g.C*g.H*g.W)
@@ -261,10 +261,10 @@ func (d *Device) ConvBackwardData(dx, dy, w kernels.Buffer, g kernels.ConvGeom, 
 	return d.conv("cudnnConvolutionBackwardData", 1, k, wb, yb, 0, xb)
 }
 
-// ConvBackwardFilter adds to dw [out, C/groups, KH, KW] the gradient of
-// ConvForward's w given x and dy (it accumulates, as layers' gradients
-// do); it reports as ConvForward does.
-func (d *Device) ConvBackwardFilter(dw, x, dy kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
+// CUDNNBackwardFilter adds to dw [out, C/groups, KH, KW] the gradient of
+// CUDNNForward's w given x and dy (it accumulates, as layers' gradients
+// do); it reports as CUDNNForward does.
+func (d *Device) CUDNNBackwardFilter(dw, x, dy kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
 	wb, xb, yb := d.buf(dw, "ConvBackwardFilter", "dw"), d.buf(x, "ConvBackwardFilter", "x"), d.buf(dy, "ConvBackwardFilter", "dy")
 	k := d.dnnArgs("ConvBackwardFilter", g, n, out, groups)
 	needLen("ConvBackwardFilter", "x", xb.n, n*g.C*g.H*g.W)
@@ -274,3 +274,40 @@ func (d *Device) ConvBackwardFilter(dw, x, dy kernels.Buffer, g kernels.ConvGeom
 	defer d.mu.Unlock()
 	return d.conv("cudnnConvolutionBackwardFilter", 2, k, xb, yb, 1, wb)
 }
+
+// Convolves reports whether cuDNN convolves this shape (kernels.Convolver),
+// making its plan on first use: with cuDNN, Conv2d hands whole convolutions
+// to it instead of unfolding them for cuBLAS.
+func (d *Device) Convolves(g kernels.ConvGeom, out, groups, n int, bias bool) bool {
+	if n == 0 {
+		return false
+	}
+	k := d.dnnArgs("Convolves", g, n, out, groups)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dnn.h != nil && d.plan(k) != nil
+}
+
+// ConvForward is kernels.Convolver's: y = conv(x, w) + bias (bias may be
+// nil), for a shape Convolves accepted.
+func (d *Device) ConvForward(y, x, w, bias kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	if !d.CUDNNForward(y, x, w, g, n, out, groups) {
+		panic(fmt.Sprintf("cuda: ConvForward of %+v out=%d groups=%d n=%d, a shape Convolves refused", g, out, groups, n))
+	}
+	if bias != nil {
+		d.AddBias(y, bias, n, g.OutH()*g.OutW())
+	}
+}
+
+// ConvBackward is kernels.Convolver's: dx overwritten, dw and db (unless
+// nil) accumulated, for a shape Convolves accepted.
+func (d *Device) ConvBackward(dx, dw, db, x, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	if db != nil {
+		d.ReduceSumMid(db, dy, n, out, g.OutH()*g.OutW(), 1, 1)
+	}
+	if !d.CUDNNBackwardFilter(dw, x, dy, g, n, out, groups) || !d.CUDNNBackwardData(dx, dy, w, g, n, out, groups) {
+		panic(fmt.Sprintf("cuda: ConvBackward of %+v out=%d groups=%d n=%d, a shape Convolves refused", g, out, groups, n))
+	}
+}
+
+var _ kernels.Convolver = (*Device)(nil)

@@ -150,9 +150,9 @@ func TestConvCUDNN(t *testing.T) {
 		xb, wb, dyb, dwb := up(x), up(w), up(dy), up(dw0)
 		yb, dxb := nan(ylen), nan(len(x))
 		ran := [3]bool{
-			d.ConvForward(yb, xb, wb, g, c.n, c.out, c.groups),
-			d.ConvBackwardData(dxb, dyb, wb, g, c.n, c.out, c.groups),
-			d.ConvBackwardFilter(dwb, xb, dyb, g, c.n, c.out, c.groups),
+			d.CUDNNForward(yb, xb, wb, g, c.n, c.out, c.groups),
+			d.CUDNNBackwardData(dxb, dyb, wb, g, c.n, c.out, c.groups),
+			d.CUDNNBackwardFilter(dwb, xb, dyb, g, c.n, c.out, c.groups),
 		}
 		if err := d.Sync(); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
@@ -204,20 +204,20 @@ func TestConvCUDNN(t *testing.T) {
 		g := c.geom()
 		y := d.Alloc(c.n * c.out * g.OutH() * g.OutW())
 		x, w := d.Alloc(c.n*c.c*c.h*c.w), d.Alloc(c.out*c.c*c.kh*c.kw)
-		d.ConvForward(y, x, w, g, c.n, c.out, c.groups)
+		d.CUDNNForward(y, x, w, g, c.n, c.out, c.groups)
 		if got := d.Plans(); got != len(convCases) {
 			t.Errorf("a shape seen before was planned again: %d plans", got)
 		}
 		dx, dw := d.Alloc(x.Len()), d.Alloc(w.Len())
 		// A planned convolution allocates nothing: it runs every step.
 		if n := testing.AllocsPerRun(5, func() {
-			d.ConvForward(y, x, w, g, c.n, c.out, c.groups)
-			d.ConvBackwardData(dx, y, w, g, c.n, c.out, c.groups)
-			d.ConvBackwardFilter(dw, x, y, g, c.n, c.out, c.groups)
+			d.CUDNNForward(y, x, w, g, c.n, c.out, c.groups)
+			d.CUDNNBackwardData(dx, y, w, g, c.n, c.out, c.groups)
+			d.CUDNNBackwardFilter(dw, x, y, g, c.n, c.out, c.groups)
 		}); n != 0 {
 			t.Errorf("%v allocations per forward and backward", n)
 		}
-		d.ConvForward(d.Alloc(y.Len()/c.n), x, w, g, 1, c.out, c.groups)
+		d.CUDNNForward(d.Alloc(y.Len()/c.n), x, w, g, 1, c.out, c.groups)
 		if got := d.Plans(); got != len(convCases)+1 {
 			t.Errorf("another batch size did not get a plan of its own: %d plans", got)
 		}
@@ -258,7 +258,7 @@ func TestNoCUDNNOption(t *testing.T) {
 	}
 	c := convCases[0]
 	g := c.geom()
-	if d.ConvForward(d.Alloc(c.n*c.out*g.OutH()*g.OutW()), d.Alloc(c.n*c.c*c.h*c.w), d.Alloc(c.out*c.c*9), g, c.n, c.out, 1) {
+	if d.CUDNNForward(d.Alloc(c.n*c.out*g.OutH()*g.OutW()), d.Alloc(c.n*c.c*c.h*c.w), d.Alloc(c.out*c.c*9), g, c.n, c.out, 1) {
 		t.Error("ConvForward ran with cuDNN off")
 	}
 }
@@ -316,9 +316,9 @@ func TestCUDNNErrors(t *testing.T) {
 			y := d.Alloc(c.n * c.out * g.OutH() * g.OutW())
 			before := strings.Count(cuda.Warnings(), tc.call)
 			ran := [3]bool{
-				d.ConvForward(y, x, w, g, c.n, c.out, 1),
-				d.ConvBackwardData(x, y, w, g, c.n, c.out, 1),
-				d.ConvBackwardFilter(w, x, y, g, c.n, c.out, 1),
+				d.CUDNNForward(y, x, w, g, c.n, c.out, 1),
+				d.CUDNNBackwardData(x, y, w, g, c.n, c.out, 1),
+				d.CUDNNBackwardFilter(w, x, y, g, c.n, c.out, 1),
 			}
 			err := d.Sync()
 			if tc.phase == "plan" {
@@ -345,13 +345,13 @@ func TestConvCUDNNPanics(t *testing.T) {
 	g := convCases[0].geom()
 	x, w, y := d.Alloc(2*3*9*8), d.Alloc(4*3*9), d.Alloc(2*4*9*8)
 	for name, f := range map[string]func(){
-		"groups not dividing": func() { d.ConvForward(y, x, w, g, 2, 4, 2) },
-		"short x":             func() { d.ConvForward(y, x, w, g, 3, 4, 1) },
-		"short dw":            func() { d.ConvBackwardFilter(d.Alloc(5), x, y, g, 2, 4, 1) },
+		"groups not dividing": func() { d.CUDNNForward(y, x, w, g, 2, 4, 2) },
+		"short x":             func() { d.CUDNNForward(y, x, w, g, 3, 4, 1) },
+		"short dw":            func() { d.CUDNNBackwardFilter(d.Alloc(5), x, y, g, 2, 4, 1) },
 		"zero stride": func() {
 			bad := g
 			bad.StrideH = 0
-			d.ConvBackwardData(x, y, w, bad, 2, 4, 1)
+			d.CUDNNBackwardData(x, y, w, bad, 2, 4, 1)
 		},
 	} {
 		func() {
@@ -382,8 +382,8 @@ func BenchmarkConv(b *testing.B) {
 			col := d.Alloc(8 * rows * cols)
 			step := func() {
 				if path == "cudnn" {
-					if !d.ConvForward(y, x, w, g, n, ch, 1) || !d.ConvBackwardData(dx, y, w, g, n, ch, 1) ||
-						!d.ConvBackwardFilter(dw, x, y, g, n, ch, 1) {
+					if !d.CUDNNForward(y, x, w, g, n, ch, 1) || !d.CUDNNBackwardData(dx, y, w, g, n, ch, 1) ||
+						!d.CUDNNBackwardFilter(dw, x, y, g, n, ch, 1) {
 						b.Skip("no cuDNN")
 					}
 					return
