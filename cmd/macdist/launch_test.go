@@ -315,6 +315,55 @@ func TestLaunchStandalone(t *testing.T) {
 	checkFinalParams(t, dir)
 }
 
+// `macdist status` reaches a standalone run through either address its
+// launch prints, gossip (--join) or control (--control), with no
+// --cluster-key: the launch made one up and left it where only this user
+// finds it. Without it, or with another key, status is refused.
+func TestLaunchStandaloneStatus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process")
+	}
+	hold := newStepHold(t)
+	runtime := t.TempDir()
+	t.Setenv(cluster.RuntimeDirEnv, runtime)
+	t.Setenv(cluster.KeyEnv, "")
+	hold.at(5)
+	p := startMacdist(t, "standalone", append([]string{"launch", "--standalone", "--nproc-per-node", "2", "--"},
+		trainArgs(filepath.Join(t.TempDir(), "run"), 480, 1)...)...)
+	m := p.waitLine(`gossip on (\S+), control on (\S+)`, phase)
+	gossip, control := m[1], m[2]
+	p.waitLine(`rank 0 holds before step 6`, phase)
+	for _, args := range [][]string{{"--join", gossip}, {"--control", control}} {
+		code, out, errOut := runArgs(append([]string{"status"}, args...)...)
+		if code != 0 {
+			t.Errorf("status %v: exit %d: %s", args, code, errOut)
+			continue
+		}
+		for _, want := range []string{"generation 1, world size 2", "members (1 alive)", control} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status %v lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+	if code, _, errOut := runArgs("status", "--control", control, "--cluster-key", "wrong"); code == 0 || !strings.Contains(errOut, "does not hold this cluster key") {
+		t.Errorf("status with a wrong key: exit %d, %s", code, errOut)
+	}
+	// Another user has another runtime directory, without the key.
+	t.Setenv(cluster.RuntimeDirEnv, t.TempDir())
+	if code, _, errOut := runArgs("status", "--join", gossip); code == 0 {
+		t.Errorf("status without the key: exit 0, %s", errOut)
+	} else {
+		t.Logf("status without the key: %s", strings.TrimSpace(errOut))
+	}
+	hold.release()
+	if err := p.wait(phase); err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(runtime, "macdist", "*")); len(left) != 0 {
+		t.Errorf("the launch left %v behind", left)
+	}
+}
+
 func TestLaunchUsage(t *testing.T) {
 	cases := []struct {
 		args []string
