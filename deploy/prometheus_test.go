@@ -59,12 +59,13 @@ func TestPrometheusScrapesARun(t *testing.T) {
 	workerPort := freePorts(t, 2) // the workers serve at this port + local rank
 	promPort := freePorts(t, 1)
 
-	// A run that outlasts the test (it is stopped at the end); epochs are
-	// short, so the evaluation metrics appear within a second or two.
+	// A run that only ends when the test stops it at cleanup: a million
+	// epochs of 64 steps outlast the test on any machine. Epochs are short,
+	// so the evaluation metrics appear after a second or two of training.
 	runOut := &tailBuffer{max: 8 << 10}
 	run := start(t, runOut, bin, "launch", "--standalone", "--nproc-per-node", "2",
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", agentPort), "--",
-		"--model", "mlp", "--data", "synthetic:1x8x8:4:4096", "--batch", "64", "--epochs", "1000",
+		"--model", "mlp", "--data", "synthetic:1x8x8:4:4096", "--batch", "64", "--epochs", "1000000",
 		"--run-dir", filepath.Join(dir, "run"), "--keep", "2", "--progress", "none",
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", workerPort))
 
@@ -76,8 +77,10 @@ func TestPrometheusScrapesARun(t *testing.T) {
 	promAddr := fmt.Sprintf("127.0.0.1:%d", promPort)
 	start(t, promOut, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
-	api := &promAPI{base: "http://" + promAddr, client: &http.Client{Timeout: 5 * time.Second}}
-	if err := api.waitReady(20 * time.Second); err != nil {
+	// The bounds below are a hang's, with room for a slow, loaded machine:
+	// every wait ends as soon as what it waits for is there.
+	api := &promAPI{base: "http://" + promAddr, client: &http.Client{Timeout: 30 * time.Second}}
+	if err := api.waitReady(3 * time.Minute); err != nil {
 		t.Fatalf("prometheus: %v\n%s", err, promOut)
 	}
 
@@ -106,7 +109,7 @@ func TestPrometheusScrapesARun(t *testing.T) {
 
 	// Ask until every query has data: the rates need two scrapes in their
 	// window, the evaluation gauges a finished epoch.
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		pending := 0
 		for _, r := range results {
@@ -393,7 +396,7 @@ func isEmpty(err error) bool {
 
 // vector runs an instant query and returns its samples.
 func (a *promAPI) vector(expr string) ([]sample, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
 	if err != nil {
