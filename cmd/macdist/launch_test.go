@@ -54,7 +54,7 @@ type stepHold struct {
 // from now on; with no at, they run freely.
 func newStepHold(t *testing.T) *stepHold {
 	h := &stepHold{t: t, path: filepath.Join(t.TempDir(), "hold")}
-	t.Setenv(HoldEnv, h.path)
+	t.Setenv(holdEnv, h.path)
 	return h
 }
 

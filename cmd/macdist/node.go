@@ -118,20 +118,20 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return err
 }
 
-// HoldEnv names the environment variable of a step hold: when it is set,
+// holdEnv names the environment variable of a step hold: when it is set,
 // the run holds before every step after the number its file holds
 // (train.StepHold). It is for tests and operators; unset, it costs nothing.
-const HoldEnv = "MACDIST_HOLD_FILE"
+const holdEnv = "MACDIST_HOLD_FILE"
 
 // holdFromEnv sets cfg.BeforeStep to the hold $MACDIST_HOLD_FILE names,
 // which reports to w when it begins to hold.
 func holdFromEnv(cfg *train.Config, w io.Writer, who string) {
-	path := os.Getenv(HoldEnv)
+	path := os.Getenv(holdEnv)
 	if path == "" {
 		return
 	}
 	h := &train.StepHold{Path: path, Held: func(step, limit int) {
-		fmt.Fprintf(w, "macdist: %s holds before step %d (%s holds %d)\n", who, step, HoldEnv, limit)
+		fmt.Fprintf(w, "macdist: %s holds before step %d (%s holds %d)\n", who, step, holdEnv, limit)
 	}}
 	cfg.BeforeStep = h.Wait
 }

@@ -207,7 +207,7 @@ func TestTrainSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := macdistProcess(args...)
-	cmd.Env = append(cmd.Env, HoldEnv+"="+hold)
+	cmd.Env = append(cmd.Env, holdEnv+"="+hold)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
