@@ -537,12 +537,12 @@ func TestLaunchStalledPeer(t *testing.T) {
 			"--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port), "--join", fmt.Sprintf("127.0.0.1:%d", seed),
 			"--node-name", fmt.Sprintf("n%d", i), "--ring-timeout", "2s", "--last-call", "1s", "--rdzv-timeout", "5m", "--"}, train...)...))
 	}
-	m := nodes[2].waitLine(`rank 2: pid (\d+)`, phase)
-	var pid int
-	fmt.Sscan(m[1], &pid)
 	// Rank 2 waits before step 41, outside any collective: stop it there,
 	// then let the others go on into step 41's all-reduce.
 	nodes[2].waitLine(`rank 2 holds before step 41`, phase)
+	pids := regexp.MustCompile(`rank 2: pid (\d+)`).FindAllStringSubmatch(nodes[2].output(), -1)
+	var pid int
+	fmt.Sscan(pids[len(pids)-1][1], &pid) // this generation's worker
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
