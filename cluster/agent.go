@@ -211,6 +211,9 @@ func (a *Agent) start() error {
 		}
 	}
 	a.logf("gossip on %s, control on %s", a.ms.Addr(), meta.Control)
+	if a.metrics.ln != nil {
+		a.logf("metrics on http://%s/metrics", a.metrics.ln.Addr())
+	}
 	if a.cfg.Ready != nil {
 		a.cfg.Ready(a.ms.Addr(), meta.Control)
 	}

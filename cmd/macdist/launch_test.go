@@ -142,6 +142,16 @@ func (p *proc) output() string {
 // waitLine waits for a line matching re and returns its submatches.
 func (p *proc) waitLine(re string, d time.Duration) []string {
 	p.t.Helper()
+	m := p.awaitLine(re, d)
+	if m == nil {
+		p.t.Fatalf("%s exited (%v) without printing /%s/", p.name, p.err, re)
+	}
+	return m
+}
+
+// awaitLine is waitLine, but returns nil if the process exits first.
+func (p *proc) awaitLine(re string, d time.Duration) []string {
+	p.t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(d)
 	timer := time.AfterFunc(d, func() { p.mu.Lock(); p.cond.Broadcast(); p.mu.Unlock() })
@@ -154,7 +164,7 @@ func (p *proc) waitLine(re string, d time.Duration) []string {
 		}
 		select {
 		case <-p.done:
-			p.t.Fatalf("%s exited (%v) without printing /%s/", p.name, p.err, re)
+			return nil
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -162,6 +172,33 @@ func (p *proc) waitLine(re string, d time.Duration) []string {
 		}
 		p.cond.Wait()
 	}
+}
+
+// gossipAddr is the gossip address a launch prints.
+func (p *proc) gossipAddr() string {
+	p.t.Helper()
+	return p.waitLine(`gossip on (\S+), control on`, phase)[1]
+}
+
+// startSeed starts the node the others join, at a port of its own that
+// args(port) puts in --bind and --join. The port was free a moment before
+// (freePort); should another process take it meanwhile, as tests running
+// beside may, the node starts again at another. The other nodes bind
+// port 0 and need no such care.
+func startSeed(t *testing.T, name string, args func(port int) []string) *proc {
+	t.Helper()
+	for range 10 {
+		port := freePort(t)
+		p := startMacdist(t, name, args(port)...)
+		if p.awaitLine(`gossip on \S+, control on`, phase) != nil {
+			return p
+		}
+		if !strings.Contains(p.output(), "address already in use") {
+			t.Fatalf("%s exited (%v) before it listened:\n%s", name, p.err, p.output())
+		}
+	}
+	t.Fatalf("%s: every port tried was taken", name)
+	return nil
 }
 
 // wait waits for the process to exit and returns its error.
@@ -173,23 +210,6 @@ func (p *proc) wait(d time.Duration) error {
 	case <-time.After(d):
 		p.t.Fatalf("%s still running after %v", p.name, d)
 		return nil
-	}
-}
-
-// waitListening waits until something accepts TCP connections at addr.
-func waitListening(t *testing.T, addr string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens at %s after %v: %v", addr, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -400,8 +420,9 @@ func TestLaunchElastic(t *testing.T) {
 	}
 	hold := newStepHold(t)
 	dir := filepath.Join(t.TempDir(), "run")
-	seed := freePort(t)
+	var seed int
 	key := "test-cluster-key"
+	// Port 0: any free gossip port (and the next one for control).
 	args := func(port int, name, key string, extra ...string) []string {
 		a := []string{"launch", "--nnodes", "2:3", "--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
 			"--join", fmt.Sprintf("127.0.0.1:%d", seed), "--cluster-key", key, "--node-name", name,
@@ -410,20 +431,23 @@ func TestLaunchElastic(t *testing.T) {
 	}
 	// 100 steps an epoch, a checkpoint every 25.
 	train := trainArgs(dir, 2400, 2, "--checkpoint-every", "25")
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// Generation 1 takes 40 steps (a checkpoint at 25) and holds.
 	hold.at(40)
-	n0 := startMacdist(t, "n0", append(args(seed, "n0", key, "--metrics-addr", metrics), train...)...)
-	// The oldest member coordinates: let n0's membership come up before n1
-	// starts, or a loaded machine can make n1 the older one.
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", seed), phase)
-	p1 := freePort(t)
-	n1 := startMacdist(t, "n1", append(args(p1, "n1", key), train...)...)
+	// The oldest member coordinates: n0's membership is up (startSeed
+	// waits for it) before n1 starts, or a loaded machine could make n1
+	// the older one.
+	n0 := startSeed(t, "n0", func(port int) []string {
+		seed = port
+		return append(args(port, "n0", key, "--metrics-addr", "127.0.0.1:0"), train...)
+	})
+	metrics := n0.waitLine(`metrics on http://(\S+)/metrics`, phase)[1]
+	n1 := startMacdist(t, "n1", append(args(0, "n1", key), train...)...)
+	g1 := n1.gossipAddr()
 	n0.waitLine(`(?s)generation 1: world size 2.*rank 0 holds before step 41`, phase)
 
 	// Intruders: another key, and another learning rate.
-	wrongKey := startMacdist(t, "wrong key", append(args(freePort(t), "x1", "another key", "--rdzv-timeout", "3s"), train...)...)
-	otherLR := startMacdist(t, "other lr", append(args(freePort(t), "x2", key), append(train, "--lr", "0.01")...)...)
+	wrongKey := startMacdist(t, "wrong key", append(args(0, "x1", "another key", "--rdzv-timeout", "3s"), train...)...)
+	otherLR := startMacdist(t, "other lr", append(args(0, "x2", key), append(train, "--lr", "0.01")...)...)
 	if err := wrongKey.wait(phase); err == nil || !strings.Contains(wrongKey.output(), "same --cluster-key on every node?") {
 		t.Errorf("a node with another key: %v\n%s", err, wrongKey.output())
 	}
@@ -437,7 +461,7 @@ func TestLaunchElastic(t *testing.T) {
 	// A late joiner is taken in at the next generation, which resumes
 	// from generation 1's checkpoint; then it runs to step 60 (a
 	// checkpoint of its own at 50).
-	n2 := startMacdist(t, "n2", append(args(freePort(t), "n2", key), train...)...)
+	n2 := startMacdist(t, "n2", append(args(0, "n2", key), train...)...)
 	n0.waitLine(`generation 2: world size 3`, phase)
 	n2.waitLine(`generation 2: world size 3, 3 nodes, this node's ranks 2\.\.2`, phase)
 	m := n0.waitLine(`(?s)generation 2: world size 3.*?resuming from [^\n]*?step-0*(\d+)`, phase)
@@ -457,7 +481,7 @@ func TestLaunchElastic(t *testing.T) {
 	}
 
 	// Status through any node.
-	code, out, errOut := runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", key)
+	code, out, errOut := runArgs("status", "--join", g1, "--cluster-key", key)
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, errOut)
 	}
@@ -475,9 +499,9 @@ func TestLaunchElastic(t *testing.T) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
-		_, out, _ = runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", key)
+		_, out, _ = runArgs("status", "--join", g1, "--cluster-key", key)
 	}
-	if code, _, errOut := runArgs("status", "--join", fmt.Sprintf("127.0.0.1:%d", p1), "--cluster-key", "wrong"); code == 0 || !strings.Contains(errOut, "does not hold this cluster key") {
+	if code, _, errOut := runArgs("status", "--join", g1, "--cluster-key", "wrong"); code == 0 || !strings.Contains(errOut, "does not hold this cluster key") {
 		t.Errorf("status with a wrong key: exit %d, %s", code, errOut)
 	}
 
@@ -524,44 +548,45 @@ func TestLaunchStalledPeer(t *testing.T) {
 	}
 	hold := newStepHold(t)
 	dir := filepath.Join(t.TempDir(), "run")
-	seed := freePort(t)
 	train := trainArgs(dir, 2400, 1, "--checkpoint-every", "25")
 	hold.at(40)
-	var nodes []*proc
-	for i := range 3 {
-		port := seed
-		if i > 0 {
-			port = freePort(t)
-		}
-		nodes = append(nodes, startMacdist(t, fmt.Sprintf("n%d", i), append([]string{"launch", "--nnodes", "3",
+	var seed int
+	args := func(port, i int) []string {
+		return append([]string{"launch", "--nnodes", "3",
 			"--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port), "--join", fmt.Sprintf("127.0.0.1:%d", seed),
-			"--node-name", fmt.Sprintf("n%d", i), "--ring-timeout", "2s", "--last-call", "1s", "--rdzv-timeout", "5m", "--"}, train...)...))
+			"--node-name", fmt.Sprintf("n%d", i), "--ring-timeout", "2s", "--last-call", "1s", "--rdzv-timeout", "5m", "--"}, train...)
+	}
+	n0 := startSeed(t, "n0", func(port int) []string { seed = port; return args(port, 0) })
+	nodes := []*proc{n0}
+	for i := 1; i < 3; i++ {
+		nodes = append(nodes, startMacdist(t, fmt.Sprintf("n%d", i), args(0, i)...))
 	}
 	// Rank 2 waits before step 41, outside any collective: stop it there,
 	// then let the others go on into step 41's all-reduce.
-	nodes[2].waitLine(`rank 2 holds before step 41`, phase)
-	pids := regexp.MustCompile(`rank 2: pid (\d+)`).FindAllStringSubmatch(nodes[2].output(), -1)
-	var pid int
-	fmt.Sscan(pids[len(pids)-1][1], &pid) // this generation's worker
+	// (A loaded machine may have failed a generation before, on its short
+	// --ring-timeout: the one that matters is the one that holds.)
+	m := nodes[2].waitLine(`(?s).*generation (\d+): world size 3.*rank 2: pid (\d+).*rank 2 holds before step 41`, phase)
+	gen, _ := strconv.Atoi(m[1])
+	pid, _ := strconv.Atoi(m[2])
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	mark := len(nodes[0].output())
 	released := time.Now()
 	hold.release()
-	fail := nodes[0].waitLine(`generation 1 (failed: .*|ends: .*)`, phase)
+	fail := nodes[0].waitLine(fmt.Sprintf(`generation %d (failed: .*|ends: .*)`, gen), phase)
 	noticed := time.Since(released)
-	t.Logf("stalled peer: generation ended %v after the others went on: %s", noticed.Round(time.Millisecond), fail[1])
+	t.Logf("stalled peer: generation %d ended %v after the others went on: %s", gen, noticed.Round(time.Millisecond), fail[1])
 	// --ring-timeout, with room for a loaded machine.
 	if noticed > 2*time.Second+8*time.Second {
 		t.Errorf("the stall was noticed after %v, want about --ring-timeout 2s", noticed)
 	}
 	// The failure is rank 0's timeout on its stalled neighbour (rank 2
 	// feeds rank 0 in the ring of three), not a hang.
-	if out := nodes[0].output(); !strings.Contains(out, "timeout") && !strings.Contains(out, "timed out") {
+	if out := nodes[0].output()[mark:]; !strings.Contains(out, "timeout") && !strings.Contains(out, "timed out") {
 		t.Errorf("rank 0 did not report a timeout:\n%s", out)
 	}
-	nodes[0].waitLine(`generation 2: world size 3`, phase)
-	nodes[0].waitLine(`(?s)generation 2: world size 3.*resuming from`, phase)
+	nodes[0].waitLine(fmt.Sprintf(`(?s)generation %d: world size 3.*resuming from`, gen+1), phase)
 	for i, n := range nodes {
 		if err := n.wait(phase); err != nil {
 			t.Fatalf("n%d: %v", i, err)
@@ -581,7 +606,7 @@ func TestLaunchLosesRankZeroNode(t *testing.T) {
 	hold := newStepHold(t)
 	tmp := t.TempDir()
 	dir0, dir1 := filepath.Join(tmp, "n0"), filepath.Join(tmp, "n1")
-	seed := freePort(t)
+	var seed int
 	args := func(port int, name, dir string) []string {
 		return append([]string{"launch", "--nnodes", "1:2", "--nproc-per-node", "1", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
 			"--join", fmt.Sprintf("127.0.0.1:%d", seed), "--node-name", name,
@@ -590,9 +615,8 @@ func TestLaunchLosesRankZeroNode(t *testing.T) {
 	}
 	// n0 may start alone (MIN is 1): no step runs until both are in.
 	hold.at(0)
-	n0 := startMacdist(t, "n0", args(seed, "n0", dir0)...)
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", seed), phase)
-	n1 := startMacdist(t, "n1", args(freePort(t), "n1", dir1)...)
+	n0 := startSeed(t, "n0", func(port int) []string { seed = port; return args(port, "n0", dir0) })
+	n1 := startMacdist(t, "n1", args(0, "n1", dir1)...)
 	n1.waitLine(`generation \d+: world size 2, 2 nodes, this node's ranks 1\.\.1`, phase)
 	// Two ranks take 30 steps (a checkpoint at 25, which n1 keeps a copy
 	// of) and hold.
