@@ -16,39 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// freePort returns a loopback port p such that p (TCP and UDP) and p+1
-// (TCP) were free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err1 := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
-		l2, err2 := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		l.Close()
-		if err1 == nil {
-			u.Close()
-		}
-		if err2 == nil {
-			l2.Close()
-		}
-		if err1 == nil && err2 == nil {
-			return p
-		}
-	}
-	t.Fatal("no free port pair")
-	return 0
-}
-
-func addr(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
-
 func newMember(t *testing.T, name, key string) *Membership {
 	t.Helper()
 	m, err := NewMembership(MembershipConfig{
-		Name: name, Bind: addr(freePort(t)), Secrets: NewSecrets(key), Fast: true,
+		Name: name, Bind: "127.0.0.1:0", Secrets: NewSecrets(key), Fast: true,
 		Meta: NodeMeta{Procs: 1, ConfigHash: "h", Started: time.Now().UnixNano()},
 	})
 	if err != nil {
@@ -90,7 +61,7 @@ func TestMembershipEncryption(t *testing.T) {
 
 	for _, key := range []string{"wrong key", ""} {
 		c, err := NewMembership(MembershipConfig{
-			Name: "c", Bind: addr(freePort(t)), Secrets: NewSecrets(key), Fast: true,
+			Name: "c", Bind: "127.0.0.1:0", Secrets: NewSecrets(key), Fast: true,
 			Meta: NodeMeta{Procs: 1, ConfigHash: "h"},
 		})
 		if err != nil {
