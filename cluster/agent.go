@@ -71,6 +71,11 @@ type AgentConfig struct {
 	MetricsAddr string
 	// Ready, when set, is called once the control service and gossip run.
 	Ready func(gossip, control string)
+	// PublishKey, for a run that listens on loopback only, writes the key
+	// where `macdist status` run by the same user finds it (LocalKey),
+	// for as long as the agent runs: a standalone launch makes up a key
+	// that nobody was told.
+	PublishKey bool
 }
 
 // Agent runs one node's part of a run: membership, the control service,
@@ -84,6 +89,8 @@ type Agent struct {
 	metrics *agentMetrics
 	host    string // the host ring listeners bind
 	adv     string // the host ring addresses advertise
+
+	unpublish func() // removes the published key
 
 	mu       sync.Mutex
 	step     int64
@@ -156,28 +163,14 @@ func (a *Agent) start() error {
 		return fmt.Errorf("%w: --bind %q: %v", ErrAgentConfig, a.cfg.Bind, err)
 	}
 	a.host = host
-	ctlAddr := net.JoinHostPort(host, "0")
-	if port != "0" {
-		if ctlAddr, err = ControlAddr(a.cfg.Bind); err != nil {
-			return err
-		}
-	}
-	ctlLn, err := net.Listen("tcp", ctlAddr)
-	if err != nil {
-		return fmt.Errorf("cluster: control service on %s (the gossip port + 1): %w", ctlAddr, err)
-	}
 	settingsHash := HashSettings(a.cfg.Settings)
 	a.rv = NewRendezvous(RendezvousConfig{
 		MinNodes: a.cfg.MinNodes, MaxNodes: a.cfg.MaxNodes, LastCall: a.cfg.LastCall,
 		ConfigHash: settingsHash, Settings: a.cfg.Settings, Self: a.cfg.Name,
 	})
-	a.ms, err = NewMembership(MembershipConfig{
-		Name: a.cfg.Name, Bind: a.cfg.Bind, Advertise: a.cfg.Advertise, Secrets: a.cfg.Secrets,
-		Fast: a.cfg.FastGossip, Log: a.cfg.GossipLog,
-		Meta: NodeMeta{Procs: a.cfg.Procs, Devices: a.cfg.Devices, ConfigHash: settingsHash, Started: time.Now().UnixNano()},
-	})
+	meta := NodeMeta{Procs: a.cfg.Procs, Devices: a.cfg.Devices, ConfigHash: settingsHash, Started: time.Now().UnixNano()}
+	ctlLn, err := a.listen(host, port, meta)
 	if err != nil {
-		ctlLn.Close()
 		return err
 	}
 	a.rv.cfg.Members = a.ms.Members
@@ -192,7 +185,7 @@ func (a *Agent) start() error {
 	a.adv, _, _ = net.SplitHostPort(a.ms.Addr())
 	// The control address others dial is on the advertised host.
 	_, cport, _ := net.SplitHostPort(ctlLn.Addr().String())
-	meta := a.ms.Meta()
+	meta = a.ms.Meta()
 	meta.Control = net.JoinHostPort(a.adv, cport)
 	if err := a.ms.SetMeta(meta); err != nil {
 		ctlLn.Close()
@@ -213,14 +206,54 @@ func (a *Agent) start() error {
 			a.rv.Poke()
 		}
 	}()
+	if a.cfg.PublishKey {
+		if a.unpublish, err = PublishLocalKey(meta.Control, a.cfg.Secrets.Key); err != nil {
+			a.logf("%v: `macdist status` will need --cluster-key", err)
+		}
+	}
 	a.logf("gossip on %s, control on %s", a.ms.Addr(), meta.Control)
+	if a.metrics.ln != nil {
+		a.logf("metrics on http://%s/metrics", a.metrics.ln.Addr())
+	}
 	if a.cfg.Ready != nil {
 		a.cfg.Ready(a.ms.Addr(), meta.Control)
 	}
 	return nil
 }
 
+// listen starts the gossip and opens the control service's listener on
+// the gossip port + 1, where `macdist status --join` looks for it. With
+// port 0 both are picked: a free gossip port whose next one is free too.
+func (a *Agent) listen(host, port string, meta NodeMeta) (net.Listener, error) {
+	for try := 1; ; try++ {
+		ms, err := NewMembership(MembershipConfig{
+			Name: a.cfg.Name, Bind: net.JoinHostPort(host, port), Advertise: a.cfg.Advertise, Secrets: a.cfg.Secrets,
+			Fast: a.cfg.FastGossip, Log: a.cfg.GossipLog, Meta: meta,
+		})
+		if err != nil {
+			return nil, err
+		}
+		gossip := net.JoinHostPort(host, strconv.Itoa(ms.Port()))
+		ctlAddr, err := ControlAddr(gossip)
+		var ln net.Listener
+		if err == nil {
+			ln, err = net.Listen("tcp", ctlAddr)
+		}
+		if err == nil {
+			a.ms = ms
+			return ln, nil
+		}
+		ms.Shutdown()
+		if port != "0" || try == 20 {
+			return nil, fmt.Errorf("cluster: control service on %s (the gossip port + 1): %w", ctlAddr, err)
+		}
+	}
+}
+
 func (a *Agent) stop() {
+	if a.unpublish != nil {
+		a.unpublish()
+	}
 	a.ms.Leave(2 * time.Second)
 	a.metrics.close()
 	// Stop, not GracefulStop: a peer's Join may still be waiting on us.

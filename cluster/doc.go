@@ -17,13 +17,23 @@
 // # Control and rendezvous
 //
 // Every agent serves the gRPC service of controlpb (generated code is
-// committed; `make proto` regenerates it) on its gossip port + 1. Every call
+// committed; `make proto` regenerates it) on its gossip port + 1 (with
+// port 0, as `launch --standalone` binds, a gossip port whose next one is
+// free), so that either address finds it. Every call
 // carries a token derived from the key, checked by interceptors (a wrong
 // token is Unauthenticated). With a key, the transport is TLS 1.3 with an
 // Ed25519 identity derived from the key as well, pinned by the clients:
 // neither the token nor the ring secret crosses the network in clear, and a
 // server without the key fails the handshake. Secrets are derived with
 // HMAC-SHA256 under distinct labels, so none reveals another.
+//
+// A standalone launch makes up a random key, so that other users of the
+// machine can neither join its gossip nor call its control service. Its
+// agent publishes that key (AgentConfig.PublishKey, PublishLocalKey) in a
+// directory only its user can read, $XDG_RUNTIME_DIR/macdist or
+// /tmp/macdist-UID, named by the control port, and removes it when it
+// stops; `macdist status` at a loopback address without a key reads it
+// (LocalKey), passing over the file of an agent that is gone.
 //
 // The coordinator is the oldest alive member (start time, then name): it
 // changes only when it dies, and a late joiner never takes it over. Its

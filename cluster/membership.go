@@ -68,6 +68,7 @@ type Membership struct {
 	mu      sync.Mutex
 	meta    NodeMeta
 	changes chan struct{}
+	port    int
 }
 
 // NewMembership starts gossiping on cfg.Bind. It joins nobody: call Join.
@@ -123,6 +124,7 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		return nil, fmt.Errorf("cluster: starting gossip on %s: %w", cfg.Bind, err)
 	}
 	m.ml = ml
+	m.port = c.BindPort // memberlist's pick, for port 0
 	return m, nil
 }
 
@@ -150,6 +152,9 @@ func (m *Membership) Join(addrs []string) (int, error) {
 
 // Addr is the gossip address this node is reached at.
 func (m *Membership) Addr() string { return m.ml.LocalNode().Address() }
+
+// Port is the gossip port this node listens on (TCP and UDP).
+func (m *Membership) Port() int { return m.port }
 
 // Name is this node's name.
 func (m *Membership) Name() string { return m.ml.LocalNode().Name }

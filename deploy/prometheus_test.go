@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -68,30 +69,57 @@ func TestPrometheusScrapesARun(t *testing.T) {
 	bin := macdistBinary(t)
 	dir := t.TempDir()
 
-	agentPort := freePorts(t, 1)
-	workerPort := freePorts(t, 2) // the workers serve at this port + local rank
-	promPort := freePorts(t, 1)
+	// A run that only ends when the test stops it at cleanup: a million
+	// epochs of 64 steps outlast the test on any machine. Epochs are short,
+	// so the evaluation metrics appear after a second or two of training.
+	// The ports were free a moment before; should a test running beside
+	// take one meanwhile, everything starts again on others.
+	var run *process
+	var runOut, promOut *tailBuffer
+	var api *promAPI
+	var agentPort, workerPort int
+	for attempt := 1; ; attempt++ {
+		agentPort = freePorts(t, 1)
+		workerPort = freePorts(t, 2) // the workers serve at this port + local rank
+		promPort := freePorts(t, 1)
+		runOut = &tailBuffer{max: 8 << 10}
+		run = start(t, runOut, bin, "launch", "--standalone", "--nproc-per-node", "2",
+			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", agentPort), "--",
+			"--model", "mlp", "--data", "synthetic:1x8x8:4:4096", "--batch", "64", "--epochs", "1000000",
+			"--run-dir", filepath.Join(dir, fmt.Sprint("run", attempt)), "--keep", "2", "--progress", "none",
+			"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", workerPort))
 
-	// A run that outlasts the test (it is stopped at the end); epochs are
-	// short, so the evaluation metrics appear within a second or two.
-	runOut := &tailBuffer{max: 8 << 10}
-	run := start(t, runOut, bin, "launch", "--standalone", "--nproc-per-node", "2",
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", agentPort), "--",
-		"--model", "mlp", "--data", "synthetic:1x8x8:4:4096", "--batch", "64", "--epochs", "1000",
-		"--run-dir", filepath.Join(dir, "run"), "--keep", "2", "--progress", "none",
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", workerPort))
-
-	cfg := testScrapeConfig(t, dir, map[string][]string{
-		"macdist-agent":  {fmt.Sprintf("127.0.0.1:%d", agentPort)},
-		"macdist-worker": {fmt.Sprintf("127.0.0.1:%d", workerPort), fmt.Sprintf("127.0.0.1:%d", workerPort+1)},
-	})
-	promOut := &tailBuffer{max: 8 << 10}
-	promAddr := fmt.Sprintf("127.0.0.1:%d", promPort)
-	start(t, promOut, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+promAddr, "--log.level=warn")
-	api := &promAPI{base: "http://" + promAddr, client: &http.Client{Timeout: 5 * time.Second}}
-	if err := api.waitReady(20 * time.Second); err != nil {
-		t.Fatalf("prometheus: %v\n%s", err, promOut)
+		cfg := testScrapeConfig(t, dir, map[string][]string{
+			"macdist-agent":  {fmt.Sprintf("127.0.0.1:%d", agentPort)},
+			"macdist-worker": {fmt.Sprintf("127.0.0.1:%d", workerPort), fmt.Sprintf("127.0.0.1:%d", workerPort+1)},
+		})
+		promOut = &tailBuffer{max: 8 << 10}
+		promAddr := fmt.Sprintf("127.0.0.1:%d", promPort)
+		promProc := start(t, promOut, prom, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, fmt.Sprint("tsdb", attempt)),
+			"--web.listen-address="+promAddr, "--log.level=warn")
+		// The bounds below are a hang's, with room for a slow, loaded
+		// machine: every wait ends as soon as what it waits for is there.
+		api = &promAPI{base: "http://" + promAddr, client: &http.Client{Timeout: 30 * time.Second}, exited: promProc.exited}
+		err := api.waitReady(3 * time.Minute)
+		if err == nil {
+			// Every target serves macdist's series: no other process
+			// holds its port.
+			err = waitServing(3*time.Minute, run, runOut, map[string]string{
+				fmt.Sprintf("127.0.0.1:%d", agentPort):    `macdist_world_size{`,
+				fmt.Sprintf("127.0.0.1:%d", workerPort):   `macdist_step{rank="0"}`,
+				fmt.Sprintf("127.0.0.1:%d", workerPort+1): `macdist_step{rank="1"}`,
+			})
+		}
+		taken := strings.Contains(runOut.String()+promOut.String(), "address already in use")
+		if err == nil && !taken {
+			break
+		}
+		if !taken || attempt == 3 {
+			t.Fatalf("prometheus: %v\n%s\nthe run:\n%s", err, promOut, runOut)
+		}
+		t.Logf("a port was taken meanwhile; starting again:\n%s%s", promOut, runOut)
+		run.stop()
+		promProc.stop()
 	}
 
 	began := time.Now()
@@ -119,7 +147,7 @@ func TestPrometheusScrapesARun(t *testing.T) {
 
 	// Ask until every query has data: the rates need two scrapes in their
 	// window, the evaluation gauges a finished epoch.
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		pending := 0
 		for _, r := range results {
@@ -314,6 +342,44 @@ func (p *process) exited() bool {
 	}
 }
 
+// stop ends the process now (a launch's workers die with their agent).
+func (p *process) stop() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// waitServing waits until every address serves /metrics holding its
+// series, or the run reports a port taken, or ends.
+func waitServing(timeout time.Duration, run *process, runOut *tailBuffer, want map[string]string) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := ""
+		for addr, series := range want {
+			body := ""
+			if resp, err := client.Get("http://" + addr + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+			}
+			if !strings.Contains(body, series) {
+				missing = addr
+			}
+		}
+		switch {
+		case missing == "":
+			return nil
+		case strings.Contains(runOut.String(), "address already in use"):
+			return errors.New("a metrics port was taken")
+		case run.exited():
+			return errors.New("the run ended")
+		case time.Now().After(deadline):
+			return fmt.Errorf("%s serves no macdist metrics after %v", missing, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // start runs a command for the rest of the test: it dies with the test
 // process (parent-death signal), and at cleanup gets SIGTERM, then SIGKILL
 // after 10 s.
@@ -369,6 +435,7 @@ func (b *tailBuffer) String() string {
 type promAPI struct {
 	base   string
 	client *http.Client
+	exited func() bool // whether the server's process ended
 }
 
 func (a *promAPI) waitReady(timeout time.Duration) error {
@@ -381,6 +448,9 @@ func (a *promAPI) waitReady(timeout time.Duration) error {
 				return nil
 			}
 			err = fmt.Errorf("/-/ready: %s", resp.Status)
+		}
+		if a.exited != nil && a.exited() {
+			return fmt.Errorf("prometheus exited: %w", err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after %v: %w", timeout, err)
@@ -406,7 +476,7 @@ func isEmpty(err error) bool {
 
 // vector runs an instant query and returns its samples.
 func (a *promAPI) vector(expr string) ([]sample, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
 	if err != nil {

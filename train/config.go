@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -170,6 +171,11 @@ type Config struct {
 	// number of steps taken (a launch worker reports it to its agent, for
 	// `macdist status`). It must return quickly.
 	OnStep func(step int)
+	// BeforeStep, when set, is called before every training step with the
+	// number of the step about to run; it may block, and an error from it
+	// ends the run (cancelled ctx: as an interruption). It is the hook of
+	// StepHold, for tests and operators that pause a run at a known step.
+	BeforeStep func(ctx context.Context, step int) error
 
 	// now is the clock and openData the datasets, replaced in tests.
 	now      func() time.Time

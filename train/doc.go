@@ -75,6 +75,10 @@
 // initialisation), so every replica starts identical whatever the other
 // nodes hold.
 //
+// Config.BeforeStep is called before every step and may hold it;
+// StepHold holds a run before the step a file names, so that a test or an
+// operator can act while the run waits at a known step.
+//
 // An interruption (the context cancelled: Ctrl-C or SIGTERM in the command)
 // finishes the step in flight, or the evaluation, writes a checkpoint and
 // returns an *Interrupted; the command prints how to resume.

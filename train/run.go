@@ -262,6 +262,14 @@ func (t *trainer) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return t.interrupted(context.Cause(ctx))
 			}
+			if cfg.BeforeStep != nil {
+				if err := cfg.BeforeStep(ctx, t.st.Step+1); err != nil {
+					if ctx.Err() != nil {
+						return t.interrupted(context.Cause(ctx))
+					}
+					return fmt.Errorf("train: before step %d: %w", t.st.Step+1, err)
+				}
+			}
 			n, err := t.step()
 			if err != nil {
 				return err

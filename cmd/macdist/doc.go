@@ -18,6 +18,14 @@
 // worker process launch starts for each local rank; node reads its place
 // in the run from the environment launch sets (cluster.WorkerFromEnv).
 //
+// For tests and operators, $MACDIST_HOLD_FILE names a file holding a step
+// number N: `train` and launch's workers take steps up to N and wait
+// before the next, until the file holds a larger number or is removed
+// (train.StepHold; a stopping launch still ends a waiting worker). With
+// the variable unset nothing is looked at; set, one stat of the file
+// before each step. The multi-process tests hold their runs this way, so
+// that each of their phases happens at a known step on any machine.
+//
 // Exit status: 0 on success, 2 for a usage error (a bad flag, a flag
 // combination that cannot work), 1 for anything else, with the error on
 // standard error. Progress and logs go to standard error; machine-readable

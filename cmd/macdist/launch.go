@@ -137,6 +137,7 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *join != "" {
 		seeds = strings.Split(*join, ",")
 	}
+	publishKey := false
 	if *standalone {
 		if *join != "" || *nnodes != "1" {
 			return usageErrorf("--standalone runs one node: it takes neither --join nor --nnodes")
@@ -147,6 +148,7 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			b := make([]byte, 16)
 			rand.Read(b)
 			*key = hex.EncodeToString(b)
+			publishKey = true // for `macdist status`
 		}
 	} else if len(seeds) == 0 {
 		return usageErrorf("--join HOST:PORT is required (or --standalone for one machine)")
@@ -203,7 +205,7 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Name: *name, Bind: *bind, Advertise: *advertise, Join: seeds, Secrets: cluster.NewSecrets(*key),
 		MinNodes: minN, MaxNodes: maxN, Procs: *nproc, Devices: cfg.Device, Settings: settings,
 		WaitTimeout: *rdzvTimeout, LastCall: *lastCall, MaxRestarts: *maxRestarts,
-		FastGossip: cluster.IsLoopback(bindHost), MetricsAddr: *metricsAddr,
+		FastGossip: cluster.IsLoopback(bindHost), MetricsAddr: *metricsAddr, PublishKey: publishKey,
 		Command: func(cluster.WorkerSpec) *exec.Cmd {
 			return exec.Command(exe, nodeArgs...)
 		},

@@ -106,6 +106,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			w.ReportStep(step)
 		}
 	}
+	holdFromEnv(&cfg, stderr, fmt.Sprintf("rank %d", w.Rank))
 	reducer := collective.NewStepReducer(ctx, ring, collective.BucketConfig{})
 	// Only TestDataParallelEquivalence sets this, to show that replicas
 	// drift apart without the statistics all-reduce.
@@ -117,6 +118,24 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ring.Abort(err)
 	}
 	return err
+}
+
+// holdEnv names the environment variable of a step hold: when it is set,
+// the run holds before every step after the number its file holds
+// (train.StepHold). It is for tests and operators; unset, it costs nothing.
+const holdEnv = "MACDIST_HOLD_FILE"
+
+// holdFromEnv sets cfg.BeforeStep to the hold $MACDIST_HOLD_FILE names,
+// which reports to w when it begins to hold.
+func holdFromEnv(cfg *train.Config, w io.Writer, who string) {
+	path := os.Getenv(holdEnv)
+	if path == "" {
+		return
+	}
+	h := &train.StepHold{Path: path, Held: func(step, limit int) {
+		fmt.Fprintf(w, "macdist: %s holds before step %d (%s holds %d)\n", who, step, holdEnv, limit)
+	}}
+	cfg.BeforeStep = h.Wait
 }
 
 // placeRank gives cfg its rank and world and the per-rank batch: the

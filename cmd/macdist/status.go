@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -17,8 +18,8 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", stderr)
 	join := fs.String("join", "", "gossip address HOST:PORT of any node of the run (its control service is at PORT+1)")
-	control := fs.String("control", "", "control service address HOST:PORT, instead of --join (a standalone launch prints it)")
-	key := fs.String("cluster-key", "", "the run's cluster key (default $"+cluster.KeyEnv+")")
+	control := fs.String("control", "", "control service address HOST:PORT, instead of --join (every launch prints both)")
+	key := fs.String("cluster-key", "", "the run's cluster key (default $"+cluster.KeyEnv+"; for a standalone launch by the same user, the key it made up)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	if err := parse(fs, args); err != nil {
@@ -37,6 +38,14 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *key == "" {
 		*key = os.Getenv(cluster.KeyEnv)
 	}
+	if host, _, err := net.SplitHostPort(addr); err == nil && *key == "" && cluster.IsLoopback(host) {
+		// A standalone launch made up its key and left it for us.
+		k, err := cluster.LocalKey(addr)
+		if err != nil {
+			return err
+		}
+		*key = k
+	}
 	if err := cluster.RequireKey(*key, addr); err != nil {
 		return usageErrorf("%v", err)
 	}
@@ -48,6 +57,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	st, err := cl.Status(ctx, &pb.StatusRequest{})
+	if err != nil && *key == "" {
+		// Without a key the client speaks plaintext, which a keyed
+		// server hangs up on before anything else is said.
+		return fmt.Errorf("asking %s: %w (does the run have a cluster key? give it with --cluster-key; a standalone launch leaves its own only to the user who started it)", addr, err)
+	}
 	if err != nil {
 		return fmt.Errorf("asking %s: %w", addr, err)
 	}

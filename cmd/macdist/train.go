@@ -131,6 +131,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf("%v", strings.TrimPrefix(err.Error(), "train: "))
 	}
 	cfg.Progress = stderr
+	holdFromEnv(&cfg, stderr, "train")
 
 	// SIGTERM (and Ctrl-C, which main also catches) finishes the step and
 	// checkpoints; a second signal quits at once.
