@@ -152,7 +152,7 @@ type shardReader struct {
 	name    string
 	shard   int
 	classes int
-	f       *os.File
+	f       io.Closer
 	cr      *countingReader
 	tr      *tar.Reader
 	pending *tar.Header // a header read ahead: the first member of the next sample
@@ -172,7 +172,7 @@ func openShard(path string, shard, classes int) (*shardReader, error) {
 	return newShardReader(f, path, shard, classes), nil
 }
 
-func newShardReader(f *os.File, name string, shard, classes int) *shardReader {
+func newShardReader(f io.ReadCloser, name string, shard, classes int) *shardReader {
 	cr := &countingReader{r: bufio.NewReaderSize(f, 1<<20)}
 	return &shardReader{name: name, shard: shard, classes: classes, f: f, cr: cr, tr: tar.NewReader(cr), maxLen: maxMemberBytes}
 }
