@@ -73,7 +73,7 @@ type trainer struct {
 
 	trainSet, testSet   data.Dataset
 	bad                 []*skipBad // with SkipBad: the train and test sets
-	loader, testLoader  *data.Loader
+	loader, testLoader  data.Batches
 	nb, total, maxSteps int
 
 	settings Settings
@@ -140,7 +140,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.SkipBad {
+	if _, stream := t.trainSet.(*data.ShardSet); cfg.SkipBad && !stream { // a stream skips bad samples itself
 		t.bad = []*skipBad{{Dataset: t.trainSet, log: cfg.Logger}, {Dataset: t.testSet, log: cfg.Logger}}
 		t.trainSet, t.testSet = t.bad[0], t.bad[1]
 	}
@@ -166,18 +166,19 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	t.evalLoss = nn.NewCrossEntropyLoss(t.dev, 0)
 	t.padLoss = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 
-	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
+	stream := data.StreamConfig{SkipBad: cfg.SkipBad}
+	if t.loader, err = data.NewBatches(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
-	}); err != nil {
+	}, stream); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	if t.testLoader, err = data.NewLoader(t.testSet, data.LoaderConfig{
+	if t.testLoader, err = data.NewBatches(t.testSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, NoAugment: true, Workers: cfg.Workers,
-	}); err != nil {
+	}, stream); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	t.nb = t.loader.Len()
-	t.numReal = t.loader.Sampler().NumReal()
+	t.numReal = t.loader.NumReal()
 	t.total = cfg.Epochs * t.nb
 	t.maxSteps = t.total
 	if cfg.MaxSteps > 0 {
@@ -521,10 +522,10 @@ func (t *trainer) firstLayerCovariance(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	ld, err := data.NewLoader(t.trainSet, data.LoaderConfig{
+	ld, err := data.NewBatches(t.trainSet, data.LoaderConfig{
 		BatchSize: t.cfg.Batch, Rank: t.cfg.Rank, World: t.cfg.World, NoAugment: true, Workers: t.cfg.Workers,
 		DropLast: t.cfg.World > 1, // every sample once across ranks
-	})
+	}, data.StreamConfig{SkipBad: t.cfg.SkipBad})
 	if err != nil {
 		return fmt.Errorf("train: first-layer covariance: %w", err)
 	}

@@ -64,6 +64,9 @@ func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
 		}
 		return nil, nil, err
 	}
+	if _, stream := tr.(*data.ShardSet); stream && (s.Subset > 0 || s.TestSubset > 0) {
+		return nil, nil, fmt.Errorf("train: --subset does not apply to %s: shards are streamed whole (write a smaller shard set instead)", spec)
+	}
 	if s.Subset > 0 && s.Subset < tr.Len() {
 		tr = &prefix{tr, s.Subset}
 	}
