@@ -117,6 +117,7 @@ type shardSample struct {
 	shard  int   // index into the split's shard list
 	offset int64 // byte offset of the sample's first member header
 	ext    string
+	buf    *[]byte // the pooled buffer enc lives in, if any
 }
 
 // ShardError reports a sample or shard that cannot be read: which shard,

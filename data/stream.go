@@ -104,7 +104,8 @@ type segment struct {
 // Each epoch the shards are permuted from (Seed, epoch) (evaluation: index
 // order) and their concatenation is cut into World equal ranges of
 // floor(total/World) samples, one per rank (evaluation: ranges differ by at
-// most one sample and the shorter ranks pad with their last sample, so that
+// most one sample and the shorter ranks pad with one blank sample (zeros,
+// label 0), so that
 // NumReal counts every sample exactly once). A rank thus reads whole shards
 // except at most one at each end of its range, which it shares with its
 // neighbour (disjoint samples). The rank's segments are dealt round-robin
@@ -125,6 +126,7 @@ type StreamLoader struct {
 	err     error
 	closed  bool
 	skipped atomic.Int64
+	bufs    sync.Pool // *[]byte: encoded samples, recycled once decoded
 }
 
 type streamSlot struct {
@@ -133,8 +135,11 @@ type streamSlot struct {
 	y       []int32
 	index   []int
 	enc     [][]byte
+	buf     []*[]byte // enc's pooled buffers
 	bad     []bool
-	where   []string
+	shard   []int   // where each sample is, for errors: shard index…
+	offset  []int64 // …and byte offset
+	pad     []bool  // evaluation padding: zeros, counted by no one
 	pending atomic.Int32
 	errMu   sync.Mutex
 	err     error
@@ -206,8 +211,11 @@ func NewStreamLoader(set *ShardSet, cfg StreamConfig) (*StreamLoader, error) {
 		sl.y = make([]int32, cfg.BatchSize)
 		sl.index = make([]int, cfg.BatchSize)
 		sl.enc = make([][]byte, cfg.BatchSize)
+		sl.buf = make([]*[]byte, cfg.BatchSize)
 		sl.bad = make([]bool, cfg.BatchSize)
-		sl.where = make([]string, cfg.BatchSize)
+		sl.shard = make([]int, cfg.BatchSize)
+		sl.offset = make([]int64, cfg.BatchSize)
+		sl.pad = make([]bool, cfg.BatchSize)
 	}
 	return l, nil
 }
@@ -421,7 +429,19 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 		}
 		got := 0
 		for i := 0; got < sg.count; i++ {
-			s, err := sr.read(nil)
+			bp, _ := l.bufs.Get().(*[]byte)
+			if bp == nil {
+				bp = new([]byte)
+			}
+			s, err := sr.read(*bp)
+			if err == nil && i < sg.skip {
+				l.bufs.Put(bp)
+				continue
+			}
+			if err == nil {
+				*bp = s.enc[:cap(s.enc)]
+				s.buf = bp
+			}
 			if err == io.EOF {
 				err = &ShardError{Shard: path, Offset: sr.cr.n, Err: fmt.Errorf("shard ends after %d samples; the index says %d", i, l.set.shards[sg.shard].Samples)}
 			}
@@ -450,7 +470,6 @@ func (l *StreamLoader) schedule(r *streamRun, step int, in <-chan streamItem) {
 	defer close(r.work)
 	bs := l.cfg.BatchSize
 	chunk := max(1, (bs+l.cfg.Workers-1)/l.cfg.Workers)
-	var last shardSample
 	pos := 0 // sample position within the rank's epoch
 	real := l.NumReal()
 	for b := 0; b < l.nb; b++ {
@@ -476,8 +495,6 @@ func (l *StreamLoader) schedule(r *streamRun, step int, in <-chan streamItem) {
 				if !ok {
 					it.err = fmt.Errorf("data: %s: shard stream ended after %d of %d samples", l.set.desc, pos, real)
 				}
-			} else {
-				it.s = last // evaluation padding: counted by no one
 			}
 			if it.err != nil {
 				if b < step {
@@ -495,18 +512,13 @@ func (l *StreamLoader) schedule(r *streamRun, step int, in <-chan streamItem) {
 				r.dones[s] <- sl.err
 				return
 			}
-			if it.s.enc != nil {
-				last = it.s
-			}
 			if b >= step {
-				sl.enc[j] = it.s.enc
+				sl.enc[j], sl.buf[j] = it.s.enc, it.s.buf
 				sl.y[j] = int32(it.s.label)
 				sl.index[j] = pos
-				sl.bad[j] = it.s.enc == nil
-				sl.where[j] = ""
-				if it.s.enc != nil {
-					sl.where[j] = fmt.Sprintf("%s at offset %d", l.set.shards[it.s.shard].File, it.s.offset)
-				}
+				sl.bad[j] = false
+				sl.pad[j] = pos >= real
+				sl.shard[j], sl.offset[j] = it.s.shard, it.s.offset
 			}
 			pos++
 		}
@@ -550,11 +562,21 @@ func (l *StreamLoader) decode(r *streamRun) {
 		}
 		sl := &l.slots[it.slot]
 		for j := it.lo; j < it.hi; j++ {
+			x := sl.x[j*l.chw : (j+1)*l.chw]
+			if sl.pad[j] {
+				clear(x)
+				sl.y[j] = 0
+				continue
+			}
 			if sl.bad[j] {
 				continue
 			}
 			seedSample(pcg, ek, sl.index[j])
-			err := l.set.tf.transformEncoded(sl.enc[j], sl.x[j*l.chw:(j+1)*l.chw], rng)
+			err := l.set.tf.transformEncoded(sl.enc[j], x, rng)
+			if sl.buf[j] != nil {
+				l.bufs.Put(sl.buf[j])
+			}
+			sl.enc[j], sl.buf[j] = nil, nil
 			if err != nil && l.cfg.SkipBad {
 				l.skipped.Add(1)
 				sl.bad[j] = true
@@ -563,7 +585,8 @@ func (l *StreamLoader) decode(r *streamRun) {
 			if err != nil {
 				sl.errMu.Lock()
 				if sl.err == nil {
-					sl.err = fmt.Errorf("data: epoch %d, batch %d: shard %s: %w", r.epoch, sl.b.Step, sl.where[j], err)
+					sl.err = fmt.Errorf("data: epoch %d, batch %d: %w", r.epoch, sl.b.Step,
+						&ShardError{Shard: filepath.Join(l.set.dir, l.set.shards[sl.shard[j]].File), Offset: sl.offset[j], Err: err})
 				}
 				sl.errMu.Unlock()
 				break
@@ -587,7 +610,7 @@ func (l *StreamLoader) fillBad(sl *streamSlot) error {
 	n := sl.b.N
 	good := -1
 	for j := range n {
-		if !sl.bad[j] {
+		if !sl.bad[j] && !sl.pad[j] {
 			good = j
 			break
 		}
@@ -604,7 +627,7 @@ func (l *StreamLoader) fillBad(sl *streamSlot) error {
 		if sl.bad[j] {
 			copy(sl.x[j*l.chw:(j+1)*l.chw], sl.x[good*l.chw:(good+1)*l.chw])
 			sl.y[j] = sl.y[good]
-		} else {
+		} else if !sl.pad[j] {
 			good = j
 		}
 	}
@@ -660,11 +683,7 @@ func (l *StreamLoader) Next() (*Batch, error) {
 	}
 	r.next++
 	l.held = s
-	sl := &l.slots[s]
-	for j := range sl.b.N {
-		sl.enc[j] = nil // the bytes go back to the collector
-	}
-	return &sl.b, nil
+	return &l.slots[s].b, nil
 }
 
 // Release hands b's buffer back before the next Next.
