@@ -236,15 +236,12 @@ func (t *trainer) run(ctx context.Context) error {
 	var seen int64
 	for t.st.Epoch < cfg.Epochs && t.st.Step < t.maxSteps {
 		e := t.st.Epoch
-		if err := t.loader.Start(context.Background(), e); err != nil {
+		// A resumed epoch's first batches were trained on before: start
+		// after them (the order is a function of seed and epoch; a shard
+		// stream reads them again to refill its shuffle buffer but does not
+		// decode them).
+		if err := t.loader.StartAt(context.Background(), e, t.st.EpochStep); err != nil {
 			return fmt.Errorf("train: %w", err)
-		}
-		// A resumed epoch's first batches were trained on before: draw
-		// them (the order is a function of seed and epoch) and pass.
-		for range t.st.EpochStep {
-			if _, err := t.loader.Next(); err != nil {
-				return fmt.Errorf("train: skipping to batch %d of epoch %d: %w", t.st.EpochStep, e+1, err)
-			}
 		}
 		if t.metrics != nil {
 			t.metrics.epoch.Set(float64(e + 1))
