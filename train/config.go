@@ -103,6 +103,10 @@ type Config struct {
 	MetricsAddr string
 	// Workers decode samples concurrently; 0 means GOMAXPROCS.
 	Workers int
+	// ShuffleBuffer is the shuffle buffer of a shards:DIR training stream
+	// (samples); 0 means 1000, negative none. It shapes the batches: keep
+	// it across a resume.
+	ShuffleBuffer int
 
 	// Rank and World place this process in a data-parallel run (World 0
 	// means 1); Reducer averages across ranks (nil means Local). Only rank 0

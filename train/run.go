@@ -166,7 +166,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	t.evalLoss = nn.NewCrossEntropyLoss(t.dev, 0)
 	t.padLoss = nn.NewCrossEntropyLoss(t.dev, float32(cfg.LabelSmoothing))
 
-	stream := data.StreamConfig{SkipBad: cfg.SkipBad}
+	stream := data.StreamConfig{SkipBad: cfg.SkipBad, ShuffleBuffer: cfg.ShuffleBuffer}
 	if t.loader, err = data.NewBatches(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
 	}, stream); err != nil {
@@ -895,6 +895,9 @@ func (t *trainer) finish() error {
 	t.log.printf("done: %d steps; final weights in %s", t.st.Step, path)
 	if len(t.bad) > 0 && t.bad[0].Bad()+t.bad[1].Bad() > 0 {
 		t.log.printf("--skip-bad: %d unreadable training and %d evaluation samples were replaced", t.bad[0].Bad(), t.bad[1].Bad())
+	}
+	if s, ok := t.loader.(*data.StreamLoader); ok && s.Skipped() > 0 {
+		t.log.printf("--skip-bad: %d undecodable training samples were replaced", s.Skipped())
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 package train
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/data"
@@ -46,5 +48,30 @@ func TestShardsResumeExact(t *testing.T) {
 	b := readParams(t, filepath.Join(split, FinalDir, modelFile))
 	if d := maxRelDiff(t, b, a); d != 0 {
 		t.Errorf("resumed run ends %.3g away from the straight one, want 0", d)
+	}
+}
+
+// TestShardsSkipBad: a shard holding an image that does not decode stops
+// the run naming the shard and offset; with --skip-bad the run completes
+// and counts it.
+func TestShardsSkipBad(t *testing.T) {
+	root, _ := imageFolder(t) // one corrupt PNG among the training images
+	dir := filepath.Join(t.TempDir(), "shards")
+	if _, err := data.WriteShards(root, dir, data.ShardOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c := smallConfig(t, t.TempDir())
+	c.Model, c.Data, c.Batch, c.Epochs = "mlp", "shards:"+dir, 4, 1
+	err := Run(context.Background(), c, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "train-000000.tar at offset") {
+		t.Fatalf("a corrupt image without --skip-bad: %v", err)
+	}
+	var prog bytes.Buffer
+	c.RunDir, c.SkipBad, c.Progress = t.TempDir(), true, &prog
+	if err := Run(context.Background(), c, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(prog.String(), "--skip-bad: 1 undecodable training samples were replaced") {
+		t.Errorf("progress:\n%s", prog.String())
 	}
 }
