@@ -393,3 +393,44 @@ func decodeConfig(b []byte) ([2]int, error) {
 	c, _, err := image.DecodeConfig(bytes.NewReader(b))
 	return [2]int{c.Width, c.Height}, err
 }
+
+// TestShardsDeal: each epoch the ranks' ranges cover the training samples
+// once (less the remainder), and at most World−1 shards are split between
+// neighbouring ranks; the rest are read whole by one rank.
+func TestShardsDeal(t *testing.T) {
+	shards := make([]ShardEntry, 10)
+	total := 0
+	for i := range shards {
+		shards[i] = ShardEntry{File: fmt.Sprintf("s%d.tar", i), Samples: 7 + i%3}
+		total += shards[i].Samples
+	}
+	set := &ShardSet{ix: &ShardIndex{Classes: []string{"a"}}, shards: shards, total: total, tf: &ImageFolder{size: 4}}
+	for _, world := range []int{1, 2, 3, 4} {
+		for epoch := range 3 {
+			readers := map[int]int{}
+			covered := 0
+			for rank := range world {
+				l, err := NewStreamLoader(set, StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 5, Rank: rank, World: world, Shuffle: true, Seed: 2}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, sg := range l.segments(epoch) {
+					readers[sg.shard]++
+					covered += sg.count
+					if sg.skip < 0 || sg.skip+sg.count > shards[sg.shard].Samples {
+						t.Fatalf("segment %+v outside shard of %d", sg, shards[sg.shard].Samples)
+					}
+				}
+			}
+			shared := 0
+			for _, n := range readers {
+				if n > 1 {
+					shared++
+				}
+			}
+			if covered != total/world*world || shared > world-1 {
+				t.Errorf("world %d epoch %d: %d samples covered (want %d), %d shards shared (want ≤ %d)", world, epoch, covered, total/world*world, shared, world-1)
+			}
+		}
+	}
+}
