@@ -502,8 +502,10 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 	if testFiles == nil {
 		return nil, nil, fmt.Errorf("data: %s: no evaluation images in %sval/CLASS/ or %stest/CLASS/", t.root, prefix, prefix)
 	}
-	// The listing is done with: let the collector have it before the
-	// per-split tables are built (ImageNet: 1.3 million entries).
+	// The listing is done with; its array holds the splits' file names
+	// (each split's entries are distinct files of it), so that an
+	// ImageNet-sized tree does not hold two 1.3-million-entry tables at once.
+	store := t.files[:0]
 	t.files, t.dirs = nil, nil
 
 	size, resize := o.ImageSize, o.ResizeSize
@@ -536,7 +538,13 @@ func openImageFolder(p string, o Options) (train, test *ImageFolder, err error) 
 			classes: classes, size: size, resize: resize, augment: augment, luts: luts,
 			labels: make([]int32, len(files)),
 		}
-		names := make([]string, len(files))
+		var names []string
+		if cap(store)-len(store) >= len(files) {
+			names = store[len(store) : len(store)+len(files) : len(store)+len(files)]
+			store = store[:len(store)+len(files)]
+		} else {
+			names = make([]string, len(files))
+		}
 		for i, f := range files {
 			names[i] = f.file
 			d.labels[i] = int32(f.class)
