@@ -113,4 +113,41 @@
 // the first training image's shorter side when that is at most 64 (CIFAR,
 // Tiny-ImageNet: train at native resolution) and to 224 otherwise, with
 // evaluation resizing to 256 (size·256/224).
+//
+// # Shards
+//
+// WriteShards (macdist shard) writes an ImageFolder tree as plain tar
+// shards in WebDataset's convention, KEY.jpg (or .png) and KEY.cls (the
+// label in decimal), each split in a random order, train-NNNNNN.tar and
+// val-NNNNNN.tar (or test-) closed at a size, and index.json last: per-shard
+// sample counts, class names, the output side, and how images were
+// re-encoded (MaxSide, Quality: larger images shrunk by an area filter and
+// written as JPEG). Open("shards:DIR") gives a ShardSet, which is read in
+// sequence by a StreamLoader (NewBatches picks it), never by index.
+//
+// Each epoch the training shards are permuted from (Seed, epoch), their
+// concatenation is cut into World ranges of floor(total/World) samples
+// (the remainder is left out that epoch, and a different one the next),
+// and rank r reads range r: whole shards, except at most one at each end,
+// shared sample-disjointly with the neighbouring rank. Every rank thus has
+// the same number of steps, ceil or floor (DropLastBatch) of
+// floor(total/World)/BatchSize, and a change of World deals the shards
+// afresh. A rank's segments are dealt round-robin to Readers sequential
+// readers (one open shard each, ReadAhead samples buffered, one sample in
+// memory at a time per reader), interleaved round-robin and mixed by a
+// shuffle buffer drawn from (Seed, epoch, Rank); batches are decoded by the
+// Workers in parallel, each sample's augmentation keyed by (Seed, epoch,
+// Rank, position), so the batches depend on (Seed, epoch, Rank, World,
+// Readers, ShuffleBuffer) and never on timing or Workers. StartAt reads the
+// epoch's head again without decoding it, which refills the shuffle buffer
+// exactly: a resumed epoch is bit for bit the uninterrupted one. The
+// evaluation split is read in index order, cut into World ranges that differ
+// by at most one sample; the shorter ranks pad with a blank sample that
+// NumReal leaves out, so evaluation counts each sample once.
+//
+// A sample whose image does not decode is a *ShardError (shard file and the
+// byte offset of the sample's first tar header); SkipBad replaces it by a
+// good sample of its batch and counts it (Skipped). A broken tar stream (a
+// truncated shard, a member that is not KEY.ext, a bad or missing label, a
+// shard with fewer samples than the index says) is an error either way.
 package data

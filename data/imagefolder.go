@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ImageFolder is a set of JPEG/PNG files laid out as torchvision's
@@ -77,15 +78,33 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 		s = new(resampler)
 	}
 	defer d.pool.Put(s)
-	fail := func(err error) (int, error) {
-		return 0, &SampleError{Index: i, File: d.src.name(i), Err: err}
-	}
 	t := d.clock.start()
 	enc, err := d.src.read(i, s)
-	if err != nil {
-		return fail(err)
+	if err == nil {
+		d.clock.lap(&t, d.clock.readStage())
+		err = d.render(s, enc, dst, rng, t)
 	}
-	d.clock.lap(&t, d.clock.readStage())
+	if err != nil {
+		return 0, &SampleError{Index: i, File: d.src.name(i), Err: err}
+	}
+	return int(d.labels[i]), nil
+}
+
+// transformEncoded is Get from a sample's encoded bytes instead of its
+// index, for shard streams.
+func (d *ImageFolder) transformEncoded(enc []byte, dst []float32, rng *rand.Rand) error {
+	s, _ := d.pool.Get().(*resampler)
+	if s == nil {
+		s = new(resampler)
+	}
+	defer d.pool.Put(s)
+	return d.render(s, enc, dst, rng, d.clock.start())
+}
+
+// render decodes enc and writes the split's transform of it into dst,
+// with s's buffers.
+func (d *ImageFolder) render(s *resampler, enc []byte, dst []float32, rng *rand.Rand, t time.Time) error {
+	var err error
 	// libjpeg-turbo reads the size from the header and decodes after the
 	// draws; anything else (PNG, CMYK JPEGs, no libjpeg-turbo) is decoded
 	// by Go first. Either way the header's size is checked first.
@@ -94,22 +113,22 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	if turbo {
 		var rgbOK bool
 		if w, h, rgbOK, err = s.turbo(enc); err != nil {
-			return fail(err)
+			return err
 		}
 		if err := d.checkPixels("jpeg", w, h); err != nil {
-			return fail(err)
+			return err
 		}
 		turbo = rgbOK
 	}
 	if !turbo {
 		if img, err = d.decode(enc); err != nil {
-			return fail(err)
+			return err
 		}
 		w, h = img.Bounds().Dx(), img.Bounds().Dy()
 		d.clock.lap(&t, d.clock.decodeStage())
 	}
 	if w <= 0 || h <= 0 {
-		return fail(fmt.Errorf("empty image (%d×%d)", w, h))
+		return fmt.Errorf("empty image (%d×%d)", w, h)
 	}
 	p, cropFlip := d.plan(w, h, rng)
 	out := dst
@@ -119,7 +138,7 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 	}
 	if turbo {
 		if err := d.renderTurbo(s, enc, w, h, p, out, &t); err != nil {
-			return fail(err)
+			return err
 		}
 	} else {
 		d.renderGo(s, img, p, out)
@@ -130,7 +149,7 @@ func (d *ImageFolder) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 		top, left := randomCropParams(rng, 4)
 		shiftFlip(dst, out, 3, d.size, d.size, top-4, left-4, flipCoin(rng), d.luts)
 	}
-	return int(d.labels[i]), nil
+	return nil
 }
 
 // decode decodes a JPEG or PNG after checking the size its header claims.
@@ -364,15 +383,18 @@ func (t *tree) findRoot() (string, error) {
 	best, bestDepth := "", -1
 	var other string
 	for _, f := range t.files {
-		parts := strings.Split(f, "/")
-		for k := 0; k+2 < len(parts); k++ {
-			if parts[k] != "train" {
+		// Walk f's folders without splitting it (no allocation per file):
+		// k is the depth of the folder that starts at start.
+		for k, start := 0, 0; ; k++ {
+			i := strings.IndexByte(f[start:], '/')
+			if i < 0 {
+				break
+			}
+			if f[start:start+i] != "train" || !strings.Contains(f[start+i+1:], "/") {
+				start += i + 1
 				continue
 			}
-			prefix := strings.Join(parts[:k], "/")
-			if prefix != "" {
-				prefix += "/"
-			}
+			prefix := f[:start]
 			switch {
 			case bestDepth < 0 || k < bestDepth:
 				best, bestDepth, other = prefix, k, ""
@@ -395,15 +417,17 @@ func (t *tree) findRoot() (string, error) {
 // under it, numbered by classIndex. Files are ordered as torchvision's
 // make_dataset: by class, then folder path, then file name.
 type labelled struct {
-	file      string
-	dir, base string // file split at its last slash, for sorting without allocating
-	class     int
+	file  string
+	slash int32 // index of file's last slash (−1: none), to sort by folder then name without allocating
+	class int32
 }
 
 func newLabelled(file string, class int) labelled {
-	i := strings.LastIndexByte(file, '/')
-	return labelled{file: file, dir: file[:max(i, 0)], base: file[i+1:], class: class}
+	return labelled{file: file, slash: int32(strings.LastIndexByte(file, '/')), class: int32(class)}
 }
+
+func (l labelled) dir() string  { return l.file[:max(l.slash, 0)] }
+func (l labelled) base() string { return l.file[l.slash+1:] }
 
 func (t *tree) classFolders(prefix string) []string {
 	seen := map[string]bool{}
@@ -428,7 +452,15 @@ func (t *tree) classFolders(prefix string) []string {
 }
 
 func (t *tree) splitFiles(splitPrefix string, classIndex map[string]int) ([]labelled, error) {
-	var out []labelled
+	// Count first and allocate once: an ImageNet-sized split is over a
+	// million entries, and append's doubling would hold two copies at once.
+	n := 0
+	for _, f := range t.files {
+		if strings.HasPrefix(f, splitPrefix) {
+			n++
+		}
+	}
+	out := make([]labelled, 0, n)
 	for _, f := range t.files {
 		rest, ok := strings.CutPrefix(f, splitPrefix)
 		if !ok || !isImageFile(f) {
@@ -446,12 +478,12 @@ func (t *tree) splitFiles(splitPrefix string, classIndex map[string]int) ([]labe
 	}
 	slices.SortFunc(out, func(a, b labelled) int {
 		if a.class != b.class {
-			return a.class - b.class
+			return int(a.class - b.class)
 		}
-		if c := strings.Compare(a.dir, b.dir); c != 0 {
+		if c := strings.Compare(a.dir(), b.dir()); c != 0 {
 			return c
 		}
-		return strings.Compare(a.base, b.base)
+		return strings.Compare(a.base(), b.base())
 	})
 	return out, nil
 }
@@ -576,6 +608,11 @@ func openTree(t *tree, o Options) (train, test *ImageFolder, err error) {
 	if testFiles == nil {
 		return nil, nil, fmt.Errorf("data: %s: no evaluation images in %sval/CLASS/ or %stest/CLASS/", t.root, prefix, prefix)
 	}
+	// The listing is done with; its array holds the splits' file names
+	// (each split's entries are distinct files of it), so that an
+	// ImageNet-sized tree does not hold two 1.3-million-entry tables at once.
+	store := t.files[:0]
+	t.files, t.dirs = nil, nil
 
 	size, resize := o.ImageSize, o.ResizeSize
 	if size <= 0 {
@@ -611,7 +648,13 @@ func openTree(t *tree, o Options) (train, test *ImageFolder, err error) {
 			classes: classes, size: size, resize: resize, augment: augment, luts: luts, scales: scales,
 			labels: make([]int32, len(files)),
 		}
-		names := make([]string, len(files))
+		var names []string
+		if cap(store)-len(store) >= len(files) {
+			names = store[len(store) : len(store)+len(files) : len(store)+len(files)]
+			store = store[:len(store)+len(files)]
+		} else {
+			names = make([]string, len(files))
+		}
 		for i, f := range files {
 			names[i] = f.file
 			d.labels[i] = int32(f.class)

@@ -364,3 +364,7 @@ func (l *Loader) Close() error {
 	l.closed = true
 	return nil
 }
+
+// NumReal is the rank's samples per epoch that are not padding
+// (Sampler.NumReal).
+func (l *Loader) NumReal() int { return l.sampler.NumReal() }

@@ -100,6 +100,7 @@ const Specs = `fashion-mnist              (Debian's dataset-fashion-mnist, in /u
   cifar10:DIR                (data_batch_1..5.bin, test_batch.bin)
   cifar100:DIR               (train.bin, test.bin; fine labels)
   imagefolder:PATH           (PATH/train/CLASS/*.jpg|png and PATH/val/ or PATH/test/; PATH may be a .tar or .tar.gz)
+  shards:DIR                 (tar shards and index.json written by macdist shard; streamed)
   synthetic:CxHxW:K:N[:NT]   (e.g. synthetic:3x32x32:10:50000; NT test samples, default N/5)`
 
 // Open parses spec and opens the training and evaluation sets it names.
@@ -152,6 +153,15 @@ func Open(spec string, o Options) (train, test Dataset, err error) {
 			return nil, nil, bad("imagefolder needs a path")
 		}
 		tr, te, err := openImageFolder(arg, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return tr, te, nil
+	case "shards":
+		if !hasArg {
+			return nil, nil, bad("shards needs a directory")
+		}
+		tr, te, err := OpenShards(arg, o)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -141,6 +141,10 @@ type Config struct {
 	MetricsAddr string
 	// Workers decode samples concurrently; 0 means GOMAXPROCS.
 	Workers int
+	// ShuffleBuffer is the shuffle buffer of a shards:DIR training stream
+	// (samples); 0 means 1000, negative none. It shapes the batches: keep
+	// it across a resume.
+	ShuffleBuffer int
 
 	// Rank and World place this process in a data-parallel run (World 0
 	// means 1); Reducer averages across ranks (nil means Local). Only rank 0
@@ -289,6 +293,8 @@ func (c Config) Validate() error {
 		return bad("--layer-decay %v outside [0, 1]", c.LayerDecay)
 	case c.RepeatedAug < 0:
 		return bad("--repeated-aug %d is negative", c.RepeatedAug)
+	case c.RepeatedAug > 1 && strings.HasPrefix(c.Data, "shards:"):
+		return bad("--repeated-aug does not apply to --data %s: a shard stream reads each sample once an epoch", c.Data)
 	case !(c.RandomErase >= 0 && c.RandomErase <= 1):
 		return bad("--random-erase %v outside [0, 1]", c.RandomErase)
 	case c.CheckpointEvery < 0:

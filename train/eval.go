@@ -26,7 +26,7 @@ type EvalResult struct {
 // samples the sampler does not pad with count (data.Sampler.NumReal), so
 // that every sample counts once whatever the world size; the padding is
 // not even computed. The model is back in training mode afterwards.
-func evaluate(ctx context.Context, dev kernels.Device, model nn.Module, loader *data.Loader, loss *nn.CrossEntropyLoss,
+func evaluate(ctx context.Context, dev kernels.Device, model nn.Module, loader data.Batches, loss *nn.CrossEntropyLoss,
 	red Reducer, upload func(*data.Batch) *nn.Tensor) (EvalResult, error) {
 	model.SetTraining(false)
 	defer model.SetTraining(true)
@@ -34,7 +34,7 @@ func evaluate(ctx context.Context, dev kernels.Device, model nn.Module, loader *
 		return EvalResult{}, fmt.Errorf("train: evaluation: %w", err)
 	}
 	var sum, correct, n float64
-	left := loader.Sampler().NumReal() // samples still to count on this rank
+	left := loader.NumReal() // samples still to count on this rank
 	var cut data.Batch
 	for {
 		b, err := loader.Next()
@@ -160,7 +160,7 @@ func Evaluate(ctx context.Context, c EvalConfig) (EvalResult, string, error) {
 	if batch <= 0 {
 		batch = 256
 	}
-	ld, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: batch, NoAugment: true, Workers: c.Workers})
+	ld, err := data.NewBatches(ds, data.LoaderConfig{BatchSize: batch, NoAugment: true, Workers: c.Workers}, data.StreamConfig{})
 	if err != nil {
 		return EvalResult{}, dir, fmt.Errorf("train: %w", err)
 	}

@@ -73,7 +73,7 @@ type trainer struct {
 
 	trainSet, testSet   data.Dataset
 	bad                 []*skipBad // with SkipBad: the train and test sets
-	loader, testLoader  *data.Loader
+	loader, testLoader  data.Batches
 	nb, total, maxSteps int
 
 	settings Settings
@@ -146,7 +146,7 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.SkipBad {
+	if _, stream := t.trainSet.(*data.ShardSet); cfg.SkipBad && !stream { // a stream skips bad samples itself
 		t.bad = []*skipBad{{Dataset: t.trainSet, log: cfg.Logger}, {Dataset: t.testSet, log: cfg.Logger}}
 		t.trainSet, t.testSet = t.bad[0], t.bad[1]
 	}
@@ -175,19 +175,20 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		return nil, err
 	}
 
-	if t.loader, err = data.NewLoader(t.trainSet, data.LoaderConfig{
+	stream := data.StreamConfig{SkipBad: cfg.SkipBad, ShuffleBuffer: cfg.ShuffleBuffer}
+	if t.loader, err = data.NewBatches(t.trainSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, Shuffle: cfg.Shuffle, Seed: cfg.Seed, Workers: cfg.Workers,
 		Repeats: cfg.repeats(), // recipe: --repeated-aug
-	}); err != nil {
+	}, stream); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
-	if t.testLoader, err = data.NewLoader(t.testSet, data.LoaderConfig{
+	if t.testLoader, err = data.NewBatches(t.testSet, data.LoaderConfig{
 		BatchSize: cfg.Batch, Rank: cfg.Rank, World: cfg.World, NoAugment: true, Workers: cfg.Workers,
-	}); err != nil {
+	}, stream); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	t.nb = t.loader.Len()
-	t.numReal = t.loader.Sampler().NumReal()
+	t.numReal = t.loader.NumReal()
 	t.total = cfg.Epochs * t.nb
 	t.maxSteps = t.total
 	if cfg.MaxSteps > 0 {
@@ -245,15 +246,12 @@ func (t *trainer) run(ctx context.Context) error {
 	var seen int64
 	for t.st.Epoch < cfg.Epochs && t.st.Step < t.maxSteps {
 		e := t.st.Epoch
-		if err := t.loader.Start(context.Background(), e); err != nil {
+		// A resumed epoch's first batches were trained on before: start
+		// after them (the order is a function of seed and epoch; a shard
+		// stream reads them again to refill its shuffle buffer but does not
+		// decode them).
+		if err := t.loader.StartAt(context.Background(), e, t.st.EpochStep); err != nil {
 			return fmt.Errorf("train: %w", err)
-		}
-		// A resumed epoch's first batches were trained on before: draw
-		// them (the order is a function of seed and epoch) and pass.
-		for range t.st.EpochStep {
-			if _, err := t.loader.Next(); err != nil {
-				return fmt.Errorf("train: skipping to batch %d of epoch %d: %w", t.st.EpochStep, e+1, err)
-			}
 		}
 		if t.metrics != nil {
 			t.metrics.epoch.Set(float64(e + 1))
@@ -545,10 +543,10 @@ func (t *trainer) firstLayerCovariance(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
-	ld, err := data.NewLoader(t.trainSet, data.LoaderConfig{
+	ld, err := data.NewBatches(t.trainSet, data.LoaderConfig{
 		BatchSize: t.cfg.Batch, Rank: t.cfg.Rank, World: t.cfg.World, NoAugment: true, Workers: t.cfg.Workers,
 		DropLast: t.cfg.World > 1, // every sample once across ranks
-	})
+	}, data.StreamConfig{SkipBad: t.cfg.SkipBad})
 	if err != nil {
 		return fmt.Errorf("train: first-layer covariance: %w", err)
 	}
@@ -969,6 +967,9 @@ func (t *trainer) finish() error {
 	t.log.printf("done: %d steps; final weights in %s", t.st.Step, path)
 	if len(t.bad) > 0 && t.bad[0].Bad()+t.bad[1].Bad() > 0 {
 		t.log.printf("--skip-bad: %d unreadable training and %d evaluation samples were replaced", t.bad[0].Bad(), t.bad[1].Bad())
+	}
+	if s, ok := t.loader.(*data.StreamLoader); ok && s.Skipped() > 0 {
+		t.log.printf("--skip-bad: %d undecodable training samples were replaced", s.Skipped())
 	}
 	return nil
 }

@@ -68,9 +68,16 @@ func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
 		}
 		return nil, nil, err
 	}
+	_, stream := tr.(*data.ShardSet)
+	if stream && (s.Subset > 0 || s.TestSubset > 0) {
+		return nil, nil, fmt.Errorf("train: --subset does not apply to %s: shards are streamed whole (write a smaller shard set instead)", spec)
+	}
 	if auto, err := data.ParseAutoAugment(s.AutoAugment); err != nil {
 		return nil, nil, fmt.Errorf("train: --auto-augment: %w", err)
 	} else if auto != nil || s.RandomErase > 0 {
+		if stream {
+			return nil, nil, fmt.Errorf("train: --auto-augment and --random-erase do not apply to %s yet: shards are decoded by the stream loader", spec)
+		}
 		if tr, err = data.NewAugmented(tr, auto, data.RandomErasing{P: s.RandomErase}); err != nil {
 			return nil, nil, fmt.Errorf("train: --auto-augment %s on %s: %s", s.AutoAugment, spec, strings.TrimPrefix(err.Error(), "data: "))
 		}

@@ -10,6 +10,7 @@
 //	macdist export --checkpoint RUN/checkpoints/step-000003910 --out model.safetensors
 //	macdist bench --model resnet50 --optimizer mac               # step time, bytes all-reduced
 //	macdist bench collective --ranks 2,3,4 --lanes 1,2           # the TCP ring's busbw
+//	macdist shard --data imagefolder:IMAGENET --out SHARDS --max-side 512  # for --data shards:SHARDS
 //	macdist plot --out curves.png MAC=runs/mac SGD=runs/sgd
 //	macdist doctor                                                # OpenBLAS, CUDA, NCCL found
 //

@@ -24,6 +24,7 @@ var commands = []command{
 	{"train", "train a model on one machine: checkpoints, metrics.jsonl, curves.png, --resume", runTrain},
 	{"eval", "print a checkpoint's loss and accuracy on a dataset as one JSON line", runEval},
 	{"export", "write a checkpoint's weights as a safetensors file PyTorch loads", runExport},
+	{"shard", "write an ImageFolder tree as shuffled tar shards for --data shards:DIR", runShard},
 	{"plot", "draw the loss and accuracy curves of one or more runs into a PNG", runPlot},
 	{"launch", "run the workers of a data-parallel run on this node (--standalone for one machine)", runLaunch},
 	{"status", "print a launched run's members, ranks, generation and step", runStatus},

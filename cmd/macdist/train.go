@@ -83,6 +83,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 	fs.IntVar(&c.Keep, "keep", c.Keep, "complete checkpoints to keep (0: all)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics on /metrics at this address, such as 127.0.0.1:9464 (default off)")
 	fs.IntVar(&c.Workers, "workers", 0, "data decoding goroutines (0: one per CPU)")
+	fs.IntVar(&c.ShuffleBuffer, "shuffle-buffer", 0, "samples in the shuffle buffer of a shards:DIR stream (0: 1000, negative: none)")
 	fs.StringVar(&c.ProgressMode, "progress", "auto", "auto (a bar on a terminal, lines otherwise), bar, lines or none")
 	fs.IntVar(&c.LogEvery, "log-every", 0, "steps between progress lines when not on a terminal (0: a tenth of an epoch)")
 }

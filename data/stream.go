@@ -1,0 +1,709 @@
+package data
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// ShardSet is one split of a shard directory: the shards in index order
+// and the transform its samples get.
+type ShardSet struct {
+	dir    string
+	ix     *ShardIndex
+	shards []ShardEntry
+	total  int
+	eval   bool
+	tf     *ImageFolder // the transform only: size, resize, augmentation, normalisation
+	desc   string
+}
+
+func (s *ShardSet) Shape() (c, h, w int) { return 3, s.tf.size, s.tf.size }
+func (s *ShardSet) Classes() int         { return len(s.ix.Classes) }
+func (s *ShardSet) Len() int             { return s.total }
+func (s *ShardSet) String() string       { return s.desc }
+
+// ClassNames returns the class names, index = label.
+func (s *ShardSet) ClassNames() []string { return append([]string(nil), s.ix.Classes...) }
+
+// OpenShards opens the shard directory dir (index.json written by
+// WriteShards) as a training and an evaluation set.
+func OpenShards(dir string, o Options) (train, eval *ShardSet, err error) {
+	ix, err := ReadShardIndex(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	size, resize := o.ImageSize, o.ResizeSize
+	if size <= 0 {
+		size = ix.ImageSize
+	}
+	if resize <= 0 {
+		resize = size
+		if size >= 128 {
+			resize = roundHalfEven(float64(size) * 256 / 224)
+		}
+	}
+	if resize < size {
+		return nil, nil, fmt.Errorf("data: shards resize %d is smaller than the crop %d", resize, size)
+	}
+	stats := ImageNetStats
+	if o.Mean != nil || o.Std != nil {
+		stats = Stats{Mean: o.Mean, Std: o.Std}
+	} else if o.NoNormalize {
+		stats = identityStats
+	}
+	luts, err := makeLUTs(stats, 3)
+	if err != nil {
+		return nil, nil, err
+	}
+	mk := func(split string, shards []ShardEntry, aug Augment, eval bool) *ShardSet {
+		s := &ShardSet{dir: dir, ix: ix, shards: shards, eval: eval,
+			tf: &ImageFolder{classes: ix.Classes, size: size, resize: resize, augment: aug, luts: luts}}
+		for _, e := range shards {
+			s.total += e.Samples
+		}
+		s.desc = fmt.Sprintf("shards %s %s: %d images in %d shards, %d classes, 3x%dx%d", dir, split, s.total, len(shards), len(ix.Classes), size, size)
+		return s
+	}
+	return mk("train", ix.Train, o.Augment, false), mk(ix.EvalSplit, ix.Eval, AugmentNone, true), nil
+}
+
+// StreamConfig configures a StreamLoader.
+type StreamConfig struct {
+	LoaderConfig
+	// Readers is the number of sequential shard readers (each reads its own
+	// shards, one sample at a time); 0 means 2.
+	Readers int
+	// ReadAhead is how many samples each reader may read ahead; 0 means 16.
+	ReadAhead int
+	// ShuffleBuffer is the size of the shuffle buffer of a training stream;
+	// 0 means 1000, negative means no shuffle buffer.
+	ShuffleBuffer int
+	// SkipBad skips samples whose image cannot be decoded, replacing each
+	// by a good sample of its batch, and counts them (Skipped), instead of
+	// failing the epoch. A broken tar stream (a truncated shard, a member
+	// that is not KEY.jpg/KEY.cls, a bad label) is an error either way: the
+	// rank could not keep its count of samples in step with the others.
+	SkipBad bool
+}
+
+// segment is a run of samples of one shard that a rank reads in an epoch.
+type segment struct {
+	shard       int
+	skip, count int // samples to skip from the shard's start, then to read
+}
+
+// StreamLoader streams a ShardSet into batches, as Loader does a Dataset.
+//
+// Each epoch the shards are permuted from (Seed, epoch) (evaluation: index
+// order) and their concatenation is cut into World equal ranges of
+// floor(total/World) samples, one per rank (evaluation: ranges differ by at
+// most one sample and the shorter ranks pad with one blank sample (zeros,
+// label 0), so that
+// NumReal counts every sample exactly once). A rank thus reads whole shards
+// except at most one at each end of its range, which it shares with its
+// neighbour (disjoint samples). The rank's segments are dealt round-robin
+// to Readers sequential readers, whose samples are interleaved round-robin
+// and mixed by a shuffle buffer drawn from (Seed, epoch, Rank). The
+// batches are thus a function of (Seed, epoch, Rank, World, Readers,
+// ShuffleBuffer), and every rank has the same number of steps, so that no
+// rank waits in a collective for one that ran out.
+type StreamLoader struct {
+	set     *ShardSet
+	cfg     StreamConfig
+	chw     int
+	per     int // samples per rank per epoch (NumSamples)
+	nb      int
+	slots   []streamSlot
+	run     *streamRun
+	held    int
+	err     error
+	closed  bool
+	skipped atomic.Int64
+	bufs    sync.Pool // *[]byte: encoded samples, recycled once decoded
+}
+
+type streamSlot struct {
+	b       Batch
+	x       []float32
+	y       []int32
+	index   []int
+	enc     [][]byte
+	buf     []*[]byte // enc's pooled buffers
+	bad     []bool
+	shard   []int   // where each sample is, for errors: shard index…
+	offset  []int64 // …and byte offset
+	pad     []bool  // evaluation padding: zeros, counted by no one
+	pending atomic.Int32
+	errMu   sync.Mutex
+	err     error
+}
+
+type streamRun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	free   chan int
+	order  chan int
+	dones  []chan error
+	work   chan item
+	wg     sync.WaitGroup
+	next   int
+	epoch  int
+}
+
+// NewStreamLoader checks cfg and allocates the batch ring.
+func NewStreamLoader(set *ShardSet, cfg StreamConfig) (*StreamLoader, error) {
+	if cfg.World == 0 {
+		cfg.World = 1
+	}
+	if cfg.BatchSize <= 0 {
+		return nil, fmt.Errorf("data: loader batch size %d", cfg.BatchSize)
+	}
+	if cfg.Rank < 0 || cfg.Rank >= cfg.World {
+		return nil, fmt.Errorf("data: stream rank %d of world size %d", cfg.Rank, cfg.World)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = max(2, cfg.Workers)
+	}
+	if cfg.Readers <= 0 {
+		cfg.Readers = 2
+	}
+	if cfg.ReadAhead <= 0 {
+		cfg.ReadAhead = 16
+	}
+	if cfg.ShuffleBuffer == 0 {
+		cfg.ShuffleBuffer = 1000
+	}
+	if set.eval || !cfg.Shuffle {
+		cfg.ShuffleBuffer = -1
+	}
+	l := &StreamLoader{set: set, cfg: cfg, held: -1}
+	c, h, w := set.Shape()
+	l.chw = c * h * w
+	if set.eval {
+		l.per = (set.total + cfg.World - 1) / cfg.World
+	} else {
+		l.per = set.total / cfg.World
+	}
+	l.nb = l.per / cfg.BatchSize
+	if !cfg.DropLastBatch && l.per%cfg.BatchSize != 0 {
+		l.nb++
+	}
+	if set.total < cfg.World {
+		return nil, fmt.Errorf("data: %s: %d samples for %d ranks", set.desc, set.total, cfg.World)
+	}
+	if l.nb == 0 {
+		return nil, fmt.Errorf("data: %s: %d samples per rank make no batch of %d", set.desc, l.per, cfg.BatchSize)
+	}
+	l.slots = make([]streamSlot, cfg.Prefetch+1)
+	for i := range l.slots {
+		sl := &l.slots[i]
+		sl.x = make([]float32, cfg.BatchSize*l.chw)
+		sl.y = make([]int32, cfg.BatchSize)
+		sl.index = make([]int, cfg.BatchSize)
+		sl.enc = make([][]byte, cfg.BatchSize)
+		sl.buf = make([]*[]byte, cfg.BatchSize)
+		sl.bad = make([]bool, cfg.BatchSize)
+		sl.shard = make([]int, cfg.BatchSize)
+		sl.offset = make([]int64, cfg.BatchSize)
+		sl.pad = make([]bool, cfg.BatchSize)
+	}
+	return l, nil
+}
+
+// Len is the number of batches per epoch, the same on every rank.
+func (l *StreamLoader) Len() int { return l.nb }
+
+// NumSamples is how many samples the rank's epoch has (with evaluation
+// padding); NumReal how many of them are not padding.
+func (l *StreamLoader) NumSamples() int { return l.per }
+
+// NumReal is the number of the rank's samples that are not padding: the
+// first NumReal of an evaluation epoch. Summed over ranks it is the split's
+// size for evaluation.
+func (l *StreamLoader) NumReal() int {
+	if !l.set.eval {
+		return l.per
+	}
+	lo, hi := l.rankRange()
+	return hi - lo
+}
+
+// Skipped is the number of bad samples skipped since the loader was made.
+func (l *StreamLoader) Skipped() int64 { return l.skipped.Load() }
+
+func (l *StreamLoader) rankRange() (lo, hi int) {
+	n, w, r := l.set.total, l.cfg.World, l.cfg.Rank
+	if l.set.eval {
+		return r * n / w, (r + 1) * n / w
+	}
+	per := n / w
+	return r * per, (r + 1) * per
+}
+
+// Segments returns the segments rank reads in epoch, in reading order
+// before they are dealt to readers: exposed to tests through shardsOf.
+func (l *StreamLoader) segments(epoch int) []segment {
+	order := make([]int, len(l.set.shards))
+	for i := range order {
+		order[i] = i
+	}
+	if !l.set.eval && l.cfg.Shuffle {
+		r := rand.New(rand.NewPCG(epochKey(tagShards, l.cfg.Seed, epoch), tagShards))
+		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	}
+	lo, hi := l.rankRange()
+	var segs []segment
+	pos := 0
+	for _, k := range order {
+		n := l.set.shards[k].Samples
+		a, b := max(lo, pos), min(hi, pos+n)
+		if a < b {
+			segs = append(segs, segment{shard: k, skip: a - pos, count: b - a})
+		}
+		pos += n
+	}
+	return segs
+}
+
+// tagShards keys the per-epoch permutation of shards, tagShuffleBuf the shuffle
+// buffer.
+const (
+	tagShards     uint64 = 0x5348415244533031 // "SHARDS01"
+	tagShuffleBuf uint64 = 0x53484d4958303031 // "SHMIX001"
+)
+
+// Start begins streaming epoch from its first batch.
+func (l *StreamLoader) Start(ctx context.Context, epoch int) error { return l.StartAt(ctx, epoch, 0) }
+
+// StartAt begins streaming epoch from batch step. The samples before it
+// are read again (in their order, so that the shuffle buffer holds what it
+// held) but not decoded: the batches from step on are those of an
+// uninterrupted epoch, bit for bit.
+func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
+	if l.closed {
+		return ErrClosed
+	}
+	if step < 0 || step > l.nb {
+		return fmt.Errorf("data: start at batch %d of an epoch of %d", step, l.nb)
+	}
+	l.stop()
+	l.err = nil
+	k := len(l.slots)
+	r := &streamRun{
+		free: make(chan int, k), order: make(chan int, k), dones: make([]chan error, k),
+		work: make(chan item, k*l.cfg.Workers), epoch: epoch, next: step,
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	for i := range k {
+		r.free <- i
+		r.dones[i] = make(chan error, 1)
+	}
+	l.run = r
+	samples := make(chan streamItem, l.cfg.ReadAhead)
+	r.wg.Add(2 + l.cfg.Workers)
+	go l.produce(r, epoch, samples)
+	go l.schedule(r, step, samples)
+	for range l.cfg.Workers {
+		go l.decode(r)
+	}
+	return nil
+}
+
+type streamItem struct {
+	s   shardSample
+	err error
+}
+
+// produce runs the readers, interleaves them and mixes them through the
+// shuffle buffer into out, which it closes at the end.
+func (l *StreamLoader) produce(r *streamRun, epoch int, out chan<- streamItem) {
+	defer r.wg.Done()
+	defer close(out)
+	segs := l.segments(epoch)
+	nr := min(l.cfg.Readers, max(1, len(segs)))
+	ins := make([]chan streamItem, nr)
+	var rwg sync.WaitGroup
+	for w := range nr {
+		ins[w] = make(chan streamItem, l.cfg.ReadAhead)
+		var mine []segment
+		for i := w; i < len(segs); i += nr {
+			mine = append(mine, segs[i])
+		}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			defer close(ins[w])
+			l.read(r.ctx, mine, ins[w])
+		}()
+	}
+	defer rwg.Wait()
+	send := func(it streamItem) bool {
+		select {
+		case out <- it:
+			return true
+		case <-r.ctx.Done():
+			return false
+		}
+	}
+	var rng *rand.Rand
+	var buf []streamItem
+	if l.cfg.ShuffleBuffer > 0 {
+		rng = rand.New(rand.NewPCG(epochKey(tagShuffleBuf, l.cfg.Seed, epoch), uint64(l.cfg.Rank)))
+		buf = make([]streamItem, 0, l.cfg.ShuffleBuffer)
+	}
+	active := nr
+	for active > 0 {
+		for w := range ins {
+			if ins[w] == nil {
+				continue
+			}
+			var it streamItem
+			var ok bool
+			select {
+			case it, ok = <-ins[w]:
+			case <-r.ctx.Done():
+				return
+			}
+			if !ok {
+				ins[w] = nil
+				active--
+				continue
+			}
+			if it.err != nil {
+				send(it)
+				return
+			}
+			if rng == nil {
+				if !send(it) {
+					return
+				}
+				continue
+			}
+			if len(buf) < cap(buf) {
+				buf = append(buf, it)
+				continue
+			}
+			j := rng.IntN(len(buf))
+			if !send(buf[j]) {
+				return
+			}
+			buf[j] = it
+		}
+	}
+	for len(buf) > 0 {
+		j := rng.IntN(len(buf))
+		if !send(buf[j]) {
+			return
+		}
+		buf[j] = buf[len(buf)-1]
+		buf = buf[:len(buf)-1]
+	}
+}
+
+// read is one sequential reader over its segments.
+func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- streamItem) {
+	send := func(it streamItem) bool {
+		select {
+		case out <- it:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for _, sg := range segs {
+		path := filepath.Join(l.set.dir, l.set.shards[sg.shard].File)
+		sr, err := openShard(path, sg.shard, l.set.Classes())
+		if err != nil {
+			send(streamItem{err: err})
+			return
+		}
+		got := 0
+		for i := 0; got < sg.count; i++ {
+			bp, _ := l.bufs.Get().(*[]byte)
+			if bp == nil {
+				bp = new([]byte)
+			}
+			s, err := sr.read(*bp)
+			if err == nil && i < sg.skip {
+				l.bufs.Put(bp)
+				continue
+			}
+			if err == nil {
+				*bp = s.enc[:cap(s.enc)]
+				s.buf = bp
+			}
+			if err == io.EOF {
+				err = &ShardError{Shard: path, Offset: sr.cr.n, Err: fmt.Errorf("shard ends after %d samples; the index says %d", i, l.set.shards[sg.shard].Samples)}
+			}
+			if err != nil {
+				sr.Close()
+				send(streamItem{err: err})
+				return
+			}
+			if i < sg.skip {
+				continue
+			}
+			got++
+			if !send(streamItem{s: s}) {
+				sr.Close()
+				return
+			}
+		}
+		sr.Close()
+	}
+}
+
+// schedule groups the stream into batches and hands them to the decoders,
+// dropping (undecoded) the batches before step.
+func (l *StreamLoader) schedule(r *streamRun, step int, in <-chan streamItem) {
+	defer r.wg.Done()
+	defer close(r.work)
+	bs := l.cfg.BatchSize
+	chunk := max(1, (bs+l.cfg.Workers-1)/l.cfg.Workers)
+	pos := 0 // sample position within the rank's epoch
+	real := l.NumReal()
+	for b := 0; b < l.nb; b++ {
+		n := min(bs, l.per-b*bs)
+		var s int
+		if b >= step {
+			select {
+			case s = <-r.free:
+			case <-r.ctx.Done():
+				return
+			}
+		}
+		sl := &l.slots[s]
+		for j := range n {
+			var it streamItem
+			if pos < real {
+				var ok bool
+				select {
+				case it, ok = <-in:
+				case <-r.ctx.Done():
+					return
+				}
+				if !ok {
+					it.err = fmt.Errorf("data: %s: shard stream ended after %d of %d samples", l.set.desc, pos, real)
+				}
+			}
+			if it.err != nil {
+				if b < step {
+					select {
+					case s = <-r.free:
+					case <-r.ctx.Done():
+						return
+					}
+					sl = &l.slots[s]
+				}
+				sl.b = Batch{Epoch: r.epoch, Step: b}
+				sl.err = fmt.Errorf("data: epoch %d, batch %d: %w", r.epoch, b, it.err)
+				sl.pending.Store(0)
+				r.order <- s
+				r.dones[s] <- sl.err
+				return
+			}
+			if b >= step {
+				sl.enc[j], sl.buf[j] = it.s.enc, it.s.buf
+				sl.y[j] = int32(it.s.label)
+				sl.index[j] = pos
+				sl.bad[j] = false
+				sl.pad[j] = pos >= real
+				sl.shard[j], sl.offset[j] = it.s.shard, it.s.offset
+			}
+			pos++
+		}
+		if b < step {
+			continue
+		}
+		sl.b = Batch{X: sl.x[:n*l.chw], Y: sl.y[:n], Index: sl.index[:n], N: n, C: 3, H: l.set.tf.size, W: l.set.tf.size, Epoch: r.epoch, Step: b}
+		sl.err = nil
+		sl.pending.Store(int32((n + chunk - 1) / chunk))
+		r.order <- s
+		for i := 0; i < n; i += chunk {
+			select {
+			case r.work <- item{s, i, min(i+chunk, n)}:
+			case <-r.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// decode is a worker: it decodes the samples of the items it receives.
+// A sample's augmentation is keyed by (Seed, epoch, Rank, position).
+func (l *StreamLoader) decode(r *streamRun) {
+	defer r.wg.Done()
+	pcg := new(rand.PCG)
+	rng := rand.New(pcg)
+	if l.cfg.NoAugment || l.set.eval {
+		rng = nil
+	}
+	ek := mix64(epochKey(tagAugment, l.cfg.Seed, r.epoch) ^ uint64(l.cfg.Rank)*golden)
+	for {
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-r.work:
+			if !ok {
+				return
+			}
+		case <-r.ctx.Done():
+			return
+		}
+		sl := &l.slots[it.slot]
+		for j := it.lo; j < it.hi; j++ {
+			x := sl.x[j*l.chw : (j+1)*l.chw]
+			if sl.pad[j] {
+				clear(x)
+				sl.y[j] = 0
+				continue
+			}
+			if sl.bad[j] {
+				continue
+			}
+			seedSample(pcg, ek, sl.index[j])
+			err := l.set.tf.transformEncoded(sl.enc[j], x, rng)
+			if sl.buf[j] != nil {
+				l.bufs.Put(sl.buf[j])
+			}
+			sl.enc[j], sl.buf[j] = nil, nil
+			if err != nil && l.cfg.SkipBad {
+				l.skipped.Add(1)
+				sl.bad[j] = true
+				continue
+			}
+			if err != nil {
+				sl.errMu.Lock()
+				if sl.err == nil {
+					sl.err = fmt.Errorf("data: epoch %d, batch %d: %w", r.epoch, sl.b.Step,
+						&ShardError{Shard: filepath.Join(l.set.dir, l.set.shards[sl.shard[j]].File), Offset: sl.offset[j], Err: err})
+				}
+				sl.errMu.Unlock()
+				break
+			}
+		}
+		if sl.pending.Add(-1) == 0 {
+			sl.errMu.Lock()
+			err := sl.err
+			sl.errMu.Unlock()
+			if err == nil {
+				err = l.fillBad(sl)
+			}
+			r.dones[it.slot] <- err
+		}
+	}
+}
+
+// fillBad replaces skipped samples by the nearest good sample before them
+// in the batch (or after, for the first), so that the batch keeps its size.
+func (l *StreamLoader) fillBad(sl *streamSlot) error {
+	n := sl.b.N
+	good := -1
+	for j := range n {
+		if !sl.bad[j] && !sl.pad[j] {
+			good = j
+			break
+		}
+	}
+	if good < 0 {
+		for j := range n {
+			if sl.bad[j] {
+				return fmt.Errorf("data: epoch %d, batch %d: every sample is bad", sl.b.Epoch, sl.b.Step)
+			}
+		}
+		return nil
+	}
+	for j := range n {
+		if sl.bad[j] {
+			copy(sl.x[j*l.chw:(j+1)*l.chw], sl.x[good*l.chw:(good+1)*l.chw])
+			sl.y[j] = sl.y[good]
+		} else if !sl.pad[j] {
+			good = j
+		}
+	}
+	return nil
+}
+
+func (l *StreamLoader) stop() {
+	if l.run == nil {
+		return
+	}
+	l.run.cancel()
+	l.run.wg.Wait()
+	l.run = nil
+	l.held = -1
+}
+
+// Next returns the epoch's next batch, releasing the previous one, or
+// io.EOF at the end of the epoch.
+func (l *StreamLoader) Next() (*Batch, error) {
+	if l.closed {
+		return nil, ErrClosed
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	r := l.run
+	if r == nil {
+		return nil, errors.New("data: StreamLoader.Next before Start")
+	}
+	l.release()
+	if r.next == l.nb {
+		return nil, io.EOF
+	}
+	var s int
+	var err error
+	select {
+	case s = <-r.order:
+		select {
+		case err = <-r.dones[s]:
+		case <-r.ctx.Done():
+			err = r.ctx.Err()
+		}
+	case <-r.ctx.Done():
+		err = r.ctx.Err()
+	}
+	if err == nil {
+		err = r.ctx.Err()
+	}
+	if err != nil {
+		l.err = err
+		r.cancel()
+		return nil, err
+	}
+	r.next++
+	l.held = s
+	return &l.slots[s].b, nil
+}
+
+// Release hands b's buffer back before the next Next.
+func (l *StreamLoader) Release(b *Batch) {
+	if l.held >= 0 && b == &l.slots[l.held].b {
+		l.release()
+	}
+}
+
+func (l *StreamLoader) release() {
+	if l.held < 0 {
+		return
+	}
+	l.run.free <- l.held
+	l.held = -1
+}
+
+// Close stops the loader's goroutines. It is safe to call more than once.
+func (l *StreamLoader) Close() error {
+	l.stop()
+	l.closed = true
+	return nil
+}
