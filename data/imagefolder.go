@@ -614,28 +614,13 @@ func openTree(t *tree, o Options) (train, test *ImageFolder, err error) {
 	store := t.files[:0]
 	t.files, t.dirs = nil, nil
 
-	size, resize := o.ImageSize, o.ResizeSize
+	size := o.ImageSize
 	if size <= 0 {
 		if size, err = t.guessSize(trainFiles[0].file); err != nil {
 			return nil, nil, err
 		}
 	}
-	if resize <= 0 {
-		resize = size
-		if size >= 128 {
-			resize = roundHalfEven(float64(size) * 256 / 224)
-		}
-	}
-	if resize < size {
-		return nil, nil, fmt.Errorf("data: imagefolder resize %d is smaller than the crop %d", resize, size)
-	}
-	stats := ImageNetStats
-	if o.Mean != nil || o.Std != nil {
-		stats = Stats{Mean: o.Mean, Std: o.Std}
-	} else if o.NoNormalize {
-		stats = identityStats
-	}
-	luts, err := makeLUTs(stats, 3)
+	resize, luts, err := imageTransforms("imagefolder", size, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -702,4 +687,28 @@ func (t *tree) guessSize(file string) (int, error) {
 		return s, nil
 	}
 	return 224, nil
+}
+
+// imageTransforms settles an image set's evaluation resize (o.ResizeSize,
+// or torchvision's 256/224 of the crop from 128 px up) and its
+// normalisation tables (ImageNet's unless o says otherwise).
+func imageTransforms(kind string, size int, o Options) (resize int, luts []lut, err error) {
+	resize = o.ResizeSize
+	if resize <= 0 {
+		resize = size
+		if size >= 128 {
+			resize = roundHalfEven(float64(size) * 256 / 224)
+		}
+	}
+	if resize < size {
+		return 0, nil, fmt.Errorf("data: %s resize %d is smaller than the crop %d", kind, resize, size)
+	}
+	stats := ImageNetStats
+	if o.Mean != nil || o.Std != nil {
+		stats = Stats{Mean: o.Mean, Std: o.Std}
+	} else if o.NoNormalize {
+		stats = identityStats
+	}
+	luts, err = makeLUTs(stats, 3)
+	return resize, luts, err
 }

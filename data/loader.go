@@ -107,6 +107,29 @@ type epochRun struct {
 	epoch  int
 }
 
+// take waits for the next batch's slot to be decoded and returns it, or
+// the error that ended the epoch.
+func (r *epochRun) take() (int, error) {
+	var s int
+	var err error
+	select {
+	case s = <-r.order:
+		select {
+		case err = <-r.dones[s]:
+		case <-r.ctx.Done():
+			err = r.ctx.Err()
+		}
+	case <-r.ctx.Done():
+		err = r.ctx.Err()
+	}
+	if err == nil {
+		// A decoded batch and a cancellation can race; cancellation wins, so
+		// that Next after cancel reliably reports it.
+		err = r.ctx.Err()
+	}
+	return s, err
+}
+
 // NewLoader checks cfg against ds and allocates the batch ring.
 func NewLoader(ds Dataset, cfg LoaderConfig) (*Loader, error) {
 	if cfg.World == 0 {
@@ -312,23 +335,7 @@ func (l *Loader) Next() (*Batch, error) {
 	if r.next == l.nb {
 		return nil, io.EOF
 	}
-	var s int
-	var err error
-	select {
-	case s = <-r.order:
-		select {
-		case err = <-r.dones[s]:
-		case <-r.ctx.Done():
-			err = r.ctx.Err()
-		}
-	case <-r.ctx.Done():
-		err = r.ctx.Err()
-	}
-	if err == nil {
-		// A decoded batch and a cancellation can race; cancellation wins, so
-		// that Next after cancel reliably reports it.
-		err = r.ctx.Err()
-	}
+	s, err := r.take()
 	if err != nil {
 		// Stop the epoch but do not wait: a worker may be inside a slow Get.
 		// Start and Close wait for the goroutines before reusing buffers.

@@ -39,26 +39,11 @@ func OpenShards(dir string, o Options) (train, eval *ShardSet, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	size, resize := o.ImageSize, o.ResizeSize
+	size := o.ImageSize
 	if size <= 0 {
 		size = ix.ImageSize
 	}
-	if resize <= 0 {
-		resize = size
-		if size >= 128 {
-			resize = roundHalfEven(float64(size) * 256 / 224)
-		}
-	}
-	if resize < size {
-		return nil, nil, fmt.Errorf("data: shards resize %d is smaller than the crop %d", resize, size)
-	}
-	stats := ImageNetStats
-	if o.Mean != nil || o.Std != nil {
-		stats = Stats{Mean: o.Mean, Std: o.Std}
-	} else if o.NoNormalize {
-		stats = identityStats
-	}
-	luts, err := makeLUTs(stats, 3)
+	resize, luts, err := imageTransforms("shards", size, o)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,7 +106,7 @@ type StreamLoader struct {
 	per     int // samples per rank per epoch (NumSamples)
 	nb      int
 	slots   []streamSlot
-	run     *streamRun
+	run     *epochRun
 	held    int
 	err     error
 	closed  bool
@@ -143,18 +128,6 @@ type streamSlot struct {
 	pending atomic.Int32
 	errMu   sync.Mutex
 	err     error
-}
-
-type streamRun struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	free   chan int
-	order  chan int
-	dones  []chan error
-	work   chan item
-	wg     sync.WaitGroup
-	next   int
-	epoch  int
 }
 
 // NewStreamLoader checks cfg and allocates the batch ring.
@@ -299,7 +272,7 @@ func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 	l.stop()
 	l.err = nil
 	k := len(l.slots)
-	r := &streamRun{
+	r := &epochRun{
 		free: make(chan int, k), order: make(chan int, k), dones: make([]chan error, k),
 		work: make(chan item, k*l.cfg.Workers), epoch: epoch, next: step,
 	}
@@ -326,7 +299,7 @@ type streamItem struct {
 
 // produce runs the readers, interleaves them and mixes them through the
 // shuffle buffer into out, which it closes at the end.
-func (l *StreamLoader) produce(r *streamRun, epoch int, out chan<- streamItem) {
+func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
 	defer r.wg.Done()
 	defer close(out)
 	segs := l.segments(epoch)
@@ -465,7 +438,7 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 
 // schedule groups the stream into batches and hands them to the decoders,
 // dropping (undecoded) the batches before step.
-func (l *StreamLoader) schedule(r *streamRun, step int, in <-chan streamItem) {
+func (l *StreamLoader) schedule(r *epochRun, step int, in <-chan streamItem) {
 	defer r.wg.Done()
 	defer close(r.work)
 	bs := l.cfg.BatchSize
@@ -541,7 +514,7 @@ func (l *StreamLoader) schedule(r *streamRun, step int, in <-chan streamItem) {
 
 // decode is a worker: it decodes the samples of the items it receives.
 // A sample's augmentation is keyed by (Seed, epoch, Rank, position).
-func (l *StreamLoader) decode(r *streamRun) {
+func (l *StreamLoader) decode(r *epochRun) {
 	defer r.wg.Done()
 	pcg := new(rand.PCG)
 	rng := rand.New(pcg)
@@ -661,21 +634,7 @@ func (l *StreamLoader) Next() (*Batch, error) {
 	if r.next == l.nb {
 		return nil, io.EOF
 	}
-	var s int
-	var err error
-	select {
-	case s = <-r.order:
-		select {
-		case err = <-r.dones[s]:
-		case <-r.ctx.Done():
-			err = r.ctx.Err()
-		}
-	case <-r.ctx.Done():
-		err = r.ctx.Err()
-	}
-	if err == nil {
-		err = r.ctx.Err()
-	}
+	s, err := r.take()
 	if err != nil {
 		l.err = err
 		r.cancel()

@@ -278,19 +278,6 @@ func FuzzCheckpointFiles(f *testing.F) {
 	})
 }
 
-// runConfig is config.json as writeConfig writes it.
-type runConfig struct {
-	Settings
-	Device          string `json:"device"`
-	MaxSteps        int    `json:"max_steps"`
-	Init            string `json:"init,omitempty"`
-	CheckpointEvery int    `json:"checkpoint_every"`
-	Keep            int    `json:"keep"`
-	Workers         int    `json:"workers"`
-	TestSubset      int    `json:"test_subset"`
-	ConfigHash      string `json:"config_hash"`
-}
-
 // FuzzConfigJSON decodes a run's config.json into the configuration it
 // records and validates it as a run would. A valid one records the
 // settings it hashes to.

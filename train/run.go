@@ -480,23 +480,26 @@ func (t *trainer) agree(together bool, refuse error, what string) error {
 	return refuse
 }
 
+// runConfig is config.json as writeConfig writes it.
+type runConfig struct {
+	Settings
+	Device          string `json:"device"`
+	MaxSteps        int    `json:"max_steps"`
+	Init            string `json:"init,omitempty"`
+	CheckpointEvery int    `json:"checkpoint_every"`
+	Keep            int    `json:"keep"`
+	Workers         int    `json:"workers"`
+	TestSubset      int    `json:"test_subset"`
+	ConfigHash      string `json:"config_hash"`
+}
+
 // writeConfig records the run's configuration for people and for eval.
 func (t *trainer) writeConfig() error {
 	if !t.lead {
 		return nil
 	}
 	c := t.cfg
-	js, err := json.MarshalIndent(struct {
-		Settings
-		Device          string `json:"device"`
-		MaxSteps        int    `json:"max_steps"`
-		Init            string `json:"init,omitempty"`
-		CheckpointEvery int    `json:"checkpoint_every"`
-		Keep            int    `json:"keep"`
-		Workers         int    `json:"workers"`
-		TestSubset      int    `json:"test_subset"`
-		ConfigHash      string `json:"config_hash"`
-	}{t.settings, c.Device, c.MaxSteps, c.Init, c.CheckpointEvery, c.Keep, c.Workers, c.TestSubset, t.settings.Hash()}, "", "  ")
+	js, err := json.MarshalIndent(runConfig{t.settings, c.Device, c.MaxSteps, c.Init, c.CheckpointEvery, c.Keep, c.Workers, c.TestSubset, t.settings.Hash()}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
