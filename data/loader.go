@@ -73,12 +73,7 @@ type Loader struct {
 	c, h, w int
 	slots   []slot
 	indices []int // the epoch's per-rank order, reused
-	nb      int   // batches per epoch
-
-	run    *epochRun
-	held   int // slot the consumer holds, −1 if none
-	err    error
-	closed bool
+	ring
 }
 
 type slot struct {
@@ -105,6 +100,85 @@ type epochRun struct {
 	first  int // batch the epoch was started at
 	next   int // batch the consumer gets next
 	epoch  int
+}
+
+// ring is the consumer's side of a loader's batch buffers, the same for
+// Loader and StreamLoader: the epoch running, the buffer the consumer
+// holds, the error that ended an epoch, and Close.
+type ring struct {
+	what    string   // the loader's type, for errors
+	batches []*Batch // each slot's batch, by slot
+	nb      int      // batches per epoch
+
+	run    *epochRun
+	held   int // slot the consumer holds, −1 if none
+	err    error
+	closed bool
+}
+
+// next returns the epoch's next batch, releasing the previous one, or
+// io.EOF at the end of the epoch.
+func (l *ring) next() (*Batch, error) {
+	if l.closed {
+		return nil, ErrClosed
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	r := l.run
+	if r == nil {
+		return nil, fmt.Errorf("data: %s.Next before Start", l.what)
+	}
+	l.release()
+	if r.next == l.nb {
+		return nil, io.EOF
+	}
+	s, err := r.take()
+	if err != nil {
+		// Stop the epoch but do not wait: a worker may be inside a slow
+		// decode. Start and Close wait for the goroutines before reusing
+		// buffers.
+		l.err = err
+		r.cancel()
+		return nil, err
+	}
+	r.next++
+	l.held = s
+	return l.batches[s], nil
+}
+
+// Release hands b's buffer back for decoding ahead, before the next Next.
+// Releasing a batch that is not the one held does nothing.
+func (l *ring) Release(b *Batch) {
+	if l.held >= 0 && b == l.batches[l.held] {
+		l.release()
+	}
+}
+
+func (l *ring) release() {
+	if l.held < 0 {
+		return
+	}
+	l.run.free <- l.held // never blocks: the channel holds every slot
+	l.held = -1
+}
+
+// stop cancels the running epoch and waits for its goroutines.
+func (l *ring) stop() {
+	if l.run == nil {
+		return
+	}
+	l.run.cancel()
+	l.run.wg.Wait()
+	l.run = nil
+	l.held = -1
+}
+
+// Close stops the loader's goroutines. It is safe to call more than once.
+func (l *ring) Close() error {
+	l.stop()
+	l.closed = true
+	return nil
 }
 
 // take waits for the next batch's slot to be decoded and returns it, or
@@ -148,7 +222,7 @@ func NewLoader(ds Dataset, cfg LoaderConfig) (*Loader, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	l := &Loader{ds: ds, cfg: cfg, sampler: s, held: -1}
+	l := &Loader{ds: ds, cfg: cfg, sampler: s, ring: ring{what: "Loader", held: -1}}
 	l.c, l.h, l.w = ds.Shape()
 	l.chw = l.c * l.h * l.w
 	per := s.NumSamples()
@@ -160,8 +234,10 @@ func NewLoader(ds Dataset, cfg LoaderConfig) (*Loader, error) {
 		return nil, fmt.Errorf("data: %d samples per rank make no batch of %d with DropLastBatch", per, cfg.BatchSize)
 	}
 	l.slots = make([]slot, cfg.Prefetch+1)
+	l.batches = make([]*Batch, len(l.slots))
 	for i := range l.slots {
 		sl := &l.slots[i]
+		l.batches[i] = &sl.b
 		sl.x = make([]float32, cfg.BatchSize*l.chw)
 		sl.y = make([]int32, cfg.BatchSize)
 		sl.index = make([]int, cfg.BatchSize)
@@ -217,17 +293,6 @@ func (l *Loader) StartAt(ctx context.Context, epoch, step int) error {
 		go l.decode(r)
 	}
 	return nil
-}
-
-// stop cancels the running epoch and waits for its goroutines.
-func (l *Loader) stop() {
-	if l.run == nil {
-		return
-	}
-	l.run.cancel()
-	l.run.wg.Wait()
-	l.run = nil
-	l.held = -1
 }
 
 // schedule assigns batches to free slots in order and splits them into
@@ -320,57 +385,7 @@ func (l *Loader) decode(r *epochRun) {
 // end of the epoch it returns io.EOF; call Start for the next epoch. A
 // sample that fails to decode ends the epoch with its error (a
 // *SampleError inside, naming file and index).
-func (l *Loader) Next() (*Batch, error) {
-	if l.closed {
-		return nil, ErrClosed
-	}
-	if l.err != nil {
-		return nil, l.err
-	}
-	r := l.run
-	if r == nil {
-		return nil, errors.New("data: Loader.Next before Start")
-	}
-	l.release()
-	if r.next == l.nb {
-		return nil, io.EOF
-	}
-	s, err := r.take()
-	if err != nil {
-		// Stop the epoch but do not wait: a worker may be inside a slow Get.
-		// Start and Close wait for the goroutines before reusing buffers.
-		l.err = err
-		r.cancel()
-		return nil, err
-	}
-	r.next++
-	l.held = s
-	return &l.slots[s].b, nil
-}
-
-// Release hands b's buffer back for decoding ahead, before the next Next.
-// Releasing a batch that is not the one held does nothing.
-func (l *Loader) Release(b *Batch) {
-	if l.held >= 0 && b == &l.slots[l.held].b {
-		l.release()
-	}
-}
-
-func (l *Loader) release() {
-	if l.held < 0 {
-		return
-	}
-	l.run.free <- l.held // never blocks: the channel holds every slot
-	l.held = -1
-}
-
-// Close stops the loader's goroutines and waits for them. It is safe to
-// call more than once.
-func (l *Loader) Close() error {
-	l.stop()
-	l.closed = true
-	return nil
-}
+func (l *Loader) Next() (*Batch, error) { return l.next() }
 
 // NumReal is the rank's samples per epoch that are not padding
 // (Sampler.NumReal).

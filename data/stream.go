@@ -2,7 +2,6 @@ package data
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -100,16 +99,12 @@ type segment struct {
 // ShuffleBuffer), and every rank has the same number of steps, so that no
 // rank waits in a collective for one that ran out.
 type StreamLoader struct {
-	set     *ShardSet
-	cfg     StreamConfig
-	chw     int
-	per     int // samples per rank per epoch (NumSamples)
-	nb      int
-	slots   []streamSlot
-	run     *epochRun
-	held    int
-	err     error
-	closed  bool
+	set   *ShardSet
+	cfg   StreamConfig
+	chw   int
+	per   int // samples per rank per epoch (NumSamples)
+	slots []streamSlot
+	ring
 	skipped atomic.Int64
 	bufs    sync.Pool // *[]byte: encoded samples, recycled once decoded
 }
@@ -159,7 +154,7 @@ func NewStreamLoader(set *ShardSet, cfg StreamConfig) (*StreamLoader, error) {
 	if set.eval || !cfg.Shuffle {
 		cfg.ShuffleBuffer = -1
 	}
-	l := &StreamLoader{set: set, cfg: cfg, held: -1}
+	l := &StreamLoader{set: set, cfg: cfg, ring: ring{what: "StreamLoader", held: -1}}
 	c, h, w := set.Shape()
 	l.chw = c * h * w
 	if set.eval {
@@ -178,8 +173,10 @@ func NewStreamLoader(set *ShardSet, cfg StreamConfig) (*StreamLoader, error) {
 		return nil, fmt.Errorf("data: %s: %d samples per rank make no batch of %d", set.desc, l.per, cfg.BatchSize)
 	}
 	l.slots = make([]streamSlot, cfg.Prefetch+1)
+	l.batches = make([]*Batch, len(l.slots))
 	for i := range l.slots {
 		sl := &l.slots[i]
+		l.batches[i] = &sl.b
 		sl.x = make([]float32, cfg.BatchSize*l.chw)
 		sl.y = make([]int32, cfg.BatchSize)
 		sl.index = make([]int, cfg.BatchSize)
@@ -607,62 +604,6 @@ func (l *StreamLoader) fillBad(sl *streamSlot) error {
 	return nil
 }
 
-func (l *StreamLoader) stop() {
-	if l.run == nil {
-		return
-	}
-	l.run.cancel()
-	l.run.wg.Wait()
-	l.run = nil
-	l.held = -1
-}
-
 // Next returns the epoch's next batch, releasing the previous one, or
 // io.EOF at the end of the epoch.
-func (l *StreamLoader) Next() (*Batch, error) {
-	if l.closed {
-		return nil, ErrClosed
-	}
-	if l.err != nil {
-		return nil, l.err
-	}
-	r := l.run
-	if r == nil {
-		return nil, errors.New("data: StreamLoader.Next before Start")
-	}
-	l.release()
-	if r.next == l.nb {
-		return nil, io.EOF
-	}
-	s, err := r.take()
-	if err != nil {
-		l.err = err
-		r.cancel()
-		return nil, err
-	}
-	r.next++
-	l.held = s
-	return &l.slots[s].b, nil
-}
-
-// Release hands b's buffer back before the next Next.
-func (l *StreamLoader) Release(b *Batch) {
-	if l.held >= 0 && b == &l.slots[l.held].b {
-		l.release()
-	}
-}
-
-func (l *StreamLoader) release() {
-	if l.held < 0 {
-		return
-	}
-	l.run.free <- l.held
-	l.held = -1
-}
-
-// Close stops the loader's goroutines. It is safe to call more than once.
-func (l *StreamLoader) Close() error {
-	l.stop()
-	l.closed = true
-	return nil
-}
+func (l *StreamLoader) Next() (*Batch, error) { return l.next() }
