@@ -21,9 +21,12 @@ type Dropout struct {
 	training bool
 	active   bool // whether the last Forward applied a mask
 	have     bool
-	mask     slot
+	mask     slot // per element, or per sample for DropPath
+	full     slot // DropPath: the per-sample mask expanded to the input
 	y, dx    slot
 	xShape   []int
+	// perSample drops whole samples (DropPath) instead of elements.
+	perSample bool
 }
 
 // NewDropout returns a Dropout with probability p in [0, 1) and a first seed.
@@ -37,6 +40,9 @@ func NewDropout(dev kernels.Device, p float32, seed uint64) *Dropout {
 // Forward applies the mask in training mode; the output is owned by m, or is
 // x itself in evaluation mode (or when P is 0).
 func (m *Dropout) Forward(x *Tensor) *Tensor {
+	if m.perSample && (len(x.Shape) < 1 || x.Shape[0] < 1) {
+		shapePanic(m.label(), x.Shape, shapeStr("B", "…"))
+	}
 	m.have = true
 	m.xShape = x.Shape
 	if !m.training {
@@ -50,25 +56,46 @@ func (m *Dropout) Forward(x *Tensor) *Tensor {
 		return x
 	}
 	m.active = true
-	mask := m.mask.ensure(m.dev, x.Shape)
-	m.dev.DropoutMask(mask.Data, m.P, seed)
 	y := m.y.ensure(m.dev, x.Shape)
-	m.dev.Mul(y.Data, x.Data, mask.Data)
+	if !m.perSample {
+		mask := m.mask.ensure(m.dev, x.Shape)
+		m.dev.DropoutMask(mask.Data, m.P, seed)
+		m.dev.Mul(y.Data, x.Data, mask.Data)
+		return y
+	}
+	// One factor per sample, expanded over the sample's elements.
+	B := x.Shape[0]
+	mask := m.mask.ensure(m.dev, x.Shape[:1])
+	m.dev.DropoutMask(mask.Data, m.P, seed)
+	full := m.full.ensure(m.dev, x.Shape)
+	m.dev.Expand(full.Data, mask.Data, B, x.Len()/B, 1, 1, 0)
+	m.dev.Mul(y.Data, x.Data, full.Data)
 	return y
+}
+
+func (m *Dropout) label() string {
+	if m.perSample {
+		return "DropPath"
+	}
+	return "Dropout"
 }
 
 // Backward multiplies dy by the last mask, or returns dy itself when the
 // last Forward was the identity.
 func (m *Dropout) Backward(dy *Tensor) *Tensor {
-	mustForward("Dropout", m.have)
+	mustForward(m.label(), m.have)
 	if !dy.SameShape(m.xShape) {
-		gradPanic("Dropout", dy.Shape, m.xShape)
+		gradPanic(m.label(), dy.Shape, m.xShape)
 	}
 	if !m.active {
 		return dy
 	}
+	applied := m.mask.t
+	if m.perSample {
+		applied = m.full.t
+	}
 	dx := m.dx.ensure(m.dev, dy.Shape)
-	m.dev.Mul(dx.Data, dy.Data, m.mask.t.Data)
+	m.dev.Mul(dx.Data, dy.Data, applied.Data)
 	return dx
 }
 
