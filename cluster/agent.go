@@ -17,6 +17,7 @@ import (
 	"time"
 
 	pb "github.com/macdist/macdist/cluster/controlpb"
+	"github.com/macdist/macdist/internal/term"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -582,7 +583,7 @@ func (a *Agent) spawn(spec WorkerSpec, l *net.TCPListener, exits chan<- *worker)
 	cmd.Stdout = io.Discard
 	if spec.Rank == 0 {
 		cmd.Stdout = a.cfg.Stdout
-		if isTerminal(a.cfg.Stderr) {
+		if term.IsTerminal(a.cfg.Stderr) {
 			cmd.Env = append(cmd.Env, EnvProgressTerminal+"=1")
 		}
 	}
@@ -638,16 +639,6 @@ func prefixLines(w io.Writer, r io.Reader, prefix string) {
 		io.WriteString(w, prefix+line)
 	}
 	io.Copy(io.Discard, r)
-}
-
-// isTerminal reports whether w is a character device, as isatty does.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
 }
 
 // readStatus follows a worker's status pipe: lines "step N".

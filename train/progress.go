@@ -3,9 +3,10 @@ package train
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/macdist/macdist/internal/term"
 )
 
 // progress shows where training stands: a bar redrawn in place on a
@@ -26,16 +27,8 @@ type progress struct {
 	rate     float64
 }
 
-// IsTerminal reports whether w is a character device (a terminal), the
-// way isatty does without a dependency.
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && os.Getenv("TERM") != "dumb"
-}
+// IsTerminal reports whether w is a terminal (term.IsTerminal).
+func IsTerminal(w io.Writer) bool { return term.IsTerminal(w) }
 
 func newProgress(w io.Writer, mode string, every int, now func() time.Time) *progress {
 	if mode == "auto" {
