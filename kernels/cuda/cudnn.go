@@ -238,11 +238,7 @@ func (d *Device) conv(op string, dir int, k convKey, a, b *buffer, beta float32,
 // algorithm for the shape. Otherwise it reports false having done nothing,
 // and the caller computes it another way (Im2col and GemmStrided).
 func (d *Device) CUDNNForward(y, x, w kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
-	yb, xb, wb := d.buf(y, "ConvForward", "y"), d.buf(x, "ConvForward", "x"), d.buf(w, "ConvForward", "w")
-	k := d.dnnArgs("ConvForward", g, n, out, groups)
-	needLen("ConvForward", "x", xb.n, n*g.C*g.H*g.W)
-	needLen("ConvForward", "w", wb.n, out*g.C/groups*g.KH*g.KW)
-	needLen("ConvForward", "y", yb.n, n*out*g.OutH()*g.OutW())
+	xb, wb, yb, k := d.convArgs("ConvForward", [3]string{"x", "w", "y"}, x, w, y, g, n, out, groups)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.conv("cudnnConvolutionForward", 0, k, xb, wb, 0, yb)
@@ -251,11 +247,7 @@ func (d *Device) CUDNNForward(y, x, w kernels.Buffer, g kernels.ConvGeom, n, out
 // CUDNNBackwardData sets dx [n, C, H, W] to the gradient of CUDNNForward's
 // x given dy [n, out, OutH, OutW] and w; it reports as CUDNNForward does.
 func (d *Device) CUDNNBackwardData(dx, dy, w kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
-	xb, yb, wb := d.buf(dx, "ConvBackwardData", "dx"), d.buf(dy, "ConvBackwardData", "dy"), d.buf(w, "ConvBackwardData", "w")
-	k := d.dnnArgs("ConvBackwardData", g, n, out, groups)
-	needLen("ConvBackwardData", "dx", xb.n, n*g.C*g.H*g.W)
-	needLen("ConvBackwardData", "w", wb.n, out*g.C/groups*g.KH*g.KW)
-	needLen("ConvBackwardData", "dy", yb.n, n*out*g.OutH()*g.OutW())
+	xb, wb, yb, k := d.convArgs("ConvBackwardData", [3]string{"dx", "w", "dy"}, dx, w, dy, g, n, out, groups)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.conv("cudnnConvolutionBackwardData", 1, k, wb, yb, 0, xb)
@@ -265,14 +257,23 @@ func (d *Device) CUDNNBackwardData(dx, dy, w kernels.Buffer, g kernels.ConvGeom,
 // CUDNNForward's w given x and dy (it accumulates, as layers' gradients
 // do); it reports as CUDNNForward does.
 func (d *Device) CUDNNBackwardFilter(dw, x, dy kernels.Buffer, g kernels.ConvGeom, n, out, groups int) bool {
-	wb, xb, yb := d.buf(dw, "ConvBackwardFilter", "dw"), d.buf(x, "ConvBackwardFilter", "x"), d.buf(dy, "ConvBackwardFilter", "dy")
-	k := d.dnnArgs("ConvBackwardFilter", g, n, out, groups)
-	needLen("ConvBackwardFilter", "x", xb.n, n*g.C*g.H*g.W)
-	needLen("ConvBackwardFilter", "dw", wb.n, out*g.C/groups*g.KH*g.KW)
-	needLen("ConvBackwardFilter", "dy", yb.n, n*out*g.OutH()*g.OutW())
+	xb, wb, yb, k := d.convArgs("ConvBackwardFilter", [3]string{"x", "dw", "dy"}, x, dw, dy, g, n, out, groups)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.conv("cudnnConvolutionBackwardFilter", 2, k, xb, yb, 1, wb)
+}
+
+// convArgs checks the three tensors of one convolution direction — the
+// input side [n, C, H, W], the filter [out, C/groups, KH, KW] and the output
+// side [n, out, OutH, OutW], named as the caller names them — and returns
+// them with the plan's key; it panics as Im2col does.
+func (d *Device) convArgs(op string, names [3]string, x, w, y kernels.Buffer, g kernels.ConvGeom, n, out, groups int) (xb, wb, yb *buffer, k convKey) {
+	xb, wb, yb = d.buf(x, op, names[0]), d.buf(w, op, names[1]), d.buf(y, op, names[2])
+	k = d.dnnArgs(op, g, n, out, groups)
+	needLen(op, names[0], xb.n, n*g.C*g.H*g.W)
+	needLen(op, names[1], wb.n, out*g.C/groups*g.KH*g.KW)
+	needLen(op, names[2], yb.n, n*out*g.OutH()*g.OutW())
+	return xb, wb, yb, k
 }
 
 // Convolves reports whether cuDNN convolves this shape (kernels.Convolver),
