@@ -181,6 +181,17 @@ func (l *ring) Close() error {
 	return nil
 }
 
+// nextItem is a decoder's next piece of work, or false when the epoch has
+// no more or was cancelled.
+func (r *epochRun) nextItem() (item, bool) {
+	select {
+	case it, ok := <-r.work:
+		return it, ok
+	case <-r.ctx.Done():
+		return item{}, false
+	}
+}
+
 // take waits for the next batch's slot to be decoded and returns it, or
 // the error that ended the epoch.
 func (r *epochRun) take() (int, error) {
@@ -340,14 +351,8 @@ func (l *Loader) decode(r *epochRun) {
 	}
 	ek := epochKey(tagAugment, l.cfg.Seed, r.epoch)
 	for {
-		var it item
-		var ok bool
-		select {
-		case it, ok = <-r.work:
-			if !ok {
-				return
-			}
-		case <-r.ctx.Done():
+		it, ok := r.nextItem()
+		if !ok {
 			return
 		}
 		sl := &l.slots[it.slot]

@@ -520,14 +520,8 @@ func (l *StreamLoader) decode(r *epochRun) {
 	}
 	ek := mix64(epochKey(tagAugment, l.cfg.Seed, r.epoch) ^ uint64(l.cfg.Rank)*golden)
 	for {
-		var it item
-		var ok bool
-		select {
-		case it, ok = <-r.work:
-			if !ok {
-				return
-			}
-		case <-r.ctx.Done():
+		it, ok := r.nextItem()
+		if !ok {
 			return
 		}
 		sl := &l.slots[it.slot]

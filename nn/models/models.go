@@ -453,27 +453,39 @@ func buildViT(b *builder) error {
 	// timm's init_weights_vit_timm: every Linear trunc_normal_(std=.02) with
 	// zero bias; LayerNorms 1 and 0; the patch projection keeps PyTorch's
 	// Conv2d default; cls_token and pos_embed as TokenEmbed draws them.
-	b.eachWeight(func(w *nn.Param, bias *nn.Param, conv bool) {
-		if conv {
-			return
-		}
-		b.truncNormal(w, 0.02)
-		if bias != nil {
-			b.dev.Fill(bias.Value.Data, 0)
-		}
-	})
-	// The masks' seeds are drawn after the weights, so that a rate of 0
-	// leaves every weight as it was.
-	for i, blk := range blocks {
-		if p := dropPathRate(c.DropPath, i, c.Depth); p > 0 {
-			blk.SetDropPath(p, b.rng.Uint64())
-		}
-	}
+	b.truncNormalLinears(0.02)
+	setDropPaths(b, c.DropPath, blocks)
 	return nil
 }
 
 // dropPathRate is block i's stochastic depth rate out of n blocks: timm's
 // torch.linspace(0, rate, n)[i], computed as torchvision does (rate·i/(n−1)).
+// truncNormalLinears draws every Linear weight from trunc_normal_(std)
+// and zeroes its bias, as timm's and torchvision's transformers initialise
+// them; convolutions keep PyTorch's default.
+func (b *builder) truncNormalLinears(std float64) {
+	b.eachWeight(func(w *nn.Param, bias *nn.Param, conv bool) {
+		if conv {
+			return
+		}
+		b.truncNormal(w, std)
+		if bias != nil {
+			b.dev.Fill(bias.Value.Data, 0)
+		}
+	})
+}
+
+// setDropPaths gives block i of n the drop rate dropPathRate(rate, i, n).
+// The masks' seeds are drawn after the weights, so that a rate of 0
+// leaves every weight as it was.
+func setDropPaths[B interface{ SetDropPath(float32, uint64) }](b *builder, rate float32, blocks []B) {
+	for i, blk := range blocks {
+		if p := dropPathRate(rate, i, len(blocks)); p > 0 {
+			blk.SetDropPath(p, b.rng.Uint64())
+		}
+	}
+}
+
 func dropPathRate(rate float32, i, n int) float32 {
 	if n < 2 {
 		return 0
@@ -534,20 +546,8 @@ func buildSwin(b *builder) error {
 	// overrides the blocks' xavier init of the MLPs), the bias tables
 	// trunc_normal_(std=.02), LayerNorms 1 and 0, the patch convolution
 	// PyTorch's default.
-	b.eachWeight(func(w *nn.Param, bias *nn.Param, conv bool) {
-		if conv {
-			return
-		}
-		b.truncNormal(w, 0.02)
-		if bias != nil {
-			b.dev.Fill(bias.Value.Data, 0)
-		}
-	})
-	for i, blk := range blocks {
-		if p := dropPathRate(c.DropPath, i, len(blocks)); p > 0 {
-			blk.SetDropPath(p, b.rng.Uint64())
-		}
-	}
+	b.truncNormalLinears(0.02)
+	setDropPaths(b, c.DropPath, blocks)
 	return nil
 }
 
