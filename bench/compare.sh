@@ -10,7 +10,10 @@
 #   bash bench/compare.sh                      # what `make bench` runs
 #   MODELS="resnet20" BATCH=64 REPEAT=5 bash bench/compare.sh
 #
-# Environment: MODELS (lenet5 resnet20 vit-tiny-cifar), BATCH (128), REPEAT (3),
+# resnet50 runs at 224 px with a batch of 16 (BATCH does not apply to it). Each
+# JSON line also carries the process's peak resident memory (max_rss_mb).
+#
+# Environment: MODELS (lenet5 resnet20 resnet50 vit-tiny-cifar), BATCH (128), REPEAT (3),
 # THREADS (2), MACDIST_MODES (onednn none), TORCH_MODES (nchw channels_last
 # channels_last_bf16), MACDIST (bin/macdist), PYTHON (/usr/bin/python3, with
 # python3-torch), OUT (runs/bench: the raw JSON lines are kept there).
@@ -18,7 +21,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-MODELS=${MODELS:-"lenet5 resnet20 vit-tiny-cifar"}
+MODELS=${MODELS:-"lenet5 resnet20 resnet50 vit-tiny-cifar"}
 BATCH=${BATCH:-128}
 REPEAT=${REPEAT:-3}
 THREADS=${THREADS:-2}
@@ -48,6 +51,7 @@ flags_for() {
 	# The CIFAR ViT-Tiny at depth 6 (vit-tiny-cifar defaults to 12): 192 wide,
 	# 3 heads, 4 px patches, 65 tokens.
 	vit-tiny-cifar) echo "--depth 6 --steps 3 --warmup 1" ;;
+	resnet50) echo "--image-size 224 --steps 3 --warmup 1" ;;
 	*) echo "--steps 5 --warmup 1" ;;
 	esac
 }
@@ -58,21 +62,34 @@ load_before=$(uptime)
 echo "== CPU: ${cpu_model:-unknown} ($(nproc) CPUs; ${cpu_flags:-no AVX2}); $THREADS threads each" >&2
 echo "== load before: $load_before" >&2
 
+# with_rss runs a command that prints one JSON line and adds its peak resident
+# memory to it, as torch_ref.py reports its own.
+with_rss() {
+	"$PYTHON" -c '
+import json, resource, subprocess, sys
+out = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, check=True, text=True).stdout
+r = json.loads(out.strip().splitlines()[-1])
+r["max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps(r))' "$@"
+}
+
 # Both programs use THREADS: macdist through GOMAXPROCS (which sets oneDNN's
 # OpenMP threads too), PyTorch through torch.set_num_threads.
 for r in $(seq "$REPEAT"); do
 	for m in $MODELS; do
 		f=$(flags_for "$m")
+		batch=$BATCH
+		[ "$m" = resnet50 ] && batch=16
 		for mode in $MACDIST_MODES; do
-			echo "== repeat $r: $m batch $BATCH $f, macdist --dnn $mode" >&2
+			echo "== repeat $r: $m batch $batch $f, macdist --dnn $mode" >&2
 			# shellcheck disable=SC2086
-			GOMAXPROCS=$THREADS "$MACDIST" bench --model "$m" --batch "$BATCH" --dnn "$mode" $f | tee -a "$results" >&2
+			GOMAXPROCS=$THREADS with_rss "$MACDIST" bench --model "$m" --batch "$batch" --dnn "$mode" $f | tee -a "$results" >&2
 		done
 		if [ $have_torch = 1 ]; then
 			for mode in $TORCH_MODES; do
-				echo "== repeat $r: $m batch $BATCH $f, PyTorch $mode" >&2
+				echo "== repeat $r: $m batch $batch $f, PyTorch $mode" >&2
 				# shellcheck disable=SC2086
-				"$PYTHON" bench/torch_ref.py --model "$m" --batch "$BATCH" --threads "$THREADS" --mode "$mode" $f | tee -a "$results" >&2
+				"$PYTHON" bench/torch_ref.py --model "$m" --batch "$batch" --threads "$THREADS" --mode "$mode" $f | tee -a "$results" >&2
 			done
 		fi
 	done
@@ -112,6 +129,17 @@ for model, s in runs.items():
     ratio = f"{med(ours) / max(torch32):.2f}" if ours and torch32 else "–"
     batch = next(iter(s.values()))[0]["batch"]
     print(f"| {model} | {batch} | " + " | ".join(cells) + f" | {ratio} |")
+print()
+print("Peak resident memory (MB, median of the repeats) of each process:")
+print()
+print("| model | " + " | ".join(order) + " |")
+print("|---|" + "---:|" * len(order))
+for model, s in runs.items():
+    cells = []
+    for side in order:
+        v = [x["max_rss_mb"] for x in s.get(side, []) if "max_rss_mb" in x]
+        cells.append(f"{statistics.median(v):.0f}" if v else "–")
+    print(f"| {model} | " + " | ".join(cells) + " |")
 isa = {r[0]["dnn_isa"] for s in runs.values() for k, r in s.items() if k == "macdist onednn"}
 print(f"\noneDNN ISA: {', '.join(sorted(isa)) or '–'}. Raw results: {path}")
 PY

@@ -11,12 +11,14 @@ needs the same arithmetic, not the same weights):
 
   lenet5          conv1 (pad 2), ReLU, max pool, conv2, ReLU, max pool, fc1, fc2, fc3
   resnet20 … 110  CIFAR ResNet-(6n+2), torchvision BasicBlocks, 1×1 conv + BN shortcuts
+  resnet50        torchvision's resnet50 (ImageNet, 224 px by default)
   vit-tiny-cifar  timm ViT: 4 px patches, class token, pre-norm blocks (LayerNorm eps
                   1e-6, qkv bias, erf GELU, MLP ratio 4), norm, head on the class token
 """
 import argparse
 import json
 import math
+import resource
 import statistics
 import time
 
@@ -155,6 +157,7 @@ DEFAULTS = {
     "resnet32": dict(in_ch=3, size=32, classes=10, depth=32),
     "resnet56": dict(in_ch=3, size=32, classes=10, depth=56),
     "resnet110": dict(in_ch=3, size=32, classes=10, depth=110),
+    "resnet50": dict(in_ch=3, size=224, classes=1000),
     "vit-tiny-cifar": dict(in_ch=3, size=32, classes=10, depth=12, dim=192, heads=3, patch=4, mlp_ratio=4.0),
 }
 
@@ -167,7 +170,10 @@ def build(name, size=0, depth=0, classes=0):
         c["depth"] = depth
     if classes:
         c["classes"] = classes
-    if name == "lenet5":
+    if name == "resnet50":
+        import torchvision
+        m = torchvision.models.resnet50(num_classes=c["classes"])
+    elif name == "lenet5":
         m = LeNet5(c["in_ch"], c["size"], c["classes"])
     elif name.startswith("resnet"):
         m = CifarResNet(c["depth"], c["in_ch"], c["classes"])
@@ -254,6 +260,8 @@ def main():
         "device": f"cpu (torch {torch.__version__}, mkldnn {torch.backends.mkldnn.is_available()})",
         "threads": torch.get_num_threads(),
         "params": sum(p.numel() for p in model.parameters()),
+        # Linux reports the peak resident set in KiB.
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
 
