@@ -87,9 +87,10 @@
 // evaluation is Resize(shorter side) + CenterCrop, with torchvision's size
 // and offset rounding. Resizing is PIL's bilinear filter (a triangle whose
 // support widens with the reduction factor, so downscaling averages instead
-// of aliasing), computed in float32 and rounded to a byte after each pass
-// as PIL does (PIL in fixed point), so values differ by at most one level of
-// 255. JPEGs are decoded by libjpeg-turbo when it is installed (decode.go:
+// of aliasing), in fixed point and rounded to a byte after each pass as PIL
+// does, with coarser weights (13 bits instead of 22, three channels to a
+// uint64), so that a value is at most one level of 255 from PIL's, and that
+// rarely. JPEGs are decoded by libjpeg-turbo when it is installed (decode.go:
 // at the smallest DCT scale the crop allows, a few levels from PIL's full
 // decode, 0.5 on average) and by Go's image/jpeg otherwise (a level or two
 // from libjpeg). Normalisation constants are the usual ones
