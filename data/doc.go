@@ -139,7 +139,17 @@
 // shuffle buffer drawn from (Seed, epoch, Rank); batches are decoded by the
 // Workers in parallel, each sample's augmentation keyed by (Seed, epoch,
 // Rank, position), so the batches depend on (Seed, epoch, Rank, World,
-// Readers, ShuffleBuffer) and never on timing or Workers. StartAt reads the
+// Readers, ShuffleBuffer) and never on timing or Workers. The recipe's
+// per-sample transforms (ShardSet.WithRecipe: RandAugment, TrivialAugment,
+// random erasing) run after the crop and flip with the code of Augmented
+// over an ImageFolder, drawing as there from the sample's generator right
+// after the crop and flip's draws. Repeated augmentation
+// (Repeats k) differs from RASampler's: a rank reads the first ⌈per/k⌉
+// samples of its range and the shuffle buffer emits each k times, every
+// copy at its own position and so with its own draws, keeping the epoch's
+// length; the copies stay on the rank (ranks still read disjoint
+// samples), where RASampler sends them to different ranks, and a rank sees
+// a different head of its shards each epoch as the shards are dealt anew. StartAt reads the
 // epoch's head again without decoding it, which refills the shuffle buffer
 // exactly: a resumed epoch is bit for bit the uninterrupted one. The
 // evaluation split is read in index order, cut into World ranges that differ

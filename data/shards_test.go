@@ -434,3 +434,152 @@ func TestShardsDeal(t *testing.T) {
 		}
 	}
 }
+
+// TestShardsRecipeMatchesImageFolder: RandAugment, TrivialAugment and
+// random erasing on a shard stream's sample are those of the ImageFolder
+// path (Augmented over ImageFolder.Get) for the same image and generator
+// state, and the stream's loader applies them (its batches differ from
+// those without the recipe, and equal transform with the position's
+// generator).
+func TestShardsRecipeMatchesImageFolder(t *testing.T) {
+	root := t.TempDir()
+	for i := range 24 {
+		split := "train"
+		if i >= 20 {
+			split = "val"
+		}
+		writeFile(t, filepath.Join(root, split, fmt.Sprintf("c%d", i%2), fmt.Sprintf("%03d.jpg", i)), gradientJPEG(t, 40+i%7, 36+i%5))
+	}
+	out := writeTestShards(t, root, ShardOptions{ShardBytes: 1 << 20})
+	for _, policy := range []string{"rand-m9-mstd0.5", "trivialaugment"} {
+		auto, err := ParseAutoAugment(policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		erase := RandomErasing{P: 0.5}
+		folder, _, err := Open("imagefolder:"+root, Options{ImageSize: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		aug, err := NewAugmented(folder, auto, erase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, _, err := OpenShards(out, Options{ImageSize: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := tr.WithRecipe(auto, erase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := folder.(*ImageFolder)
+		n := 3 * 24 * 24
+		a, b, plain := make([]float32, n), make([]float32, n), make([]float32, n)
+		changed := 0
+		for i := range f.Len() {
+			enc, err := os.ReadFile(f.File(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := aug.Get(i, a, AugmentRand(5, 1, i)); err != nil {
+				t.Fatal(err)
+			}
+			if err := set.transform(enc, b, AugmentRand(5, 1, i)); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(a, b) {
+				t.Fatalf("%s: sample %d differs between ImageFolder and shards", policy, i)
+			}
+			if err := tr.transform(enc, plain, AugmentRand(5, 1, i)); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(plain, b) {
+				changed++
+			}
+		}
+		if changed < f.Len()/2 {
+			t.Errorf("%s: the recipe changed only %d of %d samples", policy, changed, f.Len())
+		}
+		// The loader goes through transform with the position's generator.
+		cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 5, Shuffle: true, Seed: 5, Workers: 2}, ShuffleBuffer: 4}
+		withRecipe, plainRun := loaderBatches(t, set, cfg, 1), loaderBatches(t, tr, cfg, 1)
+		if len(withRecipe) != len(plainRun) {
+			t.Fatalf("%d batches with the recipe, %d without", len(withRecipe), len(plainRun))
+		}
+		same := 0
+		for k := range withRecipe {
+			if slices.Equal(withRecipe[k], plainRun[k]) {
+				same++
+			}
+		}
+		if same == len(withRecipe) {
+			t.Errorf("%s: the stream's batches are those without the recipe", policy)
+		}
+	}
+}
+
+// loaderBatches streams one epoch and returns its batches' pixels.
+func loaderBatches(t *testing.T, set *ShardSet, cfg StreamConfig, epoch int) [][]float32 {
+	t.Helper()
+	l, err := NewStreamLoader(set, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Start(context.Background(), epoch); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]float32
+	for {
+		b, err := l.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, slices.Clone(b.X))
+	}
+}
+
+// TestShardsRepeatedAug: with Repeats k a training stream reads the head
+// of each rank's range, ⌈per/k⌉ samples, and emits each k times (each copy
+// augmented on its own), keeping the epoch at per samples; ranks read
+// disjoint samples.
+func TestShardsRepeatedAug(t *testing.T) {
+	src := idTree(t, 60, 4, 3)
+	out := writeTestShards(t, src, ShardOptions{ShardBytes: 2000})
+	tr, _, err := OpenShards(out, Options{ImageSize: 4, NoNormalize: true, Augment: AugmentNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, buffer := range []int{-1, 10} {
+		seen := map[int]int{}
+		for rank := range 2 {
+			cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 4, Shuffle: true, Seed: 9, Workers: 2, Rank: rank, World: 2, Repeats: 3}, ShuffleBuffer: buffer}
+			ids, _, batches := epochIDs(t, tr, cfg, 1, 0)
+			if len(ids) != 30 || batches != 8 {
+				t.Fatalf("buffer %d rank %d: %d samples in %d batches, want 30 in 8", buffer, rank, len(ids), batches)
+			}
+			count := map[int]int{}
+			for _, id := range ids {
+				count[id]++
+			}
+			if len(count) != 10 {
+				t.Errorf("buffer %d rank %d: %d distinct samples, want ⌈30/3⌉ = 10", buffer, rank, len(count))
+			}
+			for id, c := range count {
+				if c != 3 {
+					t.Errorf("buffer %d rank %d: sample %d emitted %d times, want 3", buffer, rank, id, c)
+				}
+				if seen[id] != 0 {
+					t.Errorf("buffer %d: sample %d read by both ranks", buffer, id)
+				}
+			}
+			for id := range count {
+				seen[id] = rank + 1
+			}
+		}
+	}
+}

@@ -20,7 +20,37 @@ type ShardSet struct {
 	total  int
 	eval   bool
 	tf     *ImageFolder // the transform only: size, resize, augmentation, normalisation
+	post   *recipe      // RandAugment, TrivialAugment, random erasing: nil for none
 	desc   string
+}
+
+// WithRecipe returns the set with timm's per-sample transforms after the
+// crop and flip, as NewAugmented adds them to an indexed dataset: the same
+// code, drawing from the same generator right after the crop and flip. An
+// evaluation set is returned unchanged, as Augmented leaves evaluation
+// samples alone.
+func (s *ShardSet) WithRecipe(auto *AutoAugment, erase RandomErasing) (*ShardSet, error) {
+	r, err := newRecipe(auto, erase, s.tf.luts)
+	if err != nil || s.eval {
+		return s, err
+	}
+	c := *s
+	if auto != nil || erase.P > 0 {
+		c.post = r
+	}
+	return &c, nil
+}
+
+// transform decodes one sample's encoded image into dst with the split's
+// transforms: what Get, then Augmented, do for an ImageFolder sample.
+func (s *ShardSet) transform(enc []byte, dst []float32, rng *rand.Rand) error {
+	if err := s.tf.transformEncoded(enc, dst, rng); err != nil {
+		return err
+	}
+	if s.post != nil && rng != nil {
+		s.post.apply(dst, 3, s.tf.size, s.tf.size, rng)
+	}
+	return nil
 }
 
 func (s *ShardSet) Shape() (c, h, w int) { return 3, s.tf.size, s.tf.size }
@@ -46,9 +76,19 @@ func OpenShards(dir string, o Options) (train, eval *ShardSet, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The same decoder as an ImageFolder's: libjpeg-turbo at a DCT scale
+	// when it is there, so that a sample decodes to the same pixels either way.
+	jpeg, err := defaultJPEG()
+	if err != nil {
+		return nil, nil, err
+	}
+	var scales []scaleFactor
+	if jpeg == jpegTurbo {
+		scales = turboFactors
+	}
 	mk := func(split string, shards []ShardEntry, aug Augment, eval bool) *ShardSet {
 		s := &ShardSet{dir: dir, ix: ix, shards: shards, eval: eval,
-			tf: &ImageFolder{classes: ix.Classes, size: size, resize: resize, augment: aug, luts: luts}}
+			tf: &ImageFolder{classes: ix.Classes, size: size, resize: resize, augment: aug, luts: luts, scales: scales}}
 		for _, e := range shards {
 			s.total += e.Samples
 		}
@@ -232,6 +272,11 @@ func (l *StreamLoader) segments(epoch int) []segment {
 		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	}
 	lo, hi := l.rankRange()
+	if k := l.copies(); k > 1 {
+		// Repeated augmentation: the rank reads the head of its range and
+		// emits each sample k times, so that the epoch keeps its length.
+		hi = lo + (hi-lo+k-1)/k
+	}
 	var segs []segment
 	pos := 0
 	for _, k := range order {
@@ -326,10 +371,21 @@ func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
 		}
 	}
 	var rng *rand.Rand
-	var buf []streamItem
+	var buf []held
 	if l.cfg.ShuffleBuffer > 0 {
 		rng = rand.New(rand.NewPCG(epochKey(tagShuffleBuf, l.cfg.Seed, epoch), uint64(l.cfg.Rank)))
-		buf = make([]streamItem, 0, l.cfg.ShuffleBuffer)
+		buf = make([]held, 0, l.cfg.ShuffleBuffer)
+	}
+	copies := l.copies()
+	// take sends one copy of h: a fresh copy of its bytes while others are
+	// still to go, its own buffer with the last.
+	take := func(h *held) streamItem {
+		it := h.it
+		if h.left > 1 {
+			it.s = l.dup(it.s)
+		}
+		h.left--
+		return it
 	}
 	active := nr
 	for active > 0 {
@@ -353,31 +409,76 @@ func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
 				send(it)
 				return
 			}
+			hand := held{it: it, left: copies}
 			if rng == nil {
-				if !send(it) {
-					return
+				for hand.left > 0 {
+					if !send(take(&hand)) {
+						return
+					}
 				}
 				continue
 			}
 			if len(buf) < cap(buf) {
-				buf = append(buf, it)
+				buf = append(buf, hand)
 				continue
 			}
-			j := rng.IntN(len(buf))
-			if !send(buf[j]) {
-				return
+			// Emit from random places until one has sent its last copy;
+			// the new sample takes that place.
+			for {
+				j := rng.IntN(len(buf))
+				out := take(&buf[j])
+				placed := buf[j].left == 0
+				if placed {
+					buf[j] = hand
+				}
+				if !send(out) {
+					return
+				}
+				if placed {
+					break
+				}
 			}
-			buf[j] = it
 		}
 	}
 	for len(buf) > 0 {
 		j := rng.IntN(len(buf))
-		if !send(buf[j]) {
+		out := take(&buf[j])
+		if buf[j].left == 0 {
+			buf[j] = buf[len(buf)-1]
+			buf = buf[:len(buf)-1]
+		}
+		if !send(out) {
 			return
 		}
-		buf[j] = buf[len(buf)-1]
-		buf = buf[:len(buf)-1]
 	}
+}
+
+// held is a sample in the shuffle buffer and how many of its copies are
+// still to be emitted.
+type held struct {
+	it   streamItem
+	left int
+}
+
+// copies is how many times the training stream emits each sample it
+// reads: Repeats, for repeated augmentation.
+func (l *StreamLoader) copies() int {
+	if l.set.eval || l.cfg.Repeats <= 1 {
+		return 1
+	}
+	return l.cfg.Repeats
+}
+
+// dup copies a sample's bytes into a buffer of the pool: each copy is
+// decoded, and its buffer recycled, on its own.
+func (l *StreamLoader) dup(s shardSample) shardSample {
+	bp, _ := l.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = append((*bp)[:0], s.enc...)
+	s.enc, s.buf = *bp, bp
+	return s
 }
 
 // read is one sequential reader over its segments.
@@ -536,7 +637,7 @@ func (l *StreamLoader) decode(r *epochRun) {
 				continue
 			}
 			seedSample(pcg, ek, sl.index[j])
-			err := l.set.tf.transformEncoded(sl.enc[j], x, rng)
+			err := l.set.transform(sl.enc[j], x, rng)
 			if sl.buf[j] != nil {
 				l.bufs.Put(sl.buf[j])
 			}
