@@ -149,9 +149,16 @@
 // copy at its own position and so with its own draws, keeping the epoch's
 // length; the copies stay on the rank (ranks still read disjoint
 // samples), where RASampler sends them to different ranks, and a rank sees
-// a different head of its shards each epoch as the shards are dealt anew. StartAt reads the
-// epoch's head again without decoding it, which refills the shuffle buffer
-// exactly: a resumed epoch is bit for bit the uninterrupted one. The
+// a different head of its shards each epoch as the shards are dealt anew. State(epoch, step)
+// records the stream's position at a batch boundary for a checkpoint:
+// each reader's segment and the byte offset of its next sample, the
+// shuffle buffer's samples as (shard, offset) references with their
+// copies left, and the shuffle generator's state (streamstate.go);
+// StartFrom seeks there and reads back only the buffered samples. Without
+// a position, StartAt reads the epoch's head again without decoding it,
+// which refills the shuffle buffer exactly. Either way a resumed epoch is
+// bit for bit the uninterrupted one; a damaged position (checked by a
+// CRC), or one of another epoch, step or configuration, is an error. The
 // evaluation split is read in index order, cut into World ranges that differ
 // by at most one sample; the shorter ranks pad with a blank sample that
 // NumReal leaves out, so evaluation counts each sample once.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -147,6 +148,12 @@ type StreamLoader struct {
 	ring
 	skipped atomic.Int64
 	bufs    sync.Pool // *[]byte: encoded samples, recycled once decoded
+
+	// The producer's positions at batch boundaries (streamstate.go).
+	snapMu sync.Mutex
+	snaps  []*streamState
+	spare  []*streamState
+	taken  atomic.Int64 // batches the consumer has taken this epoch
 }
 
 type streamSlot struct {
@@ -303,16 +310,23 @@ func (l *StreamLoader) Start(ctx context.Context, epoch int) error { return l.St
 // StartAt begins streaming epoch from batch step. The samples before it
 // are read again (in their order, so that the shuffle buffer holds what it
 // held) but not decoded: the batches from step on are those of an
-// uninterrupted epoch, bit for bit.
+// uninterrupted epoch, bit for bit. StartFrom does the same from a
+// recorded position without reading the epoch's head.
 func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 	if l.closed {
 		return ErrClosed
 	}
+	return l.start(ctx, epoch, step, nil)
+}
+
+func (l *StreamLoader) start(ctx context.Context, epoch, step int, from *streamState) error {
 	if step < 0 || step > l.nb {
 		return fmt.Errorf("data: start at batch %d of an epoch of %d", step, l.nb)
 	}
 	l.stop()
 	l.err = nil
+	l.taken.Store(int64(step))
+	l.resetSnapshots(from)
 	k := len(l.slots)
 	r := &epochRun{
 		free: make(chan int, k), order: make(chan int, k), dones: make([]chan error, k),
@@ -326,8 +340,8 @@ func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 	l.run = r
 	samples := make(chan streamItem, l.cfg.ReadAhead)
 	r.wg.Add(2 + l.cfg.Workers)
-	go l.produce(r, epoch, samples)
-	go l.schedule(r, step, samples)
+	go l.produce(r, epoch, from, samples)
+	go l.schedule(r, step, from != nil, samples)
 	for range l.cfg.Workers {
 		go l.decode(r)
 	}
@@ -335,33 +349,27 @@ func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 }
 
 type streamItem struct {
-	s   shardSample
-	err error
+	s     shardSample
+	after readerPos // its reader's position once it is taken
+	err   error
+}
+
+// deal splits the rank's segments between the readers, round-robin.
+func (l *StreamLoader) deal(segs []segment) [][]segment {
+	nr := min(l.cfg.Readers, max(1, len(segs)))
+	mine := make([][]segment, nr)
+	for i, sg := range segs {
+		mine[i%nr] = append(mine[i%nr], sg)
+	}
+	return mine
 }
 
 // produce runs the readers, interleaves them and mixes them through the
-// shuffle buffer into out, which it closes at the end.
-func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
+// shuffle buffer into out, which it closes at the end; from a recorded
+// position when from is not nil.
+func (l *StreamLoader) produce(r *epochRun, epoch int, from *streamState, out chan<- streamItem) {
 	defer r.wg.Done()
 	defer close(out)
-	segs := l.segments(epoch)
-	nr := min(l.cfg.Readers, max(1, len(segs)))
-	ins := make([]chan streamItem, nr)
-	var rwg sync.WaitGroup
-	for w := range nr {
-		ins[w] = make(chan streamItem, l.cfg.ReadAhead)
-		var mine []segment
-		for i := w; i < len(segs); i += nr {
-			mine = append(mine, segs[i])
-		}
-		rwg.Add(1)
-		go func() {
-			defer rwg.Done()
-			defer close(ins[w])
-			l.read(r.ctx, mine, ins[w])
-		}()
-	}
-	defer rwg.Wait()
 	send := func(it streamItem) bool {
 		select {
 		case out <- it:
@@ -370,14 +378,73 @@ func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
 			return false
 		}
 	}
+	mine := l.deal(l.segments(epoch))
+	nr := len(mine)
+	pos := make([]readerPos, nr)
+	for w := range pos {
+		pos[w] = readerPos{off: -1}
+	}
+	var pcg *rand.PCG
 	var rng *rand.Rand
 	var buf []held
 	if l.cfg.ShuffleBuffer > 0 {
-		rng = rand.New(rand.NewPCG(epochKey(tagShuffleBuf, l.cfg.Seed, epoch), uint64(l.cfg.Rank)))
+		pcg = rand.NewPCG(epochKey(tagShuffleBuf, l.cfg.Seed, epoch), uint64(l.cfg.Rank))
+		rng = rand.New(pcg)
 		buf = make([]held, 0, l.cfg.ShuffleBuffer)
 	}
 	copies := l.copies()
-	// take sends one copy of h: a fresh copy of its bytes while others are
+	var hand *held
+	next, emitted := 0, 0
+	if from != nil {
+		copy(pos, from.pos)
+		next, emitted = from.next, from.step*l.cfg.BatchSize
+		var err error
+		if pcg != nil {
+			err = pcg.UnmarshalBinary(from.rng)
+		}
+		if err == nil {
+			buf, hand, err = l.restoreBuffer(from, buf)
+		}
+		if err != nil {
+			send(streamItem{err: fmt.Errorf("data: restoring the stream position: %w", err)})
+			return
+		}
+	}
+	ins := make([]chan streamItem, nr)
+	var rwg sync.WaitGroup
+	for w := range nr {
+		ins[w] = make(chan streamItem, l.cfg.ReadAhead)
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			defer close(ins[w])
+			l.read(r.ctx, mine[w], pos[w], ins[w])
+		}()
+	}
+	defer rwg.Wait()
+	// emit sends one sample, after recording the position when it
+	// completes a batch: the consumer cannot hold the batch before its
+	// position exists.
+	emit := func(it streamItem) bool {
+		emitted++
+		if emitted%l.cfg.BatchSize == 0 {
+			l.snapshot(epoch, emitted, func(s *streamState) {
+				if pcg != nil {
+					s.rng, _ = pcg.AppendBinary(s.rng)
+				}
+				s.next = next
+				s.pos = append(s.pos, pos...)
+				for _, h := range buf {
+					s.buf = append(s.buf, sampleRef{shard: h.it.s.shard, off: h.it.s.offset, left: h.left})
+				}
+				if s.hasHand = hand != nil; s.hasHand {
+					s.hand = sampleRef{shard: hand.it.s.shard, off: hand.it.s.offset, left: hand.left}
+				}
+			})
+		}
+		return send(it)
+	}
+	// take makes one copy of h: a fresh copy of its bytes while others are
 	// still to go, its own buffer with the last.
 	take := func(h *held) streamItem {
 		it := h.it
@@ -387,74 +454,107 @@ func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
 		h.left--
 		return it
 	}
-	active := nr
-	for active > 0 {
-		for w := range ins {
-			if ins[w] == nil {
-				continue
-			}
-			var it streamItem
-			var ok bool
-			select {
-			case it, ok = <-ins[w]:
-			case <-r.ctx.Done():
-				return
-			}
-			if !ok {
-				ins[w] = nil
-				active--
-				continue
-			}
-			if it.err != nil {
-				send(it)
-				return
-			}
-			hand := held{it: it, left: copies}
-			if rng == nil {
-				for hand.left > 0 {
-					if !send(take(&hand)) {
-						return
-					}
+	// place emits the sample in hand, or puts it in the shuffle buffer
+	// once a place there has emitted its last copy.
+	place := func() bool {
+		if rng == nil {
+			for hand != nil {
+				it := take(hand)
+				if hand.left == 0 {
+					hand = nil
 				}
-				continue
+				if !emit(it) {
+					return false
+				}
 			}
-			if len(buf) < cap(buf) {
-				buf = append(buf, hand)
-				continue
+			return true
+		}
+		if len(buf) < cap(buf) {
+			buf = append(buf, *hand)
+			hand = nil
+			return true
+		}
+		for hand != nil {
+			j := rng.IntN(len(buf))
+			it := take(&buf[j])
+			if buf[j].left == 0 {
+				buf[j], hand = *hand, nil
 			}
-			// Emit from random places until one has sent its last copy;
-			// the new sample takes that place.
-			for {
-				j := rng.IntN(len(buf))
-				out := take(&buf[j])
-				placed := buf[j].left == 0
-				if placed {
-					buf[j] = hand
-				}
-				if !send(out) {
-					return
-				}
-				if placed {
-					break
-				}
+			if !emit(it) {
+				return false
 			}
 		}
+		return true
 	}
+	if hand != nil && !place() {
+		return
+	}
+	for active := nr; active > 0; {
+		w := next
+		next = (w + 1) % nr
+		if ins[w] == nil {
+			continue
+		}
+		var it streamItem
+		var ok bool
+		select {
+		case it, ok = <-ins[w]:
+		case <-r.ctx.Done():
+			return
+		}
+		if !ok {
+			ins[w] = nil
+			active--
+			continue
+		}
+		if it.err != nil {
+			send(it)
+			return
+		}
+		pos[w] = it.after
+		hand = &held{it: it, left: copies}
+		if !place() {
+			return
+		}
+	}
+	next = 0
 	for len(buf) > 0 {
 		j := rng.IntN(len(buf))
-		out := take(&buf[j])
+		it := take(&buf[j])
 		if buf[j].left == 0 {
 			buf[j] = buf[len(buf)-1]
 			buf = buf[:len(buf)-1]
 		}
-		if !send(out) {
+		if !emit(it) {
 			return
 		}
 	}
 }
 
-// held is a sample in the shuffle buffer and how many of its copies are
-// still to be emitted.
+// restoreBuffer reads back the samples of a recorded shuffle buffer and
+// hand, in their order.
+func (l *StreamLoader) restoreBuffer(from *streamState, buf []held) ([]held, *held, error) {
+	rr := &rereader{l: l, files: map[int]*os.File{}}
+	defer rr.close()
+	for _, ref := range from.buf {
+		s, err := rr.read(ref)
+		if err != nil {
+			return buf, nil, err
+		}
+		buf = append(buf, held{it: streamItem{s: s}, left: ref.left})
+	}
+	if !from.hasHand {
+		return buf, nil, nil
+	}
+	s, err := rr.read(from.hand)
+	if err != nil {
+		return buf, nil, err
+	}
+	return buf, &held{it: streamItem{s: s}, left: from.hand.left}, nil
+}
+
+// held is a sample in the shuffle buffer (or in hand) and how many of its
+// copies are still to be emitted.
 type held struct {
 	it   streamItem
 	left int
@@ -481,8 +581,8 @@ func (l *StreamLoader) dup(s shardSample) shardSample {
 	return s
 }
 
-// read is one sequential reader over its segments.
-func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- streamItem) {
+// read is one sequential reader over its segments, from start.
+func (l *StreamLoader) read(ctx context.Context, segs []segment, start readerPos, out chan<- streamItem) {
 	send := func(it streamItem) bool {
 		select {
 		case out <- it:
@@ -491,21 +591,26 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 			return false
 		}
 	}
-	for _, sg := range segs {
+	for si := start.seg; si < len(segs); si++ {
+		sg := segs[si]
+		skip, count, off := sg.skip, sg.count, int64(0)
+		if si == start.seg && start.off >= 0 {
+			skip, count, off = 0, start.left, start.off
+		}
 		path := filepath.Join(l.set.dir, l.set.shards[sg.shard].File)
-		sr, err := openShard(path, sg.shard, l.set.Classes())
+		sr, err := openShardAt(path, sg.shard, l.set.Classes(), off)
 		if err != nil {
 			send(streamItem{err: err})
 			return
 		}
 		got := 0
-		for i := 0; got < sg.count; i++ {
+		for i := 0; got < count; i++ {
 			bp, _ := l.bufs.Get().(*[]byte)
 			if bp == nil {
 				bp = new([]byte)
 			}
 			s, err := sr.read(*bp)
-			if err == nil && i < sg.skip {
+			if err == nil && i < skip {
 				l.bufs.Put(bp)
 				continue
 			}
@@ -514,18 +619,19 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 				s.buf = bp
 			}
 			if err == io.EOF {
-				err = &ShardError{Shard: path, Offset: sr.cr.n, Err: fmt.Errorf("shard ends after %d samples; the index says %d", i, l.set.shards[sg.shard].Samples)}
+				err = &ShardError{Shard: path, Offset: sr.cr.n, Err: fmt.Errorf("shard ends after %d samples; the index says %d", skip+got, l.set.shards[sg.shard].Samples)}
 			}
 			if err != nil {
 				sr.Close()
 				send(streamItem{err: err})
 				return
 			}
-			if i < sg.skip {
-				continue
-			}
 			got++
-			if !send(streamItem{s: s}) {
+			after := readerPos{seg: si + 1, off: -1}
+			if got < count {
+				after = readerPos{seg: si, left: count - got, off: sr.nextOffset()}
+			}
+			if !send(streamItem{s: s, after: after}) {
 				sr.Close()
 				return
 			}
@@ -535,8 +641,9 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 }
 
 // schedule groups the stream into batches and hands them to the decoders,
-// dropping (undecoded) the batches before step.
-func (l *StreamLoader) schedule(r *epochRun, step int, in <-chan streamItem) {
+// dropping (undecoded) the batches before step, or, restored from a
+// position, starting after them.
+func (l *StreamLoader) schedule(r *epochRun, step int, restored bool, in <-chan streamItem) {
 	defer r.wg.Done()
 	defer close(r.work)
 	bs := l.cfg.BatchSize
@@ -545,6 +652,10 @@ func (l *StreamLoader) schedule(r *epochRun, step int, in <-chan streamItem) {
 	real := l.NumReal()
 	for b := 0; b < l.nb; b++ {
 		n := min(bs, l.per-b*bs)
+		if b < step && restored { // the stream starts after these
+			pos += n
+			continue
+		}
 		var s int
 		if b >= step {
 			select {
@@ -701,4 +812,10 @@ func (l *StreamLoader) fillBad(sl *streamSlot) error {
 
 // Next returns the epoch's next batch, releasing the previous one, or
 // io.EOF at the end of the epoch.
-func (l *StreamLoader) Next() (*Batch, error) { return l.next() }
+func (l *StreamLoader) Next() (*Batch, error) {
+	b, err := l.next()
+	if err == nil {
+		l.taken.Store(int64(l.run.next))
+	}
+	return b, err
+}

@@ -47,6 +47,11 @@ func TestShardsResumeExact(t *testing.T) {
 		if err := Run(context.Background(), c, io.Discard); err != nil {
 			t.Fatal(err)
 		}
+		// The mid-epoch checkpoint holds the stream's position, which the
+		// resumed run restores instead of re-reading the epoch's head.
+		if _, st, err := LatestCheckpoint(filepath.Join(split, CheckpointsDir), nil); err != nil || st.EpochStep != 2 || len(st.Stream) == 0 {
+			t.Fatalf("recipe %v: checkpoint at epoch step %d with a stream position of %d bytes (%v), want step 2 and a position", recipe, st.EpochStep, len(st.Stream), err)
+		}
 		c.MaxSteps, c.Resume = 0, true
 		if err := Run(context.Background(), c, io.Discard); err != nil {
 			t.Fatal(err)
