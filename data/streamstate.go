@@ -282,7 +282,7 @@ func (l *StreamLoader) StartFrom(ctx context.Context, epoch, step int, state []b
 // the memory of positions the consumer is past.
 func (l *StreamLoader) snapshot(epoch, emitted int, fill func(*streamState)) {
 	step := emitted / l.cfg.BatchSize
-	if step <= 0 || step >= l.nb {
+	if step <= 0 || step >= l.nb || l.set.eval {
 		return
 	}
 	done := int(l.taken.Load()) - 1 // a checkpoint asks for at most one batch behind Next
