@@ -24,6 +24,12 @@ func (d *ImageFolder) byteTables() []lut  { return d.luts }
 // drawn without a generator (evaluation) pass unchanged.
 type Augmented struct {
 	Dataset
+	r *recipe
+}
+
+// recipe is those transforms on their own, so that a shard stream applies
+// the very code Augmented does to a sample it has cropped and flipped.
+type recipe struct {
 	auto  *AutoAugment // nil: none
 	erase RandomErasing
 	luts  []lut
@@ -38,18 +44,26 @@ type augWork struct {
 // NewAugmented wraps ds. auto needs a dataset of byte images (IDX, CIFAR,
 // ImageFolder); erasing works on any.
 func NewAugmented(ds Dataset, auto *AutoAugment, erase RandomErasing) (*Augmented, error) {
-	a := &Augmented{Dataset: ds, auto: auto, erase: erase}
+	var luts []lut
 	if auto != nil {
 		b, ok := ds.(byteImages)
 		if !ok {
 			return nil, errors.New("data: RandAugment and TrivialAugment take byte images (IDX, CIFAR, ImageFolder), not this dataset's")
 		}
-		a.luts = b.byteTables()
+		luts = b.byteTables()
 	}
+	r, err := newRecipe(auto, erase, luts)
+	if err != nil {
+		return nil, err
+	}
+	return &Augmented{Dataset: ds, r: r}, nil
+}
+
+func newRecipe(auto *AutoAugment, erase RandomErasing, luts []lut) (*recipe, error) {
 	if erase.P < 0 || erase.P > 1 {
 		return nil, fmt.Errorf("data: random erasing probability %v outside [0, 1]", erase.P)
 	}
-	return a, nil
+	return &recipe{auto: auto, erase: erase, luts: luts}, nil
 }
 
 // Get decodes sample i through the wrapped dataset and then augments it.
@@ -59,28 +73,34 @@ func (a *Augmented) Get(i int, dst []float32, rng *rand.Rand) (int, error) {
 		return y, err
 	}
 	c, h, w := a.Shape()
-	if a.auto != nil {
-		wk, _ := a.pool.Get().(*augWork)
+	a.r.apply(dst, c, h, w, rng)
+	return y, nil
+}
+
+// apply transforms the normalised c×h×w image dst, drawing from rng after
+// the draws of the crop and flip that made it.
+func (r *recipe) apply(dst []float32, c, h, w int, rng *rand.Rand) {
+	if r.auto != nil {
+		wk, _ := r.pool.Get().(*augWork)
 		if wk == nil {
 			wk = new(augWork)
 		}
 		wk.img = growU8(wk.img, c*h*w)
 		plane := h * w
 		for ch := range c {
-			unLUT(wk.img[ch*plane:(ch+1)*plane], dst[ch*plane:(ch+1)*plane], &a.luts[ch])
+			unLUT(wk.img[ch*plane:(ch+1)*plane], dst[ch*plane:(ch+1)*plane], &r.luts[ch])
 		}
-		a.auto.Apply(wk.img, c, h, w, rng, &wk.s)
+		r.auto.Apply(wk.img, c, h, w, rng, &wk.s)
 		for ch := range c {
-			t := &a.luts[ch]
+			t := &r.luts[ch]
 			out := dst[ch*plane : (ch+1)*plane]
 			for j, p := range wk.img[ch*plane : (ch+1)*plane] {
 				out[j] = t[p]
 			}
 		}
-		a.pool.Put(wk)
+		r.pool.Put(wk)
 	}
-	a.erase.Apply(dst, c, h, w, rng)
-	return y, nil
+	r.erase.Apply(dst, c, h, w, rng)
 }
 
 // unLUT maps normalised values back to the bytes t gives them from. t is

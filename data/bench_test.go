@@ -85,3 +85,43 @@ func BenchmarkJPEGRandomResizedCrop(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkResample is the crop-resize-flip-normalise alone, on the region
+// sizes training meets after a DCT-scaled decode (the crop between 1 and 2
+// times the output side) and on evaluation's Resize(256) + CenterCrop(224).
+func BenchmarkResample(b *testing.B) {
+	luts, err := makeLUTs(ImageNetStats, 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name                 string
+		w, h                 int
+		bx, by, bw, bh       float64
+		fullW, fullH, off, o int
+	}{
+		{"train330x290", 400, 300, 30.5, 5, 330, 290, 224, 224, 0, 224},
+		{"train230x420", 250, 440, 10, 12, 230, 420, 224, 224, 0, 224},
+		{"eval500x375", 500, 375, 0, 0, 500, 375, 341, 256, 58, 224},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			src := make([]uint8, tc.w*tc.h*3)
+			for i := range src {
+				src[i] = uint8(i*7 + i/997)
+			}
+			dst := make([]float32, 3*tc.o*tc.o)
+			var s resampler
+			b.ReportAllocs()
+			cpu0 := processCPUSeconds()
+			for i := range b.N {
+				offY := 0
+				if tc.off > 0 {
+					offY = 16
+				}
+				s.resampleBox(dst, src, tc.w, tc.h, tc.bx, tc.by, tc.bw, tc.bh, tc.fullW, tc.fullH, tc.off, offY, tc.o, tc.o, i%2 == 1, luts)
+			}
+			// CPU time, unlike ns/op, holds on a machine shared with other work.
+			b.ReportMetric((processCPUSeconds()-cpu0)*1e6/float64(b.N), "cpu-µs/op")
+		})
+	}
+}

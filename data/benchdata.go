@@ -106,6 +106,9 @@ type LoaderBenchConfig struct {
 
 // LoaderBench is BenchLoader's result.
 type LoaderBench struct {
+	// Decoder names the JPEG decoder ("libjpeg-turbo" or "go") of an
+	// ImageFolder or shard set, empty for other datasets.
+	Decoder string
 	Images  int
 	Seconds float64
 	// CPUSeconds is the process's user + system time over the timed epoch
@@ -114,30 +117,38 @@ type LoaderBench struct {
 	Stages     StageTimes
 }
 
-// BenchLoader times a Loader decoding ds into batches as training would
-// consume them: one epoch to warm up (the page cache, the workers'
-// buffers), then one timed epoch, from Start to its last batch, with
-// ImageFolder's stage clock on when ds is one.
+// BenchLoader times a Loader (a StreamLoader for a shard set) decoding ds
+// into batches as training would consume them: one epoch to warm up (the
+// page cache, the workers' buffers), then one timed epoch, from Start to
+// its last batch, with ImageFolder's stage clock on when ds is one or a
+// shard set (whose samples go through an ImageFolder's transform).
 func BenchLoader(ctx context.Context, ds Dataset, cfg LoaderBenchConfig) (LoaderBench, error) {
 	if cfg.Workers <= 0 || cfg.Batch <= 0 {
 		return LoaderBench{}, fmt.Errorf("data: bench with %d workers, batch %d", cfg.Workers, cfg.Batch)
 	}
-	l, err := NewLoader(ds, LoaderConfig{BatchSize: cfg.Batch, Workers: cfg.Workers, Shuffle: true, Seed: 1, NoAugment: cfg.Eval, DropLastBatch: true})
+	lc := LoaderConfig{BatchSize: cfg.Batch, Workers: cfg.Workers, Shuffle: true, Seed: 1, NoAugment: cfg.Eval, DropLastBatch: true}
+	l, err := NewBatches(ds, lc, StreamConfig{})
 	if err != nil {
 		return LoaderBench{}, err
 	}
 	defer l.Close()
 	folder, _ := ds.(*ImageFolder)
-	if folder != nil {
-		folder.TimeStages()
+	if set, ok := ds.(*ShardSet); ok {
+		// The set's transform is its own ImageFolder value, timed here
+		// as a folder is.
+		folder = set.tf
 	}
 	var res LoaderBench
+	if folder != nil {
+		folder.TimeStages()
+		res.Decoder = folder.JPEGDecoder()
+	}
 	for epoch := range 2 {
 		if epoch == 1 {
 			if folder != nil {
 				folder.ResetStages()
 			}
-			res = LoaderBench{}
+			res = LoaderBench{Decoder: res.Decoder}
 		}
 		t0, cpu0 := time.Now(), processCPUSeconds()
 		if err := l.Start(ctx, epoch); err != nil {

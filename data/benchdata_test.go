@@ -2,6 +2,8 @@ package data
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"testing"
 )
 
@@ -25,5 +27,29 @@ func TestBenchLoaderStages(t *testing.T) {
 				t.Errorf("%s eval=%v: stage times %+v", env, eval, st)
 			}
 		}
+	}
+}
+
+// TestBenchLoaderShards: a shard set is timed through its stream loader,
+// with the decode and resize stages of its transform.
+func TestBenchLoaderShards(t *testing.T) {
+	root := t.TempDir()
+	for i := range 10 {
+		split := "train"
+		if i >= 8 {
+			split = "val"
+		}
+		writeFile(t, filepath.Join(root, split, fmt.Sprintf("c%d", i%2), fmt.Sprintf("%d.jpg", i)), gradientJPEG(t, 30, 24))
+	}
+	tr, _, err := OpenShards(writeTestShards(t, root, ShardOptions{}), Options{ImageSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := BenchLoader(context.Background(), tr, LoaderBenchConfig{Workers: 2, Batch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res.Stages; res.Images != 8 || st.Images != 8 || st.Decode <= 0 || st.Resize <= 0 || res.Decoder == "" {
+		t.Errorf("%d images, decoder %q, stages %+v", res.Images, res.Decoder, st)
 	}
 }

@@ -24,10 +24,11 @@ import (
 // How far the pixels are from torchvision + PIL's (TestJPEGMatchesTorchvision,
 // on JPEGs in testdata/fixtures/jpeg with the boxes torchvision drew, in
 // levels of 255 before normalisation, max / mean): libjpeg-turbo at full
-// size 1 / 0.004 (PIL decodes with the same library; what remains is
-// float against fixed-point resampling), at the DCT scale 6 / 0.5 (the
-// reduced IDCT averages the pixels of a block where PIL's filter weighs
-// full-size pixels with a triangle: a slightly softer image), Go's decoder
+// size 1 / 0.003 (PIL decodes with the same library; what remains is our
+// 13-bit resampling weights against PIL's 22-bit ones, resample.go), at
+// the DCT scale 6 / 0.5 (the reduced IDCT averages the pixels of a block
+// where PIL's filter weighs full-size pixels with a triangle: a slightly
+// softer image), Go's decoder
 // 4 / 0.2 (its IDCT and chroma upsampling differ from libjpeg's). The
 // random draws are the same in every case: they are made on the full-size
 // geometry read from the header, before decoding.

@@ -87,9 +87,10 @@
 // evaluation is Resize(shorter side) + CenterCrop, with torchvision's size
 // and offset rounding. Resizing is PIL's bilinear filter (a triangle whose
 // support widens with the reduction factor, so downscaling averages instead
-// of aliasing), computed in float32 and rounded to a byte after each pass
-// as PIL does (PIL in fixed point), so values differ by at most one level of
-// 255. JPEGs are decoded by libjpeg-turbo when it is installed (decode.go:
+// of aliasing), in fixed point and rounded to a byte after each pass as PIL
+// does, with coarser weights (13 bits instead of 22, three channels to a
+// uint64), so that a value is at most one level of 255 from PIL's, and that
+// rarely. JPEGs are decoded by libjpeg-turbo when it is installed (decode.go:
 // at the smallest DCT scale the crop allows, a few levels from PIL's full
 // decode, 0.5 on average) and by Go's image/jpeg otherwise (a level or two
 // from libjpeg). Normalisation constants are the usual ones
@@ -138,9 +139,26 @@
 // shuffle buffer drawn from (Seed, epoch, Rank); batches are decoded by the
 // Workers in parallel, each sample's augmentation keyed by (Seed, epoch,
 // Rank, position), so the batches depend on (Seed, epoch, Rank, World,
-// Readers, ShuffleBuffer) and never on timing or Workers. StartAt reads the
-// epoch's head again without decoding it, which refills the shuffle buffer
-// exactly: a resumed epoch is bit for bit the uninterrupted one. The
+// Readers, ShuffleBuffer) and never on timing or Workers. The recipe's
+// per-sample transforms (ShardSet.WithRecipe: RandAugment, TrivialAugment,
+// random erasing) run after the crop and flip with the code of Augmented
+// over an ImageFolder, drawing as there from the sample's generator right
+// after the crop and flip's draws. Repeated augmentation
+// (Repeats k) differs from RASampler's: a rank reads the first ⌈per/k⌉
+// samples of its range and the shuffle buffer emits each k times, every
+// copy at its own position and so with its own draws, keeping the epoch's
+// length; the copies stay on the rank (ranks still read disjoint
+// samples), where RASampler sends them to different ranks, and a rank sees
+// a different head of its shards each epoch as the shards are dealt anew. State(epoch, step)
+// records the stream's position at a batch boundary for a checkpoint:
+// each reader's segment and the byte offset of its next sample, the
+// shuffle buffer's samples as (shard, offset) references with their
+// copies left, and the shuffle generator's state (streamstate.go);
+// StartFrom seeks there and reads back only the buffered samples. Without
+// a position, StartAt reads the epoch's head again without decoding it,
+// which refills the shuffle buffer exactly. Either way a resumed epoch is
+// bit for bit the uninterrupted one; a damaged position (checked by a
+// CRC), or one of another epoch, step or configuration, is an error. The
 // evaluation split is read in index order, cut into World ranges that differ
 // by at most one sample; the shorter ranks pad with a blank sample that
 // NumReal leaves out, so evaluation counts each sample once.

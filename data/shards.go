@@ -166,11 +166,33 @@ type shardReader struct {
 const maxMemberBytes = 256 << 20
 
 func openShard(path string, shard, classes int) (*shardReader, error) {
+	return openShardAt(path, shard, classes, 0)
+}
+
+// openShardAt opens a shard to read from the sample whose first header is
+// at byte offset off.
+func openShardAt(path string, shard, classes int, off int64) (*shardReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &ShardError{Shard: path, Err: err}
 	}
-	return newShardReader(f, path, shard, classes), nil
+	if off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			f.Close()
+			return nil, &ShardError{Shard: path, Offset: off, Err: err}
+		}
+	}
+	r := newShardReader(f, path, shard, classes)
+	r.cr.n = off
+	return r, nil
+}
+
+// nextOffset is the byte offset of the sample after the one read last.
+func (r *shardReader) nextOffset() int64 {
+	if r.pending != nil {
+		return r.pendOff
+	}
+	return r.cr.n
 }
 
 func newShardReader(f io.ReadCloser, name string, shard, classes int) *shardReader {

@@ -189,39 +189,162 @@ func TestShardsResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 4, Shuffle: true, Seed: 3, Workers: 2}, ShuffleBuffer: 7}
-	collect := func(step int) [][]float32 {
+	// run streams epoch 2 from step (re-reading the head, or from state)
+	// and returns its batches, and the position after stateAt batches.
+	run := func(cfg StreamConfig, step int, state []byte, stateAt int) (batches [][]float32, pos []byte) {
 		l, err := NewStreamLoader(tr, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		if err := l.StartAt(context.Background(), 2, step); err != nil {
+		if state != nil {
+			err = l.StartFrom(context.Background(), 2, step, state)
+		} else {
+			err = l.StartAt(context.Background(), 2, step)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		var out [][]float32
-		for {
+		for k := step; ; k++ {
+			if k == stateAt {
+				if pos, err = l.State(2, k); err != nil {
+					t.Fatal(err)
+				}
+			}
 			b, err := l.Next()
 			if err == io.EOF {
-				return out
+				return batches, pos
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, slices.Clone(b.X))
+			batches = append(batches, slices.Clone(b.X))
 		}
 	}
-	full := collect(0)
-	for _, step := range []int{1, 5, len(full) - 1} {
-		part := collect(step)
-		if len(part) != len(full)-step {
-			t.Fatalf("resume at %d: %d batches, want %d", step, len(part), len(full)-step)
-		}
-		for k := range part {
-			if !slices.Equal(part[k], full[step+k]) {
-				t.Fatalf("resume at %d: batch %d differs", step, step+k)
+	for _, tc := range []struct {
+		name        string
+		buffer      int
+		repeats     int
+		rank, world int
+	}{
+		{"buffer 7", 7, 1, 0, 1},
+		{"buffer 7, 3 repeats", 7, 3, 0, 1},
+		{"no buffer, 2 repeats", -1, 2, 0, 1},
+		{"buffer 100 (never full)", 100, 1, 0, 1},
+		{"rank 1 of 2, buffer 5, 2 repeats", 5, 2, 1, 2},
+	} {
+		cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 4, Shuffle: true, Seed: 3, Workers: 2, Repeats: tc.repeats, Rank: tc.rank, World: tc.world}, ShuffleBuffer: tc.buffer}
+		full, _ := run(cfg, 0, nil, -1)
+		for _, step := range []int{1, 2, 5, len(full) - 1} {
+			if step >= len(full) {
+				continue
+			}
+			reread, _ := run(cfg, step, nil, -1)
+			_, pos := run(cfg, 0, nil, step)
+			if pos == nil {
+				t.Fatalf("%s: no position at batch %d", tc.name, step)
+			}
+			restored, again := run(cfg, step, pos, step)
+			for what, part := range map[string][][]float32{"re-reading the head": reread, "from the position": restored} {
+				if len(part) != len(full)-step {
+					t.Fatalf("%s: resume at %d %s: %d batches, want %d", tc.name, step, what, len(part), len(full)-step)
+				}
+				for k := range part {
+					if !slices.Equal(part[k], full[step+k]) {
+						t.Fatalf("%s: resume at %d %s: batch %d differs", tc.name, step, what, step+k)
+					}
+				}
+			}
+			if !bytes.Equal(pos, again) {
+				t.Errorf("%s: the restored stream's position at %d is not the one it was restored from", tc.name, step)
 			}
 		}
+	}
+}
+
+// TestShardsBadState: a stream position that is truncated, damaged, of
+// another step or configuration, or pointing where no sample is, is a
+// clear error, not a different epoch.
+func TestShardsBadState(t *testing.T) {
+	src := idTree(t, 40, 4, 2)
+	out := writeTestShards(t, src, ShardOptions{ShardBytes: 3000})
+	tr, _, err := OpenShards(out, Options{ImageSize: 4, NoNormalize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 4, Shuffle: true, Seed: 1, Workers: 1}, ShuffleBuffer: 6}
+	l, err := NewStreamLoader(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Start(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := l.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos, err := l.State(0, 3)
+	if err != nil || pos == nil {
+		t.Fatal(pos, err)
+	}
+	if _, err := l.State(0, 9); err == nil {
+		t.Error("a position the producer never recorded was returned")
+	}
+	flipped := slices.Clone(pos)
+	flipped[len(flipped)/2] ^= 0x10
+	st, err := unmarshalStreamState(pos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.buf[0].off += 512 // inside a sample: its second member
+	moved := st.marshal()
+	for _, tc := range []struct {
+		name, want  string
+		state       []byte
+		epoch, step int
+	}{
+		{"truncated", "checksum", pos[:len(pos)-7], 0, 3},
+		{"truncated in the magic", "truncated", pos[:5], 0, 3},
+		{"empty", "bad magic", nil, 0, 3},
+		{"damaged", "checksum", flipped, 0, 3},
+		{"other step", "batch 3, not 4", pos, 0, 4},
+		{"other epoch", "epoch 0, not 1", pos, 1, 3},
+	} {
+		l2, err := NewStreamLoader(tr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l2.StartFrom(context.Background(), tc.epoch, tc.step, tc.state)
+		l2.Close()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	other := cfg
+	other.ShuffleBuffer = 8
+	l3, err := NewStreamLoader(tr, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l3.StartFrom(context.Background(), 0, 3, pos); err == nil || !strings.Contains(err.Error(), "shuffle buffer 6, not 8") {
+		t.Errorf("another shuffle buffer: %v", err)
+	}
+	l3.Close()
+	l4, err := NewStreamLoader(tr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l4.Close()
+	if err := l4.StartFrom(context.Background(), 0, 3, moved); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l4.Next()
+	var se *ShardError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "restoring the stream position") {
+		t.Errorf("a position inside a sample: %v, want a ShardError while restoring", err)
 	}
 }
 
@@ -430,6 +553,155 @@ func TestShardsDeal(t *testing.T) {
 			}
 			if covered != total/world*world || shared > world-1 {
 				t.Errorf("world %d epoch %d: %d samples covered (want %d), %d shards shared (want ≤ %d)", world, epoch, covered, total/world*world, shared, world-1)
+			}
+		}
+	}
+}
+
+// TestShardsRecipeMatchesImageFolder: RandAugment, TrivialAugment and
+// random erasing on a shard stream's sample are those of the ImageFolder
+// path (Augmented over ImageFolder.Get) for the same image and generator
+// state, and the stream's loader applies them (its batches differ from
+// those without the recipe, and equal transform with the position's
+// generator).
+func TestShardsRecipeMatchesImageFolder(t *testing.T) {
+	root := t.TempDir()
+	for i := range 24 {
+		split := "train"
+		if i >= 20 {
+			split = "val"
+		}
+		writeFile(t, filepath.Join(root, split, fmt.Sprintf("c%d", i%2), fmt.Sprintf("%03d.jpg", i)), gradientJPEG(t, 40+i%7, 36+i%5))
+	}
+	out := writeTestShards(t, root, ShardOptions{ShardBytes: 1 << 20})
+	for _, policy := range []string{"rand-m9-mstd0.5", "trivialaugment"} {
+		auto, err := ParseAutoAugment(policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		erase := RandomErasing{P: 0.5}
+		folder, _, err := Open("imagefolder:"+root, Options{ImageSize: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		aug, err := NewAugmented(folder, auto, erase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, _, err := OpenShards(out, Options{ImageSize: 24})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := tr.WithRecipe(auto, erase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := folder.(*ImageFolder)
+		n := 3 * 24 * 24
+		a, b, plain := make([]float32, n), make([]float32, n), make([]float32, n)
+		changed := 0
+		for i := range f.Len() {
+			enc, err := os.ReadFile(f.File(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := aug.Get(i, a, AugmentRand(5, 1, i)); err != nil {
+				t.Fatal(err)
+			}
+			if err := set.transform(enc, b, AugmentRand(5, 1, i)); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(a, b) {
+				t.Fatalf("%s: sample %d differs between ImageFolder and shards", policy, i)
+			}
+			if err := tr.transform(enc, plain, AugmentRand(5, 1, i)); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(plain, b) {
+				changed++
+			}
+		}
+		if changed < f.Len()/2 {
+			t.Errorf("%s: the recipe changed only %d of %d samples", policy, changed, f.Len())
+		}
+		// The loader goes through transform with the position's generator.
+		cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 5, Shuffle: true, Seed: 5, Workers: 2}, ShuffleBuffer: 4}
+		withRecipe, plainRun := loaderBatches(t, set, cfg, 1), loaderBatches(t, tr, cfg, 1)
+		if len(withRecipe) != len(plainRun) {
+			t.Fatalf("%d batches with the recipe, %d without", len(withRecipe), len(plainRun))
+		}
+		same := 0
+		for k := range withRecipe {
+			if slices.Equal(withRecipe[k], plainRun[k]) {
+				same++
+			}
+		}
+		if same == len(withRecipe) {
+			t.Errorf("%s: the stream's batches are those without the recipe", policy)
+		}
+	}
+}
+
+// loaderBatches streams one epoch and returns its batches' pixels.
+func loaderBatches(t *testing.T, set *ShardSet, cfg StreamConfig, epoch int) [][]float32 {
+	t.Helper()
+	l, err := NewStreamLoader(set, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.Start(context.Background(), epoch); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]float32
+	for {
+		b, err := l.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, slices.Clone(b.X))
+	}
+}
+
+// TestShardsRepeatedAug: with Repeats k a training stream reads the head
+// of each rank's range, ⌈per/k⌉ samples, and emits each k times (each copy
+// augmented on its own), keeping the epoch at per samples; ranks read
+// disjoint samples.
+func TestShardsRepeatedAug(t *testing.T) {
+	src := idTree(t, 60, 4, 3)
+	out := writeTestShards(t, src, ShardOptions{ShardBytes: 2000})
+	tr, _, err := OpenShards(out, Options{ImageSize: 4, NoNormalize: true, Augment: AugmentNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, buffer := range []int{-1, 10} {
+		seen := map[int]int{}
+		for rank := range 2 {
+			cfg := StreamConfig{LoaderConfig: LoaderConfig{BatchSize: 4, Shuffle: true, Seed: 9, Workers: 2, Rank: rank, World: 2, Repeats: 3}, ShuffleBuffer: buffer}
+			ids, _, batches := epochIDs(t, tr, cfg, 1, 0)
+			if len(ids) != 30 || batches != 8 {
+				t.Fatalf("buffer %d rank %d: %d samples in %d batches, want 30 in 8", buffer, rank, len(ids), batches)
+			}
+			count := map[int]int{}
+			for _, id := range ids {
+				count[id]++
+			}
+			if len(count) != 10 {
+				t.Errorf("buffer %d rank %d: %d distinct samples, want ⌈30/3⌉ = 10", buffer, rank, len(count))
+			}
+			for id, c := range count {
+				if c != 3 {
+					t.Errorf("buffer %d rank %d: sample %d emitted %d times, want 3", buffer, rank, id, c)
+				}
+				if seen[id] != 0 {
+					t.Errorf("buffer %d: sample %d read by both ranks", buffer, id)
+				}
+			}
+			for id := range count {
+				seen[id] = rank + 1
 			}
 		}
 	}

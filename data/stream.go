@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -20,7 +21,37 @@ type ShardSet struct {
 	total  int
 	eval   bool
 	tf     *ImageFolder // the transform only: size, resize, augmentation, normalisation
+	post   *recipe      // RandAugment, TrivialAugment, random erasing: nil for none
 	desc   string
+}
+
+// WithRecipe returns the set with timm's per-sample transforms after the
+// crop and flip, as NewAugmented adds them to an indexed dataset: the same
+// code, drawing from the same generator right after the crop and flip. An
+// evaluation set is returned unchanged, as Augmented leaves evaluation
+// samples alone.
+func (s *ShardSet) WithRecipe(auto *AutoAugment, erase RandomErasing) (*ShardSet, error) {
+	r, err := newRecipe(auto, erase, s.tf.luts)
+	if err != nil || s.eval {
+		return s, err
+	}
+	c := *s
+	if auto != nil || erase.P > 0 {
+		c.post = r
+	}
+	return &c, nil
+}
+
+// transform decodes one sample's encoded image into dst with the split's
+// transforms: what Get, then Augmented, do for an ImageFolder sample.
+func (s *ShardSet) transform(enc []byte, dst []float32, rng *rand.Rand) error {
+	if err := s.tf.transformEncoded(enc, dst, rng); err != nil {
+		return err
+	}
+	if s.post != nil && rng != nil {
+		s.post.apply(dst, 3, s.tf.size, s.tf.size, rng)
+	}
+	return nil
 }
 
 func (s *ShardSet) Shape() (c, h, w int) { return 3, s.tf.size, s.tf.size }
@@ -46,9 +77,19 @@ func OpenShards(dir string, o Options) (train, eval *ShardSet, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The same decoder as an ImageFolder's: libjpeg-turbo at a DCT scale
+	// when it is there, so that a sample decodes to the same pixels either way.
+	jpeg, err := defaultJPEG()
+	if err != nil {
+		return nil, nil, err
+	}
+	var scales []scaleFactor
+	if jpeg == jpegTurbo {
+		scales = turboFactors
+	}
 	mk := func(split string, shards []ShardEntry, aug Augment, eval bool) *ShardSet {
 		s := &ShardSet{dir: dir, ix: ix, shards: shards, eval: eval,
-			tf: &ImageFolder{classes: ix.Classes, size: size, resize: resize, augment: aug, luts: luts}}
+			tf: &ImageFolder{classes: ix.Classes, size: size, resize: resize, augment: aug, luts: luts, scales: scales}}
 		for _, e := range shards {
 			s.total += e.Samples
 		}
@@ -107,6 +148,12 @@ type StreamLoader struct {
 	ring
 	skipped atomic.Int64
 	bufs    sync.Pool // *[]byte: encoded samples, recycled once decoded
+
+	// The producer's positions at batch boundaries (streamstate.go).
+	snapMu sync.Mutex
+	snaps  []*streamState
+	spare  []*streamState
+	taken  atomic.Int64 // batches the consumer has taken this epoch
 }
 
 type streamSlot struct {
@@ -232,6 +279,11 @@ func (l *StreamLoader) segments(epoch int) []segment {
 		r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	}
 	lo, hi := l.rankRange()
+	if k := l.copies(); k > 1 {
+		// Repeated augmentation: the rank reads the head of its range and
+		// emits each sample k times, so that the epoch keeps its length.
+		hi = lo + (hi-lo+k-1)/k
+	}
 	var segs []segment
 	pos := 0
 	for _, k := range order {
@@ -258,16 +310,23 @@ func (l *StreamLoader) Start(ctx context.Context, epoch int) error { return l.St
 // StartAt begins streaming epoch from batch step. The samples before it
 // are read again (in their order, so that the shuffle buffer holds what it
 // held) but not decoded: the batches from step on are those of an
-// uninterrupted epoch, bit for bit.
+// uninterrupted epoch, bit for bit. StartFrom does the same from a
+// recorded position without reading the epoch's head.
 func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 	if l.closed {
 		return ErrClosed
 	}
+	return l.start(ctx, epoch, step, nil)
+}
+
+func (l *StreamLoader) start(ctx context.Context, epoch, step int, from *streamState) error {
 	if step < 0 || step > l.nb {
 		return fmt.Errorf("data: start at batch %d of an epoch of %d", step, l.nb)
 	}
 	l.stop()
 	l.err = nil
+	l.taken.Store(int64(step))
+	l.resetSnapshots(from)
 	k := len(l.slots)
 	r := &epochRun{
 		free: make(chan int, k), order: make(chan int, k), dones: make([]chan error, k),
@@ -281,8 +340,8 @@ func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 	l.run = r
 	samples := make(chan streamItem, l.cfg.ReadAhead)
 	r.wg.Add(2 + l.cfg.Workers)
-	go l.produce(r, epoch, samples)
-	go l.schedule(r, step, samples)
+	go l.produce(r, epoch, from, samples)
+	go l.schedule(r, step, from != nil, samples)
 	for range l.cfg.Workers {
 		go l.decode(r)
 	}
@@ -290,33 +349,27 @@ func (l *StreamLoader) StartAt(ctx context.Context, epoch, step int) error {
 }
 
 type streamItem struct {
-	s   shardSample
-	err error
+	s     shardSample
+	after readerPos // its reader's position once it is taken
+	err   error
+}
+
+// deal splits the rank's segments between the readers, round-robin.
+func (l *StreamLoader) deal(segs []segment) [][]segment {
+	nr := min(l.cfg.Readers, max(1, len(segs)))
+	mine := make([][]segment, nr)
+	for i, sg := range segs {
+		mine[i%nr] = append(mine[i%nr], sg)
+	}
+	return mine
 }
 
 // produce runs the readers, interleaves them and mixes them through the
-// shuffle buffer into out, which it closes at the end.
-func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
+// shuffle buffer into out, which it closes at the end; from a recorded
+// position when from is not nil.
+func (l *StreamLoader) produce(r *epochRun, epoch int, from *streamState, out chan<- streamItem) {
 	defer r.wg.Done()
 	defer close(out)
-	segs := l.segments(epoch)
-	nr := min(l.cfg.Readers, max(1, len(segs)))
-	ins := make([]chan streamItem, nr)
-	var rwg sync.WaitGroup
-	for w := range nr {
-		ins[w] = make(chan streamItem, l.cfg.ReadAhead)
-		var mine []segment
-		for i := w; i < len(segs); i += nr {
-			mine = append(mine, segs[i])
-		}
-		rwg.Add(1)
-		go func() {
-			defer rwg.Done()
-			defer close(ins[w])
-			l.read(r.ctx, mine, ins[w])
-		}()
-	}
-	defer rwg.Wait()
 	send := func(it streamItem) bool {
 		select {
 		case out <- it:
@@ -325,63 +378,211 @@ func (l *StreamLoader) produce(r *epochRun, epoch int, out chan<- streamItem) {
 			return false
 		}
 	}
+	mine := l.deal(l.segments(epoch))
+	nr := len(mine)
+	pos := make([]readerPos, nr)
+	for w := range pos {
+		pos[w] = readerPos{off: -1}
+	}
+	var pcg *rand.PCG
 	var rng *rand.Rand
-	var buf []streamItem
+	var buf []held
 	if l.cfg.ShuffleBuffer > 0 {
-		rng = rand.New(rand.NewPCG(epochKey(tagShuffleBuf, l.cfg.Seed, epoch), uint64(l.cfg.Rank)))
-		buf = make([]streamItem, 0, l.cfg.ShuffleBuffer)
+		pcg = rand.NewPCG(epochKey(tagShuffleBuf, l.cfg.Seed, epoch), uint64(l.cfg.Rank))
+		rng = rand.New(pcg)
+		buf = make([]held, 0, l.cfg.ShuffleBuffer)
 	}
-	active := nr
-	for active > 0 {
-		for w := range ins {
-			if ins[w] == nil {
-				continue
-			}
-			var it streamItem
-			var ok bool
-			select {
-			case it, ok = <-ins[w]:
-			case <-r.ctx.Done():
-				return
-			}
-			if !ok {
-				ins[w] = nil
-				active--
-				continue
-			}
-			if it.err != nil {
-				send(it)
-				return
-			}
-			if rng == nil {
-				if !send(it) {
-					return
-				}
-				continue
-			}
-			if len(buf) < cap(buf) {
-				buf = append(buf, it)
-				continue
-			}
-			j := rng.IntN(len(buf))
-			if !send(buf[j]) {
-				return
-			}
-			buf[j] = it
+	copies := l.copies()
+	var hand *held
+	next, emitted := 0, 0
+	if from != nil {
+		copy(pos, from.pos)
+		next, emitted = from.next, from.step*l.cfg.BatchSize
+		var err error
+		if pcg != nil {
+			err = pcg.UnmarshalBinary(from.rng)
 		}
-	}
-	for len(buf) > 0 {
-		j := rng.IntN(len(buf))
-		if !send(buf[j]) {
+		if err == nil {
+			buf, hand, err = l.restoreBuffer(from, buf)
+		}
+		if err != nil {
+			send(streamItem{err: fmt.Errorf("data: restoring the stream position: %w", err)})
 			return
 		}
-		buf[j] = buf[len(buf)-1]
-		buf = buf[:len(buf)-1]
+	}
+	ins := make([]chan streamItem, nr)
+	var rwg sync.WaitGroup
+	for w := range nr {
+		ins[w] = make(chan streamItem, l.cfg.ReadAhead)
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			defer close(ins[w])
+			l.read(r.ctx, mine[w], pos[w], ins[w])
+		}()
+	}
+	defer rwg.Wait()
+	// emit sends one sample, after recording the position when it
+	// completes a batch: the consumer cannot hold the batch before its
+	// position exists.
+	emit := func(it streamItem) bool {
+		emitted++
+		if emitted%l.cfg.BatchSize == 0 {
+			l.snapshot(epoch, emitted, func(s *streamState) {
+				if pcg != nil {
+					s.rng, _ = pcg.AppendBinary(s.rng)
+				}
+				s.next = next
+				s.pos = append(s.pos, pos...)
+				for _, h := range buf {
+					s.buf = append(s.buf, sampleRef{shard: h.it.s.shard, off: h.it.s.offset, left: h.left})
+				}
+				if s.hasHand = hand != nil; s.hasHand {
+					s.hand = sampleRef{shard: hand.it.s.shard, off: hand.it.s.offset, left: hand.left}
+				}
+			})
+		}
+		return send(it)
+	}
+	// take makes one copy of h: a fresh copy of its bytes while others are
+	// still to go, its own buffer with the last.
+	take := func(h *held) streamItem {
+		it := h.it
+		if h.left > 1 {
+			it.s = l.dup(it.s)
+		}
+		h.left--
+		return it
+	}
+	// place emits the sample in hand, or puts it in the shuffle buffer
+	// once a place there has emitted its last copy.
+	place := func() bool {
+		if rng == nil {
+			for hand != nil {
+				it := take(hand)
+				if hand.left == 0 {
+					hand = nil
+				}
+				if !emit(it) {
+					return false
+				}
+			}
+			return true
+		}
+		if len(buf) < cap(buf) {
+			buf = append(buf, *hand)
+			hand = nil
+			return true
+		}
+		for hand != nil {
+			j := rng.IntN(len(buf))
+			it := take(&buf[j])
+			if buf[j].left == 0 {
+				buf[j], hand = *hand, nil
+			}
+			if !emit(it) {
+				return false
+			}
+		}
+		return true
+	}
+	if hand != nil && !place() {
+		return
+	}
+	for active := nr; active > 0; {
+		w := next
+		next = (w + 1) % nr
+		if ins[w] == nil {
+			continue
+		}
+		var it streamItem
+		var ok bool
+		select {
+		case it, ok = <-ins[w]:
+		case <-r.ctx.Done():
+			return
+		}
+		if !ok {
+			ins[w] = nil
+			active--
+			continue
+		}
+		if it.err != nil {
+			send(it)
+			return
+		}
+		pos[w] = it.after
+		hand = &held{it: it, left: copies}
+		if !place() {
+			return
+		}
+	}
+	next = 0
+	for len(buf) > 0 {
+		j := rng.IntN(len(buf))
+		it := take(&buf[j])
+		if buf[j].left == 0 {
+			buf[j] = buf[len(buf)-1]
+			buf = buf[:len(buf)-1]
+		}
+		if !emit(it) {
+			return
+		}
 	}
 }
 
-// read is one sequential reader over its segments.
-func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- streamItem) {
+// restoreBuffer reads back the samples of a recorded shuffle buffer and
+// hand, in their order.
+func (l *StreamLoader) restoreBuffer(from *streamState, buf []held) ([]held, *held, error) {
+	rr := &rereader{l: l, files: map[int]*os.File{}}
+	defer rr.close()
+	for _, ref := range from.buf {
+		s, err := rr.read(ref)
+		if err != nil {
+			return buf, nil, err
+		}
+		buf = append(buf, held{it: streamItem{s: s}, left: ref.left})
+	}
+	if !from.hasHand {
+		return buf, nil, nil
+	}
+	s, err := rr.read(from.hand)
+	if err != nil {
+		return buf, nil, err
+	}
+	return buf, &held{it: streamItem{s: s}, left: from.hand.left}, nil
+}
+
+// held is a sample in the shuffle buffer (or in hand) and how many of its
+// copies are still to be emitted.
+type held struct {
+	it   streamItem
+	left int
+}
+
+// copies is how many times the training stream emits each sample it
+// reads: Repeats, for repeated augmentation.
+func (l *StreamLoader) copies() int {
+	if l.set.eval || l.cfg.Repeats <= 1 {
+		return 1
+	}
+	return l.cfg.Repeats
+}
+
+// dup copies a sample's bytes into a buffer of the pool: each copy is
+// decoded, and its buffer recycled, on its own.
+func (l *StreamLoader) dup(s shardSample) shardSample {
+	bp, _ := l.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = append((*bp)[:0], s.enc...)
+	s.enc, s.buf = *bp, bp
+	return s
+}
+
+// read is one sequential reader over its segments, from start.
+func (l *StreamLoader) read(ctx context.Context, segs []segment, start readerPos, out chan<- streamItem) {
 	send := func(it streamItem) bool {
 		select {
 		case out <- it:
@@ -390,21 +591,26 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 			return false
 		}
 	}
-	for _, sg := range segs {
+	for si := start.seg; si < len(segs); si++ {
+		sg := segs[si]
+		skip, count, off := sg.skip, sg.count, int64(0)
+		if si == start.seg && start.off >= 0 {
+			skip, count, off = 0, start.left, start.off
+		}
 		path := filepath.Join(l.set.dir, l.set.shards[sg.shard].File)
-		sr, err := openShard(path, sg.shard, l.set.Classes())
+		sr, err := openShardAt(path, sg.shard, l.set.Classes(), off)
 		if err != nil {
 			send(streamItem{err: err})
 			return
 		}
 		got := 0
-		for i := 0; got < sg.count; i++ {
+		for i := 0; got < count; i++ {
 			bp, _ := l.bufs.Get().(*[]byte)
 			if bp == nil {
 				bp = new([]byte)
 			}
 			s, err := sr.read(*bp)
-			if err == nil && i < sg.skip {
+			if err == nil && i < skip {
 				l.bufs.Put(bp)
 				continue
 			}
@@ -413,18 +619,19 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 				s.buf = bp
 			}
 			if err == io.EOF {
-				err = &ShardError{Shard: path, Offset: sr.cr.n, Err: fmt.Errorf("shard ends after %d samples; the index says %d", i, l.set.shards[sg.shard].Samples)}
+				err = &ShardError{Shard: path, Offset: sr.cr.n, Err: fmt.Errorf("shard ends after %d samples; the index says %d", skip+got, l.set.shards[sg.shard].Samples)}
 			}
 			if err != nil {
 				sr.Close()
 				send(streamItem{err: err})
 				return
 			}
-			if i < sg.skip {
-				continue
-			}
 			got++
-			if !send(streamItem{s: s}) {
+			after := readerPos{seg: si + 1, off: -1}
+			if got < count {
+				after = readerPos{seg: si, left: count - got, off: sr.nextOffset()}
+			}
+			if !send(streamItem{s: s, after: after}) {
 				sr.Close()
 				return
 			}
@@ -434,8 +641,9 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, out chan<- stre
 }
 
 // schedule groups the stream into batches and hands them to the decoders,
-// dropping (undecoded) the batches before step.
-func (l *StreamLoader) schedule(r *epochRun, step int, in <-chan streamItem) {
+// dropping (undecoded) the batches before step, or, restored from a
+// position, starting after them.
+func (l *StreamLoader) schedule(r *epochRun, step int, restored bool, in <-chan streamItem) {
 	defer r.wg.Done()
 	defer close(r.work)
 	bs := l.cfg.BatchSize
@@ -444,6 +652,10 @@ func (l *StreamLoader) schedule(r *epochRun, step int, in <-chan streamItem) {
 	real := l.NumReal()
 	for b := 0; b < l.nb; b++ {
 		n := min(bs, l.per-b*bs)
+		if b < step && restored { // the stream starts after these
+			pos += n
+			continue
+		}
 		var s int
 		if b >= step {
 			select {
@@ -536,7 +748,7 @@ func (l *StreamLoader) decode(r *epochRun) {
 				continue
 			}
 			seedSample(pcg, ek, sl.index[j])
-			err := l.set.tf.transformEncoded(sl.enc[j], x, rng)
+			err := l.set.transform(sl.enc[j], x, rng)
 			if sl.buf[j] != nil {
 				l.bufs.Put(sl.buf[j])
 			}
@@ -600,4 +812,10 @@ func (l *StreamLoader) fillBad(sl *streamSlot) error {
 
 // Next returns the epoch's next batch, releasing the previous one, or
 // io.EOF at the end of the epoch.
-func (l *StreamLoader) Next() (*Batch, error) { return l.next() }
+func (l *StreamLoader) Next() (*Batch, error) {
+	b, err := l.next()
+	if err == nil {
+		l.taken.Store(int64(l.run.next))
+	}
+	return b, err
+}

@@ -38,6 +38,13 @@ type RunState struct {
 	// History holds the record of every finished epoch: metrics.jsonl and
 	// curves.png are rebuilt from it on resume.
 	History []EpochRecord `json:"history,omitempty"`
+	// Stream is rank 0's shard-stream position mid-epoch (each reader's
+	// shard and byte offset, the shuffle buffer as shard and offset
+	// references, the shuffle generator): resuming seeks there and reads
+	// only the buffered samples, instead of the epoch's head. Absent (old
+	// checkpoints, other ranks, indexed datasets), the stream re-reads the
+	// head, with the same result.
+	Stream []byte `json:"stream,omitempty"`
 }
 
 // Manifest lists a checkpoint's files with their sizes and SHA-256 sums. It

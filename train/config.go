@@ -97,7 +97,9 @@ type Config struct {
 	RandomErase float64
 	// RepeatedAug, above 1, is DeiT's repeated augmentation: each sample
 	// RepeatedAug times per epoch, on different ranks, with epochs of
-	// ⌊⌊N/256⌋·256/World⌋ samples per rank (data.Sampler.Repeats).
+	// ⌊⌊N/256⌋·256/World⌋ samples per rank (data.Sampler.Repeats). On a
+	// shard stream the copies stay on their rank: the shuffle buffer emits
+	// each sample RepeatedAug times (data.StreamLoader).
 	RepeatedAug int
 	// LayerDecay, in (0, 1], scales a ViT's learning rates by depth as
 	// timm's param_groups_layer_decay does: LayerDecay^(L+1−i) for block
@@ -293,8 +295,6 @@ func (c Config) Validate() error {
 		return bad("--layer-decay %v outside [0, 1]", c.LayerDecay)
 	case c.RepeatedAug < 0:
 		return bad("--repeated-aug %d is negative", c.RepeatedAug)
-	case c.RepeatedAug > 1 && strings.HasPrefix(c.Data, "shards:"):
-		return bad("--repeated-aug does not apply to --data %s: a shard stream reads each sample once an epoch", c.Data)
 	case !(c.RandomErase >= 0 && c.RandomErase <= 1):
 		return bad("--random-erase %v outside [0, 1]", c.RandomErase)
 	case c.CheckpointEvery < 0:

@@ -248,11 +248,16 @@ func (t *trainer) run(ctx context.Context) error {
 		e := t.st.Epoch
 		// A resumed epoch's first batches were trained on before: start
 		// after them (the order is a function of seed and epoch; a shard
-		// stream reads them again to refill its shuffle buffer but does not
-		// decode them).
-		if err := t.loader.StartAt(context.Background(), e, t.st.EpochStep); err != nil {
+		// stream restores its position from the checkpoint, or else reads
+		// them again to refill its shuffle buffer, without decoding them).
+		if s, ok := t.loader.(*data.StreamLoader); ok && t.st.Stream != nil && t.lead {
+			if err := s.StartFrom(context.Background(), e, t.st.EpochStep, t.st.Stream); err != nil {
+				return fmt.Errorf("train: resuming the shard stream from the checkpoint: %w", err)
+			}
+		} else if err := t.loader.StartAt(context.Background(), e, t.st.EpochStep); err != nil {
 			return fmt.Errorf("train: %w", err)
 		}
+		t.st.Stream = nil
 		if t.metrics != nil {
 			t.metrics.epoch.Set(float64(e + 1))
 		}
@@ -912,7 +917,14 @@ func (t *trainer) checkpoint(scheduled bool) error {
 	var err error
 	if t.lead {
 		t0 := t.cfg.now()
-		dir, err = SaveCheckpoint(t.ckRoot, t.dev, t.params, t.ckptOpt(), t.st, t.cfg.Keep)
+		st := t.st
+		if s, ok := t.loader.(*data.StreamLoader); ok {
+			if st.Stream, err = s.State(st.Epoch, st.EpochStep); err != nil {
+				t.cfg.Logger.Warn("the checkpoint holds no shard-stream position; resuming will re-read the epoch's head", "err", err)
+				st.Stream, err = nil, nil
+			}
+		}
+		dir, err = SaveCheckpoint(t.ckRoot, t.dev, t.params, t.ckptOpt(), st, t.cfg.Keep)
 		if err == nil {
 			if m := t.metrics; m != nil {
 				m.ckptTime.Observe(t.cfg.now().Sub(t0).Seconds())

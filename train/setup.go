@@ -75,10 +75,12 @@ func OpenData(s DataSpec) (tr, te data.Dataset, err error) {
 	if auto, err := data.ParseAutoAugment(s.AutoAugment); err != nil {
 		return nil, nil, fmt.Errorf("train: --auto-augment: %w", err)
 	} else if auto != nil || s.RandomErase > 0 {
-		if stream {
-			return nil, nil, fmt.Errorf("train: --auto-augment and --random-erase do not apply to %s yet: shards are decoded by the stream loader", spec)
+		if set, ok := tr.(*data.ShardSet); ok {
+			tr, err = set.WithRecipe(auto, data.RandomErasing{P: s.RandomErase})
+		} else {
+			tr, err = data.NewAugmented(tr, auto, data.RandomErasing{P: s.RandomErase})
 		}
-		if tr, err = data.NewAugmented(tr, auto, data.RandomErasing{P: s.RandomErase}); err != nil {
+		if err != nil {
 			return nil, nil, fmt.Errorf("train: --auto-augment %s on %s: %s", s.AutoAugment, spec, strings.TrimPrefix(err.Error(), "data: "))
 		}
 	}

@@ -15,7 +15,10 @@ import (
 // TestShardsResumeExact trains on a shard directory, once straight and once
 // interrupted mid-epoch and resumed: the final weights are the same bit for
 // bit, since the stream's batches are a function of (seed, epoch, rank,
-// world) and the resumed loader replays the epoch's head without decoding.
+// world) and the resumed loader restores the epoch's stream position. It
+// does so plain and with the recipe's per-sample transforms (RandAugment,
+// random erasing, repeated augmentation), which shards take as an
+// ImageFolder does.
 func TestShardsResumeExact(t *testing.T) {
 	root, bad := imageFolder(t)
 	if err := os.Remove(bad); err != nil {
@@ -25,29 +28,39 @@ func TestShardsResumeExact(t *testing.T) {
 	if _, err := data.WriteShards(root, dir, data.ShardOptions{ShardBytes: 2500}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := func(run string) Config {
-		c := smallConfig(t, run)
-		c.Model, c.Data, c.Batch, c.Epochs = "mlp", "shards:"+dir, 4, 2
-		return c
-	}
-	straight := t.TempDir()
-	if err := Run(context.Background(), cfg(straight), io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	split := t.TempDir()
-	c := cfg(split)
-	c.MaxSteps = 6 // 4 steps per epoch (15 samples, batch 4): the middle of epoch 2
-	if err := Run(context.Background(), c, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	c.MaxSteps, c.Resume = 0, true
-	if err := Run(context.Background(), c, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	a := readParams(t, filepath.Join(straight, FinalDir, modelFile))
-	b := readParams(t, filepath.Join(split, FinalDir, modelFile))
-	if d := maxRelDiff(t, b, a); d != 0 {
-		t.Errorf("resumed run ends %.3g away from the straight one, want 0", d)
+	for _, recipe := range []bool{false, true} {
+		cfg := func(run string) Config {
+			c := smallConfig(t, run)
+			c.Model, c.Data, c.Batch, c.Epochs = "mlp", "shards:"+dir, 4, 2
+			if recipe {
+				c.AutoAugment, c.RandomErase, c.RepeatedAug = "rand-m9-mstd0.5", 0.5, 2
+			}
+			return c
+		}
+		straight := t.TempDir()
+		if err := Run(context.Background(), cfg(straight), io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		split := t.TempDir()
+		c := cfg(split)
+		c.MaxSteps = 6 // 4 steps per epoch (15 samples, batch 4): the middle of epoch 2
+		if err := Run(context.Background(), c, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		// The mid-epoch checkpoint holds the stream's position, which the
+		// resumed run restores instead of re-reading the epoch's head.
+		if _, st, err := LatestCheckpoint(filepath.Join(split, CheckpointsDir), nil); err != nil || st.EpochStep != 2 || len(st.Stream) == 0 {
+			t.Fatalf("recipe %v: checkpoint at epoch step %d with a stream position of %d bytes (%v), want step 2 and a position", recipe, st.EpochStep, len(st.Stream), err)
+		}
+		c.MaxSteps, c.Resume = 0, true
+		if err := Run(context.Background(), c, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		a := readParams(t, filepath.Join(straight, FinalDir, modelFile))
+		b := readParams(t, filepath.Join(split, FinalDir, modelFile))
+		if d := maxRelDiff(t, b, a); d != 0 {
+			t.Errorf("recipe %v: resumed run ends %.3g away from the straight one, want 0", recipe, d)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 
 	"github.com/macdist/macdist/data"
 )
@@ -14,6 +15,7 @@ import (
 // bench/torch_data.py prints the same keys for torchvision + PIL.
 type benchDataOutput struct {
 	Framework  string  `json:"framework"`
+	Data       string  `json:"data"` // the dataset's form: imagefolder, shards, …
 	Decoder    string  `json:"decoder"`
 	Transforms string  `json:"transforms"`
 	ImageSize  int     `json:"image_size"`
@@ -34,7 +36,7 @@ type benchDataOutput struct {
 
 func runBenchData(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench data", stderr)
-	spec := fs.String("data", "", "dataset to decode, e.g. imagefolder:PATH (its train split is timed)")
+	spec := fs.String("data", "", "dataset to decode, e.g. imagefolder:PATH or shards:DIR (its train split is timed)")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "decoding goroutines")
 	imageSize := fs.Int("image-size", 224, "output side in pixels")
 	batch := fs.Int("batch", 64, "images per batch")
@@ -57,15 +59,15 @@ func runBenchData(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	out := benchDataOutput{
-		Framework: "macdist", Decoder: "-", Transforms: "train", ImageSize: *imageSize,
+		Framework: "macdist", Data: strings.SplitN(*spec, ":", 2)[0], Decoder: "-", Transforms: "train", ImageSize: *imageSize,
 		Workers: *workers, Cores: data.Cores(*workers), Batch: *batch,
 		Images: res.Images, Seconds: res.Seconds, CPUSeconds: res.CPUSeconds,
 	}
 	if *eval {
 		out.Transforms = "eval"
 	}
-	if f, ok := train.(*data.ImageFolder); ok {
-		out.Decoder = f.JPEGDecoder()
+	if res.Decoder != "" {
+		out.Decoder = res.Decoder
 		st := res.Stages
 		if total := st.Read + st.Decode + st.Resize; total > 0 {
 			share := func(d float64) *float64 { v := d / float64(total); return &v }

@@ -64,7 +64,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 	fs.Float64Var(&c.MixupSwitchProb, "mixup-switch-prob", c.MixupSwitchProb, "chance of CutMix rather than mixup when both are on")
 	fs.StringVar(&c.AutoAugment, "auto-augment", "", "rand-mM-nN-mstdS: torchvision's RandAugment ops and magnitude bins (M of 31, default 9; N ops, default 2) with timm's magnitude noise; or trivialaugment (TrivialAugmentWide); empty: none")
 	fs.Float64Var(&c.LayerDecay, "layer-decay", 0, "ViTs: scale block i's learning rate by D^(depth+1−i), the embeddings' by D^(depth+1), as timm's layer decay (implies --no-decay-bn-bias; 0: off)")
-	fs.IntVar(&c.RepeatedAug, "repeated-aug", 0, "repeated augmentation (DeiT's RASampler): each sample K times per epoch on different ranks, epochs of ⌊N/256⌋·256 samples (0 or 1: off)")
+	fs.IntVar(&c.RepeatedAug, "repeated-aug", 0, "repeated augmentation (DeiT's RASampler): each sample K times per epoch on different ranks, epochs of ⌊N/256⌋·256 samples; on shards, K times on its own rank from the shuffle buffer, epochs as long as without (0 or 1: off)")
 	fs.Float64Var(&c.RandomErase, "random-erase", 0, "chance of torchvision's RandomErasing (2–33% of the image set to the mean) per training sample")
 
 	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs; the learning-rate schedule spans them")
