@@ -333,6 +333,18 @@ func TestShardsBadState(t *testing.T) {
 		t.Errorf("another shuffle buffer: %v", err)
 	}
 	l3.Close()
+	// An elastic launch that re-formed with another world size: the caller
+	// is told so (and deals the epoch anew with StartAt).
+	wider := cfg
+	wider.World, wider.Rank = max(cfg.World, 1)+1, 0
+	l5, err := NewStreamLoader(tr, wider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l5.StartFrom(context.Background(), 0, 3, pos); !errors.Is(err, ErrStreamWorldChanged) {
+		t.Errorf("another world size: %v, want ErrStreamWorldChanged", err)
+	}
+	l5.Close()
 	l4, err := NewStreamLoader(tr, cfg)
 	if err != nil {
 		t.Fatal(err)

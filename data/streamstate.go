@@ -193,11 +193,14 @@ func unmarshalStreamState(b []byte) (*streamState, error) {
 // whether its contents fit the epoch's segments.
 func (l *StreamLoader) check(s *streamState, epoch, step int, segs [][]segment) error {
 	c := l.cfg
+	if s.world != c.World {
+		return fmt.Errorf("%w: the position was saved by a world of %d ranks, this one has %d", ErrStreamWorldChanged, s.world, c.World)
+	}
 	for _, m := range []struct {
 		what      string
 		got, want int
 	}{
-		{"epoch", s.epoch, epoch}, {"batch", s.step, step}, {"rank", s.rank, c.Rank}, {"world size", s.world, c.World},
+		{"epoch", s.epoch, epoch}, {"batch", s.step, step}, {"rank", s.rank, c.Rank},
 		{"readers", s.readers, c.Readers}, {"shuffle buffer", s.shuffle, c.ShuffleBuffer}, {"repeats", s.copies, l.copies()},
 		{"batch size", s.bs, c.BatchSize}, {"shards", s.shards, len(l.set.shards)},
 	} {
@@ -256,6 +259,13 @@ func (l *StreamLoader) State(epoch, step int) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("data: no stream position for batch %d of epoch %d (batches taken: %d)", step, l.run.epoch, l.run.next)
 }
+
+// ErrStreamWorldChanged is StartFrom's answer to a position saved by a run
+// of another world size, as after an elastic launch re-forms with more or
+// fewer nodes: the epoch's shards are dealt to the ranks anew, so the saved
+// readers' places mean nothing to the new ranks, and the caller resumes with
+// StartAt instead.
+var ErrStreamWorldChanged = errors.New("data: the world size changed since the stream position was saved")
 
 // StartFrom is StartAt(ctx, epoch, step) from a position State returned
 // at that step: the readers seek to where they stood and only the

@@ -250,12 +250,25 @@ func (t *trainer) run(ctx context.Context) error {
 		// after them (the order is a function of seed and epoch; a shard
 		// stream restores its position from the checkpoint, or else reads
 		// them again to refill its shuffle buffer, without decoding them).
+		restored := false
 		if s, ok := t.loader.(*data.StreamLoader); ok && t.st.Stream != nil && t.lead {
-			if err := s.StartFrom(context.Background(), e, t.st.EpochStep, t.st.Stream); err != nil {
+			err := s.StartFrom(context.Background(), e, t.st.EpochStep, t.st.Stream)
+			switch {
+			case err == nil:
+				restored = true
+			case errors.Is(err, data.ErrStreamWorldChanged):
+				// An elastic re-formation: the shards are dealt to the
+				// new ranks, which each skip their share of the batches
+				// already trained on.
+				t.cfg.Logger.Warn("the world changed since the checkpoint: the epoch's shards are dealt anew to the ranks", "err", err)
+			default:
 				return fmt.Errorf("train: resuming the shard stream from the checkpoint: %w", err)
 			}
-		} else if err := t.loader.StartAt(context.Background(), e, t.st.EpochStep); err != nil {
-			return fmt.Errorf("train: %w", err)
+		}
+		if !restored {
+			if err := t.loader.StartAt(context.Background(), e, t.st.EpochStep); err != nil {
+				return fmt.Errorf("train: %w", err)
+			}
 		}
 		t.st.Stream = nil
 		if t.metrics != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,55 @@ func TestShardsSkipBad(t *testing.T) {
 	}
 	if !strings.Contains(prog.String(), "--skip-bad: 1 undecodable training samples were replaced") {
 		t.Errorf("progress:\n%s", prog.String())
+	}
+}
+
+// TestShardsWorldChange resumes a two-rank run on shards with one rank, as
+// an elastic launch does after losing a node: the checkpoint's stream
+// position belongs to the old world, so the resumed rank is dealt the
+// epoch's shards anew and finishes the run, instead of failing on the
+// position or reading another rank's samples.
+func TestShardsWorldChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a two-rank run and its resumption")
+	}
+	root, bad := imageFolder(t)
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "shards")
+	if _, err := data.WriteShards(root, dir, data.ShardOptions{ShardBytes: 2500}); err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{t.TempDir(), t.TempDir()}
+	errs := runRanks(t, context.Background(), dirs, false, func(c *Config) {
+		c.Model, c.Data, c.Batch, c.Epochs = "mlp", "shards:"+dir, 2, 2
+		c.MaxSteps = 6 // 3 steps per epoch of 14 samples at a global batch of 4: mid epoch 2
+	})
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	_, st, err := LatestCheckpoint(filepath.Join(dirs[0], CheckpointsDir), nil)
+	if err != nil || st.EpochStep == 0 || len(st.Stream) == 0 {
+		t.Fatalf("checkpoint at epoch step %d with a stream position of %d bytes (%v), want one mid-epoch with a position", st.EpochStep, len(st.Stream), err)
+	}
+	var log bytes.Buffer
+	c := smallConfig(t, dirs[0])
+	c.Model, c.Data, c.Batch, c.Epochs, c.Resume = "mlp", "shards:"+dir, 4, 2, true
+	c.Logger = NewLogger(&log)
+	if err := Run(context.Background(), c, io.Discard); err != nil {
+		t.Fatalf("resuming with one rank: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "dealt anew") {
+		t.Errorf("the resumed run did not say that the shards were dealt anew:\n%s", log.String())
+	}
+	for name, v := range readParams(t, filepath.Join(dirs[0], FinalDir, modelFile)) {
+		for _, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				t.Fatalf("%s holds %v", name, x)
+			}
+		}
 	}
 }
