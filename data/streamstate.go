@@ -133,15 +133,14 @@ func unmarshalStreamState(b []byte) (*streamState, error) {
 		d = d[n:]
 		return v
 	}
+	// A signed field is binary.PutVarint's zig-zag of it.
 	i := func() int64 {
-		v, n := binary.Varint(d)
-		if n <= 0 {
-			err = errStateTruncated
-			d = nil
-			return 0
+		ux := u()
+		x := int64(ux >> 1)
+		if ux&1 != 0 {
+			x = ^x
 		}
-		d = d[n:]
-		return v
+		return x
 	}
 	// count reads a length, bounded by what the remaining bytes can hold
 	// (each element takes at least one byte per field), so that a damaged

@@ -21,14 +21,7 @@ import (
 // random erasing, repeated augmentation), which shards take as an
 // ImageFolder does.
 func TestShardsResumeExact(t *testing.T) {
-	root, bad := imageFolder(t)
-	if err := os.Remove(bad); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "shards")
-	if _, err := data.WriteShards(root, dir, data.ShardOptions{ShardBytes: 2500}); err != nil {
-		t.Fatal(err)
-	}
+	dir := goodShards(t)
 	for _, recipe := range []bool{false, true} {
 		cfg := func(run string) Config {
 			c := smallConfig(t, run)
@@ -65,6 +58,21 @@ func TestShardsResumeExact(t *testing.T) {
 	}
 }
 
+// goodShards writes imageFolder's tree, less its corrupt image, as shards
+// of about 2.5 kB (several per epoch) and returns their directory.
+func goodShards(t *testing.T) string {
+	t.Helper()
+	root, bad := imageFolder(t)
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "shards")
+	if _, err := data.WriteShards(root, dir, data.ShardOptions{ShardBytes: 2500}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // TestShardsSkipBad: a shard holding an image that does not decode stops
 // the run naming the shard and offset; with --skip-bad the run completes
 // and counts it.
@@ -99,14 +107,7 @@ func TestShardsWorldChange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a two-rank run and its resumption")
 	}
-	root, bad := imageFolder(t)
-	if err := os.Remove(bad); err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(t.TempDir(), "shards")
-	if _, err := data.WriteShards(root, dir, data.ShardOptions{ShardBytes: 2500}); err != nil {
-		t.Fatal(err)
-	}
+	dir := goodShards(t)
 	dirs := []string{t.TempDir(), t.TempDir()}
 	errs := runRanks(t, context.Background(), dirs, false, func(c *Config) {
 		c.Model, c.Data, c.Batch, c.Epochs = "mlp", "shards:"+dir, 2, 2
