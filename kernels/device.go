@@ -212,7 +212,8 @@ type Convolver interface {
 	// ConvBackward computes from dy the gradient with respect to x into dx
 	// (overwriting it), and accumulates those with respect to w into dw
 	// and, unless db is nil, to the bias into db. One call for the three,
-	// so that a device converts dy's layout once for both products.
+	// so that a device converts dy's layout once for both products. A nil
+	// dx skips the input gradient (a network's first layer).
 	ConvBackward(dx, dw, db, x, dy, w Buffer, g ConvGeom, out, groups, n int)
 }
 

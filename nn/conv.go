@@ -65,6 +65,8 @@ type Conv2d struct {
 	curv    curvTaps  // KFACTapped, see curvature.go
 
 	wflip kernels.Buffer // the weight for dx as a transposed convolution, see transposedDx
+
+	noDx bool // SkipInputGrad
 }
 
 // NewConv2d returns a Conv2d with parameters name.weight
@@ -349,13 +351,19 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 	if c.training && (c.curv.gradOn || c.curv.gmeanOn) {
 		c.backwardCurv(dy, n)
 	}
-	dx := c.dx.ensure(d, c.x.Shape)
+	var dx *Tensor
+	if !c.noDx {
+		dx = c.dx.ensure(d, c.x.Shape)
+	}
 	if cv := c.convolver(n); cv != nil {
-		var db kernels.Buffer
+		var db, dxb kernels.Buffer
 		if c.bias != nil {
 			db = c.bias.Grad.Data
 		}
-		cv.ConvBackward(dx.Data, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
+		if dx != nil {
+			dxb = dx.Data
+		}
+		cv.ConvBackward(dxb, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
 		return dx
 	}
 	if c.bias != nil {
@@ -363,9 +371,11 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 	}
 	direct := c.direct()
 	tdx := c.transposedDx()
-	if tdx {
+	switch {
+	case c.noDx:
+	case tdx:
 		c.flipWeight()
-	} else if !direct {
+	case !direct:
 		d.Fill(dx.Data, 0) // Col2im accumulates
 	}
 	step := c.chunk(n, true)
@@ -401,6 +411,9 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 					col, off+i*rows*cols, cols, rg*cols,
 					1, c.weight.Grad.Data, 0, rg, og*rg, groups)
 			}
+		}
+		if c.noDx {
+			continue
 		}
 		if tdx {
 			c.backwardDxTransposed(dy, dx, i0, nimg)
@@ -444,6 +457,10 @@ func (c *Conv2d) backwardDxTransposed(dy, dx *Tensor, i0, nimg int) {
 			0, dx.Data, (i0*cfg.In+gi*cg)*hw, hw, cfg.In*hw, nimg)
 	}
 }
+
+// SkipInputGrad makes Backward compute dW and db only and return nil (see
+// InputGradSkipper).
+func (c *Conv2d) SkipInputGrad(on bool) { c.noDx = on }
 
 // Params returns weight and bias, in state_dict order.
 func (c *Conv2d) Params() []*Param { return c.params }

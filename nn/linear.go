@@ -28,6 +28,8 @@ type Linear struct {
 	tapOne  kernels.Buffer // view of the trailing 1 (bias only)
 
 	curv curvTaps // KFACTapped, see curvature.go
+
+	noDx bool // SkipInputGrad
 }
 
 // NewLinear returns a Linear layer mapping [..., in] to [..., out], with
@@ -114,10 +116,17 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 	if l.bias != nil {
 		d.ReduceSum(l.bias.Grad.Data, dy.Data, 1, l.rows, l.out, 1, 1)
 	}
+	if l.noDx {
+		return nil
+	}
 	dx := l.dx.ensure(d, l.x.Shape)
 	d.Gemm(false, false, l.rows, l.in, l.out, 1, dy.Data, l.out, l.weight.Value.Data, l.in, 0, dx.Data, l.in)
 	return dx
 }
+
+// SkipInputGrad makes Backward compute the parameter gradients only and
+// return nil (see InputGradSkipper).
+func (l *Linear) SkipInputGrad(on bool) { l.noDx = on }
 
 // Params returns weight and bias, in state_dict order.
 func (l *Linear) Params() []*Param { return l.params }

@@ -219,10 +219,12 @@ func (d *Device) ConvForward(y, x, w, bias kernels.Buffer, g kernels.ConvGeom, o
 
 // ConvBackward computes dx and accumulates dw and db with oneDNN.
 func (d *Device) ConvBackward(dx, dw, db, x, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
-	dxs, dws, dbs := d.slice(dx, "ConvBackward", "dx"), d.slice(dw, "ConvBackward", "dw"), d.optSlice(db, "ConvBackward", "db")
+	dxs, dws, dbs := d.optSlice(dx, "ConvBackward", "dx"), d.slice(dw, "ConvBackward", "dw"), d.optSlice(db, "ConvBackward", "db")
 	xs, dys, ws := d.slice(x, "ConvBackward", "x"), d.slice(dy, "ConvBackward", "dy"), d.slice(w, "ConvBackward", "w")
 	convLens("ConvBackward", g, out, groups, n, xs, ws, dys, dbs)
-	needLen("ConvBackward", "dx", len(dxs), n*g.C*g.H*g.W)
+	if dxs != nil {
+		needLen("ConvBackward", "dx", len(dxs), n*g.C*g.H*g.W)
+	}
 	needLen("ConvBackward", "dw", len(dws), out*(g.C/groups)*g.KH*g.KW)
 	d.mu.Lock()
 	defer d.mu.Unlock()

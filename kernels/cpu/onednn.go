@@ -444,10 +444,11 @@ static int mdnn_forward(mdnn_conv *cv, float *x, float *w, float *b, float *y, i
 }
 
 // mdnn_backward runs backward-weights, then backward-data on the dy it
-// reordered when they share its layout (a bit of skip for port 0, dy).
+// reordered when they share its layout (a bit of skip for port 0, dy);
+// without dx (a network's first layer), backward-weights alone.
 static int mdnn_backward(mdnn_conv *cv, float *x, float *dy, float *w, float *dx, float *dw, float *db, int nthr) {
 	int s = mdnn_run(cv->arena, &cv->bwd_weights, x, dy, dw, db, nthr, 0);
-	if (s != 0) {
+	if (s != 0 || dx == NULL) {
 		return s;
 	}
 	return mdnn_run(cv->arena, &cv->bwd_data, dy, w, dx, NULL, nthr, cv->share_dy ? 1 : 0);
