@@ -30,6 +30,9 @@ type BatchNorm2d struct {
 	x        *Tensor
 	n, hw    int
 	y, dx    slot
+
+	dyIn slot      // dy in y's layout, when it came in another
+	edge plainEdge // evaluation-mode Backward, which works in NCHW
 }
 
 // NewBatchNorm2d returns a BatchNorm2d over c channels with parameters
@@ -65,13 +68,23 @@ func (b *BatchNorm2d) Forward(x *Tensor) *Tensor {
 	b.x, b.n = x, x.Shape[0]
 	b.hw = x.Len() / (b.n * b.c)
 	y := b.y.ensure(b.dev, x.Shape)
+	y.Layout = x.Layout
 	b.fwdTrain = b.training
+	lo, _ := b.dev.(kernels.Layouter)
 	if b.training {
-		b.dev.BatchNormTrain(y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
-			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		if lo != nil {
+			lo.BatchNormTrainIn(x.Layout, y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+				b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		} else {
+			b.dev.BatchNormTrain(y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+				b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		}
 		// Counted on the device, so that a checkpoint loaded into the
 		// buffer is continued rather than overwritten by a host counter.
 		b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
+	} else if lo != nil {
+		lo.BatchNormEvalIn(x.Layout, y.Data, x.Data, b.runMean.Value.Data, b.runVar.Value.Data,
+			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Eps)
 	} else {
 		b.dev.BatchNormEval(y.Data, x.Data, b.runMean.Value.Data, b.runVar.Value.Data,
 			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Eps)
@@ -87,22 +100,33 @@ func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
 		gradPanic(b.label(), dy.Shape, b.y.t.Shape)
 	}
 	d := b.dev
-	dx := b.dx.ensure(d, b.x.Shape)
 	if b.fwdTrain {
-		d.BatchNormBackward(dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
-			b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		dy = relayout(d, &b.dyIn, dy, b.y.t.Layout)
+		dx := b.dx.ensure(d, b.x.Shape)
+		dx.Layout = b.x.Layout
+		if lo, ok := d.(kernels.Layouter); ok {
+			lo.BatchNormBackwardIn(b.x.Layout, dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
+				b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		} else {
+			d.BatchNormBackward(dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
+				b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		}
 		return dx
 	}
 	// Evaluation mode is the per-channel affine map y = γ·x̂ + β with
 	// x̂ = (x − μ)/√(σ²+ε) fixed, so BatchNormEval itself computes both x̂
-	// (γ and β absent) and dx = γ/√(σ²+ε)·dy (μ = 0, β absent).
+	// (γ and β absent) and dx = γ/√(σ²+ε)·dy (μ = 0, β absent). It is
+	// rare enough (fine-tuning with frozen statistics) to run in NCHW.
+	x := b.edge.in(d, b.x)
+	dy = relayout(d, &b.dyIn, dy, kernels.NCHW)
+	dx := b.dx.ensure(d, b.x.Shape)
 	xhat := Workspace(d).Get(b.x.Len())
-	d.BatchNormEval(xhat, b.x.Data, b.runMean.Value.Data, b.runVar.Value.Data, nil, nil, b.n, b.c, b.hw, b.Eps)
+	d.BatchNormEval(xhat, x.Data, b.runMean.Value.Data, b.runVar.Value.Data, nil, nil, b.n, b.c, b.hw, b.Eps)
 	d.Mul(xhat, xhat, dy.Data)
 	d.ReduceSumMid(b.weight.Grad.Data, xhat, b.n, b.c, b.hw, 1, 1)
 	d.ReduceSumMid(b.bias.Grad.Data, dy.Data, b.n, b.c, b.hw, 1, 1)
 	d.BatchNormEval(dx.Data, dy.Data, b.zeros, b.runVar.Value.Data, b.weight.Value.Data, nil, b.n, b.c, b.hw, b.Eps)
-	return dx
+	return b.edge.out(d, dx)
 }
 
 // Params returns weight, bias, running_mean, running_var and

@@ -10,23 +10,31 @@ import (
 
 // residual adds a block's branch and its shortcut, forward and backward,
 // into buffers the block owns.
+// The two terms of a sum are in one layout but where a layer of one
+// path fell back to NCHW; the sum takes the first's.
 type residual struct {
-	dev kernels.Device
-	sum slot
-	dx  slot
+	dev  kernels.Device
+	sum  slot
+	dx   slot
+	b    slot // the second term in the first's layout, when it differs
+	back slot
 }
 
 func (r *residual) add(a, b *Tensor, label string) *Tensor {
 	if !a.SameShape(b.Shape) {
 		panic(fmt.Sprintf("nn: %s: residual branch %v and shortcut %v differ", label, a.Shape, b.Shape))
 	}
+	b = relayout(r.dev, &r.b, b, a.Layout)
 	s := r.sum.ensure(r.dev, a.Shape)
+	s.Layout = a.Layout
 	r.dev.Add(s.Data, a.Data, b.Data)
 	return s
 }
 
 func (r *residual) addGrad(a, b *Tensor) *Tensor {
+	b = relayout(r.dev, &r.back, b, a.Layout)
 	dx := r.dx.ensure(r.dev, a.Shape)
+	dx.Layout = a.Layout
 	r.dev.Add(dx.Data, a.Data, b.Data)
 	return dx
 }
@@ -122,6 +130,9 @@ func (b *BasicBlock) Params() []*Param { return b.params }
 // SetTraining sets the mode of every layer.
 func (b *BasicBlock) SetTraining(on bool) { setTraining(b.children, on) }
 
+// SetDeviceLayouts hands the switch on to the layers (see DeviceLayouter).
+func (b *BasicBlock) SetDeviceLayouts(on bool) { setDeviceLayouts(b.children, on) }
+
 // Children returns the layers in forward order, the shortcut after the
 // residual branch.
 func (b *BasicBlock) Children() []Module { return b.children }
@@ -213,6 +224,9 @@ func (b *Bottleneck) Params() []*Param { return b.params }
 // SetTraining sets the mode of every layer.
 func (b *Bottleneck) SetTraining(on bool) { setTraining(b.children, on) }
 
+// SetDeviceLayouts hands the switch on to the layers (see DeviceLayouter).
+func (b *Bottleneck) SetDeviceLayouts(on bool) { setDeviceLayouts(b.children, on) }
+
 // Children returns the layers in forward order, the shortcut after the
 // residual branch.
 func (b *Bottleneck) Children() []Module { return b.children }
@@ -303,6 +317,9 @@ func (b *WideBlock) Params() []*Param { return b.params }
 
 // SetTraining sets the mode of every layer.
 func (b *WideBlock) SetTraining(on bool) { setTraining(b.children, on) }
+
+// SetDeviceLayouts hands the switch on to the layers (see DeviceLayouter).
+func (b *WideBlock) SetDeviceLayouts(on bool) { setDeviceLayouts(b.children, on) }
 
 // Children returns the layers in forward order, the shortcut last.
 func (b *WideBlock) Children() []Module { return b.children }

@@ -45,5 +45,8 @@ func (s *Sequential) SetTraining(on bool) {
 	}
 }
 
+// SetDeviceLayouts hands the switch on to the modules (see DeviceLayouter).
+func (s *Sequential) SetDeviceLayouts(on bool) { setDeviceLayouts(s.mods, on) }
+
 // Children returns the modules in forward order.
 func (s *Sequential) Children() []Module { return s.mods }
