@@ -76,6 +76,27 @@ func TestNoAllocs(t *testing.T) {
 	} else {
 		t.Logf("not on the oneDNN path (%s): its convolutions are not checked", d.DNN())
 	}
+	if d.SetActivationLayout(kernels.Blocked16) == nil {
+		const bl = kernels.Blocked16
+		bg := kernels.ConvGeom{C: 16, H: 8, W: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+		bx, by, bdx := d.Alloc(4*16*64), d.Alloc(4*16*64), d.Alloc(4*16*64)
+		bw, bdw := d.Alloc(16*16*9), d.Alloc(16*16*9)
+		d.Convolves(bg, 16, 1, 4, false)
+		d.ConvForwardIn(bl, bl, by, bx, bw, nil, bg, 16, 1, 4) // makes the blocked primitives
+		ops = append(ops, []struct {
+			name string
+			f    func()
+		}{
+			{"ConvForwardIn", func() { d.ConvForwardIn(bl, bl, by, bx, bw, nil, bg, 16, 1, 4) }},
+			{"ConvBackwardIn", func() { d.ConvBackwardIn(bl, bl, bdx, bdw, nil, bx, by, bw, bg, 16, 1, 4) }},
+			{"Relayout", func() { d.Relayout(z, bl, x, kernels.NCHW, 32, 64, 64) }},
+			{"BatchNormTrainIn", func() { d.BatchNormTrainIn(bl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
+			{"BatchNormEvalIn", func() { d.BatchNormEvalIn(bl, z, x, rm, rv, nil, nil, 32, 64, 64, 1e-5) }},
+			{"BatchNormBackwardIn", func() { d.BatchNormBackwardIn(bl, z, nil, nil, y, x, sm, sr, nil, 32, 64, 64) }},
+			{"PlaneSumIn", func() { d.PlaneSumIn(bl, z, x, 32, 64, 64, 1) }},
+			{"PlaneSpreadIn", func() { d.PlaneSpreadIn(bl, z, y, 32, 64, 64, 1) }},
+		}...)
+	}
 	for _, op := range ops {
 		if d.BLAS() != "openblas" && (op.name == "Gemm" || op.name == "GemmStrided") {
 			continue // gonum's Sgemm starts goroutines of its own
