@@ -375,3 +375,21 @@ func LayoutOf(dev Device, c int) Layout {
 	}
 	return NCHW
 }
+
+// ReLUFuser is a Device that applies a ReLU in the same pass as the
+// operation before it, for activations in the layouts FusesReLU accepts:
+// the ReLU then costs no pass over memory of its own. Layers use it where
+// their Device has it (the residual blocks, for batch norm and for the
+// sum), and call the unfused methods otherwise. The ReLU is ReLU's: a
+// NaN stays, and its backward passes dy where the output is > 0.
+type ReLUFuser interface {
+	// FusesReLU reports whether the methods below take layout l.
+	FusesReLU(l Layout) bool
+	// BatchNormReLUTrainIn is BatchNormTrainIn followed by y = max(y, 0).
+	BatchNormReLUTrainIn(l Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta Buffer, n, c, hw int, momentum, eps float32)
+	// BatchNormReLUBackwardIn is BatchNormBackwardIn for dy the gradient
+	// with respect to the ReLU's output y (dy counts where y > 0).
+	BatchNormReLUBackwardIn(l Layout, dx, dgamma, dbeta, dy, y, x, saveMean, saveRstd, gamma Buffer, n, c, hw int)
+	// AddReLU computes dst = max(a + b, 0) element-wise, in any layout.
+	AddReLU(dst, a, b Buffer)
+}

@@ -31,8 +31,9 @@ type BatchNorm2d struct {
 	n, hw    int
 	y, dx    slot
 
-	dyIn slot      // dy in y's layout, when it came in another
-	edge plainEdge // evaluation-mode Backward, which works in NCHW
+	dyIn  slot      // dy in y's layout, when it came in another
+	edge  plainEdge // evaluation-mode Backward, which works in NCHW
+	fused *ReLU     // the ReLU whose output the last Forward wrote (forwardReLU)
 }
 
 // NewBatchNorm2d returns a BatchNorm2d over c channels with parameters
@@ -67,6 +68,7 @@ func (b *BatchNorm2d) Forward(x *Tensor) *Tensor {
 	}
 	b.x, b.n = x, x.Shape[0]
 	b.hw = x.Len() / (b.n * b.c)
+	b.fused = nil
 	y := b.y.ensure(b.dev, x.Shape)
 	y.Layout = x.Layout
 	b.fwdTrain = b.training
@@ -96,6 +98,9 @@ func (b *BatchNorm2d) Forward(x *Tensor) *Tensor {
 // the mode of the last Forward.
 func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
 	mustForward(b.label(), b.x != nil)
+	if b.fused != nil {
+		panic("nn: " + b.label() + ": Backward after a Forward fused with a ReLU (use backwardReLU)")
+	}
 	if !dy.SameShape(b.y.t.Shape) {
 		gradPanic(b.label(), dy.Shape, b.y.t.Shape)
 	}
@@ -127,6 +132,45 @@ func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
 	d.ReduceSumMid(b.bias.Grad.Data, dy.Data, b.n, b.c, b.hw, 1, 1)
 	d.BatchNormEval(dx.Data, dy.Data, b.zeros, b.runVar.Value.Data, b.weight.Value.Data, nil, b.n, b.c, b.hw, b.Eps)
 	return b.edge.out(d, dx)
+}
+
+// forwardReLU is r.Forward(b.Forward(x)), computed in one pass where the
+// device fuses the two (kernels.ReLUFuser): the norm writes r's output and
+// no output of its own. Backward must then go through backwardReLU.
+func (b *BatchNorm2d) forwardReLU(x *Tensor, r *ReLU) *Tensor {
+	f, ok := b.dev.(kernels.ReLUFuser)
+	if !ok || !b.training || !f.FusesReLU(x.Layout) || len(x.Shape) < 2 || x.Shape[1] != b.c {
+		return r.Forward(b.Forward(x))
+	}
+	b.x, b.n = x, x.Shape[0]
+	b.hw = x.Len() / (b.n * b.c)
+	b.fwdTrain = true
+	y := r.y.ensure(b.dev, x.Shape)
+	y.Layout = x.Layout
+	r.have = true
+	f.BatchNormReLUTrainIn(x.Layout, y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+		b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+	b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
+	b.fused = r
+	return y
+}
+
+// backwardReLU is b.Backward(r.Backward(dy)) after forwardReLU, in one
+// pass where that fused them.
+func (b *BatchNorm2d) backwardReLU(dy *Tensor, r *ReLU) *Tensor {
+	if b.fused != r {
+		return b.Backward(r.Backward(dy))
+	}
+	if !dy.SameShape(r.y.t.Shape) {
+		gradPanic(b.label(), dy.Shape, r.y.t.Shape)
+	}
+	d := b.dev
+	dy = relayout(d, &b.dyIn, dy, r.y.t.Layout)
+	dx := b.dx.ensure(d, b.x.Shape)
+	dx.Layout = b.x.Layout
+	d.(kernels.ReLUFuser).BatchNormReLUBackwardIn(b.x.Layout, dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data,
+		r.y.t.Data, b.x.Data, b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+	return dx
 }
 
 // Params returns weight, bias, running_mean, running_var and

@@ -42,6 +42,7 @@ func TestNoAllocs(t *testing.T) {
 		{"Copy", func() { d.Copy(z, x) }},
 		{"Axpby", func() { d.Axpby(y, 0.5, x, 0.9) }},
 		{"Add", func() { d.Add(z, x, y) }},
+		{"AddReLU", func() { d.AddReLU(z, x, y) }},
 		{"ReLU", func() { d.ReLU(z, x) }},
 		{"GELU", func() { d.GELU(z, x, false) }},
 		{"DropoutMask", func() { d.DropoutMask(z, 0.1, 7) }},
@@ -93,6 +94,8 @@ func TestNoAllocs(t *testing.T) {
 			{"BatchNormTrainIn", func() { d.BatchNormTrainIn(bl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
 			{"BatchNormEvalIn", func() { d.BatchNormEvalIn(bl, z, x, rm, rv, nil, nil, 32, 64, 64, 1e-5) }},
 			{"BatchNormBackwardIn", func() { d.BatchNormBackwardIn(bl, z, nil, nil, y, x, sm, sr, nil, 32, 64, 64) }},
+			{"BatchNormReLUTrainIn", func() { d.BatchNormReLUTrainIn(bl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
+			{"BatchNormReLUBackwardIn", func() { d.BatchNormReLUBackwardIn(bl, z, nil, nil, y, x, x, sm, sr, nil, 32, 64, 64) }},
 			{"PlaneSumIn", func() { d.PlaneSumIn(bl, z, x, 32, 64, 64, 1) }},
 			{"PlaneSpreadIn", func() { d.PlaneSpreadIn(bl, z, y, 32, 64, 64, 1) }},
 		}...)

@@ -60,9 +60,9 @@ static BK_AVX2 void macdist_bk_norm(float *y, const float *x, long nimg, long hw
 		float *o = y + i * istride;
 		for (long r = 0; r < hw; r++, p += 16, o += 16) {
 			bk_v8f z0 = (bk_ld(p) - m0) * a0 + b0, z1 = (bk_ld(p + 8) - m1) * a1 + b1;
-			if (relu) {
-				z0 = bk_keep(z0, z0);
-				z1 = bk_keep(z1, z1);
+			if (relu) { // as ReLU: a NaN stays
+				z0 = (bk_v8f)((bk_v8i)z0 & ((z0 > (bk_v8f){0}) | (z0 != z0)));
+				z1 = (bk_v8f)((bk_v8i)z1 & ((z1 > (bk_v8f){0}) | (z1 != z1)));
 			}
 			bk_st(o, z0);
 			bk_st(o + 8, z1);
@@ -98,16 +98,22 @@ static BK_AVX2 void macdist_bk_grad_sums(double *s, double *q, const float *x, c
 	}
 }
 
-static BK_AVX2 void macdist_bk_dx(float *dx, const float *dy, const float *x, long nimg, long hw, long istride,
+static BK_AVX2 void macdist_bk_dx(float *dx, const float *dy, const float *x, const float *y, long nimg, long hw, long istride,
 	const float *mu, const float *rs, const float *k1, const float *k2, const float *scale) {
 	bk_v8f m0 = bk_ld(mu), m1 = bk_ld(mu + 8), r0 = bk_ld(rs), r1 = bk_ld(rs + 8);
 	bk_v8f c0 = bk_ld(k1), c1 = bk_ld(k1 + 8), d0 = bk_ld(k2), d1 = bk_ld(k2 + 8), s0 = bk_ld(scale), s1 = bk_ld(scale + 8);
 	for (long i = 0; i < nimg; i++) {
-		const float *p = x + i * istride, *g = dy + i * istride;
+		const float *p = x + i * istride, *g = dy + i * istride, *m = y ? y + i * istride : NULL;
 		float *o = dx + i * istride;
 		for (long r = 0; r < hw; r++, p += 16, g += 16, o += 16) {
-			bk_st(o, s0 * (bk_ld(g) - c0 - (bk_ld(p) - m0) * r0 * d0));
-			bk_st(o + 8, s1 * (bk_ld(g + 8) - c1 - (bk_ld(p + 8) - m1) * r1 * d1));
+			bk_v8f g0 = bk_ld(g), g1 = bk_ld(g + 8);
+			if (m != NULL) {
+				g0 = bk_keep(g0, bk_ld(m));
+				g1 = bk_keep(g1, bk_ld(m + 8));
+				m += 16;
+			}
+			bk_st(o, s0 * (g0 - c0 - (bk_ld(p) - m0) * r0 * d0));
+			bk_st(o + 8, s1 * (g1 - c1 - (bk_ld(p + 8) - m1) * r1 * d1));
 		}
 	}
 }
@@ -165,11 +171,11 @@ func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride int, m
 		fptr(mu), fptr(rs))
 }
 
-func simdBkDx(dx, dy, x []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+func simdBkDx(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
 	_, _, _, _, _ = mu[15], rs[15], k1[15], k2[15], scale[15]
-	if !bkSpan(nimg, hw, istride, dx, dy, x) {
+	if !bkSpan(nimg, hw, istride, dx, dy, x, y) {
 		return
 	}
-	C.macdist_bk_dx(fptr(dx), fptr(dy), fptr(x), C.long(nimg), C.long(hw), C.long(istride),
+	C.macdist_bk_dx(fptr(dx), fptr(dy), fptr(x), fptrOpt(y), C.long(nimg), C.long(hw), C.long(istride),
 		fptr(mu), fptr(rs), fptr(k1), fptr(k2), fptr(scale))
 }

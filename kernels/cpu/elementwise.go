@@ -14,6 +14,7 @@ const (
 	opScale
 	opAxpby
 	opAdd
+	opAddReLU
 	opMul
 	opReLU
 	opReLUBackward
@@ -73,6 +74,18 @@ func (t *ewTask) run(lo, hi int) {
 		for i := range y {
 			y[i] = a[i] + b[i]
 		}
+	case opAddReLU:
+		// The sum stays in cache for the ReLU, which is ReLU's own loop.
+		a, b := t.a[lo:hi], t.b[lo:hi]
+		a, b = a[:len(y)], b[:len(y)]
+		for i := range y {
+			y[i] = a[i] + b[i]
+		}
+		if haveSIMD {
+			simdReLU(f32bits(y), f32bits(y))
+			return
+		}
+		reluBits(f32bits(y), f32bits(y))
 	case opMul:
 		a, b := t.a[lo:hi], t.b[lo:hi]
 		a, b = a[:len(y)], b[:len(y)]
@@ -287,6 +300,17 @@ func (d *Device) Add(dst, a, b kernels.Buffer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ew = ewTask{op: opAdd, y: ys, a: as, b: bs}
+	d.runEW(len(ys), grainCheap)
+}
+
+// AddReLU computes dst = max(a + b, 0) in one pass over memory.
+func (d *Device) AddReLU(dst, a, b kernels.Buffer) {
+	ys, as, bs := d.slice(dst, "AddReLU", "dst"), d.slice(a, "AddReLU", "a"), d.slice(b, "AddReLU", "b")
+	sameLen("AddReLU", len(ys), len(as))
+	sameLen("AddReLU", len(ys), len(bs))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ew = ewTask{op: opAddReLU, y: ys, a: as, b: bs}
 	d.runEW(len(ys), grainCheap)
 }
 

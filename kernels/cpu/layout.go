@@ -120,7 +120,8 @@ type bkTask struct {
 	s, q              []float64 // [chunks][c] partial sums
 	mu, a, b          []float32 // per channel; rs is a in bkGradSums and bkDx
 	k1, k2, scale     []float32
-	relu              bool // bkNorm: max(y, 0); bkGradSums, bkDx: dy masked where the output y ≤ 0
+	relu              bool      // bkNorm: max(y, 0); bkGradSums (y), bkDx (out): dy masked where the ReLU's output ≤ 0
+	out               []float32 // bkDx: the ReLU's output
 	chunks, cb, plane int
 }
 
@@ -155,7 +156,11 @@ func (t *bkTask) run(lo, hi int) {
 			}
 			bkGradSumsRun(t.s[p:p+16], t.q[p:p+16], t.x[off:end], t.dy[off:end], y, nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16])
 		case bkDx:
-			bkDxRun(t.y[off:end], t.dy[off:end], t.x[off:end], nimg, t.hw, istride,
+			var y []float32
+			if t.relu {
+				y = t.out[off:end]
+			}
+			bkDxRun(t.y[off:end], t.dy[off:end], t.x[off:end], y, nimg, t.hw, istride,
 				t.mu[ch:ch+16], t.a[ch:ch+16], t.k1[ch:ch+16], t.k2[ch:ch+16], t.scale[ch:ch+16])
 		}
 	}
@@ -202,7 +207,7 @@ func bkNormGo(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bo
 		for r := 0; r < len(p); r += 16 {
 			for j, v := range p[r : r+16] {
 				z := (v-mu[j])*a[j] + b[j]
-				if relu && !(z > 0) {
+				if relu && !(z > 0) && z == z { // as ReLU: a NaN stays
 					z = 0
 				}
 				o[r+j] = z
@@ -246,21 +251,31 @@ func bkGradSumsGo(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu,
 	copy(q, b[:])
 }
 
-func bkDxRun(dx, dy, x []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+func bkDxRun(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
 	if haveSIMD {
-		simdBkDx(dx, dy, x, nimg, hw, istride, mu, rs, k1, k2, scale)
+		simdBkDx(dx, dy, x, y, nimg, hw, istride, mu, rs, k1, k2, scale)
 		return
 	}
-	bkDxGo(dx, dy, x, nimg, hw, istride, mu, rs, k1, k2, scale)
+	bkDxGo(dx, dy, x, y, nimg, hw, istride, mu, rs, k1, k2, scale)
 }
 
-func bkDxGo(dx, dy, x []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+// bkDxGo writes dx; with y (the output of a ReLU after the norm), dy
+// counts only where y > 0.
+func bkDxGo(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
 	mu, rs, k1, k2, scale = mu[:16], rs[:16], k1[:16], k2[:16], scale[:16]
 	for i := 0; i < nimg; i++ {
 		p, g, o := x[i*istride:][:hw*16], dy[i*istride:][:hw*16], dx[i*istride:][:hw*16]
+		var m []float32
+		if y != nil {
+			m = y[i*istride:][:hw*16]
+		}
 		for r := 0; r < len(p); r += 16 {
 			for j, v := range p[r : r+16] {
-				o[r+j] = scale[j] * (g[r+j] - k1[j] - (v-mu[j])*rs[j]*k2[j])
+				d := g[r+j]
+				if m != nil && !(m[r+j] > 0) {
+					d = 0
+				}
+				o[r+j] = scale[j] * (d - k1[j] - (v-mu[j])*rs[j]*k2[j])
 			}
 		}
 	}
@@ -469,10 +484,7 @@ func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRs
 		}
 		k1[ch], k2[ch], scale[ch] = float32(sdy/m), float32(sdyx/m), g*sr[ch]
 	}
-	t.op, t.y, t.k1, t.k2, t.scale = bkDx, dxs, k1, k2, scale
-	if ys != nil {
-		panic("cpu: fused ReLU backward is not implemented")
-	}
+	t.op, t.y, t.out, t.k1, t.k2, t.scale = bkDx, dxs, ys, k1, k2, scale
 	d.runBk()
 	*t = bkTask{}
 }
@@ -527,3 +539,27 @@ func (d *Device) PlaneSpreadIn(l kernels.Layout, dx, dy kernels.Buffer, n, c, hw
 }
 
 var _ kernels.Layouter = (*Device)(nil)
+
+// FusesReLU is true for Blocked16, whose batch-norm loops take a ReLU
+// flag; NCHW's keep to the separate ReLU.
+func (d *Device) FusesReLU(l kernels.Layout) bool { return l == kernels.Blocked16 }
+
+// BatchNormReLUTrainIn is BatchNormTrainIn and then ReLU, in one pass.
+func (d *Device) BatchNormReLUTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
+	if l != kernels.Blocked16 {
+		panic(fmt.Sprintf("cpu: BatchNormReLUTrainIn: layout %v (FusesReLU says no)", l))
+	}
+	d.bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, true)
+}
+
+// BatchNormReLUBackwardIn is ReLUBackward and then BatchNormBackwardIn,
+// the mask read in both of the latter's passes instead of written out.
+func (d *Device) BatchNormReLUBackwardIn(l kernels.Layout, dx, dgamma, dbeta, dy, y, x, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
+	if l != kernels.Blocked16 {
+		panic(fmt.Sprintf("cpu: BatchNormReLUBackwardIn: layout %v (FusesReLU says no)", l))
+	}
+	d.slice(y, "BatchNormReLUBackwardIn", "y") // y is required here
+	d.bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma, n, c, hw)
+}
+
+var _ kernels.ReLUFuser = (*Device)(nil)

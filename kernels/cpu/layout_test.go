@@ -50,10 +50,12 @@ func TestBlockedSIMDMatchesGo(t *testing.T) {
 			simdBkNorm(v, x, nimg, hw, istride, mu, a, b, relu)
 			sameBits(t, name("%v relu %v: norm", s, relu), v, g)
 		}
-		g, v := make([]float32, n), make([]float32, n)
-		bkDxGo(g, dy, x, nimg, hw, istride, mu, a, k1, k2, sc)
-		simdBkDx(v, dy, x, nimg, hw, istride, mu, a, k1, k2, sc)
-		sameBits(t, name("%v: dx", s), v, g)
+		for _, mask := range [][]float32{nil, y} {
+			g, v := make([]float32, n), make([]float32, n)
+			bkDxGo(g, dy, x, mask, nimg, hw, istride, mu, a, k1, k2, sc)
+			simdBkDx(v, dy, x, mask, nimg, hw, istride, mu, a, k1, k2, sc)
+			sameBits(t, name("%v mask %v: dx", s, mask != nil), v, g)
+		}
 	}
 }
 

@@ -87,6 +87,6 @@ func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride int, m
 	panic("cpu: no SIMD kernels in this build")
 }
 
-func simdBkDx(dx, dy, x []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+func simdBkDx(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
 	panic("cpu: no SIMD kernels in this build")
 }

@@ -13,7 +13,7 @@ import (
 // that -run selects them: "Memory", "Gemm", "GemmStrided", "Im2col",
 // "Col2im", "Convolver" (for a kernels.Convolver), "Elementwise", "Reduce", "Activation", "Softmax",
 // "CrossEntropy", "LayerNorm", "BatchNorm", "Layouter" (for a
-// kernels.Layouter), "Pool", "Dropout", "AdamW",
+// kernels.Layouter), "ReLUFuser" (for a kernels.ReLUFuser), "Pool", "Dropout", "AdamW",
 // "SGDStep" and "Panics".
 func Run(t *testing.T, dev kernels.Device) {
 	t.Helper()
@@ -39,6 +39,7 @@ func Run(t *testing.T, dev kernels.Device) {
 		{"LayerNorm", testLayerNorm},
 		{"BatchNorm", testBatchNorm},
 		{"Layouter", testLayouter},
+		{"ReLUFuser", testReLUFuser},
 		{"Pool", testPool},
 		{"Dropout", testDropout},
 		{"AdamW", testAdamW},

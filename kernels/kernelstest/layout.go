@@ -1,6 +1,10 @@
 package kernelstest
 
-import "github.com/macdist/macdist/kernels"
+import (
+	"math"
+
+	"github.com/macdist/macdist/kernels"
+)
 
 // blockedIndex is where Blocked16 keeps element (i, ch, s) of an n×c×hw
 // activation: the layout's definition.
@@ -167,3 +171,56 @@ func testLayoutConv(h *harness, lo kernels.Layouter, l kernels.Layout) {
 		}
 	}
 }
+
+// testReLUFuser holds a kernels.ReLUFuser's fused methods to the unfused
+// ones, bit for bit: they do the same float operations.
+func testReLUFuser(h *harness) {
+	f, ok := h.dev.(kernels.ReLUFuser)
+	if !ok {
+		h.t.Skip("not a kernels.ReLUFuser")
+	}
+	d := h.dev
+	x, y := h.rand(1000), h.rand(1000)
+	x[0], x[1], x[2], y[2], x[3], y[3] = nan32, -1, 0, float32(negZero()), float32(negZero()), float32(negZero())
+	sum, fused := h.alloc(1000), h.alloc(1000)
+	d.Add(sum, h.buf(x), h.buf(y))
+	d.ReLU(sum, sum)
+	f.AddReLU(fused, h.buf(x), h.buf(y))
+	h.checkExact("AddReLU", h.get(fused), widen(h.get(sum)))
+
+	lo, ok := h.dev.(kernels.Layouter)
+	if !ok {
+		return
+	}
+	for _, l := range []kernels.Layout{kernels.NCHW, lo.ActivationLayout(16)} {
+		if !f.FusesReLU(l) {
+			continue
+		}
+		const n, c, hw = 5, 32, 9
+		what := name("BatchNormReLU…In(%v)", l)
+		xv, dyv := h.rand(n*c*hw), h.rand(n*c*hw)
+		xb, dyb := h.alloc(n*c*hw), h.alloc(n*c*hw)
+		lo.Relayout(xb, l, h.buf(xv), kernels.NCHW, n, c, hw)
+		lo.Relayout(dyb, l, h.buf(dyv), kernels.NCHW, n, c, hw)
+		gamma, beta := h.buf(h.uniform(c, -1, 1.5)), h.buf(h.rand(c))
+		y1, sm, sr, rm, rv := h.alloc(n*c*hw), h.alloc(c), h.alloc(c), h.alloc(c), h.buf(filled(c, 1))
+		lo.BatchNormTrainIn(l, y1, sm, sr, rm, rv, xb, gamma, beta, n, c, hw, 0.1, 1e-5)
+		d.ReLU(y1, y1)
+		y2, sm2, sr2, rm2, rv2 := h.alloc(n*c*hw), h.alloc(c), h.alloc(c), h.alloc(c), h.buf(filled(c, 1))
+		f.BatchNormReLUTrainIn(l, y2, sm2, sr2, rm2, rv2, xb, gamma, beta, n, c, hw, 0.1, 1e-5)
+		h.checkExact(what+" y", h.get(y2), widen(h.get(y1)))
+		h.checkExact(what+" mean", h.get(sm2), widen(h.get(sm)))
+
+		g1, dg1, db1 := h.alloc(n*c*hw), h.alloc(c), h.alloc(c)
+		masked := h.alloc(n * c * hw)
+		d.ReLUBackward(masked, dyb, y1)
+		lo.BatchNormBackwardIn(l, g1, dg1, db1, masked, xb, sm, sr, gamma, n, c, hw)
+		g2, dg2, db2 := h.alloc(n*c*hw), h.alloc(c), h.alloc(c)
+		f.BatchNormReLUBackwardIn(l, g2, dg2, db2, dyb, y2, xb, sm, sr, gamma, n, c, hw)
+		h.checkExact(what+" dx", h.get(g2), widen(h.get(g1)))
+		h.checkExact(what+" dgamma", h.get(dg2), widen(h.get(dg1)))
+		h.checkExact(what+" dbeta", h.get(db2), widen(h.get(db1)))
+	}
+}
+
+func negZero() float64 { return math.Copysign(0, -1) }
