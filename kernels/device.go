@@ -365,6 +365,11 @@ type Layouter interface {
 	// PlaneSpreadIn is PlaneSumIn's adjoint: dx[i, ch, s] = alpha·dy[i, ch],
 	// dx laid out as l.
 	PlaneSpreadIn(l Layout, dx, dy Buffer, n, c, hw int, alpha float32)
+
+	// MaxPool2dIn is MaxPool2d with x and y laid out as l.
+	MaxPool2dIn(l Layout, y, x Buffer, g PoolGeom, n int)
+	// MaxPool2dBackwardIn is MaxPool2dBackward with dx, dy and x laid out as l.
+	MaxPool2dBackwardIn(l Layout, dx, dy, x Buffer, g PoolGeom, n int)
 }
 
 // LayoutOf returns what a Layouter dev would produce for c channels, and

@@ -12,7 +12,7 @@ import (
 // A Tensor says which layout its Data is in, and the layers split in two:
 //
 //   - those that know layouts (Conv2d, BatchNorm2d, ReLU, the residual
-//     blocks' sums, Dropout, GlobalAvgPool2d) take any layout their device
+//     blocks' sums, Dropout, MaxPool2d, GlobalAvgPool2d) take any layout their device
 //     has, produce the same (Conv2d: the one ActivationLayout gives), and
 //     return dx in the layout their input was in;
 //   - every other layer converts its input to NCHW at its edge and its dx
@@ -104,7 +104,7 @@ func (*BatchNorm2d) takesLayouts() bool     { return true }
 func (*ReLU) takesLayouts() bool            { return true }
 func (*Dropout) takesLayouts() bool         { return true }
 func (*GlobalAvgPool2d) takesLayouts() bool { return true }
-func (*MaxPool2d) takesLayouts() bool       { return true } // at its edge
+func (*MaxPool2d) takesLayouts() bool       { return true }
 func (*AvgPool2d) takesLayouts() bool       { return true } // at its edge
 func (*Flatten) takesLayouts() bool         { return true } // at its edge
 func (*Linear) takesLayouts() bool          { return true } // at its edge

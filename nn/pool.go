@@ -17,7 +17,8 @@ type pool2d struct {
 	x     *Tensor
 	geom  kernels.PoolGeom
 	y, dx slot
-	edge  plainEdge
+	edge  plainEdge // for a layout the device does not pool in
+	dyIn  slot      // dy in y's layout, when it came in another
 }
 
 func newPool2d(dev kernels.Device, typ string, kernel, stride, padding int, avg bool) pool2d {
@@ -42,12 +43,21 @@ func (p *pool2d) forward(x *Tensor) *Tensor {
 	if g.H+2*g.PadH < g.KH || g.W+2*g.PadW < g.KW {
 		panic(fmt.Sprintf("nn: %s: input %v is smaller than the window %d (padding %d)", p.typ, x.Shape, p.kernel, p.padding))
 	}
-	x = p.edge.in(p.dev, x)
+	lo, ok := p.dev.(kernels.Layouter)
+	if !ok || p.avg {
+		x = p.edge.in(p.dev, x)
+	} else {
+		p.edge.from = x.Layout
+	}
 	p.x, p.geom = x, g
 	y := p.y.ensure(p.dev, []int{x.Shape[0], g.C, oh, ow})
-	if p.avg {
+	y.Layout = x.Layout
+	switch {
+	case p.avg:
 		p.dev.AvgPool2d(y.Data, x.Data, g, x.Shape[0])
-	} else {
+	case ok:
+		lo.MaxPool2dIn(x.Layout, y.Data, x.Data, g, x.Shape[0])
+	default:
 		p.dev.MaxPool2d(y.Data, x.Data, g, x.Shape[0])
 	}
 	return y
@@ -58,11 +68,17 @@ func (p *pool2d) backward(dy *Tensor) *Tensor {
 	if !dy.SameShape(p.y.t.Shape) {
 		gradPanic(p.typ, dy.Shape, p.y.t.Shape)
 	}
+	dy = relayout(p.dev, &p.dyIn, dy, p.y.t.Layout)
 	dx := p.dx.ensure(p.dev, p.x.Shape)
+	dx.Layout = p.x.Layout
 	p.dev.Fill(dx.Data, 0)
-	if p.avg {
+	lo, ok := p.dev.(kernels.Layouter)
+	switch {
+	case p.avg:
 		p.dev.AvgPool2dBackward(dx.Data, dy.Data, p.geom, p.x.Shape[0])
-	} else {
+	case ok:
+		lo.MaxPool2dBackwardIn(p.x.Layout, dx.Data, dy.Data, p.x.Data, p.geom, p.x.Shape[0])
+	default:
 		p.dev.MaxPool2dBackward(dx.Data, dy.Data, p.x.Data, p.geom, p.x.Shape[0])
 	}
 	return p.edge.out(p.dev, dx)

@@ -82,6 +82,7 @@ func TestNoAllocs(t *testing.T) {
 		bg := kernels.ConvGeom{C: 16, H: 8, W: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
 		bx, by, bdx := d.Alloc(4*16*64), d.Alloc(4*16*64), d.Alloc(4*16*64)
 		bw, bdw := d.Alloc(16*16*9), d.Alloc(16*16*9)
+		bpg := kernels.PoolGeom{C: 64, H: 8, W: 8, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}
 		d.Convolves(bg, 16, 1, 4, false)
 		d.ConvForwardIn(bl, bl, by, bx, bw, nil, bg, 16, 1, 4) // makes the blocked primitives
 		ops = append(ops, []struct {
@@ -97,6 +98,8 @@ func TestNoAllocs(t *testing.T) {
 			{"BatchNormReLUTrainIn", func() { d.BatchNormReLUTrainIn(bl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
 			{"BatchNormReLUBackwardIn", func() { d.BatchNormReLUBackwardIn(bl, z, nil, nil, y, x, x, sm, sr, nil, 32, 64, 64) }},
 			{"PlaneSumIn", func() { d.PlaneSumIn(bl, z, x, 32, 64, 64, 1) }},
+			{"MaxPool2dIn", func() { d.MaxPool2dIn(bl, z, x, bpg, 32) }},
+			{"MaxPool2dBackwardIn", func() { d.MaxPool2dBackwardIn(bl, x, y, x, bpg, 32) }},
 			{"PlaneSpreadIn", func() { d.PlaneSpreadIn(bl, z, y, 32, 64, 64, 1) }},
 		}...)
 	}

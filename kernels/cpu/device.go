@@ -42,6 +42,7 @@ type Device struct {
 	sgd     sgdTask
 	dnnst   dnnState
 	bk      bkTask
+	bkPoolT bkPoolTask
 	bkF64   []float64
 	bkF32   []float32
 

@@ -563,3 +563,101 @@ func (d *Device) BatchNormReLUBackwardIn(l kernels.Layout, dx, dgamma, dbeta, dy
 }
 
 var _ kernels.ReLUFuser = (*Device)(nil)
+
+// bkPoolTask max-pools Blocked16 activations, a unit being one image's
+// block of 16 channels, so that backward's accumulations do not race.
+type bkPoolTask struct {
+	g        kernels.PoolGeom
+	y, x, dx []float32 // dy travels in y for backward
+}
+
+func (t *bkPoolTask) run(lo, hi int) {
+	g := t.g
+	plane, oplane := g.H*g.W*16, g.OutH()*g.OutW()*16
+	for u := lo; u < hi; u++ {
+		var dx []float32
+		if t.dx != nil {
+			dx = t.dx[u*plane : (u+1)*plane]
+		}
+		bkMaxPool(t.y[u*oplane:(u+1)*oplane], t.x[u*plane:(u+1)*plane], dx, g)
+	}
+}
+
+// bkMaxPool is maxPoolPlane for the 16 channels of a block, side by side:
+// the same window maxima, ties to the first in row-major order, a NaN
+// winning; a window inside the image starts at its first element (a
+// window of −Inf keeps it, as in maxPoolInside), one that reaches into
+// the padding at −Inf with no element (as in maxPoolPlane). With dx it
+// adds y (holding dy) into dx at each maximum instead.
+func bkMaxPool(y, x, dx []float32, g kernels.PoolGeom) {
+	ow := g.OutW()
+	var best [16]float32
+	var at [16]int
+	for i := 0; i < g.OutH(); i++ {
+		for j := 0; j < ow; j++ {
+			hs, he, ws, we, _ := window(g, i, j)
+			inside := g.PadH == 0 && g.PadW == 0
+			for k := range best {
+				if inside {
+					best[k], at[k] = x[(hs*g.W+ws)*16+k], (hs*g.W+ws)*16+k
+				} else {
+					best[k], at[k] = float32(math.Inf(-1)), -1
+				}
+			}
+			for h := hs; h < he; h++ {
+				for w := ws; w < we; w++ {
+					p := (h*g.W + w) * 16
+					for k, v := range x[p : p+16] {
+						if b := best[k]; v > b || (v != v && b == b) {
+							best[k], at[k] = v, p+k
+						}
+					}
+				}
+			}
+			o := (i*ow + j) * 16
+			for k := range best {
+				if dx == nil {
+					y[o+k] = best[k]
+				} else if at[k] >= 0 {
+					dx[at[k]] += y[o+k]
+				}
+			}
+		}
+	}
+}
+
+// MaxPool2dIn is MaxPool2d with x and y laid out as l.
+func (d *Device) MaxPool2dIn(l kernels.Layout, y, x kernels.Buffer, g kernels.PoolGeom, n int) {
+	if l == kernels.NCHW {
+		d.MaxPool2d(y, x, g, n)
+		return
+	}
+	d.bkPool("MaxPool2dIn", l, y, x, nil, g, n)
+}
+
+// MaxPool2dBackwardIn is MaxPool2dBackward with dx, dy and x laid out as l.
+func (d *Device) MaxPool2dBackwardIn(l kernels.Layout, dx, dy, x kernels.Buffer, g kernels.PoolGeom, n int) {
+	if l == kernels.NCHW {
+		d.MaxPool2dBackward(dx, dy, x, g, n)
+		return
+	}
+	d.bkPool("MaxPool2dBackwardIn", l, dy, x, dx, g, n)
+}
+
+func (d *Device) bkPool(op string, l kernels.Layout, y, x, dx kernels.Buffer, g kernels.PoolGeom, n int) {
+	d.checkLayout(op, l, g.C)
+	ys, xs, dxs := d.slice(y, op, "y"), d.slice(x, op, "x"), d.optSlice(dx, op, "dx")
+	if n < 0 || g.KH < 1 || g.KW < 1 || g.StrideH < 1 || g.StrideW < 1 || g.OutH() < 1 || g.OutW() < 1 {
+		panic(fmt.Sprintf("cpu: %s: bad geometry %+v n=%d", op, g, n))
+	}
+	needLen(op, "y", len(ys), n*g.C*g.OutH()*g.OutW())
+	needLen(op, "x", len(xs), n*g.C*g.H*g.W)
+	if dxs != nil {
+		needLen(op, "dx", len(dxs), n*g.C*g.H*g.W)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bkPoolT = bkPoolTask{g: g, y: ys, x: xs, dx: dxs}
+	d.parallel(&d.bkPoolT, n*g.C/16, max(1, grainCheap/max(1, g.H*g.W*16)))
+	d.bkPoolT = bkPoolTask{}
+}

@@ -157,8 +157,9 @@ static void mdnn_get_version(int *v) {
 	v[3] = (int)p->cpu_rt;
 }
 
-// A port is one tensor argument of a primitive. user is the caller's plain
-// (nchw, oihw, x) memory, whose handle is set for the length of a call;
+// A port is one tensor argument of a primitive. user is the caller's
+// memory (oihw or x; nchw or nChw16c for activations), whose handle is set
+// for the length of a call;
 // when the primitive wants another layout, inner holds it, in the arena
 // slot given, and reorder converts user to inner (an input) or inner to
 // user (an output). An accumulating output always has an inner memory,

@@ -106,7 +106,45 @@ func testLayouter(h *harness) {
 		lo.PlaneSpreadIn(l, spl, h.buf(g), n, c, hw, alpha)
 		h.checkExact(what+" spread", back(spl, n, c, hw), widen(h.get(sp)))
 	}
+	testLayoutPool(h, lo, l)
 	testLayoutConv(h, lo, l)
+}
+
+// testLayoutPool checks MaxPool2dIn and its backward against MaxPool2d,
+// bit for bit, with ties, NaNs and −Inf in the windows.
+func testLayoutPool(h *harness, lo kernels.Layouter, l kernels.Layout) {
+	d := h.dev
+	for _, g := range []kernels.PoolGeom{
+		{C: 16, H: 9, W: 9, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
+		{C: 32, H: 8, W: 8, KH: 2, KW: 2, StrideH: 2, StrideW: 2},
+		{C: 16, H: 7, W: 6, KH: 3, KW: 3, StrideH: 1, StrideW: 1},
+	} {
+		const n = 3
+		hw, ohw := g.H*g.W, g.OutH()*g.OutW()
+		what := name("MaxPool2dIn(%+v)", g)
+		x := h.ints(n*g.C*hw, -3, 3) // ties
+		inf := float32(math.Inf(-1))
+		for i := 0; i < len(x); i += 37 {
+			x[i] = nan32
+		}
+		for i := 5; i < len(x); i += 11 {
+			x[i] = inf
+		}
+		dy := h.rand(n * g.C * ohw)
+		xl, dyl := h.alloc(len(x)), h.alloc(len(dy))
+		lo.Relayout(xl, l, h.buf(x), kernels.NCHW, n, g.C, hw)
+		lo.Relayout(dyl, l, h.buf(dy), kernels.NCHW, n, g.C, ohw)
+		y, yl, yp := h.alloc(len(dy)), h.alloc(len(dy)), h.alloc(len(dy))
+		d.MaxPool2d(y, h.buf(x), g, n)
+		lo.MaxPool2dIn(l, yl, xl, g, n)
+		lo.Relayout(yp, kernels.NCHW, yl, l, n, g.C, ohw)
+		h.checkExact(what+" y", h.get(yp), widen(h.get(y)))
+		dx, dxl, dxp := h.buf(make([]float32, len(x))), h.buf(make([]float32, len(x))), h.alloc(len(x))
+		d.MaxPool2dBackward(dx, h.buf(dy), h.buf(x), g, n)
+		lo.MaxPool2dBackwardIn(l, dxl, dyl, xl, g, n)
+		lo.Relayout(dxp, kernels.NCHW, dxl, l, n, g.C, hw)
+		h.checkExact(what+" dx", h.get(dxp), widen(h.get(dx)))
+	}
 }
 
 // testLayoutConv checks ConvForwardIn and ConvBackwardIn for every pair

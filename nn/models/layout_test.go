@@ -16,8 +16,9 @@ import (
 // keeps activations in Blocked16 and on one that keeps them in NCHW, and
 // wants the same logits, gradients and taps to 1e-5 of their scale. The
 // models cover the layers that know layouts (ResNet-20's blocks, WRN's
-// dropout and pre-activation) and those that convert at their edge
-// (LeNet-5's and ResNet-50's pools, Swin's channels-last patches).
+// dropout and pre-activation, LeNet-5's and ResNet-50's max pools) and
+// those that convert at their edge (LeNet-5's Flatten, Swin's patch
+// convolution, left in NCHW for its channels-last permutation).
 func TestDeviceLayoutMatchesNCHW(t *testing.T) {
 	blocked := layoutDevice(t, kernels.Blocked16)
 	plain := layoutDevice(t, kernels.NCHW)
