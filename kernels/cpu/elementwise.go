@@ -68,24 +68,20 @@ func (t *ewTask) run(lo, hi int) {
 				y[i] = alpha*v + beta*y[i]
 			}
 		}
-	case opAdd:
+	case opAdd, opAddReLU:
+		// With the ReLU, the sum stays in cache for it.
 		a, b := t.a[lo:hi], t.b[lo:hi]
 		a, b = a[:len(y)], b[:len(y)]
-		for i := range y {
-			y[i] = a[i] + b[i]
-		}
-	case opAddReLU:
-		// The sum stays in cache for the ReLU, which is ReLU's own loop.
-		a, b := t.a[lo:hi], t.b[lo:hi]
-		a, b = a[:len(y)], b[:len(y)]
-		for i := range y {
-			y[i] = a[i] + b[i]
-		}
 		if haveSIMD {
-			simdReLU(f32bits(y), f32bits(y))
+			simdAdd(y, a, b, t.op == opAddReLU)
 			return
 		}
-		reluBits(f32bits(y), f32bits(y))
+		for i := range y {
+			y[i] = a[i] + b[i]
+		}
+		if t.op == opAddReLU {
+			reluBits(f32bits(y), f32bits(y))
+		}
 	case opMul:
 		a, b := t.a[lo:hi], t.b[lo:hi]
 		a, b = a[:len(y)], b[:len(y)]

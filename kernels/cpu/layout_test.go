@@ -90,3 +90,25 @@ func TestBlockedRepeats(t *testing.T) {
 	sameBits(t, "4 threads", run(4), one)
 	sameBits(t, "3 threads", run(3), one)
 }
+
+// TestAddSIMDMatchesGo wants Add's and AddReLU's bits from the AVX2 loop.
+func TestAddSIMDMatchesGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no AVX2")
+	}
+	for _, n := range []int{1, 7, 8, 33, 1000} {
+		a, b := simdInputs(n + 3)[3:], simdInputs(n)
+		for _, relu := range []bool{false, true} {
+			want := make([]float32, n)
+			for i := range want {
+				want[i] = a[i] + b[i]
+			}
+			if relu {
+				reluBits(f32bits(want), f32bits(want))
+			}
+			got := make([]float32, n)
+			simdAdd(got, a, b, relu)
+			sameBits(t, name("n=%d relu=%v", n, relu), got, want)
+		}
+	}
+}

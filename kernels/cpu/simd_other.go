@@ -23,6 +23,8 @@ func simdAddTo(dst, src []float32) { panic("cpu: no SIMD kernels in this build")
 
 func simdReLUMask(dx, dy, y []uint32) { panic("cpu: no SIMD kernels in this build") }
 
+func simdAdd(y, a, b []float32, relu bool) { panic("cpu: no SIMD kernels in this build") }
+
 func simdSumPlanes(x []float32, n, hw, stride int) float64 {
 	panic("cpu: no SIMD kernels in this build")
 }
