@@ -57,6 +57,9 @@ func testLayouter(h *harness) {
 		}
 		h.checkExact(name("Relayout(n=%d c=%d hw=%d) to %v", n, c, hw, l), got, want)
 		h.checkExact(name("Relayout(n=%d c=%d hw=%d) back", n, c, hw), back(xl, n, c, hw), widen(x))
+		same := h.alloc(len(x))
+		lo.Relayout(same, l, xl, l, n, c, hw)
+		h.checkExact(name("Relayout(n=%d c=%d hw=%d) %v to itself", n, c, hw, l), h.get(same), widen(got))
 
 		for _, affine := range []bool{true, false} {
 			what := name("BatchNorm…In(n=%d c=%d hw=%d affine=%v)", n, c, hw, affine)
