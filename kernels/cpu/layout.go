@@ -124,8 +124,8 @@ type bkTask struct {
 	chunks, cb, plane int
 }
 
-// layout sets the cut of n images of c channels: chunks of chunk images.
-func (t *bkTask) layout(n, c, hw int) {
+// cut cuts n images of c channels into chunks of chunk images (n ≥ 1).
+func (t *bkTask) cut(n, c, hw int) {
 	t.n, t.c, t.hw, t.cb, t.plane = n, c, hw, c/16, hw*16
 	want := max(1, (bkUnitsWanted+t.cb-1)/t.cb)
 	t.chunk = (n + min(n, want) - 1) / min(n, want)
@@ -351,7 +351,7 @@ func (d *Device) bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma
 	defer d.mu.Unlock()
 	t := &d.bk
 	*t = bkTask{op: bkSums, x: xs}
-	t.layout(n, c, hw)
+	t.cut(n, c, hw)
 	s, q, v := d.bkScratch(t.chunks, c)
 	t.s, t.q = s, q
 	d.runBk()
@@ -408,7 +408,7 @@ func (d *Device) BatchNormEvalIn(l kernels.Layout, y, x, runMean, runVar, gamma,
 	defer d.mu.Unlock()
 	t := &d.bk
 	*t = bkTask{op: bkNorm, x: xs, y: ys}
-	t.layout(n, c, hw)
+	t.cut(n, c, hw)
 	_, _, v := d.bkScratch(t.chunks, c)
 	mu, a, b := v[0], v[1], v[2]
 	for ch := 0; ch < c; ch++ {
@@ -463,7 +463,7 @@ func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRs
 	defer d.mu.Unlock()
 	t := &d.bk
 	*t = bkTask{op: bkGradSums, x: xs, dy: dys, y: ys, mu: sm, a: sr, relu: ys != nil}
-	t.layout(n, c, hw)
+	t.cut(n, c, hw)
 	s, q, v := d.bkScratch(t.chunks, c)
 	t.s, t.q = s, q
 	d.runBk()
