@@ -212,7 +212,8 @@ type Convolver interface {
 	// ConvBackward computes from dy the gradient with respect to x into dx
 	// (overwriting it), and accumulates those with respect to w into dw
 	// and, unless db is nil, to the bias into db. One call for the three,
-	// so that a device converts dy's layout once for both products.
+	// so that a device converts dy's layout once for both products. A nil
+	// dx skips the input gradient (a network's first layer).
 	ConvBackward(dx, dw, db, x, dy, w Buffer, g ConvGeom, out, groups, n int)
 }
 
@@ -302,3 +303,98 @@ func (g PoolGeom) OutH() int { return (g.H+2*g.PadH-g.KH)/g.StrideH + 1 }
 
 // OutW is the output width.
 func (g PoolGeom) OutW() int { return (g.W+2*g.PadW-g.KW)/g.StrideW + 1 }
+
+// Layout is the order in which a Device keeps the elements of an
+// activation of n images, c channels and h×w pixels in its buffer.
+type Layout uint8
+
+const (
+	// NCHW is PyTorch's contiguous layout, the one every method of Device
+	// and Convolver assumes.
+	NCHW Layout = iota
+	// Blocked16 is oneDNN's nChw16c: [n][c/16][h][w][16], channel 16·k+j
+	// of a pixel in lane j of block k, for c a multiple of 16. oneDNN's
+	// AVX-512 convolutions compute in it, so keeping activations in it
+	// between them saves two reorders per convolution and pass; a
+	// per-channel reduction then reads sixteen channels side by side, a
+	// vector wide, instead of one plane at a time.
+	Blocked16
+)
+
+func (l Layout) String() string {
+	switch l {
+	case NCHW:
+		return "nchw"
+	case Blocked16:
+		return "nChw16c"
+	}
+	return fmt.Sprintf("layout(%d)", uint8(l))
+}
+
+// Layouter is a Device that can keep activations between layers in a
+// layout of its own. Which layout is the Device's business: layers that
+// understand layouts ask ActivationLayout what a convolution should
+// produce and hand every kernel the layout of the tensors they pass it;
+// layers that do not get NCHW through Relayout, at their edge. What
+// crosses a model's edges (inputs, logits, parameters, gradients) stays
+// NCHW.
+//
+// The methods named …In take the arguments of the Device or Convolver
+// method of the same name, preceded by layouts; with NCHW they are that
+// method. For a Device without Layouter, every tensor is NCHW.
+type Layouter interface {
+	// ActivationLayout is the layout a convolution should produce for an
+	// output of c channels: NCHW where the device has nothing better.
+	ActivationLayout(c int) Layout
+	// Relayout copies the n×c×hw activation src, laid out as from, into
+	// dst, laid out as to.
+	Relayout(dst Buffer, to Layout, src Buffer, from Layout, n, c, hw int)
+
+	// ConvForwardIn is ConvForward with x laid out as xl and y as yl.
+	ConvForwardIn(xl, yl Layout, y, x, w, bias Buffer, g ConvGeom, out, groups, n int)
+	// ConvBackwardIn is ConvBackward with x and dx laid out as xl, dy as yl.
+	ConvBackwardIn(xl, yl Layout, dx, dw, db, x, dy, w Buffer, g ConvGeom, out, groups, n int)
+
+	BatchNormTrainIn(l Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta Buffer, n, c, hw int, momentum, eps float32)
+	BatchNormEvalIn(l Layout, y, x, runMean, runVar, gamma, beta Buffer, n, c, hw int, eps float32)
+	BatchNormBackwardIn(l Layout, dx, dgamma, dbeta, dy, x, saveMean, saveRstd, gamma Buffer, n, c, hw int)
+
+	// PlaneSumIn writes y[i, ch] = alpha·Σ_s x[i, ch, s], y an NCHW n×c,
+	// for x n×c×hw laid out as l: global average pooling.
+	PlaneSumIn(l Layout, y, x Buffer, n, c, hw int, alpha float32)
+	// PlaneSpreadIn is PlaneSumIn's adjoint: dx[i, ch, s] = alpha·dy[i, ch],
+	// dx laid out as l.
+	PlaneSpreadIn(l Layout, dx, dy Buffer, n, c, hw int, alpha float32)
+
+	// MaxPool2dIn is MaxPool2d with x and y laid out as l.
+	MaxPool2dIn(l Layout, y, x Buffer, g PoolGeom, n int)
+	// MaxPool2dBackwardIn is MaxPool2dBackward with dx, dy and x laid out as l.
+	MaxPool2dBackwardIn(l Layout, dx, dy, x Buffer, g PoolGeom, n int)
+}
+
+// LayoutOf returns what a Layouter dev would produce for c channels, and
+// NCHW for any other Device.
+func LayoutOf(dev Device, c int) Layout {
+	if l, ok := dev.(Layouter); ok {
+		return l.ActivationLayout(c)
+	}
+	return NCHW
+}
+
+// ReLUFuser is a Device that applies a ReLU in the same pass as the
+// operation before it, for activations in the layouts FusesReLU accepts:
+// the ReLU then costs no pass over memory of its own. Layers use it where
+// their Device has it (the residual blocks, for batch norm and for the
+// sum), and call the unfused methods otherwise. The ReLU is ReLU's: a
+// NaN stays, and its backward passes dy where the output is > 0.
+type ReLUFuser interface {
+	// FusesReLU reports whether the methods below take layout l.
+	FusesReLU(l Layout) bool
+	// BatchNormReLUTrainIn is BatchNormTrainIn followed by y = max(y, 0).
+	BatchNormReLUTrainIn(l Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta Buffer, n, c, hw int, momentum, eps float32)
+	// BatchNormReLUBackwardIn is BatchNormBackwardIn for dy the gradient
+	// with respect to the ReLU's output y (dy counts where y > 0).
+	BatchNormReLUBackwardIn(l Layout, dx, dgamma, dbeta, dy, y, x, saveMean, saveRstd, gamma Buffer, n, c, hw int)
+	// AddReLU computes dst = max(a + b, 0) element-wise, in any layout.
+	AddReLU(dst, a, b Buffer)
+}

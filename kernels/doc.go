@@ -25,6 +25,15 @@
 // Randomness is counter-based (see DropoutUniform) so that every backend
 // draws the same numbers, whatever order its threads run in.
 //
+// # Layouts
+//
+// Every method of Device takes NCHW activations. A Device may keep them in
+// a layout of its own between the layers that know it (Layouter: the cpu
+// Device with oneDNN keeps nChw16c, its convolutions' own), so that no
+// reorder runs around each convolution; the layers that do not know it
+// convert at their edge, and what crosses a model's edges stays NCHW.
+// ReLUFuser lets the same layers fold a ReLU into the pass before it.
+//
 // # Errors
 //
 // Misuse, such as a buffer shorter than the shape it is given, is a

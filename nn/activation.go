@@ -8,6 +8,7 @@ import "github.com/macdist/macdist/kernels"
 type ReLU struct {
 	dev   kernels.Device
 	y, dx slot
+	dyIn  slot // dy in y's layout, when it came in another
 	have  bool
 }
 
@@ -17,6 +18,7 @@ func NewReLU(dev kernels.Device) *ReLU { return &ReLU{dev: dev} }
 // Forward computes max(x, 0); the output is owned by r.
 func (r *ReLU) Forward(x *Tensor) *Tensor {
 	y := r.y.ensure(r.dev, x.Shape)
+	y.Layout = x.Layout // element-wise: any layout
 	r.dev.ReLU(y.Data, x.Data)
 	r.have = true
 	return y
@@ -28,7 +30,9 @@ func (r *ReLU) Backward(dy *Tensor) *Tensor {
 	if !dy.SameShape(r.y.t.Shape) {
 		gradPanic("ReLU", dy.Shape, r.y.t.Shape)
 	}
+	dy = relayout(r.dev, &r.dyIn, dy, r.y.t.Layout)
 	dx := r.dx.ensure(r.dev, dy.Shape)
+	dx.Layout = dy.Layout
 	r.dev.ReLUBackward(dx.Data, dy.Data, r.y.t.Data)
 	return dx
 }

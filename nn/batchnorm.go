@@ -30,6 +30,10 @@ type BatchNorm2d struct {
 	x        *Tensor
 	n, hw    int
 	y, dx    slot
+
+	dyIn  slot      // dy in y's layout, when it came in another
+	edge  plainEdge // evaluation-mode Backward, which works in NCHW
+	fused *ReLU     // the ReLU whose output the last Forward wrote (forwardReLU)
 }
 
 // NewBatchNorm2d returns a BatchNorm2d over c channels with parameters
@@ -64,14 +68,25 @@ func (b *BatchNorm2d) Forward(x *Tensor) *Tensor {
 	}
 	b.x, b.n = x, x.Shape[0]
 	b.hw = x.Len() / (b.n * b.c)
+	b.fused = nil
 	y := b.y.ensure(b.dev, x.Shape)
+	y.Layout = x.Layout
 	b.fwdTrain = b.training
+	lo, _ := b.dev.(kernels.Layouter)
 	if b.training {
-		b.dev.BatchNormTrain(y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
-			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		if lo != nil {
+			lo.BatchNormTrainIn(x.Layout, y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+				b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		} else {
+			b.dev.BatchNormTrain(y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+				b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+		}
 		// Counted on the device, so that a checkpoint loaded into the
 		// buffer is continued rather than overwritten by a host counter.
 		b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
+	} else if lo != nil {
+		lo.BatchNormEvalIn(x.Layout, y.Data, x.Data, b.runMean.Value.Data, b.runVar.Value.Data,
+			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Eps)
 	} else {
 		b.dev.BatchNormEval(y.Data, x.Data, b.runMean.Value.Data, b.runVar.Value.Data,
 			b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Eps)
@@ -83,25 +98,78 @@ func (b *BatchNorm2d) Forward(x *Tensor) *Tensor {
 // the mode of the last Forward.
 func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
 	mustForward(b.label(), b.x != nil)
+	if b.fused != nil {
+		panic("nn: " + b.label() + ": Backward after a Forward fused with a ReLU (use backwardReLU)")
+	}
 	if !dy.SameShape(b.y.t.Shape) {
 		gradPanic(b.label(), dy.Shape, b.y.t.Shape)
 	}
 	d := b.dev
-	dx := b.dx.ensure(d, b.x.Shape)
 	if b.fwdTrain {
-		d.BatchNormBackward(dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
-			b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		dy = relayout(d, &b.dyIn, dy, b.y.t.Layout)
+		dx := b.dx.ensure(d, b.x.Shape)
+		dx.Layout = b.x.Layout
+		if lo, ok := d.(kernels.Layouter); ok {
+			lo.BatchNormBackwardIn(b.x.Layout, dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
+				b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		} else {
+			d.BatchNormBackward(dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data, b.x.Data,
+				b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
+		}
 		return dx
 	}
 	// Evaluation mode is the per-channel affine map y = γ·x̂ + β with
 	// x̂ = (x − μ)/√(σ²+ε) fixed, so BatchNormEval itself computes both x̂
-	// (γ and β absent) and dx = γ/√(σ²+ε)·dy (μ = 0, β absent).
+	// (γ and β absent) and dx = γ/√(σ²+ε)·dy (μ = 0, β absent). It is
+	// rare enough (fine-tuning with frozen statistics) to run in NCHW.
+	x := b.edge.in(d, b.x)
+	dy = relayout(d, &b.dyIn, dy, kernels.NCHW)
+	dx := b.dx.ensure(d, b.x.Shape)
 	xhat := Workspace(d).Get(b.x.Len())
-	d.BatchNormEval(xhat, b.x.Data, b.runMean.Value.Data, b.runVar.Value.Data, nil, nil, b.n, b.c, b.hw, b.Eps)
+	d.BatchNormEval(xhat, x.Data, b.runMean.Value.Data, b.runVar.Value.Data, nil, nil, b.n, b.c, b.hw, b.Eps)
 	d.Mul(xhat, xhat, dy.Data)
 	d.ReduceSumMid(b.weight.Grad.Data, xhat, b.n, b.c, b.hw, 1, 1)
 	d.ReduceSumMid(b.bias.Grad.Data, dy.Data, b.n, b.c, b.hw, 1, 1)
 	d.BatchNormEval(dx.Data, dy.Data, b.zeros, b.runVar.Value.Data, b.weight.Value.Data, nil, b.n, b.c, b.hw, b.Eps)
+	return b.edge.out(d, dx)
+}
+
+// forwardReLU is r.Forward(b.Forward(x)), computed in one pass where the
+// device fuses the two (kernels.ReLUFuser): the norm writes r's output and
+// no output of its own. Backward must then go through backwardReLU.
+func (b *BatchNorm2d) forwardReLU(x *Tensor, r *ReLU) *Tensor {
+	f, ok := b.dev.(kernels.ReLUFuser)
+	if !ok || !b.training || !f.FusesReLU(x.Layout) || len(x.Shape) < 2 || x.Shape[1] != b.c {
+		return r.Forward(b.Forward(x))
+	}
+	b.x, b.n = x, x.Shape[0]
+	b.hw = x.Len() / (b.n * b.c)
+	b.fwdTrain = true
+	y := r.y.ensure(b.dev, x.Shape)
+	y.Layout = x.Layout
+	r.have = true
+	f.BatchNormReLUTrainIn(x.Layout, y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+		b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+	b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
+	b.fused = r
+	return y
+}
+
+// backwardReLU is b.Backward(r.Backward(dy)) after forwardReLU, in one
+// pass where that fused them.
+func (b *BatchNorm2d) backwardReLU(dy *Tensor, r *ReLU) *Tensor {
+	if b.fused != r {
+		return b.Backward(r.Backward(dy))
+	}
+	if !dy.SameShape(r.y.t.Shape) {
+		gradPanic(b.label(), dy.Shape, r.y.t.Shape)
+	}
+	d := b.dev
+	dy = relayout(d, &b.dyIn, dy, r.y.t.Layout)
+	dx := b.dx.ensure(d, b.x.Shape)
+	dx.Layout = b.x.Layout
+	d.(kernels.ReLUFuser).BatchNormReLUBackwardIn(b.x.Layout, dx.Data, b.weight.Grad.Data, b.bias.Grad.Data, dy.Data,
+		r.y.t.Data, b.x.Data, b.saveMean, b.saveRs, b.weight.Value.Data, b.n, b.c, b.hw)
 	return dx
 }
 

@@ -10,23 +10,49 @@ import (
 
 // residual adds a block's branch and its shortcut, forward and backward,
 // into buffers the block owns.
+// The two terms of a sum are in one layout but where a layer of one
+// path fell back to NCHW; the sum takes the first's.
 type residual struct {
-	dev kernels.Device
-	sum slot
-	dx  slot
+	dev  kernels.Device
+	sum  slot
+	dx   slot
+	b    slot // the second term in the first's layout, when it differs
+	back slot
 }
 
 func (r *residual) add(a, b *Tensor, label string) *Tensor {
 	if !a.SameShape(b.Shape) {
 		panic(fmt.Sprintf("nn: %s: residual branch %v and shortcut %v differ", label, a.Shape, b.Shape))
 	}
+	b = relayout(r.dev, &r.b, b, a.Layout)
 	s := r.sum.ensure(r.dev, a.Shape)
+	s.Layout = a.Layout
 	r.dev.Add(s.Data, a.Data, b.Data)
 	return s
 }
 
+// addReLU is relu.Forward(add(a, b)), in one pass where the device fuses
+// them (kernels.ReLUFuser): the sum is written as relu's output.
+func (r *residual) addReLU(a, b *Tensor, relu *ReLU, label string) *Tensor {
+	f, ok := r.dev.(kernels.ReLUFuser)
+	if !ok {
+		return relu.Forward(r.add(a, b, label))
+	}
+	if !a.SameShape(b.Shape) {
+		panic(fmt.Sprintf("nn: %s: residual branch %v and shortcut %v differ", label, a.Shape, b.Shape))
+	}
+	b = relayout(r.dev, &r.b, b, a.Layout)
+	y := relu.y.ensure(r.dev, a.Shape)
+	y.Layout = a.Layout
+	relu.have = true
+	f.AddReLU(y.Data, a.Data, b.Data)
+	return y
+}
+
 func (r *residual) addGrad(a, b *Tensor) *Tensor {
+	b = relayout(r.dev, &r.back, b, a.Layout)
 	dx := r.dx.ensure(r.dev, a.Shape)
+	dx.Layout = a.Layout
 	r.dev.Add(dx.Data, a.Data, b.Data)
 	return dx
 }
@@ -91,20 +117,20 @@ func NewBasicBlock(dev kernels.Device, name string, in, out, stride int, rng *ra
 
 // Forward runs the block; the output is owned by the block.
 func (b *BasicBlock) Forward(x *Tensor) *Tensor {
-	h := b.ReLU1.Forward(b.BN1.Forward(b.Conv1.Forward(x)))
+	h := b.BN1.forwardReLU(b.Conv1.Forward(x), b.ReLU1)
 	h = b.BN2.Forward(b.Conv2.Forward(h))
 	sc := x
 	if b.Downsample != nil {
 		sc = b.Downsample.Forward(x)
 	}
-	return b.ReLU2.Forward(b.res.add(h, sc, layerName(b.name, "BasicBlock")))
+	return b.res.addReLU(h, sc, b.ReLU2, layerName(b.name, "BasicBlock"))
 }
 
 // Backward returns the sum of the gradients through both paths.
 func (b *BasicBlock) Backward(dy *Tensor) *Tensor {
 	h := &b.hook
 	ds := h.back(b.ReLU2, dy)
-	d := h.back(b.Conv1, h.back(b.BN1, h.back(b.ReLU1, h.back(b.Conv2, h.back(b.BN2, ds)))))
+	d := h.back(b.Conv1, h.backBNReLU(b.BN1, b.ReLU1, h.back(b.Conv2, h.back(b.BN2, ds))))
 	dsc := ds
 	if b.Downsample != nil {
 		dsc = h.back(b.Downsample, ds)
@@ -121,6 +147,9 @@ func (b *BasicBlock) Params() []*Param { return b.params }
 
 // SetTraining sets the mode of every layer.
 func (b *BasicBlock) SetTraining(on bool) { setTraining(b.children, on) }
+
+// SetDeviceLayouts hands the switch on to the layers (see DeviceLayouter).
+func (b *BasicBlock) SetDeviceLayouts(on bool) { setDeviceLayouts(b.children, on) }
 
 // Children returns the layers in forward order, the shortcut after the
 // residual branch.
@@ -180,22 +209,22 @@ func NewBottleneck(dev kernels.Device, name string, in, width, stride int, rng *
 
 // Forward runs the block; the output is owned by the block.
 func (b *Bottleneck) Forward(x *Tensor) *Tensor {
-	h := b.ReLU1.Forward(b.BN1.Forward(b.Conv1.Forward(x)))
-	h = b.ReLU2.Forward(b.BN2.Forward(b.Conv2.Forward(h)))
+	h := b.BN1.forwardReLU(b.Conv1.Forward(x), b.ReLU1)
+	h = b.BN2.forwardReLU(b.Conv2.Forward(h), b.ReLU2)
 	h = b.BN3.Forward(b.Conv3.Forward(h))
 	sc := x
 	if b.Downsample != nil {
 		sc = b.Downsample.Forward(x)
 	}
-	return b.ReLU3.Forward(b.res.add(h, sc, layerName(b.name, "Bottleneck")))
+	return b.res.addReLU(h, sc, b.ReLU3, layerName(b.name, "Bottleneck"))
 }
 
 // Backward returns the sum of the gradients through both paths.
 func (b *Bottleneck) Backward(dy *Tensor) *Tensor {
 	h := &b.hook
 	ds := h.back(b.ReLU3, dy)
-	d := h.back(b.ReLU2, h.back(b.Conv3, h.back(b.BN3, ds)))
-	d = h.back(b.Conv1, h.back(b.BN1, h.back(b.ReLU1, h.back(b.Conv2, h.back(b.BN2, d)))))
+	d := h.back(b.Conv3, h.back(b.BN3, ds))
+	d = h.back(b.Conv1, h.backBNReLU(b.BN1, b.ReLU1, h.back(b.Conv2, h.backBNReLU(b.BN2, b.ReLU2, d))))
 	dsc := ds
 	if b.Downsample != nil {
 		dsc = h.back(b.Downsample, ds)
@@ -212,6 +241,9 @@ func (b *Bottleneck) Params() []*Param { return b.params }
 
 // SetTraining sets the mode of every layer.
 func (b *Bottleneck) SetTraining(on bool) { setTraining(b.children, on) }
+
+// SetDeviceLayouts hands the switch on to the layers (see DeviceLayouter).
+func (b *Bottleneck) SetDeviceLayouts(on bool) { setDeviceLayouts(b.children, on) }
 
 // Children returns the layers in forward order, the shortcut after the
 // residual branch.
@@ -270,8 +302,8 @@ func NewWideBlock(dev kernels.Device, name string, in, out, stride int, dropRate
 
 // Forward runs the block; the output is owned by the block.
 func (b *WideBlock) Forward(x *Tensor) *Tensor {
-	a := b.ReLU1.Forward(b.BN1.Forward(x))
-	h := b.ReLU2.Forward(b.BN2.Forward(b.Conv1.Forward(a)))
+	a := b.BN1.forwardReLU(x, b.ReLU1)
+	h := b.BN2.forwardReLU(b.Conv1.Forward(a), b.ReLU2)
 	h = b.Conv2.Forward(b.Drop.Forward(h))
 	sc := x
 	if b.ConvShortcut != nil {
@@ -283,15 +315,15 @@ func (b *WideBlock) Forward(x *Tensor) *Tensor {
 // Backward returns the sum of the gradients through both paths.
 func (b *WideBlock) Backward(dy *Tensor) *Tensor {
 	h := &b.hook
-	da := h.back(b.Conv1, h.back(b.BN2, h.back(b.ReLU2, h.back(b.Drop, h.back(b.Conv2, dy)))))
+	da := h.back(b.Conv1, h.backBNReLU(b.BN2, b.ReLU2, h.back(b.Drop, h.back(b.Conv2, dy))))
 	if b.ConvShortcut == nil {
-		return b.res.addGrad(h.back(b.BN1, h.back(b.ReLU1, da)), dy)
+		return b.res.addGrad(h.backBNReLU(b.BN1, b.ReLU1, da), dy)
 	}
 	// Both paths start from a, so their gradients meet there; the sum
 	// lives in the residual's dx slot, which this path does not use
 	// otherwise.
 	da = b.res.addGrad(da, h.back(b.ConvShortcut, dy))
-	return h.back(b.BN1, h.back(b.ReLU1, da))
+	return h.backBNReLU(b.BN1, b.ReLU1, da)
 }
 
 // SetBackwardHook makes Backward report each layer as its gradients become
@@ -303,6 +335,9 @@ func (b *WideBlock) Params() []*Param { return b.params }
 
 // SetTraining sets the mode of every layer.
 func (b *WideBlock) SetTraining(on bool) { setTraining(b.children, on) }
+
+// SetDeviceLayouts hands the switch on to the layers (see DeviceLayouter).
+func (b *WideBlock) SetDeviceLayouts(on bool) { setDeviceLayouts(b.children, on) }
 
 // Children returns the layers in forward order, the shortcut last.
 func (b *WideBlock) Children() []Module { return b.children }

@@ -65,6 +65,14 @@ type Conv2d struct {
 	curv    curvTaps  // KFACTapped, see curvature.go
 
 	wflip kernels.Buffer // the weight for dx as a transposed convolution, see transposedDx
+
+	noDx bool // SkipInputGrad
+
+	devLayouts bool      // SetDeviceLayouts
+	edge       plainEdge // to NCHW for im2col
+	dyIn       slot      // dy in y's layout, when it came in another
+	curvX      slot      // x in NCHW, for KFAC's unfolding
+	curvDy     slot      // dy in NCHW, for KFAC's G
 }
 
 // NewConv2d returns a Conv2d with parameters name.weight
@@ -247,8 +255,19 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 	}
 	oh, ow := g.OutH(), g.OutW()
 	n := x.Shape[0]
-	c.geom, c.x = g, x
+	c.geom = g
+	cv := c.convolver(n)
+	lo, _ := c.dev.(kernels.Layouter)
+	if cv == nil || lo == nil {
+		x = c.edge.in(c.dev, x) // im2col unfolds NCHW
+	} else {
+		c.edge.from = x.Layout
+	}
+	c.x = x
 	y := c.y.ensure(c.dev, []int{n, cfg.Out, oh, ow})
+	if cv != nil && lo != nil && c.devLayouts {
+		y.Layout = lo.ActivationLayout(cfg.Out)
+	}
 
 	d := c.dev
 	rows, cols := g.ColRows(), g.ColCols()
@@ -263,17 +282,21 @@ func (c *Conv2d) Forward(x *Tensor) *Tensor {
 		// ā: mean over images and positions of every row of the unfolded
 		// input, all groups' rows together; from the mean image, so that
 		// neither path unfolds for it.
-		c.patches.compute(d, c.tapMean, x.Data, n, g)
+		c.patches.compute(d, c.tapMean, x, g)
 	}
-	if cv := c.convolver(n); cv != nil {
+	if cv != nil {
 		if cov {
-			c.collect(x, n)
+			c.collect(relayout(d, &c.curvX, x, kernels.NCHW), n)
 		}
 		var b kernels.Buffer
 		if c.bias != nil {
 			b = c.bias.Value.Data
 		}
-		cv.ConvForward(y.Data, x.Data, c.weight.Value.Data, b, g, cfg.Out, groups, n)
+		if lo != nil {
+			lo.ConvForwardIn(x.Layout, y.Layout, y.Data, x.Data, c.weight.Value.Data, b, g, cfg.Out, groups, n)
+		} else {
+			cv.ConvForward(y.Data, x.Data, c.weight.Value.Data, b, g, cfg.Out, groups, n)
+		}
 		c.finishTaps(tap, cov, rows)
 		return y
 	}
@@ -346,26 +369,40 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 	rows, cols := c.geom.ColRows(), c.geom.ColCols()
 	groups := cfg.Groups
 	og, rg := cfg.Out/groups, rows/groups
+	dy = relayout(d, &c.dyIn, dy, c.y.t.Layout)
 	if c.training && (c.curv.gradOn || c.curv.gmeanOn) {
-		c.backwardCurv(dy, n)
+		c.backwardCurv(relayout(d, &c.curvDy, dy, kernels.NCHW), n)
 	}
-	dx := c.dx.ensure(d, c.x.Shape)
+	var dx *Tensor
+	if !c.noDx {
+		dx = c.dx.ensure(d, c.x.Shape)
+		dx.Layout = c.x.Layout
+	}
 	if cv := c.convolver(n); cv != nil {
-		var db kernels.Buffer
+		var db, dxb kernels.Buffer
 		if c.bias != nil {
 			db = c.bias.Grad.Data
 		}
-		cv.ConvBackward(dx.Data, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
-		return dx
+		if dx != nil {
+			dxb = dx.Data
+		}
+		if lo, ok := d.(kernels.Layouter); ok {
+			lo.ConvBackwardIn(c.x.Layout, dy.Layout, dxb, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
+		} else {
+			cv.ConvBackward(dxb, c.weight.Grad.Data, db, c.x.Data, dy.Data, c.weight.Value.Data, c.geom, cfg.Out, groups, n)
+		}
+		return c.edge.out(d, dx)
 	}
 	if c.bias != nil {
 		d.ReduceSumMid(c.bias.Grad.Data, dy.Data, n, cfg.Out, cols, 1, 1)
 	}
 	direct := c.direct()
 	tdx := c.transposedDx()
-	if tdx {
+	switch {
+	case c.noDx:
+	case tdx:
 		c.flipWeight()
-	} else if !direct {
+	case !direct:
 		d.Fill(dx.Data, 0) // Col2im accumulates
 	}
 	step := c.chunk(n, true)
@@ -402,6 +439,9 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 					1, c.weight.Grad.Data, 0, rg, og*rg, groups)
 			}
 		}
+		if c.noDx {
+			continue
+		}
 		if tdx {
 			c.backwardDxTransposed(dy, dx, i0, nimg)
 			continue
@@ -422,7 +462,7 @@ func (c *Conv2d) Backward(dy *Tensor) *Tensor {
 			d.Col2im(dx.Data, col, c.geom, i0, nimg)
 		}
 	}
-	return dx
+	return c.edge.out(d, dx)
 }
 
 // backwardDxTransposed writes dx of images [i0, i0+nimg) as the transposed
@@ -444,6 +484,15 @@ func (c *Conv2d) backwardDxTransposed(dy, dx *Tensor, i0, nimg int) {
 			0, dx.Data, (i0*cfg.In+gi*cg)*hw, hw, cfg.In*hw, nimg)
 	}
 }
+
+// SetDeviceLayouts lets Forward produce the device's own layout where the
+// device convolves the shape (see DeviceLayouter); off, it produces NCHW.
+// Either way it takes its input in any layout the device has.
+func (c *Conv2d) SetDeviceLayouts(on bool) { c.devLayouts = on }
+
+// SkipInputGrad makes Backward compute dW and db only and return nil (see
+// InputGradSkipper).
+func (c *Conv2d) SkipInputGrad(on bool) { c.noDx = on }
 
 // Params returns weight and bias, in state_dict order.
 func (c *Conv2d) Params() []*Param { return c.params }

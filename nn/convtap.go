@@ -17,6 +17,7 @@ import "github.com/macdist/macdist/kernels"
 type patchMean struct {
 	geom   kernels.ConvGeom
 	sh, sw kernels.Buffer // Sh [KH, H] and Swᵀ [W, KW], for geom
+	mean   kernels.Buffer // the mean image in the device's layout, for geom
 }
 
 // selection returns the k×n 0/1 matrix S[i][j] = 1 when j is kernel tap
@@ -39,14 +40,21 @@ func selection(k, n, out, stride, pad, dil int, transpose bool) []float32 {
 	return s
 }
 
-// compute writes ā (C·KH·KW values) into dst from the n images of x, laid
-// out as g describes. The selections are made once per geometry; the mean
-// image and the half-reduced rows live in the device's Workspace.
-func (p *patchMean) compute(d kernels.Device, dst, x kernels.Buffer, n int, g kernels.ConvGeom) {
+// compute writes ā (C·KH·KW values) into dst from the images of x, shaped
+// as g describes. The selections are made once per geometry; the mean
+// image and the half-reduced rows live in the device's Workspace. The mean
+// of images in a device layout is an image in that layout: it is averaged
+// there and reordered alone, not the batch.
+func (p *patchMean) compute(d kernels.Device, dst kernels.Buffer, x *Tensor, g kernels.ConvGeom) {
+	n := x.Shape[0]
 	if p.sh == nil || p.geom != g {
 		if p.sh != nil {
 			d.Free(p.sh)
 			d.Free(p.sw)
+		}
+		if p.mean != nil {
+			d.Free(p.mean)
+			p.mean = nil
 		}
 		p.geom = g
 		p.sh = d.Alloc(g.KH * g.H)
@@ -57,7 +65,15 @@ func (p *patchMean) compute(d kernels.Device, dst, x kernels.Buffer, n int, g ke
 	img := g.C * g.H * g.W
 	ws := Workspace(d).Get(img + g.C*g.H*g.KW)
 	// M = mean of the batch's images, then R = M·Swᵀ ([C·H, KW]) behind it.
-	d.ReduceSumMid(ws, x, n, img, 1, 1/float32(n), 0)
+	if x.Layout == kernels.NCHW {
+		d.ReduceSumMid(ws, x.Data, n, img, 1, 1/float32(n), 0)
+	} else {
+		if p.mean == nil {
+			p.mean = d.Alloc(img)
+		}
+		d.ReduceSumMid(p.mean, x.Data, n, img, 1, 1/float32(n), 0)
+		d.(kernels.Layouter).Relayout(ws, kernels.NCHW, p.mean, x.Layout, 1, g.C, g.H*g.W)
+	}
 	d.GemmStrided(false, false, g.C*g.H, g.KW, g.W, 1,
 		ws, 0, g.W, 0,
 		p.sw, 0, g.KW, 0,

@@ -43,8 +43,9 @@ func TestPatchMeanMatchesUnfold(t *testing.T) {
 			d.ReduceSumMid(want, col, n, rows, cols, 1/float32(n*cols), 0)
 
 			got := d.Alloc(rows)
+			xt := &Tensor{Shape: []int{n, g.C, g.H, g.W}, Data: x}
 			var p patchMean
-			p.compute(d, got, x, n, g)
+			p.compute(d, got, xt, g)
 			w, gv := make([]float32, rows), make([]float32, rows)
 			d.Download(w, want)
 			d.Download(gv, got)
@@ -55,7 +56,7 @@ func TestPatchMeanMatchesUnfold(t *testing.T) {
 			}
 			// A second call on the same geometry reuses the selections.
 			sh := p.sh
-			p.compute(d, got, x, n, g)
+			p.compute(d, got, xt, g)
 			if p.sh != sh {
 				t.Error("the selections were made again for the same geometry")
 			}

@@ -22,6 +22,7 @@ type Dropout struct {
 	active   bool // whether the last Forward applied a mask
 	have     bool
 	mask     slot // per element, or per sample for DropPath
+	maskIn   slot // the per-element mask in the input's layout, when that is not NCHW
 	full     slot // DropPath: the per-sample mask expanded to the input
 	y, dx    slot
 	xShape   []int
@@ -57,9 +58,13 @@ func (m *Dropout) Forward(x *Tensor) *Tensor {
 	}
 	m.active = true
 	y := m.y.ensure(m.dev, x.Shape)
+	y.Layout = x.Layout
 	if !m.perSample {
+		// The mask is drawn in NCHW and reordered, so that an element
+		// is dropped or kept whatever the layout.
 		mask := m.mask.ensure(m.dev, x.Shape)
 		m.dev.DropoutMask(mask.Data, m.P, seed)
+		mask = relayout(m.dev, &m.maskIn, mask, x.Layout)
 		m.dev.Mul(y.Data, x.Data, mask.Data)
 		return y
 	}
@@ -93,8 +98,11 @@ func (m *Dropout) Backward(dy *Tensor) *Tensor {
 	applied := m.mask.t
 	if m.perSample {
 		applied = m.full.t
+	} else if m.y.t.Layout != kernels.NCHW {
+		applied = m.maskIn.t
 	}
 	dx := m.dx.ensure(m.dev, dy.Shape)
+	dx.Layout = m.y.t.Layout
 	m.dev.Mul(dx.Data, dy.Data, applied.Data)
 	return dx
 }

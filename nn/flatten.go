@@ -9,6 +9,7 @@ type Flatten struct {
 	dev     kernels.Device
 	y, dx   Tensor
 	inShape []int
+	edge    plainEdge
 }
 
 // NewFlatten returns a Flatten.
@@ -19,6 +20,7 @@ func (f *Flatten) Forward(x *Tensor) *Tensor {
 	if len(x.Shape) < 1 {
 		shapePanic("Flatten", x.Shape, "[N ...]")
 	}
+	x = f.edge.in(f.dev, x)
 	n := x.Shape[0]
 	rest := 1
 	for _, d := range x.Shape[1:] {
@@ -42,7 +44,7 @@ func (f *Flatten) Backward(dy *Tensor) *Tensor {
 	}
 	f.dx.Shape = f.inShape
 	f.dx.Data = dy.Data
-	return &f.dx
+	return f.edge.out(f.dev, &f.dx)
 }
 
 // Params returns nil: Flatten has none.

@@ -43,3 +43,15 @@ func (h *backwardHook) back(m Module, dy *Tensor) *Tensor {
 	}
 	return dx
 }
+
+// backBNReLU runs the Backward of r after bn, fused where bn's Forward
+// fused them (see BatchNorm2d.forwardReLU), and reports r and then bn, as
+// two calls of back would.
+func (h *backwardHook) backBNReLU(bn *BatchNorm2d, r *ReLU, dy *Tensor) *Tensor {
+	dx := bn.backwardReLU(dy, r)
+	if h.fn != nil {
+		h.fn(r)
+		h.fn(bn)
+	}
+	return dx
+}

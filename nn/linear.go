@@ -28,6 +28,9 @@ type Linear struct {
 	tapOne  kernels.Buffer // view of the trailing 1 (bias only)
 
 	curv curvTaps // KFACTapped, see curvature.go
+
+	noDx bool      // SkipInputGrad
+	edge plainEdge // a 4-D input from a layer in a device layout
 }
 
 // NewLinear returns a Linear layer mapping [..., in] to [..., out], with
@@ -66,6 +69,7 @@ func (l *Linear) label() string { return layerName(l.name, "Linear") }
 
 // Forward computes x·Wᵀ + b; the output is owned by l.
 func (l *Linear) Forward(x *Tensor) *Tensor {
+	x = l.edge.in(l.dev, x)
 	nd := len(x.Shape)
 	if nd == 0 || x.Shape[nd-1] != l.in {
 		shapePanic(l.label(), x.Shape, shapeStr("...", l.in))
@@ -114,10 +118,17 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 	if l.bias != nil {
 		d.ReduceSum(l.bias.Grad.Data, dy.Data, 1, l.rows, l.out, 1, 1)
 	}
+	if l.noDx {
+		return nil
+	}
 	dx := l.dx.ensure(d, l.x.Shape)
 	d.Gemm(false, false, l.rows, l.in, l.out, 1, dy.Data, l.out, l.weight.Value.Data, l.in, 0, dx.Data, l.in)
-	return dx
+	return l.edge.out(d, dx)
 }
+
+// SkipInputGrad makes Backward compute the parameter gradients only and
+// return nil (see InputGradSkipper).
+func (l *Linear) SkipInputGrad(on bool) { l.noDx = on }
 
 // Params returns weight and bias, in state_dict order.
 func (l *Linear) Params() []*Param { return l.params }

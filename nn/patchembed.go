@@ -66,6 +66,10 @@ func (p *PatchEmbed) Backward(dy *Tensor) *Tensor {
 	return p.proj.Backward(dconv)
 }
 
+// SkipInputGrad makes Backward compute proj's gradients only and return
+// nil (see InputGradSkipper).
+func (p *PatchEmbed) SkipInputGrad(on bool) { p.proj.SkipInputGrad(on) }
+
 // Params returns proj's weight and bias.
 func (p *PatchEmbed) Params() []*Param { return p.proj.Params() }
 

@@ -17,6 +17,8 @@ type pool2d struct {
 	x     *Tensor
 	geom  kernels.PoolGeom
 	y, dx slot
+	edge  plainEdge // for a layout the device does not pool in
+	dyIn  slot      // dy in y's layout, when it came in another
 }
 
 func newPool2d(dev kernels.Device, typ string, kernel, stride, padding int, avg bool) pool2d {
@@ -41,11 +43,21 @@ func (p *pool2d) forward(x *Tensor) *Tensor {
 	if g.H+2*g.PadH < g.KH || g.W+2*g.PadW < g.KW {
 		panic(fmt.Sprintf("nn: %s: input %v is smaller than the window %d (padding %d)", p.typ, x.Shape, p.kernel, p.padding))
 	}
+	lo, ok := p.dev.(kernels.Layouter)
+	if !ok || p.avg {
+		x = p.edge.in(p.dev, x)
+	} else {
+		p.edge.from = x.Layout
+	}
 	p.x, p.geom = x, g
 	y := p.y.ensure(p.dev, []int{x.Shape[0], g.C, oh, ow})
-	if p.avg {
+	y.Layout = x.Layout
+	switch {
+	case p.avg:
 		p.dev.AvgPool2d(y.Data, x.Data, g, x.Shape[0])
-	} else {
+	case ok:
+		lo.MaxPool2dIn(x.Layout, y.Data, x.Data, g, x.Shape[0])
+	default:
 		p.dev.MaxPool2d(y.Data, x.Data, g, x.Shape[0])
 	}
 	return y
@@ -56,14 +68,20 @@ func (p *pool2d) backward(dy *Tensor) *Tensor {
 	if !dy.SameShape(p.y.t.Shape) {
 		gradPanic(p.typ, dy.Shape, p.y.t.Shape)
 	}
+	dy = relayout(p.dev, &p.dyIn, dy, p.y.t.Layout)
 	dx := p.dx.ensure(p.dev, p.x.Shape)
+	dx.Layout = p.x.Layout
 	p.dev.Fill(dx.Data, 0)
-	if p.avg {
+	lo, ok := p.dev.(kernels.Layouter)
+	switch {
+	case p.avg:
 		p.dev.AvgPool2dBackward(dx.Data, dy.Data, p.geom, p.x.Shape[0])
-	} else {
+	case ok:
+		lo.MaxPool2dBackwardIn(p.x.Layout, dx.Data, dy.Data, p.x.Data, p.geom, p.x.Shape[0])
+	default:
 		p.dev.MaxPool2dBackward(dx.Data, dy.Data, p.x.Data, p.geom, p.x.Shape[0])
 	}
-	return dx
+	return p.edge.out(p.dev, dx)
 }
 
 // MaxPool2d is PyTorch's nn.MaxPool2d with square windows, floor mode and
@@ -110,6 +128,10 @@ func (m *AvgPool2d) SetTraining(bool) {}
 
 // GlobalAvgPool2d is PyTorch's nn.AdaptiveAvgPool2d(1): [N, C, H, W] to
 // [N, C, 1, 1], the mean of each plane.
+//
+// Its output has one value a channel, which every layout keeps in NCHW's
+// order, so it is where a network in a device layout returns to NCHW
+// without a reorder.
 type GlobalAvgPool2d struct {
 	dev   kernels.Device
 	x     *Tensor
@@ -125,9 +147,13 @@ func (m *GlobalAvgPool2d) Forward(x *Tensor) *Tensor {
 		shapePanic("GlobalAvgPool2d", x.Shape, "[N C H W]")
 	}
 	m.x = x
-	nc, hw := x.Shape[0]*x.Shape[1], x.Shape[2]*x.Shape[3]
-	y := m.y.ensure(m.dev, []int{x.Shape[0], x.Shape[1], 1, 1})
-	m.dev.ReduceSum(y.Data, x.Data, nc, hw, 1, 1/float32(hw), 0)
+	n, c, hw := x.Shape[0], x.Shape[1], x.Shape[2]*x.Shape[3]
+	y := m.y.ensure(m.dev, []int{n, c, 1, 1})
+	if lo, ok := m.dev.(kernels.Layouter); ok {
+		lo.PlaneSumIn(x.Layout, y.Data, x.Data, n, c, hw, 1/float32(hw))
+	} else {
+		m.dev.ReduceSum(y.Data, x.Data, n*c, hw, 1, 1/float32(hw), 0)
+	}
 	return y
 }
 
@@ -137,9 +163,14 @@ func (m *GlobalAvgPool2d) Backward(dy *Tensor) *Tensor {
 	if !dy.SameShape(m.y.t.Shape) {
 		gradPanic("GlobalAvgPool2d", dy.Shape, m.y.t.Shape)
 	}
-	nc, hw := m.x.Shape[0]*m.x.Shape[1], m.x.Shape[2]*m.x.Shape[3]
+	n, c, hw := m.x.Shape[0], m.x.Shape[1], m.x.Shape[2]*m.x.Shape[3]
 	dx := m.dx.ensure(m.dev, m.x.Shape)
-	m.dev.Expand(dx.Data, dy.Data, nc, hw, 1, 1/float32(hw), 0)
+	dx.Layout = m.x.Layout
+	if lo, ok := m.dev.(kernels.Layouter); ok {
+		lo.PlaneSpreadIn(dx.Layout, dx.Data, dy.Data, n, c, hw, 1/float32(hw))
+	} else {
+		m.dev.Expand(dx.Data, dy.Data, n*c, hw, 1, 1/float32(hw), 0)
+	}
 	return dx
 }
 

@@ -15,10 +15,16 @@ func NewSequential(mods ...Module) *Sequential {
 	return &Sequential{mods: mods, params: collectParams(mods)}
 }
 
-// Forward runs every module in order.
+// Forward runs every module in order; a BatchNorm2d followed by a ReLU
+// runs as one where the device fuses them (see BatchNorm2d.forwardReLU).
 func (s *Sequential) Forward(x *Tensor) *Tensor {
-	for _, m := range s.mods {
-		x = m.Forward(x)
+	for i := 0; i < len(s.mods); i++ {
+		if bn, r := s.bnReLU(i); r != nil {
+			x = bn.forwardReLU(x, r)
+			i++
+			continue
+		}
+		x = s.mods[i].Forward(x)
 	}
 	return x
 }
@@ -26,9 +32,32 @@ func (s *Sequential) Forward(x *Tensor) *Tensor {
 // Backward runs every module's Backward in reverse order.
 func (s *Sequential) Backward(dy *Tensor) *Tensor {
 	for i := len(s.mods) - 1; i >= 0; i-- {
+		if i > 0 {
+			if bn, r := s.bnReLU(i - 1); r != nil {
+				dy = s.hook.backBNReLU(bn, r, dy)
+				i--
+				continue
+			}
+		}
 		dy = s.hook.back(s.mods[i], dy)
 	}
 	return dy
+}
+
+// bnReLU returns modules i and i+1 when they are a BatchNorm2d and a ReLU.
+func (s *Sequential) bnReLU(i int) (*BatchNorm2d, *ReLU) {
+	if i+1 >= len(s.mods) {
+		return nil, nil
+	}
+	bn, ok := s.mods[i].(*BatchNorm2d)
+	if !ok {
+		return nil, nil
+	}
+	r, ok := s.mods[i+1].(*ReLU)
+	if !ok {
+		return nil, nil
+	}
+	return bn, r
 }
 
 // SetBackwardHook makes Backward report every layer inside s as its
@@ -44,6 +73,9 @@ func (s *Sequential) SetTraining(on bool) {
 		m.SetTraining(on)
 	}
 }
+
+// SetDeviceLayouts hands the switch on to the modules (see DeviceLayouter).
+func (s *Sequential) SetDeviceLayouts(on bool) { setDeviceLayouts(s.mods, on) }
 
 // Children returns the modules in forward order.
 func (s *Sequential) Children() []Module { return s.mods }

@@ -7,10 +7,12 @@ import (
 )
 
 // Tensor is a shaped view of a device buffer, row-major (the last dimension
-// varies fastest), as PyTorch's contiguous tensors are.
+// varies fastest), as PyTorch's contiguous tensors are, unless Layout says
+// that a 4-D activation is in a layout of its device's (see layout.go).
 type Tensor struct {
-	Shape []int
-	Data  kernels.Buffer
+	Shape  []int
+	Data   kernels.Buffer
+	Layout kernels.Layout // NCHW, the zero value, but between layers that know others
 }
 
 // NewTensor allocates a zeroed tensor of the given shape on dev.

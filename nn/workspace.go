@@ -100,9 +100,11 @@ type slot struct {
 	cap  int
 }
 
-// ensure returns the slot's tensor with the given shape. shape is copied, so
-// callers may pass a slice of a local array.
+// ensure returns the slot's tensor with the given shape, in NCHW (a layer
+// that writes another layout sets it). shape is copied, so callers may pass
+// a slice of a local array.
 func (s *slot) ensure(dev kernels.Device, shape []int) *Tensor {
+	s.t.Layout = kernels.NCHW
 	if s.t.Data != nil && s.t.SameShape(shape) {
 		return &s.t
 	}

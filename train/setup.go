@@ -15,6 +15,7 @@ import (
 	"github.com/macdist/macdist/backend"
 	"github.com/macdist/macdist/data"
 	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
 )
 
@@ -181,6 +182,8 @@ func BuildModel(dev kernels.Device, name string, ds data.Dataset, o ModelOptions
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
+	// The trainer never reads dL/d(images).
+	nn.SkipFirstInputGrad(m)
 	return m, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/macdist/macdist/internal/benchmark"
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/mac"
+	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
 )
 
@@ -69,6 +70,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
+	nn.SkipFirstInputGrad(m) // as the trainer does
+
 	var opt mac.Optimizer
 	if *optimizer != "" {
 		o, err := mac.DefaultOptions(*optimizer)

@@ -42,6 +42,7 @@ func TestNoAllocs(t *testing.T) {
 		{"Copy", func() { d.Copy(z, x) }},
 		{"Axpby", func() { d.Axpby(y, 0.5, x, 0.9) }},
 		{"Add", func() { d.Add(z, x, y) }},
+		{"AddReLU", func() { d.AddReLU(z, x, y) }},
 		{"ReLU", func() { d.ReLU(z, x) }},
 		{"GELU", func() { d.GELU(z, x, false) }},
 		{"DropoutMask", func() { d.DropoutMask(z, 0.1, 7) }},
@@ -75,6 +76,32 @@ func TestNoAllocs(t *testing.T) {
 		}...)
 	} else {
 		t.Logf("not on the oneDNN path (%s): its convolutions are not checked", d.DNN())
+	}
+	if d.SetActivationLayout(kernels.Blocked16) == nil {
+		const bl = kernels.Blocked16
+		bg := kernels.ConvGeom{C: 16, H: 8, W: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+		bx, by, bdx := d.Alloc(4*16*64), d.Alloc(4*16*64), d.Alloc(4*16*64)
+		bw, bdw := d.Alloc(16*16*9), d.Alloc(16*16*9)
+		bpg := kernels.PoolGeom{C: 64, H: 8, W: 8, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}
+		d.Convolves(bg, 16, 1, 4, false)
+		d.ConvForwardIn(bl, bl, by, bx, bw, nil, bg, 16, 1, 4) // makes the blocked primitives
+		ops = append(ops, []struct {
+			name string
+			f    func()
+		}{
+			{"ConvForwardIn", func() { d.ConvForwardIn(bl, bl, by, bx, bw, nil, bg, 16, 1, 4) }},
+			{"ConvBackwardIn", func() { d.ConvBackwardIn(bl, bl, bdx, bdw, nil, bx, by, bw, bg, 16, 1, 4) }},
+			{"Relayout", func() { d.Relayout(z, bl, x, kernels.NCHW, 32, 64, 64) }},
+			{"BatchNormTrainIn", func() { d.BatchNormTrainIn(bl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
+			{"BatchNormEvalIn", func() { d.BatchNormEvalIn(bl, z, x, rm, rv, nil, nil, 32, 64, 64, 1e-5) }},
+			{"BatchNormBackwardIn", func() { d.BatchNormBackwardIn(bl, z, nil, nil, y, x, sm, sr, nil, 32, 64, 64) }},
+			{"BatchNormReLUTrainIn", func() { d.BatchNormReLUTrainIn(bl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
+			{"BatchNormReLUBackwardIn", func() { d.BatchNormReLUBackwardIn(bl, z, nil, nil, y, x, x, sm, sr, nil, 32, 64, 64) }},
+			{"PlaneSumIn", func() { d.PlaneSumIn(bl, z, x, 32, 64, 64, 1) }},
+			{"MaxPool2dIn", func() { d.MaxPool2dIn(bl, z, x, bpg, 32) }},
+			{"MaxPool2dBackwardIn", func() { d.MaxPool2dBackwardIn(bl, x, y, x, bpg, 32) }},
+			{"PlaneSpreadIn", func() { d.PlaneSpreadIn(bl, z, y, 32, 64, 64, 1) }},
+		}...)
 	}
 	for _, op := range ops {
 		if d.BLAS() != "openblas" && (op.name == "Gemm" || op.name == "GemmStrided") {

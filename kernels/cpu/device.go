@@ -41,6 +41,12 @@ type Device struct {
 	adamw   adamwTask
 	sgd     sgdTask
 	dnnst   dnnState
+	bk      bkTask
+	bkPoolT bkPoolTask
+	bkF64   []float64
+	bkF32   []float32
+
+	layout kernels.Layout // the activation layout besides NCHW, see ActivationLayout
 }
 
 // buffer is the Buffer of a Device. A view shares data with its parent.
@@ -61,8 +67,18 @@ func (b *buffer) Len() int { return len(b.data) }
 // (see Convolves), and to im2col and Gemm otherwise, with one warning;
 // MACDIST_DNN=none forces im2col and MACDIST_DNN=onednn makes a missing
 // oneDNN fatal.
+//
+// On the oneDNN path with AVX-512, activations of a multiple of 16
+// channels are kept in kernels.Blocked16 between the layers that know
+// it (see kernels.Layouter); MACDIST_LAYOUT=nchw keeps them in NCHW.
 func New() *Device {
-	return &Device{blas: defaultBLAS(), dnn: defaultDNN()}
+	d := &Device{blas: defaultBLAS(), dnn: defaultDNN()}
+	l, err := defaultLayout(d.dnn)
+	if err != nil {
+		panic(err.Error() + " (unset MACDIST_LAYOUT)")
+	}
+	d.layout = l
+	return d
 }
 
 // NewWithBLAS returns a Device whose Gemm uses the named BLAS: "openblas",
@@ -101,6 +117,11 @@ func Open(blas, dnn string) (*Device, error) {
 	default:
 		return nil, fmt.Errorf("cpu: unknown convolution path %q (want \"onednn\" or \"none\")", dnn)
 	}
+	l, err := defaultLayout(d.dnn)
+	if err != nil {
+		return nil, err
+	}
+	d.layout = l
 	return d, nil
 }
 

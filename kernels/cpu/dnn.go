@@ -128,6 +128,7 @@ type convKey struct {
 	out, groups, n int
 	bias           bool
 	threads        int
+	xl, yl         kernels.Layout // of x and dx, of y and dy
 }
 
 // dnnState is a Device's oneDNN primitives, one set per shape (nil for a
@@ -137,8 +138,8 @@ type dnnState struct {
 	convs map[convKey]*dnnConv
 }
 
-func (d *Device) convKey(g kernels.ConvGeom, out, groups, n int, bias bool) convKey {
-	return convKey{g: g, out: out, groups: groups, n: n, bias: bias, threads: runtime.GOMAXPROCS(0)}
+func (d *Device) convKey(g kernels.ConvGeom, out, groups, n int, bias bool, xl, yl kernels.Layout) convKey {
+	return convKey{g: g, out: out, groups: groups, n: n, bias: bias, threads: runtime.GOMAXPROCS(0), xl: xl, yl: yl}
 }
 
 // Convolves reports whether d convolves this shape with oneDNN, making
@@ -154,7 +155,7 @@ func (d *Device) Convolves(g kernels.ConvGeom, out, groups, n int, bias bool) bo
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cv, err := d.dnnConv(d.convKey(g, out, groups, n, bias))
+	cv, err := d.dnnConv(d.convKey(g, out, groups, n, bias, kernels.NCHW, kernels.NCHW))
 	if err != nil && err != errRefused {
 		fmt.Fprintf(os.Stderr, "macdist: %v for the convolution %+v out=%d groups=%d n=%d; using im2col for it\n",
 			err, g, out, groups, n)
@@ -181,7 +182,7 @@ func (d *Device) dnnConv(k convKey) (*dnnConv, error) {
 	q := [16]int64{int64(k.n), int64(g.C), int64(g.H), int64(g.W), int64(k.out), int64(k.groups),
 		int64(g.KH), int64(g.KW), int64(g.StrideH), int64(g.StrideW), int64(g.PadH), int64(g.PadW),
 		int64(g.DilH), int64(g.DilW), int64(g.OutH()), int64(g.OutW())}
-	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads)
+	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads, k.xl, k.yl)
 	d.dnnst.convs[k] = cv
 	return cv, err
 }
@@ -189,10 +190,18 @@ func (d *Device) dnnConv(k convKey) (*dnnConv, error) {
 var errRefused = errors.New("oneDNN refused the shape before")
 
 // mustDNNConv returns the primitives for a call of op; d.mu must be held.
-func (d *Device) mustDNNConv(op string, g kernels.ConvGeom, out, groups, n int, bias bool) *dnnConv {
-	cv, err := d.dnnConv(d.convKey(g, out, groups, n, bias))
+// The primitives of other layouts than NCHW are made on their first call:
+// a layout changes the reorders at the ports, not what oneDNN accepts.
+func (d *Device) mustDNNConv(op string, g kernels.ConvGeom, out, groups, n int, bias bool, xl, yl kernels.Layout) *dnnConv {
+	for _, l := range [...]kernels.Layout{xl, yl} {
+		if l != kernels.NCHW && l != d.dnnLayout() {
+			panic(fmt.Sprintf("cpu: %s: layout %v, which this Device does not keep", op, l))
+		}
+	}
+	cv, err := d.dnnConv(d.convKey(g, out, groups, n, bias, xl, yl))
 	if err != nil {
-		panic(fmt.Sprintf("cpu: %s of %+v out=%d groups=%d n=%d bias=%v: %v (did Convolves accept it?)", op, g, out, groups, n, bias, err))
+		panic(fmt.Sprintf("cpu: %s of %+v out=%d groups=%d n=%d bias=%v, %v to %v: %v (did Convolves accept it?)",
+			op, g, out, groups, n, bias, xl, yl, err))
 	}
 	return cv
 }
@@ -209,24 +218,36 @@ func convLens(op string, g kernels.ConvGeom, out, groups, n int, x, w, y, b []fl
 
 // ConvForward computes y = conv(x, w) + bias with oneDNN.
 func (d *Device) ConvForward(y, x, w, bias kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	d.ConvForwardIn(kernels.NCHW, kernels.NCHW, y, x, w, bias, g, out, groups, n)
+}
+
+// ConvForwardIn is ConvForward with x laid out as xl and y as yl.
+func (d *Device) ConvForwardIn(xl, yl kernels.Layout, y, x, w, bias kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
 	ys, xs, ws := d.slice(y, "ConvForward", "y"), d.slice(x, "ConvForward", "x"), d.slice(w, "ConvForward", "w")
 	bs := d.optSlice(bias, "ConvForward", "bias")
 	convLens("ConvForward", g, out, groups, n, xs, ws, ys, bs)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.mustDNNConv("ConvForward", g, out, groups, n, bias != nil).forward(xs, ws, bs, ys, runtime.GOMAXPROCS(0))
+	d.mustDNNConv("ConvForward", g, out, groups, n, bias != nil, xl, yl).forward(xs, ws, bs, ys, runtime.GOMAXPROCS(0))
 }
 
 // ConvBackward computes dx and accumulates dw and db with oneDNN.
 func (d *Device) ConvBackward(dx, dw, db, x, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
-	dxs, dws, dbs := d.slice(dx, "ConvBackward", "dx"), d.slice(dw, "ConvBackward", "dw"), d.optSlice(db, "ConvBackward", "db")
+	d.ConvBackwardIn(kernels.NCHW, kernels.NCHW, dx, dw, db, x, dy, w, g, out, groups, n)
+}
+
+// ConvBackwardIn is ConvBackward with x and dx laid out as xl, dy as yl.
+func (d *Device) ConvBackwardIn(xl, yl kernels.Layout, dx, dw, db, x, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	dxs, dws, dbs := d.optSlice(dx, "ConvBackward", "dx"), d.slice(dw, "ConvBackward", "dw"), d.optSlice(db, "ConvBackward", "db")
 	xs, dys, ws := d.slice(x, "ConvBackward", "x"), d.slice(dy, "ConvBackward", "dy"), d.slice(w, "ConvBackward", "w")
 	convLens("ConvBackward", g, out, groups, n, xs, ws, dys, dbs)
-	needLen("ConvBackward", "dx", len(dxs), n*g.C*g.H*g.W)
+	if dxs != nil {
+		needLen("ConvBackward", "dx", len(dxs), n*g.C*g.H*g.W)
+	}
 	needLen("ConvBackward", "dw", len(dws), out*(g.C/groups)*g.KH*g.KW)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.mustDNNConv("ConvBackward", g, out, groups, n, db != nil).backward(xs, dys, ws, dxs, dws, dbs, runtime.GOMAXPROCS(0))
+	d.mustDNNConv("ConvBackward", g, out, groups, n, db != nil, xl, yl).backward(xs, dys, ws, dxs, dws, dbs, runtime.GOMAXPROCS(0))
 }
 
 var _ kernels.Convolver = (*Device)(nil)

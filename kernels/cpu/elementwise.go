@@ -14,6 +14,7 @@ const (
 	opScale
 	opAxpby
 	opAdd
+	opAddReLU
 	opMul
 	opReLU
 	opReLUBackward
@@ -67,11 +68,19 @@ func (t *ewTask) run(lo, hi int) {
 				y[i] = alpha*v + beta*y[i]
 			}
 		}
-	case opAdd:
+	case opAdd, opAddReLU:
+		// With the ReLU, the sum stays in cache for it.
 		a, b := t.a[lo:hi], t.b[lo:hi]
 		a, b = a[:len(y)], b[:len(y)]
+		if haveSIMD {
+			simdAdd(y, a, b, t.op == opAddReLU)
+			return
+		}
 		for i := range y {
 			y[i] = a[i] + b[i]
+		}
+		if t.op == opAddReLU {
+			reluBits(f32bits(y), f32bits(y))
 		}
 	case opMul:
 		a, b := t.a[lo:hi], t.b[lo:hi]
@@ -287,6 +296,17 @@ func (d *Device) Add(dst, a, b kernels.Buffer) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.ew = ewTask{op: opAdd, y: ys, a: as, b: bs}
+	d.runEW(len(ys), grainCheap)
+}
+
+// AddReLU computes dst = max(a + b, 0) in one pass over memory.
+func (d *Device) AddReLU(dst, a, b kernels.Buffer) {
+	ys, as, bs := d.slice(dst, "AddReLU", "dst"), d.slice(a, "AddReLU", "a"), d.slice(b, "AddReLU", "b")
+	sameLen("AddReLU", len(ys), len(as))
+	sameLen("AddReLU", len(ys), len(bs))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.ew = ewTask{op: opAddReLU, y: ys, a: as, b: bs}
 	d.runEW(len(ys), grainCheap)
 }
 

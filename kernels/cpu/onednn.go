@@ -29,6 +29,7 @@ typedef struct { int major, minor, patch; const char *hash; unsigned cpu_rt, gpu
 enum {
 	MDNN_F32 = 3,                                   // dnnl_f32
 	MDNN_TAG_ANY = 1, MDNN_TAG_X = 2, MDNN_TAG_NCHW = 5, MDNN_TAG_OIHW = 5, MDNN_TAG_GOIHW = 7,
+	MDNN_TAG_NCHW16C = 69,                          // dnnl_nChw16c (dnnl_aBcd16b)
 	MDNN_FORWARD_TRAINING = 64,
 	MDNN_CONV_DIRECT = 1,
 	MDNN_ENGINE_CPU = 1,
@@ -131,6 +132,11 @@ static const char *mdnn_open(const char *name) {
 	if (ndims != 4 || memcmp(got, dims, sizeof got) != 0 || mdnn.md_get_size(&md) != 2 * 3 * 5 * 7 * 4) {
 		return "dnnl_memory_desc_t is not laid out as in oneDNN 2.6";
 	}
+	// The blocked tag: 3 channels pad to one block of 16, 17 to two.
+	int64_t bdims[12] = {2, 17, 5, 7};
+	if (mdnn.md_init_by_tag(&md, 4, bdims, MDNN_F32, MDNN_TAG_NCHW16C) != 0 || mdnn.md_get_size(&md) != 2 * 32 * 5 * 7 * 4) {
+		return "dnnl_nChw16c is not the format tag it is in oneDNN 2.6";
+	}
 	if (mdnn.engine_create(&mdnn_engine, MDNN_ENGINE_CPU, 0) != 0) {
 		return "dnnl_engine_create failed";
 	}
@@ -151,8 +157,9 @@ static void mdnn_get_version(int *v) {
 	v[3] = (int)p->cpu_rt;
 }
 
-// A port is one tensor argument of a primitive. user is the caller's plain
-// (nchw, oihw, x) memory, whose handle is set for the length of a call;
+// A port is one tensor argument of a primitive. user is the caller's
+// memory (oihw or x; nchw or nChw16c for activations), whose handle is set
+// for the length of a call;
 // when the primitive wants another layout, inner holds it, in the arena
 // slot given, and reorder converts user to inner (an input) or inner to
 // user (an output). An accumulating output always has an inner memory,
@@ -296,7 +303,10 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 // q = {n, c, h, w, out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}.
 // Nothing is freed on failure: a failed shape is remembered and not tried
 // again, so at most a few small objects leak per bad shape.
-static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int bias, int nthr, const char **where) {
+// src_tag and dst_tag are the layouts of the caller's x and dx, and of y
+// and dy.
+static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int bias, int nthr, int src_tag, int dst_tag,
+	const char **where) {
 	cv->arena = a;
 	int64_t n = q[0], c = q[1], h = q[2], w = q[3], o = q[4], g = q[5];
 	int64_t kh = q[6], kw = q[7], oh = q[14], ow = q[15];
@@ -310,8 +320,8 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 	mdnn_dims wd = {o, c, kh, kw}, gwd = {g, o / g, c / g, kh, kw};
 	int wnd = g > 1 ? 5 : 4, wtag = g > 1 ? MDNN_TAG_GOIHW : MDNN_TAG_OIHW;
 	const int64_t *wdims = g > 1 ? gwd : wd;
-	MDNN_TRY(mdnn.md_init_by_tag(&src, 4, sd, MDNN_F32, MDNN_TAG_NCHW));
-	MDNN_TRY(mdnn.md_init_by_tag(&dst, 4, dd, MDNN_F32, MDNN_TAG_NCHW));
+	MDNN_TRY(mdnn.md_init_by_tag(&src, 4, sd, MDNN_F32, src_tag));
+	MDNN_TRY(mdnn.md_init_by_tag(&dst, 4, dd, MDNN_F32, dst_tag));
 	MDNN_TRY(mdnn.md_init_by_tag(&wei, wnd, wdims, MDNN_F32, wtag));
 	MDNN_TRY(mdnn.md_init_by_tag(&b, 1, bd, MDNN_F32, MDNN_TAG_X));
 	MDNN_TRY(mdnn.md_init_by_tag(&any_src, 4, sd, MDNN_F32, MDNN_TAG_ANY));
@@ -444,10 +454,11 @@ static int mdnn_forward(mdnn_conv *cv, float *x, float *w, float *b, float *y, i
 }
 
 // mdnn_backward runs backward-weights, then backward-data on the dy it
-// reordered when they share its layout (a bit of skip for port 0, dy).
+// reordered when they share its layout (a bit of skip for port 0, dy);
+// without dx (a network's first layer), backward-weights alone.
 static int mdnn_backward(mdnn_conv *cv, float *x, float *dy, float *w, float *dx, float *dw, float *db, int nthr) {
 	int s = mdnn_run(cv->arena, &cv->bwd_weights, x, dy, dw, db, nthr, 0);
-	if (s != 0) {
+	if (s != 0 || dx == NULL) {
 		return s;
 	}
 	return mdnn_run(cv->arena, &cv->bwd_data, dy, w, dx, NULL, nthr, cv->share_dy ? 1 : 0);
@@ -470,6 +481,8 @@ import (
 	"fmt"
 	"strings"
 	"unsafe"
+
+	"github.com/macdist/macdist/kernels"
 )
 
 // oneDNNLib is a variable for the same reason as openBLASLib.
@@ -536,18 +549,30 @@ func newDNNArena() dnnArena {
 
 // newDNNConv makes the primitives of the convolution with q = {n, c, h, w,
 // out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}, shaped for nthr
-// threads, their temporaries in a.
-func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int) (*dnnConv, error) {
+// threads, their temporaries in a, for x and dx laid out as xl and y and
+// dy as yl.
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout) (*dnnConv, error) {
 	c := (*C.mdnn_conv)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mdnn_conv{}))))
 	var where *C.char
 	b := C.int(0)
 	if bias {
 		b = 1
 	}
-	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), &where); s != 0 {
+	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), dnnTag(xl), dnnTag(yl), &where); s != 0 {
 		return nil, dnnError(s, where)
 	}
 	return &dnnConv{c: c}, nil
+}
+
+// dnnTag is l's dnnl_format_tag_t.
+func dnnTag(l kernels.Layout) C.int {
+	switch l {
+	case kernels.NCHW:
+		return C.MDNN_TAG_NCHW
+	case kernels.Blocked16:
+		return C.MDNN_TAG_NCHW16C
+	}
+	panic(fmt.Sprintf("cpu: oneDNN: no format tag for layout %v", l))
 }
 
 // impl describes the implementations oneDNN chose for the three passes.

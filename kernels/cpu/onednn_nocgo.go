@@ -2,7 +2,11 @@
 
 package cpu
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/macdist/macdist/kernels"
+)
 
 // Without cgo there is no dlopen, and so no oneDNN: Conv2d keeps to im2col.
 
@@ -24,7 +28,7 @@ type dnnArena struct{}
 
 func newDNNArena() dnnArena { return dnnArena{} }
 
-func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int) (*dnnConv, error) {
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout) (*dnnConv, error) {
 	return nil, errors.New("oneDNN is not available without cgo")
 }
 

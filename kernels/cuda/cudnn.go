@@ -306,7 +306,7 @@ func (d *Device) ConvBackward(dx, dw, db, x, dy, w kernels.Buffer, g kernels.Con
 	if db != nil {
 		d.ReduceSumMid(db, dy, n, out, g.OutH()*g.OutW(), 1, 1)
 	}
-	if !d.CUDNNBackwardFilter(dw, x, dy, g, n, out, groups) || !d.CUDNNBackwardData(dx, dy, w, g, n, out, groups) {
+	if !d.CUDNNBackwardFilter(dw, x, dy, g, n, out, groups) || dx != nil && !d.CUDNNBackwardData(dx, dy, w, g, n, out, groups) {
 		panic(fmt.Sprintf("cuda: ConvBackward of %+v out=%d groups=%d n=%d, a shape Convolves refused", g, out, groups, n))
 	}
 }

@@ -12,7 +12,8 @@ import (
 // Run tests every method of dev. Each group of methods is a subtest, so
 // that -run selects them: "Memory", "Gemm", "GemmStrided", "Im2col",
 // "Col2im", "Convolver" (for a kernels.Convolver), "Elementwise", "Reduce", "Activation", "Softmax",
-// "CrossEntropy", "LayerNorm", "BatchNorm", "Pool", "Dropout", "AdamW",
+// "CrossEntropy", "LayerNorm", "BatchNorm", "Layouter" (for a
+// kernels.Layouter), "ReLUFuser" (for a kernels.ReLUFuser), "Pool", "Dropout", "AdamW",
 // "SGDStep" and "Panics".
 func Run(t *testing.T, dev kernels.Device) {
 	t.Helper()
@@ -37,6 +38,8 @@ func Run(t *testing.T, dev kernels.Device) {
 		{"CrossEntropy", testCrossEntropy},
 		{"LayerNorm", testLayerNorm},
 		{"BatchNorm", testBatchNorm},
+		{"Layouter", testLayouter},
+		{"ReLUFuser", testReLUFuser},
 		{"Pool", testPool},
 		{"Dropout", testDropout},
 		{"AdamW", testAdamW},

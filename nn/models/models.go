@@ -140,6 +140,9 @@ func New(dev kernels.Device, name string, cfg Config) (*Model, error) {
 		}
 	})
 	m.SetTraining(true)
+	// Activations between the layers that know layouts stay in the
+	// device's own (see nn.DeviceLayouter); the model's edges are NCHW.
+	m.root.SetDeviceLayouts(true)
 	return m, nil
 }
 
@@ -210,6 +213,12 @@ func (m *Model) SetBackwardHook(fn func(nn.Module)) { m.root.SetBackwardHook(fn)
 
 // SetTraining switches every layer between training and evaluation mode.
 func (m *Model) SetTraining(on bool) { m.root.SetTraining(on) }
+
+// SetDeviceLayouts lets the model keep activations in its device's own
+// layout between the layers that know it (on, New's default) or keeps
+// them in NCHW (off); see nn.DeviceLayouter. Inputs, logits and gradients
+// are NCHW either way.
+func (m *Model) SetDeviceLayouts(on bool) { m.root.SetDeviceLayouts(on) }
 
 // Children returns the top-level layers in forward order.
 func (m *Model) Children() []nn.Module { return m.root.Children() }

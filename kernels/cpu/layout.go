@@ -1,0 +1,662 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// chooseLayout is the activation layout of a Device on the convolution
+// path dnn, given MACDIST_LAYOUT ("nchw" or "blocked16"; empty for the
+// default). oneDNN computes its convolutions in nChw16c on CPUs with
+// AVX-512 (and in nChw8c on AVX2 ones, where Blocked16 would be
+// reordered like NCHW, so the default there is NCHW).
+func chooseLayout(dnn dnnImpl, env string, isa int) (kernels.Layout, error) {
+	switch env {
+	case "nchw":
+		return kernels.NCHW, nil
+	case "blocked16":
+		if dnn != dnnOneDNN {
+			return kernels.NCHW, fmt.Errorf("cpu: MACDIST_LAYOUT=blocked16 needs oneDNN, and convolutions take im2col")
+		}
+		return kernels.Blocked16, nil
+	case "":
+		if dnn == dnnOneDNN && isa&0x27 == 0x27 { // avx512_core and later
+			return kernels.Blocked16, nil
+		}
+		return kernels.NCHW, nil
+	}
+	return kernels.NCHW, fmt.Errorf("cpu: MACDIST_LAYOUT=%q, want nchw or blocked16", env)
+}
+
+func defaultLayout(dnn dnnImpl) (kernels.Layout, error) {
+	isa := 0
+	if dnn == dnnOneDNN {
+		isa = oneDNNISA()
+	}
+	return chooseLayout(dnn, os.Getenv("MACDIST_LAYOUT"), isa)
+}
+
+// SetActivationLayout makes l the layout d keeps activations in (see
+// kernels.Layouter): NCHW, or Blocked16 on the oneDNN path. It is meant
+// for tests and benchmarks that compare the two, before d is used.
+func (d *Device) SetActivationLayout(l kernels.Layout) error {
+	if l != kernels.NCHW && (l != kernels.Blocked16 || d.dnn != dnnOneDNN) {
+		return fmt.Errorf("cpu: layout %v on the %v convolution path", l, d.dnn)
+	}
+	d.layout = l
+	return nil
+}
+
+// dnnLayout is the layout other than NCHW that d's kernels accept.
+func (d *Device) dnnLayout() kernels.Layout { return d.layout }
+
+// ActivationLayout is Blocked16 for a multiple of 16 channels where d
+// keeps that layout, NCHW otherwise.
+func (d *Device) ActivationLayout(c int) kernels.Layout {
+	if d.layout == kernels.Blocked16 && c > 0 && c%16 == 0 {
+		return kernels.Blocked16
+	}
+	return kernels.NCHW
+}
+
+// checkLayout panics unless d handles l for c channels.
+func (d *Device) checkLayout(op string, l kernels.Layout, c int) {
+	switch {
+	case l == kernels.NCHW:
+	case l == kernels.Blocked16 && c%16 == 0:
+	default:
+		panic(fmt.Sprintf("cpu: %s: layout %v for %d channels", op, l, c))
+	}
+}
+
+// Relayout copies the n×c×hw activation src, laid out as from, into dst,
+// laid out as to: one CopyStrided.
+func (d *Device) Relayout(dst kernels.Buffer, to kernels.Layout, src kernels.Buffer, from kernels.Layout, n, c, hw int) {
+	d.checkLayout("Relayout", to, c)
+	d.checkLayout("Relayout", from, c)
+	if from == to { // a plain copy, without making views
+		d.CopyStrided(dst, 0, [4]int{0, 0, 0, 1}, src, 0, [4]int{0, 0, 0, 1}, [4]int{1, 1, 1, n * c * hw})
+		return
+	}
+	// Both as [n][c/16][hw][16]: the blocked layout's strides, and the
+	// plain one's, in which lane j is channel 16·k+j's plane.
+	cb := c / 16
+	blocked := [4]int{c * hw, 16 * hw, 16, 1}
+	plain := [4]int{c * hw, 16 * hw, 1, hw}
+	shape := [4]int{n, cb, hw, 16}
+	if to == kernels.Blocked16 {
+		d.CopyStrided(dst, 0, blocked, src, 0, plain, shape)
+	} else {
+		d.CopyStrided(dst, 0, plain, src, 0, blocked, shape)
+	}
+}
+
+// The Blocked16 per-channel kernels work on units of one block of 16
+// channels and a chunk of images, so that a layer of 16 channels still
+// spreads over the cores. Reductions leave one partial sum per chunk and
+// channel, added up afterwards in chunk order: how a batch is cut depends
+// on its shape alone, never on the threads, so results repeat to the bit.
+
+type bkOp uint8
+
+const (
+	bkSums     bkOp = iota // s = Σ x, q = Σ x²
+	bkNorm                 // y = (x − mu)·a + b
+	bkGradSums             // s = Σ dy, q = Σ dy·(x − mu)·rs
+	bkDx                   // y = scale·(dy − k1 − (x − mu)·rs·k2)
+)
+
+// bkUnitsWanted is about how many units a layer is cut into.
+const bkUnitsWanted = 16
+
+type bkTask struct {
+	op                bkOp
+	n, c, hw, chunk   int
+	y, x, dy          []float32
+	s, q              []float64 // [chunks][c] partial sums
+	mu, a, b          []float32 // per channel; rs is a in bkGradSums and bkDx
+	k1, k2, scale     []float32
+	relu              bool      // bkNorm: max(y, 0); bkGradSums (y), bkDx (out): dy masked where the ReLU's output ≤ 0
+	out               []float32 // bkDx: the ReLU's output
+	chunks, cb, plane int
+}
+
+// cut cuts n images of c channels into chunks of chunk images (n ≥ 1).
+func (t *bkTask) cut(n, c, hw int) {
+	t.n, t.c, t.hw, t.cb, t.plane = n, c, hw, c/16, hw*16
+	want := max(1, (bkUnitsWanted+t.cb-1)/t.cb)
+	t.chunk = (n + min(n, want) - 1) / min(n, want)
+	t.chunks = (n + t.chunk - 1) / t.chunk
+}
+
+func (t *bkTask) run(lo, hi int) {
+	istride := t.cb * t.plane
+	for u := lo; u < hi; u++ {
+		k, blk := u/t.cb, u%t.cb
+		i0 := k * t.chunk
+		nimg := min(t.chunk, t.n-i0)
+		off := (i0*t.cb + blk) * t.plane
+		ch := blk * 16
+		end := off + (nimg-1)*istride + t.plane
+		switch t.op {
+		case bkSums:
+			p := k*t.c + ch
+			bkSumsRun(t.s[p:p+16], t.q[p:p+16], t.x[off:end], nimg, t.hw, istride)
+		case bkNorm:
+			bkNormRun(t.y[off:end], t.x[off:end], nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16], t.b[ch:ch+16], t.relu)
+		case bkGradSums:
+			p := k*t.c + ch
+			var y []float32
+			if t.relu {
+				y = t.y[off:end]
+			}
+			bkGradSumsRun(t.s[p:p+16], t.q[p:p+16], t.x[off:end], t.dy[off:end], y, nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16])
+		case bkDx:
+			var y []float32
+			if t.relu {
+				y = t.out[off:end]
+			}
+			bkDxRun(t.y[off:end], t.dy[off:end], t.x[off:end], y, nimg, t.hw, istride,
+				t.mu[ch:ch+16], t.a[ch:ch+16], t.k1[ch:ch+16], t.k2[ch:ch+16], t.scale[ch:ch+16])
+		}
+	}
+}
+
+func bkSumsRun(s, q []float64, x []float32, nimg, hw, istride int) {
+	if haveSIMD {
+		simdBkSums(s, q, x, nimg, hw, istride)
+		return
+	}
+	bkSumsGo(s, q, x, nimg, hw, istride)
+}
+
+// bkSumsGo adds each lane's values and squares in float64, image after
+// image and pixel after pixel, as the SIMD version does.
+func bkSumsGo(s, q []float64, x []float32, nimg, hw, istride int) {
+	var a, b [16]float64
+	for i := 0; i < nimg; i++ {
+		p := x[i*istride:][:hw*16]
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				f := float64(v)
+				a[j] += f
+				b[j] += f * f
+			}
+		}
+	}
+	copy(s, a[:])
+	copy(q, b[:])
+}
+
+func bkNormRun(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+	if haveSIMD {
+		simdBkNorm(y, x, nimg, hw, istride, mu, a, b, relu)
+		return
+	}
+	bkNormGo(y, x, nimg, hw, istride, mu, a, b, relu)
+}
+
+func bkNormGo(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+	mu, a, b = mu[:16], a[:16], b[:16]
+	for i := 0; i < nimg; i++ {
+		p, o := x[i*istride:][:hw*16], y[i*istride:][:hw*16]
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				z := (v-mu[j])*a[j] + b[j]
+				if relu && !(z > 0) && z == z { // as ReLU: a NaN stays
+					z = 0
+				}
+				o[r+j] = z
+			}
+		}
+	}
+}
+
+func bkGradSumsRun(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {
+	if haveSIMD {
+		simdBkGradSums(s, q, x, dy, y, nimg, hw, istride, mu, rs)
+		return
+	}
+	bkGradSumsGo(s, q, x, dy, y, nimg, hw, istride, mu, rs)
+}
+
+// bkGradSumsGo adds dy and dy·x̂ (x̂ in float32, as bnGradSums has it);
+// with y, dy counts only where y > 0.
+func bkGradSumsGo(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {
+	var a, b [16]float64
+	mu, rs = mu[:16], rs[:16]
+	for i := 0; i < nimg; i++ {
+		p, g := x[i*istride:][:hw*16], dy[i*istride:][:hw*16]
+		var o []float32
+		if y != nil {
+			o = y[i*istride:][:hw*16]
+		}
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				d := g[r+j]
+				if o != nil && !(o[r+j] > 0) {
+					d = 0
+				}
+				f := float64(d)
+				a[j] += f
+				b[j] += f * float64((v-mu[j])*rs[j])
+			}
+		}
+	}
+	copy(s, a[:])
+	copy(q, b[:])
+}
+
+func bkDxRun(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+	if haveSIMD {
+		simdBkDx(dx, dy, x, y, nimg, hw, istride, mu, rs, k1, k2, scale)
+		return
+	}
+	bkDxGo(dx, dy, x, y, nimg, hw, istride, mu, rs, k1, k2, scale)
+}
+
+// bkDxGo writes dx; with y (the output of a ReLU after the norm), dy
+// counts only where y > 0.
+func bkDxGo(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+	mu, rs, k1, k2, scale = mu[:16], rs[:16], k1[:16], k2[:16], scale[:16]
+	for i := 0; i < nimg; i++ {
+		p, g, o := x[i*istride:][:hw*16], dy[i*istride:][:hw*16], dx[i*istride:][:hw*16]
+		var m []float32
+		if y != nil {
+			m = y[i*istride:][:hw*16]
+		}
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				d := g[r+j]
+				if m != nil && !(m[r+j] > 0) {
+					d = 0
+				}
+				o[r+j] = scale[j] * (d - k1[j] - (v-mu[j])*rs[j]*k2[j])
+			}
+		}
+	}
+}
+
+// bkScratch returns d's scratch for the Blocked16 kernels: two float64
+// partials of chunks·c and five float32 vectors of c, grown as needed.
+func (d *Device) bkScratch(chunks, c int) (s, q []float64, v [5][]float32) {
+	if need := 2*chunks*c + 5*c; len(d.bkF64) < need {
+		d.bkF64 = make([]float64, need)
+	}
+	if len(d.bkF32) < 5*c {
+		d.bkF32 = make([]float32, 5*c)
+	}
+	s, q = d.bkF64[:chunks*c], d.bkF64[chunks*c:2*chunks*c]
+	for i := range v {
+		v[i] = d.bkF32[i*c : (i+1)*c]
+	}
+	return s, q, v
+}
+
+// runBk runs the units of d.bk; d.mu must be held.
+func (d *Device) runBk() {
+	t := &d.bk
+	d.parallel(t, t.chunks*t.cb, max(1, grainCheap/max(1, t.chunk*t.plane)))
+}
+
+// bkTotals adds up channel ch's partial sums, chunk after chunk.
+func bkTotals(s, q []float64, chunks, c, ch int) (float64, float64) {
+	var a, b float64
+	for k := 0; k < chunks; k++ {
+		a += s[k*c+ch]
+		b += q[k*c+ch]
+	}
+	return a, b
+}
+
+// BatchNormTrainIn is BatchNormTrain with x and y laid out as l. The
+// Blocked16 version takes the variance as E[x²] − mean², both sums in
+// float64, in one pass over x.
+func (d *Device) BatchNormTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
+	if l == kernels.NCHW {
+		d.BatchNormTrain(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps)
+		return
+	}
+	d.bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, false)
+}
+
+func (d *Device) bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32, relu bool) {
+	const op = "BatchNormTrainIn"
+	d.checkLayout(op, kernels.Blocked16, c)
+	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
+	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
+	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
+	gs, bs := d.optSlice(gamma, op, "gamma"), d.optSlice(beta, op, "beta")
+	checkBN(op, n, c, hw)
+	if c > 0 && n*hw < 2 {
+		panic(fmt.Sprintf("cpu: %s: needs more than one value per channel, got n=%d hw=%d", op, n, hw))
+	}
+	for _, p := range [...]struct {
+		name string
+		s    []float32
+		n    int
+	}{{"y", ys, n * c * hw}, {"x", xs, n * c * hw}, {"saveMean", sm, c}, {"saveRstd", sr, c},
+		{"runMean", rm, c}, {"runVar", rv, c}, {"gamma", gs, c}, {"beta", bs, c}} {
+		if p.s != nil {
+			needLen(op, p.name, len(p.s), p.n)
+		}
+	}
+	if c == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := &d.bk
+	*t = bkTask{op: bkSums, x: xs}
+	t.cut(n, c, hw)
+	s, q, v := d.bkScratch(t.chunks, c)
+	t.s, t.q = s, q
+	d.runBk()
+	m := float64(n * hw)
+	mo := float64(momentum)
+	mu, a, b := v[0], v[1], v[2]
+	for ch := 0; ch < c; ch++ {
+		sum, sq := bkTotals(s, q, t.chunks, c, ch)
+		mean := sum / m
+		vr := max(sq/m-mean*mean, 0)
+		rs := 1 / math.Sqrt(vr+float64(eps))
+		sm[ch], sr[ch] = float32(mean), float32(rs)
+		rm[ch] = float32((1-mo)*float64(rm[ch]) + mo*mean)
+		rv[ch] = float32((1-mo)*float64(rv[ch]) + mo*vr*m/(m-1))
+		g, bb := float32(1), float32(0)
+		if gs != nil {
+			g = gs[ch]
+		}
+		if bs != nil {
+			bb = bs[ch]
+		}
+		mu[ch], a[ch], b[ch] = float32(mean), float32(rs)*g, bb
+	}
+	t.op, t.y, t.mu, t.a, t.b, t.relu = bkNorm, ys, mu, a, b, relu
+	d.runBk()
+	*t = bkTask{}
+}
+
+// BatchNormEvalIn is BatchNormEval with x and y laid out as l.
+func (d *Device) BatchNormEvalIn(l kernels.Layout, y, x, runMean, runVar, gamma, beta kernels.Buffer, n, c, hw int, eps float32) {
+	if l == kernels.NCHW {
+		d.BatchNormEval(y, x, runMean, runVar, gamma, beta, n, c, hw, eps)
+		return
+	}
+	const op = "BatchNormEvalIn"
+	d.checkLayout(op, l, c)
+	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
+	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
+	gs, bs := d.optSlice(gamma, op, "gamma"), d.optSlice(beta, op, "beta")
+	checkBN(op, n, c, hw)
+	for _, p := range [...]struct {
+		name string
+		s    []float32
+		n    int
+	}{{"y", ys, n * c * hw}, {"x", xs, n * c * hw}, {"runMean", rm, c}, {"runVar", rv, c}, {"gamma", gs, c}, {"beta", bs, c}} {
+		if p.s != nil {
+			needLen(op, p.name, len(p.s), p.n)
+		}
+	}
+	if c == 0 || n*hw == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := &d.bk
+	*t = bkTask{op: bkNorm, x: xs, y: ys}
+	t.cut(n, c, hw)
+	_, _, v := d.bkScratch(t.chunks, c)
+	mu, a, b := v[0], v[1], v[2]
+	for ch := 0; ch < c; ch++ {
+		g, bb := float32(1), float32(0)
+		if gs != nil {
+			g = gs[ch]
+		}
+		if bs != nil {
+			bb = bs[ch]
+		}
+		rs := 1 / math.Sqrt(float64(rv[ch])+float64(eps))
+		mu[ch], a[ch], b[ch] = rm[ch], float32(rs)*g, bb
+	}
+	t.mu, t.a, t.b = mu, a, b
+	d.runBk()
+	*t = bkTask{}
+}
+
+// BatchNormBackwardIn is BatchNormBackward with dx, dy and x laid out as l.
+func (d *Device) BatchNormBackwardIn(l kernels.Layout, dx, dgamma, dbeta, dy, x, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
+	if l == kernels.NCHW {
+		d.BatchNormBackward(dx, dgamma, dbeta, dy, x, saveMean, saveRstd, gamma, n, c, hw)
+		return
+	}
+	d.bnBackwardBlocked(dx, dgamma, dbeta, dy, x, nil, saveMean, saveRstd, gamma, n, c, hw)
+}
+
+// bnBackwardBlocked is BatchNormBackwardIn for Blocked16; with y (the
+// output of a ReLU fused after the norm) dy counts only where y > 0.
+func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
+	const op = "BatchNormBackwardIn"
+	d.checkLayout(op, kernels.Blocked16, c)
+	dxs, dys, xs := d.slice(dx, op, "dx"), d.slice(dy, op, "dy"), d.slice(x, op, "x")
+	ys := d.optSlice(y, op, "y")
+	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
+	dgs, dbs, gs := d.optSlice(dgamma, op, "dgamma"), d.optSlice(dbeta, op, "dbeta"), d.optSlice(gamma, op, "gamma")
+	checkBN(op, n, c, hw)
+	for _, p := range [...]struct {
+		name string
+		s    []float32
+		n    int
+	}{{"dx", dxs, n * c * hw}, {"dy", dys, n * c * hw}, {"x", xs, n * c * hw}, {"y", ys, n * c * hw},
+		{"saveMean", sm, c}, {"saveRstd", sr, c}, {"dgamma", dgs, c}, {"dbeta", dbs, c}, {"gamma", gs, c}} {
+		if p.s != nil {
+			needLen(op, p.name, len(p.s), p.n)
+		}
+	}
+	if c == 0 || n*hw == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := &d.bk
+	*t = bkTask{op: bkGradSums, x: xs, dy: dys, y: ys, mu: sm, a: sr, relu: ys != nil}
+	t.cut(n, c, hw)
+	s, q, v := d.bkScratch(t.chunks, c)
+	t.s, t.q = s, q
+	d.runBk()
+	m := float64(n * hw)
+	k1, k2, scale := v[0], v[1], v[2]
+	for ch := 0; ch < c; ch++ {
+		sdy, sdyx := bkTotals(s, q, t.chunks, c, ch)
+		if dgs != nil {
+			dgs[ch] += float32(sdyx)
+		}
+		if dbs != nil {
+			dbs[ch] += float32(sdy)
+		}
+		g := float32(1)
+		if gs != nil {
+			g = gs[ch]
+		}
+		k1[ch], k2[ch], scale[ch] = float32(sdy/m), float32(sdyx/m), g*sr[ch]
+	}
+	t.op, t.y, t.out, t.k1, t.k2, t.scale = bkDx, dxs, ys, k1, k2, scale
+	d.runBk()
+	*t = bkTask{}
+}
+
+// PlaneSumIn writes y[i, ch] = alpha·Σ_s x[i, ch, s] for x laid out as l.
+func (d *Device) PlaneSumIn(l kernels.Layout, y, x kernels.Buffer, n, c, hw int, alpha float32) {
+	if l == kernels.NCHW {
+		d.ReduceSum(y, x, n*c, hw, 1, alpha, 0)
+		return
+	}
+	const op = "PlaneSumIn"
+	d.checkLayout(op, l, c)
+	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
+	needLen(op, "y", len(ys), n*c)
+	needLen(op, "x", len(xs), n*c*hw)
+	var acc [16]float64
+	for i := 0; i < n*c/16; i++ { // image i/(c/16), block i%(c/16)
+		acc = [16]float64{}
+		p := xs[i*hw*16:][:hw*16]
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				acc[j] += float64(v)
+			}
+		}
+		for j, v := range acc {
+			ys[i*16+j] = alpha * float32(v)
+		}
+	}
+}
+
+// PlaneSpreadIn writes dx[i, ch, s] = alpha·dy[i, ch] for dx laid out as l.
+func (d *Device) PlaneSpreadIn(l kernels.Layout, dx, dy kernels.Buffer, n, c, hw int, alpha float32) {
+	if l == kernels.NCHW {
+		d.Expand(dx, dy, n*c, hw, 1, alpha, 0)
+		return
+	}
+	const op = "PlaneSpreadIn"
+	d.checkLayout(op, l, c)
+	dxs, dys := d.slice(dx, op, "dx"), d.slice(dy, op, "dy")
+	needLen(op, "dx", len(dxs), n*c*hw)
+	needLen(op, "dy", len(dys), n*c)
+	for i := 0; i < n*c/16; i++ {
+		var g [16]float32
+		for j := range g {
+			g[j] = alpha * dys[i*16+j]
+		}
+		p := dxs[i*hw*16:][:hw*16]
+		for r := 0; r < len(p); r += 16 {
+			copy(p[r:r+16], g[:])
+		}
+	}
+}
+
+var _ kernels.Layouter = (*Device)(nil)
+
+// FusesReLU is true for Blocked16, whose batch-norm loops take a ReLU
+// flag; NCHW's keep to the separate ReLU.
+func (d *Device) FusesReLU(l kernels.Layout) bool { return l == kernels.Blocked16 }
+
+// BatchNormReLUTrainIn is BatchNormTrainIn and then ReLU, in one pass.
+func (d *Device) BatchNormReLUTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
+	if l != kernels.Blocked16 {
+		panic(fmt.Sprintf("cpu: BatchNormReLUTrainIn: layout %v (FusesReLU says no)", l))
+	}
+	d.bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, true)
+}
+
+// BatchNormReLUBackwardIn is ReLUBackward and then BatchNormBackwardIn,
+// the mask read in both of the latter's passes instead of written out.
+func (d *Device) BatchNormReLUBackwardIn(l kernels.Layout, dx, dgamma, dbeta, dy, y, x, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
+	if l != kernels.Blocked16 {
+		panic(fmt.Sprintf("cpu: BatchNormReLUBackwardIn: layout %v (FusesReLU says no)", l))
+	}
+	d.slice(y, "BatchNormReLUBackwardIn", "y") // y is required here
+	d.bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma, n, c, hw)
+}
+
+var _ kernels.ReLUFuser = (*Device)(nil)
+
+// bkPoolTask max-pools Blocked16 activations, a unit being one image's
+// block of 16 channels, so that backward's accumulations do not race.
+type bkPoolTask struct {
+	g        kernels.PoolGeom
+	y, x, dx []float32 // dy travels in y for backward
+}
+
+func (t *bkPoolTask) run(lo, hi int) {
+	g := t.g
+	plane, oplane := g.H*g.W*16, g.OutH()*g.OutW()*16
+	for u := lo; u < hi; u++ {
+		var dx []float32
+		if t.dx != nil {
+			dx = t.dx[u*plane : (u+1)*plane]
+		}
+		bkMaxPool(t.y[u*oplane:(u+1)*oplane], t.x[u*plane:(u+1)*plane], dx, g)
+	}
+}
+
+// bkMaxPool is maxPoolPlane for the 16 channels of a block, side by side:
+// the same window maxima, ties to the first in row-major order, a NaN
+// winning; a window inside the image starts at its first element (a
+// window of −Inf keeps it, as in maxPoolInside), one that reaches into
+// the padding at −Inf with no element (as in maxPoolPlane). With dx it
+// adds y (holding dy) into dx at each maximum instead.
+func bkMaxPool(y, x, dx []float32, g kernels.PoolGeom) {
+	ow := g.OutW()
+	var best [16]float32
+	var at [16]int
+	for i := 0; i < g.OutH(); i++ {
+		for j := 0; j < ow; j++ {
+			hs, he, ws, we, _ := window(g, i, j)
+			inside := g.PadH == 0 && g.PadW == 0
+			for k := range best {
+				if inside {
+					best[k], at[k] = x[(hs*g.W+ws)*16+k], (hs*g.W+ws)*16+k
+				} else {
+					best[k], at[k] = float32(math.Inf(-1)), -1
+				}
+			}
+			for h := hs; h < he; h++ {
+				for w := ws; w < we; w++ {
+					p := (h*g.W + w) * 16
+					for k, v := range x[p : p+16] {
+						if b := best[k]; v > b || (v != v && b == b) {
+							best[k], at[k] = v, p+k
+						}
+					}
+				}
+			}
+			o := (i*ow + j) * 16
+			for k := range best {
+				if dx == nil {
+					y[o+k] = best[k]
+				} else if at[k] >= 0 {
+					dx[at[k]] += y[o+k]
+				}
+			}
+		}
+	}
+}
+
+// MaxPool2dIn is MaxPool2d with x and y laid out as l.
+func (d *Device) MaxPool2dIn(l kernels.Layout, y, x kernels.Buffer, g kernels.PoolGeom, n int) {
+	if l == kernels.NCHW {
+		d.MaxPool2d(y, x, g, n)
+		return
+	}
+	d.bkPool("MaxPool2dIn", l, y, x, nil, g, n)
+}
+
+// MaxPool2dBackwardIn is MaxPool2dBackward with dx, dy and x laid out as l.
+func (d *Device) MaxPool2dBackwardIn(l kernels.Layout, dx, dy, x kernels.Buffer, g kernels.PoolGeom, n int) {
+	if l == kernels.NCHW {
+		d.MaxPool2dBackward(dx, dy, x, g, n)
+		return
+	}
+	d.bkPool("MaxPool2dBackwardIn", l, dy, x, dx, g, n)
+}
+
+func (d *Device) bkPool(op string, l kernels.Layout, y, x, dx kernels.Buffer, g kernels.PoolGeom, n int) {
+	d.checkLayout(op, l, g.C)
+	ys, xs, dxs := d.slice(y, op, "y"), d.slice(x, op, "x"), d.optSlice(dx, op, "dx")
+	if n < 0 || g.KH < 1 || g.KW < 1 || g.StrideH < 1 || g.StrideW < 1 || g.OutH() < 1 || g.OutW() < 1 {
+		panic(fmt.Sprintf("cpu: %s: bad geometry %+v n=%d", op, g, n))
+	}
+	needLen(op, "y", len(ys), n*g.C*g.OutH()*g.OutW())
+	needLen(op, "x", len(xs), n*g.C*g.H*g.W)
+	if dxs != nil {
+		needLen(op, "dx", len(dxs), n*g.C*g.H*g.W)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bkPoolT = bkPoolTask{g: g, y: ys, x: xs, dx: dxs}
+	d.parallel(&d.bkPoolT, n*g.C/16, max(1, grainCheap/max(1, g.H*g.W*16)))
+	d.bkPoolT = bkPoolTask{}
+}

@@ -1,0 +1,79 @@
+package models_test
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/macdist/macdist/kernels"
+	"github.com/macdist/macdist/kernels/cpu"
+	"github.com/macdist/macdist/nn"
+	"github.com/macdist/macdist/nn/models"
+)
+
+// TestLayoutAB times training steps of one model on a Blocked16 device
+// and on an NCHW one, alternating, in one process: on a shared machine
+// the load then falls on both alike, which separate bench runs cannot
+// promise. It runs only when asked, as
+//
+//	MACDIST_LAYOUT_AB=model,image-size,batch,steps go test ./nn/models -run LayoutAB -v
+//
+// (resnet20,32,128,10 or resnet50,224,16,3), and logs the fastest and the
+// median step of each.
+func TestLayoutAB(t *testing.T) {
+	spec := strings.Split(os.Getenv("MACDIST_LAYOUT_AB"), ",")
+	if len(spec) != 4 {
+		t.Skip("MACDIST_LAYOUT_AB=model,image-size,batch,steps is not set")
+	}
+	var num [3]int
+	for i, s := range spec[1:] {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			t.Fatalf("MACDIST_LAYOUT_AB: %q is not a positive number", s)
+		}
+		num[i] = v
+	}
+	size, batch, steps := num[0], num[1], num[2]
+	type variant struct {
+		dev   *cpu.Device
+		m     *models.Model
+		x     *nn.Tensor
+		ce    *nn.CrossEntropyLoss
+		times []time.Duration
+	}
+	layouts := []kernels.Layout{kernels.NCHW, kernels.Blocked16}
+	var vs []*variant
+	for _, l := range layouts {
+		d, err := cpu.NewWithDNN("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.SetActivationLayout(l); err != nil {
+			t.Skip(err)
+		}
+		m := mustNew(t, d, spec[0], models.Config{ImageSize: size, Seed: 1})
+		nn.SkipFirstInputGrad(m) // as the trainer
+		vs = append(vs, &variant{dev: d, m: m, x: randInput(d, m.InputShape(batch), 3), ce: nn.NewCrossEntropyLoss(d, 0)})
+	}
+	labels := make([]int32, batch)
+	for r := -1; r < steps; r++ { // one untimed step each first
+		for _, v := range vs {
+			t0 := time.Now()
+			nn.ZeroGrad(v.dev, v.m.Params())
+			v.ce.Forward(v.m.Forward(v.x), labels)
+			v.m.Backward(v.ce.Backward())
+			if r >= 0 {
+				v.times = append(v.times, time.Since(t0))
+			}
+		}
+	}
+	for i, v := range vs {
+		slices.Sort(v.times)
+		fast, med := v.times[0], v.times[len(v.times)/2]
+		t.Logf("%s %v batch %d: fastest step %v (%.0f img/s), median %v (%.0f img/s)", spec[0], layouts[i], batch,
+			fast.Round(time.Millisecond), float64(batch)/fast.Seconds(), med.Round(time.Millisecond), float64(batch)/med.Seconds())
+	}
+}
