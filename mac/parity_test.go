@@ -28,6 +28,9 @@ type hparams struct {
 	AttentionV    bool    `json:"attention_v"`
 	// Offset inputs: gen_optim.py's batches(offset=True).
 	Offset bool `json:"offset"`
+	// [suffix, scale]: parameters layer….suffix start at scale times
+	// their hash initialisation (gen_optim.py's run_f64).
+	BranchGamma []any `json:"branch_gamma"`
 }
 
 // parityRun replays a fixture's training run in Go on cpu.New() and
@@ -71,6 +74,24 @@ func parityRunOn(t *testing.T, dev kernels.Device, name string, newOpt func(dev 
 		t.Fatal(err)
 	}
 	nn.HashInit(dev, m.Params(), seed)
+	if len(hp.BranchGamma) == 2 {
+		suffix, _ := hp.BranchGamma[0].(string)
+		scale, _ := hp.BranchGamma[1].(float64)
+		scaled := 0
+		for _, p := range m.Params() {
+			if strings.HasPrefix(p.Name, "layer") && strings.HasSuffix(p.Name, suffix) {
+				v := get(dev, p.Value.Data)
+				for i := range v {
+					v[i] *= float32(scale)
+				}
+				dev.Upload(p.Value.Data, v)
+				scaled++
+			}
+		}
+		if scaled == 0 {
+			t.Fatalf("branch_gamma %v scales no parameter", hp.BranchGamma)
+		}
+	}
 	shape := m.InputShape(batch)
 	n := nn.Numel(shape)
 	xs := make([][]float32, steps)
@@ -207,10 +228,12 @@ func TestMACParity(t *testing.T) {
 }
 
 // TestMACParityResNet replays 20 steps of the ResNet-50 / ImageNet
-// recipe's MAC on resnet20 at 16 px, the first layer on its full covariance, against float64
+// recipe's MAC on resnet20 and on torchvision's resnet34, 50, 101 and 152
+// at 16 px, the first layer on its full covariance, against float64
 // references (gen_optim.py's F64_CASES), on both ways the cpu Device
-// convolves (oneDNN where installed, and im2col), so that both feed
-// MAC's convolution taps.
+// convolves (oneDNN where installed, and im2col): every convolution's ā
+// comes from its tap (nn/convtap.go), strided, padded and 1 × 1 alike,
+// and conv1's from the first-layer covariance.
 func TestMACParityResNet(t *testing.T) {
 	im2col, err := cpu.NewWithDNN("none")
 	if err != nil {
@@ -223,7 +246,7 @@ func TestMACParityResNet(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		big  bool
-	}{{"resnet20", false}} {
+	}{{"resnet20", false}, {"resnet34", true}, {"resnet50", true}, {"resnet101", true}, {"resnet152", true}} {
 		for _, p := range paths {
 			t.Run(c.name+"/"+p.name, func(t *testing.T) {
 				if testing.Short() && c.big {
