@@ -143,7 +143,9 @@ class MAC:
                 s = rows.T @ rows if s is None else s + rows.T @ rows
                 n += rows.shape[0]
         a0 = s / n
-        self.inv0 = torch.linalg.inv(a0 + self.damping * torch.eye(a0.shape[0], dtype=a0.dtype)).float()
+        # In the model's own precision, so that a float64 copy of a run
+        # keeps float64 throughout.
+        self.inv0 = torch.linalg.inv(a0 + self.damping * torch.eye(a0.shape[0], dtype=a0.dtype)).to(x.dtype)
 
     def _hook(self, m, inp):
         if self.collect and m is not self.first:
