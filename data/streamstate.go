@@ -249,6 +249,12 @@ func (l *StreamLoader) State(epoch, step int) ([]byte, error) {
 	if l.run == nil || l.run.epoch != epoch {
 		return nil, fmt.Errorf("data: StreamLoader.State of epoch %d, which is not running", epoch)
 	}
+	// The producer runs ahead of the consumer and may have recorded later
+	// positions already; a checkpoint of a batch not yet trained on would
+	// skip samples on resume.
+	if taken := int(l.taken.Load()); step > taken {
+		return nil, fmt.Errorf("data: no stream position for batch %d of epoch %d: only %d batches were taken", step, epoch, taken)
+	}
 	l.snapMu.Lock()
 	defer l.snapMu.Unlock()
 	for _, s := range l.snaps {
