@@ -258,14 +258,7 @@ func (d *Device) BatchNormBackward(dx, dgamma, dbeta, dy, x, saveMean, saveRstd,
 	needLen(op, "x", len(xs), n*c*hw)
 	needLen(op, "saveMean", len(sm), c)
 	needLen(op, "saveRstd", len(sr), c)
-	for _, p := range [...]struct {
-		name string
-		s    []float32
-	}{{"dgamma", dgs}, {"dbeta", dbs}, {"gamma", gs}} {
-		if p.s != nil {
-			needLen(op, p.name, len(p.s), c)
-		}
-	}
+	needLens(op, sized{"dgamma", dgs, c}, sized{"dbeta", dbs, c}, sized{"gamma", gs, c})
 	if n*hw == 0 {
 		return
 	}

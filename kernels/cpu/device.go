@@ -286,6 +286,23 @@ func needLen(op, arg string, have, need int) {
 	}
 }
 
+// sized is an operand of a kernel and the elements the kernel needs of it.
+type sized struct {
+	name string
+	s    []float32
+	n    int
+}
+
+// needLens is needLen of every operand given; a nil slice is an optional
+// operand left out.
+func needLens(op string, ops ...sized) {
+	for _, p := range ops {
+		if p.s != nil {
+			needLen(op, p.name, len(p.s), p.n)
+		}
+	}
+}
+
 // sameLen panics unless the lengths of two element-wise operands agree.
 func sameLen(op string, a, b int) {
 	if a != b {

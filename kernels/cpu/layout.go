@@ -334,16 +334,9 @@ func (d *Device) bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma
 	if c > 0 && n*hw < 2 {
 		panic(fmt.Sprintf("cpu: %s: needs more than one value per channel, got n=%d hw=%d", op, n, hw))
 	}
-	for _, p := range [...]struct {
-		name string
-		s    []float32
-		n    int
-	}{{"y", ys, n * c * hw}, {"x", xs, n * c * hw}, {"saveMean", sm, c}, {"saveRstd", sr, c},
-		{"runMean", rm, c}, {"runVar", rv, c}, {"gamma", gs, c}, {"beta", bs, c}} {
-		if p.s != nil {
-			needLen(op, p.name, len(p.s), p.n)
-		}
-	}
+	needLens(op, sized{"y", ys, n * c * hw}, sized{"x", xs, n * c * hw}, sized{"saveMean", sm, c}, sized{"saveRstd", sr, c},
+		sized{"runMean", rm, c}, sized{"runVar", rv, c},
+		sized{"gamma", gs, c}, sized{"beta", bs, c})
 	if c == 0 {
 		return
 	}
@@ -392,15 +385,7 @@ func (d *Device) BatchNormEvalIn(l kernels.Layout, y, x, runMean, runVar, gamma,
 	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
 	gs, bs := d.optSlice(gamma, op, "gamma"), d.optSlice(beta, op, "beta")
 	checkBN(op, n, c, hw)
-	for _, p := range [...]struct {
-		name string
-		s    []float32
-		n    int
-	}{{"y", ys, n * c * hw}, {"x", xs, n * c * hw}, {"runMean", rm, c}, {"runVar", rv, c}, {"gamma", gs, c}, {"beta", bs, c}} {
-		if p.s != nil {
-			needLen(op, p.name, len(p.s), p.n)
-		}
-	}
+	needLens(op, sized{"y", ys, n * c * hw}, sized{"x", xs, n * c * hw}, sized{"runMean", rm, c}, sized{"runVar", rv, c}, sized{"gamma", gs, c}, sized{"beta", bs, c})
 	if c == 0 || n*hw == 0 {
 		return
 	}
@@ -446,16 +431,8 @@ func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRs
 	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
 	dgs, dbs, gs := d.optSlice(dgamma, op, "dgamma"), d.optSlice(dbeta, op, "dbeta"), d.optSlice(gamma, op, "gamma")
 	checkBN(op, n, c, hw)
-	for _, p := range [...]struct {
-		name string
-		s    []float32
-		n    int
-	}{{"dx", dxs, n * c * hw}, {"dy", dys, n * c * hw}, {"x", xs, n * c * hw}, {"y", ys, n * c * hw},
-		{"saveMean", sm, c}, {"saveRstd", sr, c}, {"dgamma", dgs, c}, {"dbeta", dbs, c}, {"gamma", gs, c}} {
-		if p.s != nil {
-			needLen(op, p.name, len(p.s), p.n)
-		}
-	}
+	needLens(op, sized{"dx", dxs, n * c * hw}, sized{"dy", dys, n * c * hw}, sized{"x", xs, n * c * hw}, sized{"y", ys, n * c * hw},
+		sized{"saveMean", sm, c}, sized{"saveRstd", sr, c}, sized{"dgamma", dgs, c}, sized{"dbeta", dbs, c}, sized{"gamma", gs, c})
 	if c == 0 || n*hw == 0 {
 		return
 	}

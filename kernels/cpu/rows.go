@@ -389,14 +389,7 @@ func (d *Device) LayerNormBackward(dx, dgamma, dbeta, dy, x, mean, rstd, gamma k
 	needLen(op, "x", len(xs), rows*cols)
 	needLen(op, "mean", len(ms), rows)
 	needLen(op, "rstd", len(rs), rows)
-	for _, p := range [...]struct {
-		name string
-		s    []float32
-	}{{"dgamma", dgs}, {"dbeta", dbs}, {"gamma", gs}} {
-		if p.s != nil {
-			needLen(op, p.name, len(p.s), cols)
-		}
-	}
+	needLens(op, sized{"dgamma", dgs, cols}, sized{"dbeta", dbs, cols}, sized{"gamma", gs, cols})
 	if cols == 0 {
 		return
 	}
