@@ -13,6 +13,7 @@ import (
 	"github.com/macdist/macdist/mac"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/nn/nntest"
 )
 
 // hparams are the reference optimizer's keyword arguments (gen_optim.py).
@@ -236,24 +237,17 @@ func TestMACParity(t *testing.T) {
 // comes from its tap (nn/convtap.go), strided, padded and 1 × 1 alike,
 // and conv1's from the first-layer covariance.
 func TestMACParityResNet(t *testing.T) {
-	im2col, err := cpu.NewWithDNN("none")
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths := []struct {
-		name string
-		dev  kernels.Device
-	}{{"default", cpu.New()}, {"im2col", im2col}}
+	paths := nntest.CPUPaths(t)
 	for _, c := range []struct {
 		name string
 		big  bool
 	}{{"resnet20", false}, {"resnet34", true}, {"resnet50", true}, {"resnet101", true}, {"resnet152", true}} {
 		for _, p := range paths {
-			t.Run(c.name+"/"+p.name, func(t *testing.T) {
+			t.Run(c.name+"/"+p.Name, func(t *testing.T) {
 				if testing.Short() && c.big {
 					t.Skip("large model; run without -short")
 				}
-				parityRunOn(t, p.dev, "optim_mac_"+c.name, macFromHparams)
+				parityRunOn(t, p.Dev, "optim_mac_"+c.name, macFromHparams)
 			})
 		}
 	}

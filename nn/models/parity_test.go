@@ -13,6 +13,7 @@ import (
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/nn/nntest"
 	"github.com/macdist/macdist/safetensors"
 )
 
@@ -112,25 +113,18 @@ func download(dev kernels.Device, t *nn.Tensor) []float32 {
 func TestParity(t *testing.T) {
 	// Both ways the cpu Device convolves: New's (oneDNN where it is
 	// installed) and im2col.
-	im2col, err := cpu.NewWithDNN("none")
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths := []struct {
-		name string
-		dev  kernels.Device
-	}{{"default", cpu.New()}, {"im2col", im2col}}
+	paths := nntest.CPUPaths(t)
 	covered := map[string]bool{}
 	for _, name := range parityCases {
 		f := fixture.Load(t, "models_"+name)
 		meta := readMeta(t, f)
 		covered[meta.model] = true
 		for _, p := range paths {
-			t.Run(name+"/"+p.name, func(t *testing.T) {
+			t.Run(name+"/"+p.Name, func(t *testing.T) {
 				if testing.Short() && bigCases[name] {
 					t.Skip("large model; run without -short")
 				}
-				checkParity(t, p.dev, f, meta)
+				checkParity(t, p.Dev, f, meta)
 			})
 		}
 	}
