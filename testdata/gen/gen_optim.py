@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import fnv1a64, hash_init, hash_uniform, save  # noqa: E402
-from gen_models import build  # noqa: E402
+from gen_models import build, summary_err  # noqa: E402
 import ref_optim  # noqa: E402
 
 STEPS, BATCH, LR, SEED = int(os.environ.get("STEPS", 12)), 8, 0.1, 7
@@ -203,15 +203,6 @@ def summarize(name, p):
     r = torch.from_numpy(hash_uniform(name, PROJ_SEED, p.numel()) * 2 - 1)
     return torch.tensor([p.sum().item(), p.abs().sum().item(), (p * p).sum().item(), (p * r).sum().item()],
                         dtype=torch.float64)
-
-
-def summary_err(got, want):
-    """The Go test's error of a summary: the sum against the sum of |p|,
-    the sum of squares relatively, the projection against the norm."""
-    norm = math.sqrt(want[2].item()) or 1.0
-    return max(abs(got[0] - want[0]).item() / (want[1].item() or 1.0),
-               abs(got[2] - want[2]).item() / norm ** 2,
-               abs(got[3] - want[3]).item() / norm)
 
 
 def rel_err(got, want):
