@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import fnv1a64, hash_init, hash_uniform, save  # noqa: E402
-from gen_models import build, summary_err  # noqa: E402
+from gen_models import build, rel_err, summarize, summary_err  # noqa: E402
 import ref_optim  # noqa: E402
 
 STEPS, BATCH, LR, SEED = int(os.environ.get("STEPS", 12)), 8, 0.1, 7
@@ -194,23 +194,6 @@ def run(case, model_key, opt, hp):
                 hparams=json.dumps(hp, sort_keys=True), steps=steps, lr=hp.get("lr", LR), seed=SEED, losses=json.dumps(losses))
     path = save("optim_" + case, out, meta)
     print("%-22s loss %.4f -> %.4f  %d bytes" % (case, losses[0], losses[-1], os.path.getsize(path)))
-
-
-def summarize(name, p):
-    """Sum, sum of |p|, sum of squares and ±1 projection of a tensor, in
-    float64 (gen_models.py's summary of a gradient, here of a parameter)."""
-    p = p.detach().double().reshape(-1)
-    r = torch.from_numpy(hash_uniform(name, PROJ_SEED, p.numel()) * 2 - 1)
-    return torch.tensor([p.sum().item(), p.abs().sum().item(), (p * p).sum().item(), (p * r).sum().item()],
-                        dtype=torch.float64)
-
-
-def rel_err(got, want):
-    """fixture.RelErr: max|got−want| / max|want|."""
-    got, want = got.double(), want.double()
-    scale = want.abs().max().item()
-    d = (got - want).abs().max().item()
-    return d / scale if scale else d
 
 
 def run_f64(case, model_key, opt, hp):
