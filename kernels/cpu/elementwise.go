@@ -289,35 +289,22 @@ func (d *Device) Scale(x kernels.Buffer, alpha float32) {
 }
 
 // Add computes dst = a + b.
-func (d *Device) Add(dst, a, b kernels.Buffer) {
-	ys, as, bs := d.slice(dst, "Add", "dst"), d.slice(a, "Add", "a"), d.slice(b, "Add", "b")
-	sameLen("Add", len(ys), len(as))
-	sameLen("Add", len(ys), len(bs))
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.ew = ewTask{op: opAdd, y: ys, a: as, b: bs}
-	d.runEW(len(ys), grainCheap)
-}
+func (d *Device) Add(dst, a, b kernels.Buffer) { d.binary(opAdd, "Add", dst, a, b) }
 
 // AddReLU computes dst = max(a + b, 0) in one pass over memory.
-func (d *Device) AddReLU(dst, a, b kernels.Buffer) {
-	ys, as, bs := d.slice(dst, "AddReLU", "dst"), d.slice(a, "AddReLU", "a"), d.slice(b, "AddReLU", "b")
-	sameLen("AddReLU", len(ys), len(as))
-	sameLen("AddReLU", len(ys), len(bs))
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.ew = ewTask{op: opAddReLU, y: ys, a: as, b: bs}
-	d.runEW(len(ys), grainCheap)
-}
+func (d *Device) AddReLU(dst, a, b kernels.Buffer) { d.binary(opAddReLU, "AddReLU", dst, a, b) }
 
 // Mul computes dst = a ⊙ b.
-func (d *Device) Mul(dst, a, b kernels.Buffer) {
-	ys, as, bs := d.slice(dst, "Mul", "dst"), d.slice(a, "Mul", "a"), d.slice(b, "Mul", "b")
-	sameLen("Mul", len(ys), len(as))
-	sameLen("Mul", len(ys), len(bs))
+func (d *Device) Mul(dst, a, b kernels.Buffer) { d.binary(opMul, "Mul", dst, a, b) }
+
+// binary runs the element-wise op dst = a op b.
+func (d *Device) binary(op ewOp, name string, dst, a, b kernels.Buffer) {
+	ys, as, bs := d.slice(dst, name, "dst"), d.slice(a, name, "a"), d.slice(b, name, "b")
+	sameLen(name, len(ys), len(as))
+	sameLen(name, len(ys), len(bs))
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.ew = ewTask{op: opMul, y: ys, a: as, b: bs}
+	d.ew = ewTask{op: op, y: ys, a: as, b: bs}
 	d.runEW(len(ys), grainCheap)
 }
 

@@ -296,6 +296,18 @@ func (d *Device) bkScratch(chunks, c int) (s, q []float64, v [5][]float32) {
 	return s, q, v
 }
 
+// startBk makes task, cut for an n × c × hw tensor, d's Blocked16 task,
+// with its partial sums in d's scratch, and returns it and the scratch's
+// per-channel vectors; d.mu must be held.
+func (d *Device) startBk(task bkTask, n, c, hw int) (*bkTask, [5][]float32) {
+	t := &d.bk
+	*t = task
+	t.cut(n, c, hw)
+	var v [5][]float32
+	t.s, t.q, v = d.bkScratch(t.chunks, c)
+	return t, v
+}
+
 // runBk runs the units of d.bk; d.mu must be held.
 func (d *Device) runBk() {
 	t := &d.bk
@@ -342,17 +354,13 @@ func (d *Device) bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := &d.bk
-	*t = bkTask{op: bkSums, x: xs}
-	t.cut(n, c, hw)
-	s, q, v := d.bkScratch(t.chunks, c)
-	t.s, t.q = s, q
+	t, v := d.startBk(bkTask{op: bkSums, x: xs}, n, c, hw)
 	d.runBk()
 	m := float64(n * hw)
 	mo := float64(momentum)
 	mu, a, b := v[0], v[1], v[2]
 	for ch := 0; ch < c; ch++ {
-		sum, sq := bkTotals(s, q, t.chunks, c, ch)
+		sum, sq := bkTotals(t.s, t.q, t.chunks, c, ch)
 		mean := sum / m
 		vr := max(sq/m-mean*mean, 0)
 		rs := 1 / math.Sqrt(vr+float64(eps))
@@ -391,10 +399,7 @@ func (d *Device) BatchNormEvalIn(l kernels.Layout, y, x, runMean, runVar, gamma,
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := &d.bk
-	*t = bkTask{op: bkNorm, x: xs, y: ys}
-	t.cut(n, c, hw)
-	_, _, v := d.bkScratch(t.chunks, c)
+	t, v := d.startBk(bkTask{op: bkNorm, x: xs, y: ys}, n, c, hw)
 	mu, a, b := v[0], v[1], v[2]
 	for ch := 0; ch < c; ch++ {
 		g, bb := float32(1), float32(0)
@@ -438,16 +443,12 @@ func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRs
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := &d.bk
-	*t = bkTask{op: bkGradSums, x: xs, dy: dys, y: ys, mu: sm, a: sr, relu: ys != nil}
-	t.cut(n, c, hw)
-	s, q, v := d.bkScratch(t.chunks, c)
-	t.s, t.q = s, q
+	t, v := d.startBk(bkTask{op: bkGradSums, x: xs, dy: dys, y: ys, mu: sm, a: sr, relu: ys != nil}, n, c, hw)
 	d.runBk()
 	m := float64(n * hw)
 	k1, k2, scale := v[0], v[1], v[2]
 	for ch := 0; ch < c; ch++ {
-		sdy, sdyx := bkTotals(s, q, t.chunks, c, ch)
+		sdy, sdyx := bkTotals(t.s, t.q, t.chunks, c, ch)
 		if dgs != nil {
 			dgs[ch] += float32(sdyx)
 		}
