@@ -569,13 +569,18 @@ func (l *StreamLoader) copies() int {
 	return l.cfg.Repeats
 }
 
+// pooled returns a buffer for a sample's bytes from l's pool.
+func (l *StreamLoader) pooled() *[]byte {
+	if bp, _ := l.bufs.Get().(*[]byte); bp != nil {
+		return bp
+	}
+	return new([]byte)
+}
+
 // dup copies a sample's bytes into a buffer of the pool: each copy is
 // decoded, and its buffer recycled, on its own.
 func (l *StreamLoader) dup(s shardSample) shardSample {
-	bp, _ := l.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	bp := l.pooled()
 	*bp = append((*bp)[:0], s.enc...)
 	s.enc, s.buf = *bp, bp
 	return s
@@ -605,10 +610,7 @@ func (l *StreamLoader) read(ctx context.Context, segs []segment, start readerPos
 		}
 		got := 0
 		for i := 0; got < count; i++ {
-			bp, _ := l.bufs.Get().(*[]byte)
-			if bp == nil {
-				bp = new([]byte)
-			}
+			bp := l.pooled()
 			s, err := sr.read(*bp)
 			if err == nil && i < skip {
 				l.bufs.Put(bp)

@@ -371,10 +371,7 @@ func (rr *rereader) read(ref sampleRef) (shardSample, error) {
 	rr.br.Reset(io.NewSectionReader(f, ref.off, 1<<62))
 	cr := &countingReader{r: rr.br, n: ref.off}
 	sr := &shardReader{name: path, shard: ref.shard, classes: rr.l.set.Classes(), cr: cr, tr: tar.NewReader(cr), maxLen: maxMemberBytes}
-	bp, _ := rr.l.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	bp := rr.l.pooled()
 	s, err := sr.read(*bp)
 	if err == io.EOF {
 		err = &ShardError{Shard: path, Offset: ref.off, Err: errors.New("no sample at this offset (the stream state does not fit the shard)")}
