@@ -47,6 +47,9 @@ type Device struct {
 	bkF32   []float32
 
 	layout kernels.Layout // the activation layout besides NCHW, see ActivationLayout
+
+	prec kernels.Precision // of convolutions and MatMul, see SetPrecision
+	bf16 bf16Stage
 }
 
 // buffer is the Buffer of a Device. A view shares data with its parent.

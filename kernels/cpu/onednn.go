@@ -27,7 +27,7 @@ typedef struct { int arg; void *mem; } mdnn_arg; // dnnl_exec_arg_t
 typedef struct { int major, minor, patch; const char *hash; unsigned cpu_rt, gpu_rt; } mdnn_version_t;
 
 enum {
-	MDNN_F32 = 3,                                   // dnnl_f32
+	MDNN_BF16 = 2, MDNN_F32 = 3,                    // dnnl_bf16, dnnl_f32
 	MDNN_TAG_ANY = 1, MDNN_TAG_X = 2, MDNN_TAG_NCHW = 5, MDNN_TAG_OIHW = 5, MDNN_TAG_GOIHW = 7,
 	MDNN_TAG_NCHW16C = 69,                          // dnnl_nChw16c (dnnl_aBcd16b)
 	MDNN_FORWARD_TRAINING = 64,
@@ -297,6 +297,7 @@ static int mdnn_finish(mdnn_arena *a, mdnn_prim *p, const void *pd, const char *
 static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *attr,
 	const mdnn_md *src, const mdnn_md *dst, const mdnn_md *wei, const mdnn_md *bmd,
 	const mdnn_md *any_src, const mdnn_md *any_dst, const mdnn_md *any_wei,
+	const mdnn_md *in_src, const mdnn_md *in_dst, const mdnn_md *in_wei,
 	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, const char **where);
 
 // mdnn_conv_create builds the three primitives of a convolution from
@@ -304,9 +305,12 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 // Nothing is freed on failure: a failed shape is remembered and not tried
 // again, so at most a few small objects leak per bad shape.
 // src_tag and dst_tag are the layouts of the caller's x and dx, and of y
-// and dy.
+// and dy. in_dt is the data type the primitives read x, w and dy in:
+// MDNN_BF16 gives autocast's mixed precision, the ports' reorders
+// rounding the caller's float32 on the way in, while y, dx, dw and the
+// bias stay float32.
 static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int bias, int nthr, int src_tag, int dst_tag,
-	const char **where) {
+	int in_dt, const char **where) {
 	cv->arena = a;
 	int64_t n = q[0], c = q[1], h = q[2], w = q[3], o = q[4], g = q[5];
 	int64_t kh = q[6], kw = q[7], oh = q[14], ow = q[15];
@@ -327,6 +331,12 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 	MDNN_TRY(mdnn.md_init_by_tag(&any_src, 4, sd, MDNN_F32, MDNN_TAG_ANY));
 	MDNN_TRY(mdnn.md_init_by_tag(&any_dst, 4, dd, MDNN_F32, MDNN_TAG_ANY));
 	MDNN_TRY(mdnn.md_init_by_tag(&any_wei, wnd, wdims, MDNN_F32, MDNN_TAG_ANY));
+	mdnn_md in_src = any_src, in_dst = any_dst, in_wei = any_wei;
+	if (in_dt != MDNN_F32) {
+		MDNN_TRY(mdnn.md_init_by_tag(&in_src, 4, sd, in_dt, MDNN_TAG_ANY));
+		MDNN_TRY(mdnn.md_init_by_tag(&in_dst, 4, dd, in_dt, MDNN_TAG_ANY));
+		MDNN_TRY(mdnn.md_init_by_tag(&in_wei, wnd, wdims, in_dt, MDNN_TAG_ANY));
+	}
 	const mdnn_md *bmd = bias ? &b : NULL;
 
 	if (mdnn.omp_set_num_threads != NULL) {
@@ -341,19 +351,21 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 		return 1;
 	}
 	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, &any_src, &any_dst, &any_wei,
-		strides, dil, padl, padr, c / g < 16, where);
+		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g < 16, where);
 	free(od);
 	mdnn.attr_destroy(attr);
 	return s;
 }
 
+// any_* describe the outputs (y, dx, dw), in_* the inputs (x, w, dy).
 static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *attr,
 	const mdnn_md *src, const mdnn_md *dst, const mdnn_md *wei, const mdnn_md *bmd,
 	const mdnn_md *any_src, const mdnn_md *any_dst, const mdnn_md *any_wei,
+	const mdnn_md *in_src, const mdnn_md *in_dst, const mdnn_md *in_wei,
 	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, const char **where) {
 	int bias = bmd != NULL;
 	void *fpd, *pd;
-	MDNN_TRY(mdnn.conv_fwd_init(od, MDNN_FORWARD_TRAINING, MDNN_CONV_DIRECT, any_src, any_wei, bmd, any_dst,
+	MDNN_TRY(mdnn.conv_fwd_init(od, MDNN_FORWARD_TRAINING, MDNN_CONV_DIRECT, in_src, in_wei, bmd, any_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&fpd, od, attr, mdnn_engine, NULL));
 	mdnn_prim *p = &cv->fwd;
@@ -369,7 +381,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	// pad dx to blocks of 16 channels (16 times the work for a grey
 	// image); asked for plain nchw it takes its gemm kernel, 4–10 times
 	// faster on LeNet-5's and ResNet's first layers.
-	MDNN_TRY(mdnn.conv_bwd_data_init(od, MDNN_CONV_DIRECT, small_ic ? src : any_src, any_wei, any_dst,
+	MDNN_TRY(mdnn.conv_bwd_data_init(od, MDNN_CONV_DIRECT, small_ic ? src : any_src, in_wei, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_data;
@@ -379,7 +391,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	MDNN_TRY(mdnn_finish(a, p, pd, where));
 	void *dpd = pd; // kept to compare its dy layout with backward-weights'
 
-	MDNN_TRY(mdnn.conv_bwd_weights_init(od, MDNN_CONV_DIRECT, any_src, any_wei, bmd, any_dst,
+	MDNN_TRY(mdnn.conv_bwd_weights_init(od, MDNN_CONV_DIRECT, in_src, any_wei, bmd, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_weights;
@@ -550,15 +562,19 @@ func newDNNArena() dnnArena {
 // newDNNConv makes the primitives of the convolution with q = {n, c, h, w,
 // out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}, shaped for nthr
 // threads, their temporaries in a, for x and dx laid out as xl and y and
-// dy as yl.
-func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout) (*dnnConv, error) {
+// dy as yl, reading x, w and dy in prec.
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision) (*dnnConv, error) {
 	c := (*C.mdnn_conv)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mdnn_conv{}))))
 	var where *C.char
 	b := C.int(0)
 	if bias {
 		b = 1
 	}
-	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), dnnTag(xl), dnnTag(yl), &where); s != 0 {
+	dt := C.int(C.MDNN_F32)
+	if prec == kernels.BF16 {
+		dt = C.MDNN_BF16
+	}
+	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), dnnTag(xl), dnnTag(yl), dt, &where); s != 0 {
 		return nil, dnnError(s, where)
 	}
 	return &dnnConv{c: c}, nil

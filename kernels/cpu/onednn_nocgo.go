@@ -28,7 +28,7 @@ type dnnArena struct{}
 
 func newDNNArena() dnnArena { return dnnArena{} }
 
-func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout) (*dnnConv, error) {
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision) (*dnnConv, error) {
 	return nil, errors.New("oneDNN is not available without cgo")
 }
 

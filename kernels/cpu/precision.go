@@ -1,0 +1,151 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"sync"
+
+	"github.com/macdist/macdist/kernels"
+)
+
+// bf16EnvEmulate is the value of MACDIST_BF16 that lets BF16 run on a
+// CPU without native bf16, through oneDNN's emulation on avx512_core: as
+// exact as native, several times slower, for tests and development.
+const bf16EnvEmulate = "emulate"
+
+// nativeBF16 reports whether oneDNN's ISA computes bf16 in hardware
+// (AVX512-BF16's dot products or AMX's tiles).
+func nativeBF16(isa string) bool {
+	return isa == "avx512_core_bf16" || isa == "avx512_core_amx"
+}
+
+// BF16Support says whether this CPU runs bf16 natively, and through
+// what: the ISA oneDNN picked, or why oneDNN is not there.
+func BF16Support() (native bool, isa string, err error) {
+	_, isa, err = OneDNN()
+	if err != nil {
+		return false, "", err
+	}
+	return nativeBF16(isa), isa, nil
+}
+
+// checkBF16 is SetPrecision's verdict for BF16, given what it depends on:
+// the Device's convolution path, oneDNN's ISA (or why it is missing) and
+// MACDIST_BF16.
+func checkBF16(dnn dnnImpl, isa string, dnnErr error, env string) error {
+	const fix = "use --precision fp32"
+	switch {
+	case dnnErr != nil:
+		return fmt.Errorf("precision bf16 needs oneDNN: %v; %s", dnnErr, fix)
+	case dnn != dnnOneDNN:
+		return fmt.Errorf("precision bf16 needs oneDNN's convolutions, and this device convolves with im2col (MACDIST_DNN=none?); %s", fix)
+	case nativeBF16(isa) || env == bf16EnvEmulate:
+		return nil
+	}
+	return fmt.Errorf("precision bf16: this CPU has no native bf16 (oneDNN's ISA is %s; bf16 needs avx512_core_bf16 or avx512_core_amx); %s, or set MACDIST_BF16=%s to emulate it (slow; for tests)",
+		isa, fix, bf16EnvEmulate)
+}
+
+// SetPrecision sets the arithmetic of d's convolutions and MatMul
+// products. BF16 needs oneDNN, and a CPU with native bf16 unless
+// MACDIST_BF16=emulate.
+func (d *Device) SetPrecision(p kernels.Precision) error {
+	switch p {
+	case kernels.FP32:
+	case kernels.BF16:
+		_, isa, err := OneDNN()
+		if err := checkBF16(d.dnn, isa, err, os.Getenv("MACDIST_BF16")); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("cpu: unknown precision %v", p)
+	}
+	d.mu.Lock()
+	d.prec = p
+	d.mu.Unlock()
+	return nil
+}
+
+// Precision is d's precision, FP32 unless SetPrecision changed it.
+func (d *Device) Precision() kernels.Precision { return d.prec }
+
+// bf16Stage holds the bf16-rounded copies of MatMul's operands, in
+// float32 with their low 16 bits zero, kept from call to call. A product
+// of two bf16 numbers is exact in float32 (8 + 8 significant bits), so
+// feeding the rounded copies to the float32 Gemm gives what a bf16
+// matmul accumulating in float32 gives, up to the order of the sum.
+type bf16Stage struct {
+	mu   sync.Mutex // held for a whole MatMul: the buffers below are its operands
+	a, b buffer
+}
+
+// roundBF16 rounds x to the nearest bfloat16, ties to even, as PyTorch's
+// and oneDNN's conversions do; NaN stays NaN, ±Inf stays.
+func roundBF16(x float32) float32 {
+	u := math.Float32bits(x)
+	if u&0x7f800000 == 0x7f800000 {
+		if u&0x007fffff != 0 {
+			u |= 0x00400000 // a NaN whose payload is all in the low half
+		}
+		return math.Float32frombits(u &^ 0xffff)
+	}
+	u += 0x7fff + (u>>16)&1
+	return math.Float32frombits(u &^ 0xffff)
+}
+
+// stage rounds src into st's buffer dst, grown as needed, and returns it.
+func (d *Device) stage(dst *buffer, src []float32) *buffer {
+	if cap(dst.data) < len(src) {
+		dst.data = make([]float32, len(src))
+	}
+	dst.data = dst.data[:len(src)]
+	dst.dev = d
+	for i, v := range src {
+		dst.data[i] = roundBF16(v)
+	}
+	return dst
+}
+
+// MatMulAt is Gemm in d's precision.
+func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
+	if d.prec != kernels.BF16 {
+		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	as, bs := d.slice(a, "MatMul", "A"), d.slice(b, "MatMul", "B")
+	na, nb, _ := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
+	needLen("MatMul", "A", len(as), na)
+	needLen("MatMul", "B", len(bs), nb)
+	st := &d.bf16
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as[:na]), lda, d.stage(&st.b, bs[:nb]), ldb, beta, c, ldc)
+}
+
+// MatMulStridedAt is GemmStrided in d's precision. It rounds the span of
+// A and of B the batch reads, from its first matrix to the end of its
+// last (what lies between, in a strided view, is rounded and not read).
+func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32,
+	a kernels.Buffer, aOff, lda, strideA int,
+	b kernels.Buffer, bOff, ldb, strideB int,
+	beta float32, c kernels.Buffer, cOff, ldc, strideC int, batch int) {
+	if d.prec != kernels.BF16 || batch <= 0 || m == 0 || n == 0 || k == 0 || aOff < 0 || bOff < 0 || strideA < 0 || strideB < 0 {
+		// Nothing to round, or arguments GemmStrided refuses with its message.
+		d.GemmStrided(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
+		return
+	}
+	const op = "MatMulStrided"
+	as, bs := d.slice(a, op, "A"), d.slice(b, op, "B")
+	na, nb, _ := gemmShapes(op, transA, transB, m, n, k, lda, ldb, ldc)
+	endA, endB := aOff+(batch-1)*strideA+na, bOff+(batch-1)*strideB+nb
+	needLen(op, "A", len(as), endA)
+	needLen(op, "B", len(bs), endB)
+	st := &d.bf16
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	d.GemmStrided(transA, transB, m, n, k, alpha, d.stage(&st.a, as[aOff:endA]), 0, lda, strideA,
+		d.stage(&st.b, bs[bOff:endB]), 0, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
+}
+
+var _ kernels.MixedPrecision = (*Device)(nil)

@@ -1,0 +1,103 @@
+package kernels
+
+import "fmt"
+
+// Precision is the arithmetic a Device runs its convolutions and the
+// matrix products of linear layers and attention in.
+type Precision uint8
+
+const (
+	// FP32 computes everything in float32, the default.
+	FP32 Precision = iota
+	// BF16 is mixed precision as torch.autocast("cpu", torch.bfloat16)
+	// has it: the inputs of convolutions and of MatMul are rounded to
+	// bfloat16, products accumulate in float32 and outputs are float32.
+	// Everything else (normalisation, softmax, loss, optimizer, master
+	// weights and gradients) stays float32.
+	BF16
+)
+
+func (p Precision) String() string {
+	switch p {
+	case FP32:
+		return "fp32"
+	case BF16:
+		return "bf16"
+	}
+	return fmt.Sprintf("precision(%d)", uint8(p))
+}
+
+// ParsePrecision reads "fp32" or "bf16" ("" is fp32).
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32", "":
+		return FP32, nil
+	case "bf16":
+		return BF16, nil
+	}
+	return FP32, fmt.Errorf("precision %q: want fp32 or bf16", s)
+}
+
+// MixedPrecision is a Device that can compute in a lower precision than
+// float32 where torch.autocast would (the cpu Device, in bf16 through
+// oneDNN). The precision is the Device's state, not the model's: layers
+// call MatMul and MatMulStrided below for the products autocast lowers,
+// and the Device's convolutions follow its precision by themselves.
+type MixedPrecision interface {
+	// SetPrecision switches the Device's precision, or says why it
+	// cannot (no native support on this CPU, a library missing).
+	SetPrecision(p Precision) error
+	// Precision is the Device's current precision.
+	Precision() Precision
+	// MatMulAt is Gemm in the Device's precision: in BF16, A and B
+	// are rounded to bfloat16 first; C accumulates and stays float32.
+	MatMulAt(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
+	// MatMulStridedAt is GemmStrided in the Device's precision.
+	MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32,
+		a Buffer, aOff, lda, strideA int,
+		b Buffer, bOff, ldb, strideB int,
+		beta float32, c Buffer, cOff, ldc, strideC int, batch int)
+}
+
+// SetPrecision sets dev's precision. FP32 needs nothing; any other
+// precision needs a MixedPrecision Device that accepts it.
+func SetPrecision(dev Device, p Precision) error {
+	if m, ok := dev.(MixedPrecision); ok {
+		return m.SetPrecision(p)
+	}
+	if p == FP32 {
+		return nil
+	}
+	return fmt.Errorf("precision %v: the device %s computes in fp32 only; use --precision fp32", p, dev.Name())
+}
+
+// PrecisionOf is dev's precision: FP32 unless it is a MixedPrecision
+// Device set otherwise.
+func PrecisionOf(dev Device) Precision {
+	if m, ok := dev.(MixedPrecision); ok {
+		return m.Precision()
+	}
+	return FP32
+}
+
+// MatMul is the matrix product of a linear layer or an attention: Gemm,
+// in dev's precision where dev has one (see MixedPrecision).
+func MatMul(dev Device, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
+	if mp, ok := dev.(MixedPrecision); ok {
+		mp.MatMulAt(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	dev.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// MatMulStrided is GemmStrided in dev's precision, as MatMul is Gemm.
+func MatMulStrided(dev Device, transA, transB bool, m, n, k int, alpha float32,
+	a Buffer, aOff, lda, strideA int,
+	b Buffer, bOff, ldb, strideB int,
+	beta float32, c Buffer, cOff, ldc, strideC int, batch int) {
+	if mp, ok := dev.(MixedPrecision); ok {
+		mp.MatMulStridedAt(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
+		return
+	}
+	dev.GemmStrided(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
+}
