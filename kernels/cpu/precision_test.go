@@ -155,7 +155,9 @@ func TestBF16NoAllocs(t *testing.T) {
 		f    func()
 	}{
 		{"MatMul", func() { d.MatMulAt(false, true, m, n, k, 1, a, k, b, k, 0, c, n) }},
-		{"MatMulStrided", func() { d.MatMulStridedAt(false, false, m/2, n, k, 1, a, 0, k, m/2*k, b, 0, n, 0, 0, c, 0, n, m/2*n, 2) }},
+		{"MatMulStrided", func() {
+			d.MatMulStridedAt(false, false, m/2, n, k, 1, a, 0, k, m/2*k, b, 0, n, 0, 0, c, 0, n, m/2*n, 2)
+		}},
 		{"ConvForward", func() { d.ConvForwardIn(l, l, y, x, w, nil, g, 16, 1, 2) }},
 		{"ConvBackward", func() { d.ConvBackwardIn(l, l, dx, dw, nil, x, y, w, g, 16, 1, 2) }},
 	} {
