@@ -95,7 +95,7 @@ func (a *MultiHeadSelfAttention) Forward(x *Tensor) *Tensor {
 	// Matrix (b, h) of the scores sits at (b·H + h)·N·N; one GemmStrided per
 	// head walks the batch, Q and K rows being 3·D apart in qkv's output.
 	for i := 0; i < h; i++ {
-		d.GemmStrided(false, true, N, N, dh, a.scale,
+		kernels.MatMulStrided(d, false, true, N, N, dh, a.scale,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, a.scores, i*N*N, N, h*N*N, B)
@@ -103,7 +103,7 @@ func (a *MultiHeadSelfAttention) Forward(x *Tensor) *Tensor {
 	d.Softmax(a.probs, a.scores, B*h*N, N)
 	ctx := a.ctx.ensure(d, x.Shape)
 	for i := 0; i < h; i++ {
-		d.GemmStrided(false, false, N, dh, N, 1,
+		kernels.MatMulStrided(d, false, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, ctx.Data, i*dh, D, N*D, B)
@@ -163,7 +163,7 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	dqkv := a.dqkv.ensure(d, qkv.Shape)
 	// dV = Pᵀ·dctx, written into the V columns of dqkv.
 	for i := 0; i < h; i++ {
-		d.GemmStrided(true, false, N, dh, N, 1,
+		kernels.MatMulStrided(d, true, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			dctx.Data, i*dh, D, N*D,
 			0, dqkv.Data, 2*D+i*dh, 3*D, N*3*D, B)
@@ -172,7 +172,7 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	// the device's shared scratch; the logits buffer receives dS.
 	dp := Workspace(d).Get(B * h * N * N)
 	for i := 0; i < h; i++ {
-		d.GemmStrided(false, true, N, N, dh, 1,
+		kernels.MatMulStrided(d, false, true, N, N, dh, 1,
 			dctx.Data, i*dh, D, N*D,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, dp, i*N*N, N, h*N*N, B)
@@ -181,11 +181,11 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	d.SoftmaxBackward(ds, dp, a.probs, B*h*N, N)
 	// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
 	for i := 0; i < h; i++ {
-		d.GemmStrided(false, false, N, dh, N, a.scale,
+		kernels.MatMulStrided(d, false, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, dqkv.Data, i*dh, 3*D, N*3*D, B)
-		d.GemmStrided(true, false, N, dh, N, a.scale,
+		kernels.MatMulStrided(d, true, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			0, dqkv.Data, D+i*dh, 3*D, N*3*D, B)

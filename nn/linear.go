@@ -86,7 +86,7 @@ func (l *Linear) Forward(x *Tensor) *Tensor {
 	l.x, l.rows = x, rows
 
 	d := l.dev
-	d.Gemm(false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
+	kernels.MatMul(d, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
 	if l.bias != nil {
 		d.AddBias(y.Data, l.bias.Value.Data, rows, 1)
 	}
@@ -114,7 +114,7 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 	if l.training && (l.curv.gradOn || l.curv.gmeanOn) {
 		l.backwardCurv(dy)
 	}
-	d.Gemm(true, false, l.out, l.in, l.rows, 1, dy.Data, l.out, l.x.Data, l.in, 1, l.weight.Grad.Data, l.in)
+	kernels.MatMul(d, true, false, l.out, l.in, l.rows, 1, dy.Data, l.out, l.x.Data, l.in, 1, l.weight.Grad.Data, l.in)
 	if l.bias != nil {
 		d.ReduceSum(l.bias.Grad.Data, dy.Data, 1, l.rows, l.out, 1, 1)
 	}
@@ -122,7 +122,7 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 		return nil
 	}
 	dx := l.dx.ensure(d, l.x.Shape)
-	d.Gemm(false, false, l.rows, l.in, l.out, 1, dy.Data, l.out, l.weight.Value.Data, l.in, 0, dx.Data, l.in)
+	kernels.MatMul(d, false, false, l.rows, l.in, l.out, 1, dy.Data, l.out, l.weight.Value.Data, l.in, 0, dx.Data, l.in)
 	return l.edge.out(d, dx)
 }
 

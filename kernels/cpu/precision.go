@@ -94,17 +94,42 @@ func roundBF16(x float32) float32 {
 	return math.Float32frombits(u &^ 0xffff)
 }
 
-// stage rounds src into st's buffer dst, grown as needed, and returns it.
-func (d *Device) stage(dst *buffer, src []float32) *buffer {
-	if cap(dst.data) < len(src) {
-		dst.data = make([]float32, len(src))
+// stage rounds into dst, grown as needed, the batch rows×cols matrices
+// of src a Gemm reads (matrix i at i·stride, rows ld apart), and returns
+// dst, of the length of the span they cover. Only the elements read are
+// rounded: attention's per-head views leave most of each row to the
+// other heads, and rounding those would cost more than the product.
+func (d *Device) stage(dst *buffer, src []float32, batch, stride, rows, cols, ld int) *buffer {
+	n := 0
+	if rows > 0 && cols > 0 {
+		n = (batch-1)*stride + (rows-1)*ld + cols
 	}
-	dst.data = dst.data[:len(src)]
+	if cap(dst.data) < n {
+		dst.data = make([]float32, n)
+	}
+	dst.data = dst.data[:n]
 	dst.dev = d
-	for i, v := range src {
-		dst.data[i] = roundBF16(v)
+	if stride == 0 {
+		batch = 1
+	}
+	for i := 0; i < batch && n > 0; i++ {
+		for r := 0; r < rows; r++ {
+			o := i*stride + r*ld
+			out, in := dst.data[o:o+cols], src[o:o+cols]
+			for j, v := range in {
+				out[j] = roundBF16(v)
+			}
+		}
 	}
 	return dst
+}
+
+// operand is the rows and columns of a Gemm operand as stored.
+func operand(trans bool, r, c int) (rows, cols int) {
+	if trans {
+		return c, r
+	}
+	return r, c
 }
 
 // MatMulAt is Gemm in d's precision.
@@ -117,15 +142,16 @@ func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a ker
 	na, nb, _ := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
 	needLen("MatMul", "A", len(as), na)
 	needLen("MatMul", "B", len(bs), nb)
+	ra, ca := operand(transA, m, k)
+	rb, cb := operand(transB, k, n)
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as[:na]), lda, d.stage(&st.b, bs[:nb]), ldb, beta, c, ldc)
+	d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as, 1, 0, ra, ca, lda), lda,
+		d.stage(&st.b, bs, 1, 0, rb, cb, ldb), ldb, beta, c, ldc)
 }
 
-// MatMulStridedAt is GemmStrided in d's precision. It rounds the span of
-// A and of B the batch reads, from its first matrix to the end of its
-// last (what lies between, in a strided view, is rounded and not read).
+// MatMulStridedAt is GemmStrided in d's precision.
 func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32,
 	a kernels.Buffer, aOff, lda, strideA int,
 	b kernels.Buffer, bOff, ldb, strideB int,
@@ -141,11 +167,13 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 	endA, endB := aOff+(batch-1)*strideA+na, bOff+(batch-1)*strideB+nb
 	needLen(op, "A", len(as), endA)
 	needLen(op, "B", len(bs), endB)
+	ra, ca := operand(transA, m, k)
+	rb, cb := operand(transB, k, n)
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	d.GemmStrided(transA, transB, m, n, k, alpha, d.stage(&st.a, as[aOff:endA]), 0, lda, strideA,
-		d.stage(&st.b, bs[bOff:endB]), 0, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
+	d.GemmStrided(transA, transB, m, n, k, alpha, d.stage(&st.a, as[aOff:endA], batch, strideA, ra, ca, lda), 0, lda, strideA,
+		d.stage(&st.b, bs[bOff:endB], batch, strideB, rb, cb, ldb), 0, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 }
 
 var _ kernels.MixedPrecision = (*Device)(nil)
