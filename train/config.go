@@ -49,6 +49,12 @@ type Config struct {
 	SkipBad bool
 	// Device is "cpu", "cuda" or "cuda:N".
 	Device string
+	// Precision is "fp32" (the default, also "") or "bf16": mixed
+	// precision as torch.autocast has it, on a device that offers it
+	// (kernels.MixedPrecision). It is not a Setting: weights, gradients
+	// and checkpoints are float32 either way, so a run resumes in the
+	// other precision.
+	Precision string
 
 	// Optimizer is "mac", "sgd", "adamw", "kfac", "eva" or "foof".
 	Optimizer     string
@@ -263,6 +269,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Model == "":
 		return bad("--model is required")
+	case c.Precision != "" && c.Precision != "fp32" && c.Precision != "bf16":
+		return bad("--precision %q: want fp32 or bf16", c.Precision)
 	case c.Data == "":
 		return bad("--data is required")
 	case c.Batch <= 0:

@@ -111,6 +111,8 @@ type EvalConfig struct {
 	Subset  int // first samples only, when positive
 	Workers int
 	Device  string
+	// Precision is Config.Precision's.
+	Precision string
 	// Skipped hears of incomplete or corrupt checkpoints passed over.
 	Skipped func(dir string, err error)
 }
@@ -138,6 +140,9 @@ func Evaluate(ctx context.Context, c EvalConfig) (EvalResult, string, error) {
 		return EvalResult{}, dir, err
 	}
 	defer closeDev()
+	if err := SetPrecision(dev, c.Precision); err != nil {
+		return EvalResult{}, dir, err
+	}
 	trainSet, testSet, err := OpenData(DataSpec{
 		Spec: spec, DatasetsDir: c.DatasetsDir, Augment: "none", Normalize: set.Normalize,
 		Seed: set.Seed, Subset: c.Subset, TestSubset: c.Subset,

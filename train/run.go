@@ -134,6 +134,9 @@ func newTrainer(cfg Config, out io.Writer) (*trainer, error) {
 		return nil, err
 	}
 	t.dev, t.closeDev = dev, closeDev
+	if err := SetPrecision(dev, cfg.Precision); err != nil {
+		return nil, err
+	}
 	if cfg.openData != nil {
 		t.trainSet, t.testSet, err = cfg.openData()
 	} else {
@@ -235,8 +238,9 @@ func (t *trainer) run(ctx context.Context) error {
 	if cfg.World > 1 {
 		ranks = fmt.Sprintf(" × %d ranks", cfg.World)
 	}
-	t.log.printf("training %s (%d parameters) on %s with %s: %d epochs of %d steps, batch %d%s, %s; run directory %s",
-		cfg.Model, t.model.NumParams(), cfg.Data, cfg.Optimizer, cfg.Epochs, t.nb, cfg.Batch, ranks, t.dev.Name(), cfg.RunDir)
+	t.log.printf("training %s (%d parameters) on %s with %s: %d epochs of %d steps, batch %d%s, %s, %s; run directory %s",
+		cfg.Model, t.model.NumParams(), cfg.Data, cfg.Optimizer, cfg.Epochs, t.nb, cfg.Batch, ranks, t.dev.Name(),
+		kernels.PrecisionOf(t.dev), cfg.RunDir)
 	if err := t.start(ctx); err != nil {
 		return err
 	}

@@ -29,6 +29,19 @@ func NewDevice(spec string) (kernels.Device, func(), error) {
 	return d, func() { backend.Close(d) }, nil
 }
 
+// SetPrecision puts dev in the precision named as --precision names it
+// ("fp32", "bf16"; "" is fp32), or says why dev cannot compute in it.
+func SetPrecision(dev kernels.Device, name string) error {
+	p, err := kernels.ParsePrecision(name)
+	if err != nil {
+		return fmt.Errorf("train: --precision: %w", err)
+	}
+	if err := kernels.SetPrecision(dev, p); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
 // DataSpec names a dataset and how to read it, in Config's terms.
 type DataSpec struct {
 	Spec, DatasetsDir  string

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/macdist/macdist/internal/benchmark"
+	"github.com/macdist/macdist/kernels"
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/mac"
 	"github.com/macdist/macdist/nn"
@@ -26,10 +27,14 @@ type benchOutput struct {
 	// lines say "nchw", "channels_last" or "channels_last_bf16").
 	Mode string `json:"mode"`
 	// DNNISA is the instruction set oneDNN's kernels use ("" on im2col).
-	DNNISA  string `json:"dnn_isa"`
-	Device  string `json:"device"`
-	Threads int    `json:"threads"`
-	Params  int    `json:"params"`
+	DNNISA string `json:"dnn_isa"`
+	// Precision is "fp32" or "bf16"; BF16Native whether this CPU
+	// computes bf16 in hardware (a bf16 line without it is emulated).
+	Precision  string `json:"precision"`
+	BF16Native bool   `json:"bf16_native"`
+	Device     string `json:"device"`
+	Threads    int    `json:"threads"`
+	Params     int    `json:"params"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +55,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	optimizer := fs.String("optimizer", "", "include an optimizer step: "+strings.Join(mac.Methods, ", ")+" (with its default hyperparameters; empty: forward, loss and backward only)")
 	blas := fs.String("blas", "", `BLAS for the CPU device: "openblas", "gonum", or "" for the default (OpenBLAS when it loads; MACDIST_BLAS overrides)`)
 	dnn := fs.String("dnn", "", `convolutions: "onednn", "none" (im2col), or "" for the default (oneDNN when libdnnl.so.2 loads; MACDIST_DNN overrides)`)
+	precision := "fp32"
+	precisionVar(fs, &precision)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +72,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dev, err := cpu.Open(*blas, *dnn)
 	if err != nil {
 		return usageErrorf("%v", err)
+	}
+	prec, _ := kernels.ParsePrecision(precision) // the flag checked it
+	if err := dev.SetPrecision(prec); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	m, err := models.New(dev, *model, models.Config{ImageSize: *imageSize, Depth: *depth, Classes: *classes})
 	if err != nil {
@@ -95,7 +106,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Device:    dev.Name(),
 		Threads:   runtime.GOMAXPROCS(0),
 		Params:    m.NumParams(),
+		Precision: prec.String(),
 	}
+	out.BF16Native, _, _ = cpu.BF16Support()
 	if dev.DNN() == "onednn" {
 		out.Mode = "onednn"
 		if _, isa, err := cpu.OneDNN(); err == nil {

@@ -58,6 +58,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		unusable["cpu-blas"] = true
 	}
 	fmt.Fprintln(stdout, oneDNNLine(os.Getenv("MACDIST_DNN")))
+	fmt.Fprintln(stdout, bf16Line())
 
 	fmt.Fprintln(stdout, "\n== CUDA")
 	r := cuda.Probe()

@@ -20,6 +20,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&c.Subset, "subset", 0, "evaluate the first N samples only (0: all)")
 	fs.IntVar(&c.Workers, "workers", 0, "data decoding goroutines (0: one per CPU)")
 	fs.StringVar(&c.Device, "device", "cpu", "cpu, cuda or cuda:N")
+	precisionVar(fs, &c.Precision)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ func trainFlags(fs *flag.FlagSet, c *train.Config) {
 	fs.IntVar(&c.TestSubset, "test-subset", 0, "evaluate on the first N evaluation samples only (0: all)")
 	fs.BoolVar(&c.SkipBad, "skip-bad", false, "replace unreadable samples (corrupt images) by the next readable one and report each, instead of stopping")
 	fs.StringVar(&c.Device, "device", c.Device, "cpu, cuda or cuda:N")
+	precisionVar(fs, &c.Precision)
 
 	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "mac, sgd, adamw, kfac, eva or foof; hyperparameters not given take that method's defaults")
 	fs.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
