@@ -13,8 +13,13 @@
 # resnet50 runs at 224 px with a batch of 16 (BATCH does not apply to it). Each
 # JSON line also carries the process's peak resident memory (max_rss_mb).
 #
+# macdist's bf16 (--precision bf16, mode onednn_bf16) joins MACDIST_MODES when
+# this CPU runs bf16 natively (AVX512-BF16 or AMX), or when MACDIST_BF16=emulate
+# is set (oneDNN's emulation: slow, for checking the script, not for timing);
+# otherwise one line says why it is skipped.
+#
 # Environment: MODELS (lenet5 resnet20 resnet50 vit-tiny-cifar), BATCH (128), REPEAT (3),
-# THREADS (2), MACDIST_MODES (onednn none), TORCH_MODES (nchw channels_last
+# THREADS (2), MACDIST_MODES (onednn none, and onednn_bf16 where it runs), TORCH_MODES (nchw channels_last
 # channels_last_bf16), MACDIST (bin/macdist), PYTHON (/usr/bin/python3, with
 # python3-torch), OUT (runs/bench: the raw JSON lines are kept there).
 # Steps per model are set so that one repeat takes a few minutes on 2 cores.
@@ -56,6 +61,13 @@ flags_for() {
 	esac
 }
 
+# bf16: ask macdist itself, whose refusal says what the CPU lacks.
+if ! bf16_err=$("$MACDIST" bench --model lenet5 --batch 2 --steps 1 --warmup 0 --precision bf16 2>&1 >/dev/null); then
+	echo "compare: skipping macdist bf16: $(echo "$bf16_err" | tail -1)" >&2
+elif [[ " $MACDIST_MODES " != *" onednn_bf16 "* ]]; then
+	MACDIST_MODES="$MACDIST_MODES onednn_bf16"
+fi
+
 cpu_model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 cpu_flags=$(grep -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ' || true)
 load_before=$(uptime)
@@ -81,9 +93,11 @@ for r in $(seq "$REPEAT"); do
 		batch=$BATCH
 		[ "$m" = resnet50 ] && batch=16
 		for mode in $MACDIST_MODES; do
-			echo "== repeat $r: $m batch $batch $f, macdist --dnn $mode" >&2
+			dnn=${mode%_bf16} precision=fp32
+			[ "$dnn" != "$mode" ] && precision=bf16
+			echo "== repeat $r: $m batch $batch $f, macdist --dnn $dnn --precision $precision" >&2
 			# shellcheck disable=SC2086
-			GOMAXPROCS=$THREADS with_rss "$MACDIST" bench --model "$m" --batch "$batch" --dnn "$mode" $f | tee -a "$results" >&2
+			GOMAXPROCS=$THREADS with_rss "$MACDIST" bench --model "$m" --batch "$batch" --dnn "$dnn" --precision "$precision" $f | tee -a "$results" >&2
 		done
 		if [ $have_torch = 1 ]; then
 			for mode in $TORCH_MODES; do
@@ -105,16 +119,19 @@ runs, order = {}, []
 for line in open(path):
     r = json.loads(line)
     side = "macdist " + r["mode"] if r["framework"] == "macdist" else "PyTorch " + r["mode"]
+    if r["framework"] == "macdist" and r.get("precision") == "bf16":
+        side += "_bf16" if r.get("bf16_native") else "_bf16 (emulated)"
     if side not in order:
         order.append(side)
     runs.setdefault(r["model"], {}).setdefault(side, []).append(r)
 med = lambda rs: statistics.median(x["img_per_s"] for x in rs)
 print()
 print(f"CPU: {cpu}. Load before: {before.split('load average:')[-1].strip()}; after: {after.split('load average:')[-1].strip()}.")
-print("img/s, median of the repeats (min–max in brackets); ratio = macdist onednn ÷ PyTorch's faster fp32 mode")
+print("img/s, median of the repeats (min–max in brackets); ratio = macdist onednn ÷ PyTorch's faster fp32 mode;")
+print("bf16 ratio = macdist onednn_bf16 ÷ PyTorch channels_last_bf16")
 print()
-print("| model | batch | " + " | ".join(order) + " | ratio |")
-print("|---|---:|" + "---:|" * len(order) + "---:|")
+print("| model | batch | " + " | ".join(order) + " | ratio | bf16 ratio |")
+print("|---|---:|" + "---:|" * len(order) + "---:|---:|")
 for model, s in runs.items():
     cells = []
     for side in order:
@@ -127,8 +144,11 @@ for model, s in runs.items():
     torch32 = [med(s[k]) for k in ("PyTorch nchw", "PyTorch channels_last") if k in s]
     ours = s.get("macdist onednn")
     ratio = f"{med(ours) / max(torch32):.2f}" if ours and torch32 else "–"
+    ours16 = next((s[k] for k in ("macdist onednn_bf16", "macdist onednn_bf16 (emulated)") if k in s), None)
+    torch16 = s.get("PyTorch channels_last_bf16")
+    ratio16 = f"{med(ours16) / med(torch16):.2f}" if ours16 and torch16 else "–"
     batch = next(iter(s.values()))[0]["batch"]
-    print(f"| {model} | {batch} | " + " | ".join(cells) + f" | {ratio} |")
+    print(f"| {model} | {batch} | " + " | ".join(cells) + f" | {ratio} | {ratio16} |")
 print()
 print("Peak resident memory (MB, median of the repeats) of each process:")
 print()

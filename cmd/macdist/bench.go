@@ -75,7 +75,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	prec, _ := kernels.ParsePrecision(precision) // the flag checked it
 	if err := dev.SetPrecision(prec); err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err // says what the CPU lacks; "macdist bench:" prefixes it
 	}
 	m, err := models.New(dev, *model, models.Config{ImageSize: *imageSize, Depth: *depth, Classes: *classes})
 	if err != nil {
