@@ -20,6 +20,7 @@ import (
 
 	"github.com/macdist/macdist/cluster"
 	"github.com/macdist/macdist/collective"
+	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn/models"
 	"github.com/macdist/macdist/train"
 )
@@ -108,6 +109,12 @@ func runLaunch(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if _, err := models.Default(cfg.Model); err != nil {
 		return usageErrorf("%v", err)
+	}
+	// Every worker would fail alike, and be restarted to fail again.
+	if cfg.Precision == "bf16" && cfg.Device == "cpu" {
+		if err := cpu.CheckBF16(); err != nil {
+			return fmt.Errorf("train flags: %w", err)
+		}
 	}
 	if !*scaleLR {
 		var bad []string

@@ -37,6 +37,12 @@ func TestTrainPrecision(t *testing.T) {
 				t.Errorf("bf16 on %s without MACDIST_BF16: exit %d, stderr %q; want 1 and a message with %q", isa, code, errOut, want)
 			}
 		}
+		// launch refuses before it starts a worker that would fail.
+		code, _, errOut = runArgs(append([]string{"launch", "--standalone", "--nproc-per-node", "1", "--"},
+			trainArgs(filepath.Join(t.TempDir(), "launched"), "bf16")[1:]...)...)
+		if code != 1 || !strings.Contains(errOut, "no native bf16") || strings.Contains(errOut, "rank 0") {
+			t.Errorf("launch with bf16 on %s: exit %d, stderr %q; want the refusal before any worker", isa, code, errOut)
+		}
 	}
 	t.Setenv("MACDIST_BF16", "emulate")
 

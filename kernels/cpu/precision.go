@@ -47,6 +47,13 @@ func checkBF16(dnn dnnImpl, isa string, dnnErr error, env string) error {
 		isa, fix, bf16EnvEmulate)
 }
 
+// CheckBF16 says whether a Device from New would accept BF16, without
+// making one: for a launcher, to refuse before it starts its workers.
+func CheckBF16() error {
+	_, isa, err := OneDNN()
+	return checkBF16(defaultDNN(), isa, err, os.Getenv("MACDIST_BF16"))
+}
+
 // SetPrecision sets the arithmetic of d's convolutions and MatMul
 // products. BF16 needs oneDNN, and a CPU with native bf16 unless
 // MACDIST_BF16=emulate.
