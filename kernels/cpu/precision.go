@@ -11,7 +11,7 @@ import (
 
 // bf16EnvEmulate is the value of MACDIST_BF16 that lets BF16 run on a
 // CPU without native bf16, through oneDNN's emulation on avx512_core: as
-// exact as native, several times slower, for tests and development.
+// exact as native and slower than float32, for tests and development.
 const bf16EnvEmulate = "emulate"
 
 // nativeBF16 reports whether oneDNN's ISA computes bf16 in hardware
