@@ -41,3 +41,9 @@ func (*dnnConv) backward(x, dy, w, dx, dw, db []float32, nthr int) {
 	panic("cpu: oneDNN is not available without cgo")
 }
 func (*dnnConv) sharesDy() bool { return false }
+
+// Without oneDNN, MatMul in BF16 rounds its operands itself.
+type dnnMatMuls struct{}
+
+func (*dnnMatMuls) matmul(k matKey, a, b, c []float32) bool { return false }
+func (*dnnMatMuls) impl(k matKey) string                    { return "" }

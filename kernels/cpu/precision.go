@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/macdist/macdist/kernels"
@@ -77,14 +78,36 @@ func (d *Device) SetPrecision(p kernels.Precision) error {
 // Precision is d's precision, FP32 unless SetPrecision changed it.
 func (d *Device) Precision() kernels.Precision { return d.prec }
 
-// bf16Stage holds the bf16-rounded copies of MatMul's operands, in
-// float32 with their low 16 bits zero, kept from call to call. A product
-// of two bf16 numbers is exact in float32 (8 + 8 significant bits), so
-// feeding the rounded copies to the float32 Gemm gives what a bf16
-// matmul accumulating in float32 gives, up to the order of the sum.
+// bf16Stage is MatMul's state in BF16: oneDNN's matmul primitives (bf16
+// operands, float32 accumulation and result; AVX512-BF16's or AMX's dot
+// products where the CPU has them), made once per shape, and for a shape
+// oneDNN refuses, the bf16-rounded copies of the operands, in float32
+// with their low 16 bits zero, kept from call to call. A product of two
+// bf16 numbers is exact in float32 (8 + 8 significant bits), so feeding
+// the rounded copies to the float32 Gemm gives what a bf16 matmul
+// accumulating in float32 gives, up to the order of the sum.
 type bf16Stage struct {
-	mu   sync.Mutex // held for a whole MatMul: the buffers below are its operands
+	mu   sync.Mutex // held for a whole MatMul: the state below is its
+	mats dnnMatMuls
 	a, b buffer
+}
+
+// matKey is one MatMul shape, as its primitive is made for it: a Gemm is
+// a batch of one with strides 0.
+type matKey struct {
+	transA, transB            bool
+	m, n, k, lda, ldb, ldc    int
+	strideA, strideB, strideC int
+	batch                     int
+	alpha, beta               float32
+	threads                   int
+}
+
+// useDNNMat reports whether MatMul hands a product to oneDNN: never for
+// an empty one (Gemm scales C) or one with a NaN coefficient (it would
+// never find its primitive again).
+func (d *Device) useDNNMat(m, n, k int, alpha, beta float32) bool {
+	return d.dnn == dnnOneDNN && m > 0 && n > 0 && k > 0 && alpha != 0 && alpha == alpha && beta == beta
 }
 
 // roundBF16 rounds x to the nearest bfloat16, ties to even, as PyTorch's
@@ -154,6 +177,16 @@ func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a ker
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if d.useDNNMat(m, n, k, alpha, beta) {
+		cs := d.slice(c, "MatMul", "C")
+		_, _, nc := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
+		needLen("MatMul", "C", len(cs), nc)
+		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, batch: 1,
+			alpha: alpha, beta: beta, threads: runtime.GOMAXPROCS(0)}
+		if st.mats.matmul(key, as, bs, cs) {
+			return
+		}
+	}
 	d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as, 1, 0, ra, ca, lda), lda,
 		d.stage(&st.b, bs, 1, 0, rb, cb, ldb), ldb, beta, c, ldc)
 }
@@ -163,7 +196,8 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 	a kernels.Buffer, aOff, lda, strideA int,
 	b kernels.Buffer, bOff, ldb, strideB int,
 	beta float32, c kernels.Buffer, cOff, ldc, strideC int, batch int) {
-	if d.prec != kernels.BF16 || batch <= 0 || m == 0 || n == 0 || k == 0 || aOff < 0 || bOff < 0 || strideA < 0 || strideB < 0 {
+	if d.prec != kernels.BF16 || batch <= 0 || m == 0 || n == 0 || k == 0 || aOff < 0 || bOff < 0 || cOff < 0 ||
+		strideA < 0 || strideB < 0 || strideC < 0 || (strideC == 0 && batch > 1) {
 		// Nothing to round, or arguments GemmStrided refuses with its message.
 		d.GemmStrided(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 		return
@@ -179,6 +213,17 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if d.useDNNMat(m, n, k, alpha, beta) {
+		cs := d.slice(c, op, "C")
+		_, _, nc := gemmShapes(op, transA, transB, m, n, k, lda, ldb, ldc)
+		needLen(op, "C", len(cs), cOff+(batch-1)*strideC+nc)
+		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+			strideA: strideA, strideB: strideB, strideC: strideC, batch: batch, alpha: alpha, beta: beta,
+			threads: runtime.GOMAXPROCS(0)}
+		if st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:]) {
+			return
+		}
+	}
 	d.GemmStrided(transA, transB, m, n, k, alpha, d.stage(&st.a, as[aOff:endA], batch, strideA, ra, ca, lda), 0, lda, strideA,
 		d.stage(&st.b, bs[bOff:endB], batch, strideB, rb, cb, ldb), 0, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 }

@@ -3,8 +3,11 @@ package cpu
 import (
 	"errors"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/macdist/macdist/kernels"
 )
 
 // TestCheckBF16 decides bf16 for CPUs this machine is not: the ISA is
@@ -59,5 +62,66 @@ func TestRoundBF16(t *testing.T) {
 	// A NaN whose payload lies only in the low 16 bits must not become Inf.
 	if got := roundBF16(math.Float32frombits(0x7f800001)); !math.IsNaN(float64(got)) {
 		t.Errorf("roundBF16(NaN) = %v", got)
+	}
+}
+
+// TestBF16MatMulOneDNN checks that MatMul in BF16 goes to oneDNN's
+// matmul for every transposition and for batches that share A or B
+// (stride 0), and agrees there with Gemm on rounded operands.
+func TestBF16MatMulOneDNN(t *testing.T) {
+	t.Setenv("MACDIST_BF16", "emulate")
+	d, err := NewWithDNN("onednn")
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := d.SetPrecision(kernels.BF16); err != nil {
+		t.Fatal(err)
+	}
+	const m, n, k, batch = 5, 6, 19, 3
+	fill := func(n int, f float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(math.Sin(float64(i)*f + 1))
+		}
+		return v
+	}
+	round := func(v []float32) []float32 {
+		r := make([]float32, len(v))
+		for i, x := range v {
+			r[i] = roundBF16(x)
+		}
+		return r
+	}
+	for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+		for _, strides := range [][2]int{{m * k, k * n}, {0, k * n}, {m * k, 0}} {
+			lda, ldb := k, n
+			if tr[0] {
+				lda = m
+			}
+			if tr[1] {
+				ldb = k
+			}
+			a, b := fill(batch*m*k, 0.7), fill(batch*k*n, 0.3)
+			got, want := fill(batch*m*n, 0.1), fill(batch*m*n, 0.1)
+			d.MatMulStridedAt(tr[0], tr[1], m, n, k, 0.25, d.Wrap(a), 0, lda, strides[0], d.Wrap(b), 0, ldb, strides[1],
+				0.5, d.Wrap(got), 0, n, m*n, batch)
+			d.GemmStrided(tr[0], tr[1], m, n, k, 0.25, d.Wrap(round(a)), 0, lda, strides[0], d.Wrap(round(b)), 0, ldb, strides[1],
+				0.5, d.Wrap(want), 0, n, m*n, batch)
+			key := matKey{transA: tr[0], transB: tr[1], m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: n,
+				strideA: strides[0], strideB: strides[1], strideC: m * n, batch: batch, alpha: 0.25, beta: 0.5,
+				threads: runtime.GOMAXPROCS(0)}
+			impl := d.bf16.mats.impl(key)
+			if impl == "" {
+				t.Errorf("trans %v, strides %v: oneDNN made no matmul", tr, strides)
+			}
+			var worst, scale float64
+			for i := range got {
+				worst = math.Max(worst, math.Abs(float64(got[i]-want[i])))
+				scale = math.Max(scale, math.Abs(float64(want[i])))
+			}
+			if worst > 1e-5*scale {
+				t.Errorf("trans %v, strides %v (%s): off by %.2g of %.2g", tr, strides, impl, worst, scale)
+			}
+		}
 	}
 }
