@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +74,24 @@ func TestTrainPrecision(t *testing.T) {
 				t.Errorf("eval --precision bf16: exit %d, %s %s", code, out, errOut)
 			}
 		}
+	}
+
+	// The same seed and threads, the same bits: two bf16 runs end with
+	// identical weights.
+	var final [2][]byte
+	for i := range final {
+		dir := filepath.Join(t.TempDir(), "again")
+		if code, _, errOut := runArgs(trainArgs(dir, "bf16", "--max-steps", "3", "--seed", "5")...); code != 0 {
+			t.Fatalf("bf16 run %d: exit %d: %s", i, code, errOut)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "final", "model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		final[i] = b
+	}
+	if !bytes.Equal(final[0], final[1]) {
+		t.Error("two bf16 runs with the same seed end with different weights")
 	}
 
 	code, out, errOut := runArgs("bench", "--model", "lenet5", "--batch", "4", "--steps", "1", "--warmup", "1", "--precision", "bf16")
