@@ -3,6 +3,7 @@ package cpu_test
 import (
 	"math"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
@@ -183,6 +184,49 @@ func TestBF16NoAllocs(t *testing.T) {
 		op.f() // make the primitives and grow the staging, at the threads AllocsPerRun will use
 		if allocs := testing.AllocsPerRun(3, op.f); allocs != 0 {
 			t.Errorf("%s in bf16: %.0f allocations per call", op.name, allocs)
+		}
+	}
+}
+
+// TestBF16ConcurrentDevices runs one bf16 Device per goroutine, as
+// data-parallel replicas do, each convolving and multiplying, and wants
+// each to get what a lone Device gets: the Devices share oneDNN's engine
+// and nothing else.
+func TestBF16ConcurrentDevices(t *testing.T) {
+	const replicas, n, out = 3, 4, 16
+	g := resnetGeom
+	run := func(d *cpu.Device) []float32 {
+		if !d.Convolves(g, out, 1, n, false) {
+			t.Error("Convolves = false")
+			return nil
+		}
+		x, w := d.Wrap(wave(n*g.C*g.H*g.W, 0.37, 1)), d.Wrap(wave(out*g.C*9, 1.3, 0.2))
+		y := make([]float32, n*out*g.OutH()*g.OutW())
+		d.ConvForward(d.Wrap(y), x, w, nil, g, out, 1, n)
+		c := make([]float32, 64*32)
+		d.MatMulAt(false, true, 64, 32, 48, 1, d.Wrap(wave(64*48, 0.21, 1)), 48, d.Wrap(wave(32*48, 0.9, 1)), 48, 0, d.Wrap(c), 32)
+		return append(y, c...)
+	}
+	want := run(bf16Device(t))
+	got := make([][]float32, replicas)
+	devs := make([]*cpu.Device, replicas)
+	for i := range devs {
+		devs[i] = bf16Device(t)
+	}
+	var wg sync.WaitGroup
+	for i := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				got[i] = run(devs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range got {
+		if !slices.Equal(got[i], want) {
+			t.Errorf("replica %d differs from a lone Device", i)
 		}
 	}
 }
