@@ -87,7 +87,7 @@ func (d *Device) Precision() kernels.Precision { return d.prec }
 // the rounded copies to the float32 Gemm gives what a bf16 matmul
 // accumulating in float32 gives, up to the order of the sum.
 type bf16Stage struct {
-	mu   sync.Mutex // held for a whole MatMul: the state below is its
+	mu   sync.Mutex // held for a whole MatMul, which uses the state below
 	mats dnnMatMuls
 	a, b buffer
 }

@@ -124,4 +124,15 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 			}
 		}
 	}
+	// beta = 0: C is not read, so a NaN there does not propagate (Gemm's rule).
+	c := make([]float32, m*n)
+	for i := range c {
+		c[i] = float32(math.NaN())
+	}
+	d.MatMulAt(false, false, m, n, k, 1, d.Wrap(fill(m*k, 0.7)), k, d.Wrap(fill(k*n, 0.3)), n, 0, d.Wrap(c), n)
+	for _, v := range c {
+		if math.IsNaN(float64(v)) {
+			t.Fatal("MatMul with beta 0 read C")
+		}
+	}
 }
