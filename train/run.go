@@ -506,6 +506,7 @@ func (t *trainer) agree(together bool, refuse error, what string) error {
 type runConfig struct {
 	Settings
 	Device          string `json:"device"`
+	Precision       string `json:"precision"`
 	MaxSteps        int    `json:"max_steps"`
 	Init            string `json:"init,omitempty"`
 	CheckpointEvery int    `json:"checkpoint_every"`
@@ -521,7 +522,7 @@ func (t *trainer) writeConfig() error {
 		return nil
 	}
 	c := t.cfg
-	js, err := json.MarshalIndent(runConfig{t.settings, c.Device, c.MaxSteps, c.Init, c.CheckpointEvery, c.Keep, c.Workers, c.TestSubset, t.settings.Hash()}, "", "  ")
+	js, err := json.MarshalIndent(runConfig{t.settings, c.Device, kernels.PrecisionOf(t.dev).String(), c.MaxSteps, c.Init, c.CheckpointEvery, c.Keep, c.Workers, c.TestSubset, t.settings.Hash()}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}

@@ -57,6 +57,9 @@ func TestTrainPrecision(t *testing.T) {
 		if !strings.Contains(out+errOut, ", "+c[0]+"; run directory") {
 			t.Errorf("%s: the run header does not say the precision:\n%s", c[0], out+errOut)
 		}
+		if js, err := os.ReadFile(filepath.Join(dir, "config.json")); err != nil || !strings.Contains(string(js), `"precision": "`+c[0]+`"`) {
+			t.Errorf("%s: config.json does not record the precision: %v %s", c[0], err, js)
+		}
 		code, out, errOut = runArgs(trainArgs(dir, c[1], "--resume")...)
 		if code != 0 {
 			t.Fatalf("resuming a %s run in %s: exit %d: %s", c[0], c[1], code, errOut)
