@@ -8,7 +8,7 @@ import (
 	"github.com/macdist/macdist/kernels/cpu"
 )
 
-const precisionUsage = "arithmetic: fp32, or bf16 (mixed precision as torch.autocast: convolutions, linear layers and attention products in bf16, the rest in fp32; needs oneDNN and a CPU with AVX512-BF16 or AMX, see `macdist doctor`)"
+const precisionUsage = "arithmetic, `fp32|bf16`: bf16 is mixed precision as torch.autocast (convolutions, linear layers and attention products in bf16, the rest in fp32) and needs oneDNN and a CPU with AVX512-BF16 or AMX (see macdist doctor)"
 
 // precisionFlag binds --precision to a string, so that a precision that
 // does not exist is a flag error at parse time rather than a failure
