@@ -3,6 +3,7 @@
 // cluster, collective, data); no training logic lives here.
 //
 //	macdist train --model lenet5 --data fashion-mnist          # one process
+//	macdist train --model resnet20 --data cifar10:DIR --precision bf16  # AVX512-BF16 or AMX
 //	macdist launch --standalone --nproc-per-node 4 -- --model resnet20 --data cifar10:DIR
 //	macdist launch --nnodes 2:4 --join HOST:PORT --cluster-key K -- <train flags>
 //	macdist status --join HOST:PORT

@@ -43,6 +43,17 @@
 // allocates nothing. With a fixed thread count every pass gives the same
 // bits on every run (oneDNN's reductions split the work the same way).
 //
+// # Mixed precision
+//
+// The Device is a kernels.MixedPrecision. In BF16 (SetPrecision), its
+// convolutions are made with bf16 x, w and dy, the ports' reorders
+// rounding the caller's float32, and float32 y, dx, dw and db; MatMul
+// goes to oneDNN's matmul primitive on bf16 copies of its operands
+// (onednn_bf16.go), with a float32 result. Both are cached per shape and
+// precision. BF16 needs a CPU whose oneDNN ISA has bf16 dot products
+// (avx512_core_bf16, avx512_core_amx); MACDIST_BF16=emulate accepts
+// oneDNN's emulation elsewhere, for tests.
+//
 // Debian's oneDNN uses OpenMP (libgomp). Its team size is set to
 // GOMAXPROCS on every call (omp_set_num_threads acts per OS thread, and a
 // goroutine's thread changes), so oneDNN uses the threads the Device's
