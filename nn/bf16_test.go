@@ -3,6 +3,7 @@ package nn_test
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
@@ -20,6 +21,9 @@ func bf16Device(t *testing.T) kernels.Device {
 	d, err := cpu.NewWithDNN("onednn")
 	if err != nil {
 		t.Skipf("bf16 needs oneDNN: %v", err)
+	}
+	if _, isa, _ := cpu.OneDNN(); !strings.HasPrefix(isa, "avx512_core") {
+		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
 	}
 	if err := d.SetPrecision(kernels.BF16); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/macdist/macdist/kernels"
 	"github.com/macdist/macdist/kernels/cpu"
@@ -49,6 +50,8 @@ func bf16Line() string {
 		return fmt.Sprintf("bf16: unavailable (needs oneDNN: %v); --precision bf16 refuses", err)
 	case native:
 		return fmt.Sprintf("bf16: native (%s)", isa)
+	case !strings.HasPrefix(isa, "avx512_core"):
+		return fmt.Sprintf("bf16: not supported by this CPU (ISA %s; needs AVX512-BF16 or AMX); --precision bf16 refuses", isa)
 	}
 	return fmt.Sprintf("bf16: not supported natively by this CPU (ISA %s); --precision bf16 refuses unless MACDIST_BF16=emulate (oneDNN's emulation: slow, for tests)", isa)
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/macdist/macdist/kernels"
@@ -41,8 +42,17 @@ func checkBF16(dnn dnnImpl, isa string, dnnErr error, env string) error {
 		return fmt.Errorf("precision bf16 needs oneDNN: %v; %s", dnnErr, fix)
 	case dnn != dnnOneDNN:
 		return fmt.Errorf("precision bf16 needs oneDNN's convolutions, and this device convolves with im2col (MACDIST_DNN=none?); %s", fix)
-	case nativeBF16(isa) || env == bf16EnvEmulate:
+	case nativeBF16(isa):
 		return nil
+	case env == bf16EnvEmulate && strings.HasPrefix(isa, "avx512_core"):
+		return nil
+	case env == bf16EnvEmulate:
+		return fmt.Errorf("precision bf16: MACDIST_BF16=%s needs oneDNN's emulation on AVX-512 (avx512_core), and its ISA here is %s; %s",
+			bf16EnvEmulate, isa, fix)
+	}
+	if !strings.HasPrefix(isa, "avx512_core") {
+		return fmt.Errorf("precision bf16: this CPU has no native bf16 (oneDNN's ISA is %s; bf16 needs avx512_core_bf16 or avx512_core_amx); %s",
+			isa, fix)
 	}
 	return fmt.Errorf("precision bf16: this CPU has no native bf16 (oneDNN's ISA is %s; bf16 needs avx512_core_bf16 or avx512_core_amx); %s, or set MACDIST_BF16=%s to emulate it (slow; for tests)",
 		isa, fix, bf16EnvEmulate)

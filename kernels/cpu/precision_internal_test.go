@@ -25,7 +25,10 @@ func TestCheckBF16(t *testing.T) {
 		{dnnOneDNN, "avx512_core_bf16", nil, "", nil},
 		{dnnOneDNN, "avx512_core_vnni", nil, "", []string{"no native bf16", "avx512_core_vnni", "--precision fp32", "MACDIST_BF16=emulate"}},
 		{dnnOneDNN, "avx2", nil, "", []string{"no native bf16", "avx2", "--precision fp32"}},
+		{dnnOneDNN, "avx512_core", nil, "", []string{"no native bf16", "avx512_core", "MACDIST_BF16=emulate"}},
 		{dnnOneDNN, "avx512_core_vnni", nil, "emulate", nil},
+		{dnnOneDNN, "avx512_core", nil, "emulate", nil},
+		{dnnOneDNN, "avx2", nil, "emulate", []string{"needs oneDNN's emulation on AVX-512", "avx2", "--precision fp32"}},
 		{dnnOneDNN, "avx512_core_vnni", nil, "yes", []string{"no native bf16"}},
 		{dnnNone, "", missing, "emulate", []string{"needs oneDNN", "libdnnl.so.2 not found", "--precision fp32"}},
 		{dnnNone, "avx512_core_amx", nil, "", []string{"im2col", "--precision fp32"}},
@@ -73,6 +76,9 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 	d, err := NewWithDNN("onednn")
 	if err != nil {
 		t.Skip(err)
+	}
+	if isa := isaName(oneDNNISA()); !strings.HasPrefix(isa, "avx512_core") {
+		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
 	}
 	if err := d.SetPrecision(kernels.BF16); err != nil {
 		t.Fatal(err)

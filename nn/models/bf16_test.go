@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
@@ -37,6 +38,9 @@ func bf16Step(t *testing.T, cfg models.Config, seed uint64, x []float32, labels 
 	d, err := cpu.NewWithDNN("onednn")
 	if err != nil {
 		t.Skipf("bf16 needs oneDNN: %v", err)
+	}
+	if _, isa, _ := cpu.OneDNN(); !strings.HasPrefix(isa, "avx512_core") {
+		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
 	}
 	if err := d.SetPrecision(kernels.BF16); err != nil {
 		t.Fatal(err)
