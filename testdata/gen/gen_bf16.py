@@ -14,9 +14,10 @@ bf16 differs from float32 by bf16's rounding (8 significant bits, a relative
 2^-9 per rounding); the f32.* tensors let the Go test show that its bf16
 path is nearer autocast's than float32 is, not only within a tolerance.
 
-models_bf16_lenet5 is one training-mode step of LeNet-5 (gen_models.py's,
-hash_init) on a batch of 8: logits, loss and every parameter's gradient,
-under autocast and in float32.
+models_bf16_lenet5 and models_bf16_resnet8 are one training-mode step of
+LeNet-5 and of a CIFAR ResNet-8 (gen_models.py's, hash_init) on a batch of 8
+under autocast: logits, loss and every parameter's gradient, with the
+relative error of the float32 step against them in the metadata (f32_err).
 
 Run with Debian's /usr/bin/python3 (PyTorch 1.13: CPU autocast with bf16).
 """
@@ -117,31 +118,53 @@ def gen_layers():
     print("layers_bf16: %d cases, %d bytes" % (len(CASES), os.path.getsize(path)))
 
 
-def gen_lenet5():
-    opts = dict(InChannels=1, ImageSize=28, Classes=10)
-    torch.manual_seed(fnv1a64("bf16_lenet5") % (1 << 31))
-    model = build("lenet5", opts)
+# (fixture suffix, Go model name, gen_models.build kind, Config, batch)
+MODEL_CASES = [
+    ("lenet5", "lenet5", "lenet5", dict(InChannels=1, ImageSize=28, Classes=10), 8),
+    # Two stages of 16 and 32 channels: the blocked layout, batch norm and
+    # the residual sums around bf16 convolutions.
+    ("resnet8", "resnet20", "cifar-resnet", dict(InChannels=3, ImageSize=16, Classes=10, Depth=8), 8),
+]
+
+
+def rel_l2(got, want):
+    """||got-want|| / ||want||, the Go test's measure for a model's tensors."""
+    scale = want.double().norm().item()
+    d = (got.double() - want.double()).norm().item()
+    return d / scale if scale else d
+
+
+def gen_model(suffix, go_name, kind, opts, batch):
+    torch.manual_seed(fnv1a64("bf16_" + suffix) % (1 << 31))
+    model = build(kind, opts)
     hash_init(model, SEED)
     model.train()
-    x = torch.randn(8, 1, 28, 28)
-    labels = torch.randint(0, 10, (8,))
-    out = {"input": x, "labels": labels.to(torch.int64)}
-    for prefix, ac in (("", True), ("f32.", False)):
-        model.zero_grad()
+    state = {n: t.clone() for n, t in model.state_dict().items()}
+    x = torch.randn(batch, opts["InChannels"], opts["ImageSize"], opts["ImageSize"])
+    labels = torch.randint(0, opts["Classes"], (batch,))
+    res = {}
+    for ac in (True, False):
+        model.load_state_dict(state)  # the same running statistics for both steps
+        model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ac):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
-        out[prefix + "logits"] = logits.detach().float()
-        out[prefix + "loss"] = loss.detach().reshape(1)
+        res[ac] = {"logits": logits.detach().float(), "loss": loss.detach().reshape(1)}
         for n, p in model.named_parameters():
-            out[prefix + "grad." + n] = p.grad.detach().float().clone()
-    path = save("models_bf16_lenet5", out, {"model": "lenet5", "config": json.dumps(opts, sort_keys=True), "seed": SEED})
-    print("models_bf16_lenet5: %d bytes, loss %.5f (fp32 %.5f)" % (os.path.getsize(path), out["loss"].item(),
-                                                                   out["f32.loss"].item()))
+            res[ac]["grad." + n] = p.grad.detach().float().clone()
+    out = {"input": x, "labels": labels.to(torch.int64), **res[True]}
+    # How far float32 is from autocast, per tensor (relative L2): the Go
+    # test's scale of how much two bf16 implementations may differ.
+    f32_err = {k: float("%.3g" % rel_l2(res[False][k], v)) for k, v in res[True].items()}
+    path = save("models_bf16_" + suffix, out, {"model": go_name, "config": json.dumps(opts, sort_keys=True),
+                                               "seed": SEED, "f32_err": json.dumps(f32_err, sort_keys=True)})
+    print("models_bf16_%s: %d bytes, loss %.5f (fp32 %.5f)" % (suffix, os.path.getsize(path), res[True]["loss"].item(),
+                                                              res[False]["loss"].item()))
 
 
 if __name__ == "__main__":
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     gen_layers()
-    gen_lenet5()
+    for case in MODEL_CASES:
+        gen_model(*case)
