@@ -17,6 +17,9 @@ func needOneDNN(t *testing.T) {
 	if _, _, err := cpu.OneDNN(); err != nil {
 		t.Skipf("bf16 needs oneDNN: %v", err)
 	}
+	if cpu.DNNName() != "onednn" {
+		t.Skipf("bf16 needs oneDNN's convolutions, and MACDIST_DNN=%s", os.Getenv("MACDIST_DNN"))
+	}
 }
 
 // TestTrainPrecision trains a few steps in bf16 (emulated where the CPU
