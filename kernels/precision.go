@@ -80,6 +80,16 @@ func PrecisionOf(dev Device) Precision {
 	return FP32
 }
 
+// DescribePrecision is dev's precision as a run's header shows it:
+// "fp32", or what the device says of how it computes its precision
+// (natively or emulated) where it says something.
+func DescribePrecision(dev Device) string {
+	if d, ok := dev.(interface{ PrecisionNote() string }); ok {
+		return d.PrecisionNote()
+	}
+	return PrecisionOf(dev).String()
+}
+
 // MatMul is the matrix product of a linear layer or an attention: Gemm,
 // in dev's precision where dev has one (see MixedPrecision).
 func MatMul(dev Device, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {

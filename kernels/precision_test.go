@@ -25,6 +25,9 @@ func TestSetPrecisionFP32Only(t *testing.T) {
 	if p := kernels.PrecisionOf(dev); p != kernels.FP32 {
 		t.Errorf("PrecisionOf = %v", p)
 	}
+	if s := kernels.DescribePrecision(dev); s != "fp32" {
+		t.Errorf("DescribePrecision = %q", s)
+	}
 }
 
 func TestParsePrecision(t *testing.T) {

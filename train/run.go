@@ -240,7 +240,7 @@ func (t *trainer) run(ctx context.Context) error {
 	}
 	t.log.printf("training %s (%d parameters) on %s with %s: %d epochs of %d steps, batch %d%s, %s, %s; run directory %s",
 		cfg.Model, t.model.NumParams(), cfg.Data, cfg.Optimizer, cfg.Epochs, t.nb, cfg.Batch, ranks, t.dev.Name(),
-		kernels.PrecisionOf(t.dev), cfg.RunDir)
+		kernels.DescribePrecision(t.dev), cfg.RunDir)
 	if err := t.start(ctx); err != nil {
 		return err
 	}

@@ -88,6 +88,18 @@ func (d *Device) SetPrecision(p kernels.Precision) error {
 // Precision is d's precision, FP32 unless SetPrecision changed it.
 func (d *Device) Precision() kernels.Precision { return d.prec }
 
+// PrecisionNote is d's precision and, in BF16, whether the CPU computes
+// it natively or oneDNN emulates it (see kernels.DescribePrecision).
+func (d *Device) PrecisionNote() string {
+	if d.prec != kernels.BF16 {
+		return d.prec.String()
+	}
+	if native, isa, err := BF16Support(); err == nil && native {
+		return "bf16 (native, " + isa + ")"
+	}
+	return "bf16 (emulated by oneDNN: slow, MACDIST_BF16=emulate)"
+}
+
 // bf16Stage is MatMul's state in BF16: oneDNN's matmul primitives (bf16
 // operands, float32 accumulation and result; AVX512-BF16's or AMX's dot
 // products where the CPU has them), made once per shape, and for a shape
