@@ -638,3 +638,8 @@ func (d *Device) bkPool(op string, l kernels.Layout, y, x, dx kernels.Buffer, g 
 	d.parallel(&d.bkPoolT, n*g.C/16, max(1, grainCheap/max(1, g.H*g.W*16)))
 	d.bkPoolT = bkPoolTask{}
 }
+
+// layoutNHWC is oneDNN's nhwc, which no Device keeps: TestConvLayoutAB
+// times oneDNN's convolutions in it against Blocked16, the measurement
+// behind keeping Blocked16.
+const layoutNHWC kernels.Layout = 255

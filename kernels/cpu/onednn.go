@@ -30,6 +30,7 @@ enum {
 	MDNN_F32 = 3,                                   // dnnl_f32
 	MDNN_TAG_ANY = 1, MDNN_TAG_X = 2, MDNN_TAG_NCHW = 5, MDNN_TAG_OIHW = 5, MDNN_TAG_GOIHW = 7,
 	MDNN_TAG_NCHW16C = 69,                          // dnnl_nChw16c (dnnl_aBcd16b)
+	MDNN_TAG_NHWC = 20,                             // dnnl_nhwc (dnnl_acdb)
 	MDNN_FORWARD_TRAINING = 64,
 	MDNN_CONV_DIRECT = 1,
 	MDNN_ENGINE_CPU = 1,
@@ -340,7 +341,10 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 	if (od == NULL) {
 		return 1;
 	}
-	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, &any_src, &any_dst, &any_wei,
+	// nhwc is asked for as such: oneDNN's kernels compute in it natively,
+	// and "any" would choose nChw16c and reorder at the ports.
+	const mdnn_md *psrc = src_tag == MDNN_TAG_NHWC ? &src : &any_src, *pdst = dst_tag == MDNN_TAG_NHWC ? &dst : &any_dst;
+	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, psrc, pdst, &any_wei,
 		strides, dil, padl, padr, c / g < 16, where);
 	free(od);
 	mdnn.attr_destroy(attr);
@@ -571,6 +575,8 @@ func dnnTag(l kernels.Layout) C.int {
 		return C.MDNN_TAG_NCHW
 	case kernels.Blocked16:
 		return C.MDNN_TAG_NCHW16C
+	case layoutNHWC:
+		return C.MDNN_TAG_NHWC
 	}
 	panic(fmt.Sprintf("cpu: oneDNN: no format tag for layout %v", l))
 }
