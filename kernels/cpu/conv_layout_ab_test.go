@@ -57,7 +57,7 @@ func TestConvLayoutAB(t *testing.T) {
 	if err := loadOneDNN(); err != nil {
 		t.Skip(err)
 	}
-	layouts := []kernels.Layout{kernels.Blocked16, layoutNHWC, kernels.NCHW}
+	layouts := []kernels.Layout{kernels.Blocked16, kernels.NHWC, kernels.NCHW}
 	type conv struct {
 		cv                 *dnnConv
 		x, w, y, dx, dw, b []float32
@@ -130,7 +130,7 @@ func fill(n int) []float32 {
 }
 
 func abName(l kernels.Layout) string {
-	if l == layoutNHWC {
+	if l == kernels.NHWC {
 		return "nhwc"
 	}
 	return l.String()

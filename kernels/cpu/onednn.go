@@ -575,7 +575,7 @@ func dnnTag(l kernels.Layout) C.int {
 		return C.MDNN_TAG_NCHW
 	case kernels.Blocked16:
 		return C.MDNN_TAG_NCHW16C
-	case layoutNHWC:
+	case kernels.NHWC:
 		return C.MDNN_TAG_NHWC
 	}
 	panic(fmt.Sprintf("cpu: oneDNN: no format tag for layout %v", l))
