@@ -341,11 +341,17 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 	if (od == NULL) {
 		return 1;
 	}
-	// nhwc is asked for as such: oneDNN's kernels compute in it natively,
-	// and "any" would choose nChw16c and reorder at the ports.
-	const mdnn_md *psrc = src_tag == MDNN_TAG_NHWC ? &src : &any_src, *pdst = dst_tag == MDNN_TAG_NHWC ? &dst : &any_dst;
+	// nhwc is asked for as such, on both sides when on one: oneDNN's
+	// kernels compute in it natively, "any" would choose nChw16c and
+	// reorder at the ports, and "any" against a fixed nhwc gets its
+	// reference kernels (100 times slower): an nchw side is reordered.
+	mdnn_md nsrc, ndst;
+	int nhwc = src_tag == MDNN_TAG_NHWC || dst_tag == MDNN_TAG_NHWC;
+	MDNN_TRY(mdnn.md_init_by_tag(&nsrc, 4, sd, MDNN_F32, MDNN_TAG_NHWC));
+	MDNN_TRY(mdnn.md_init_by_tag(&ndst, 4, dd, MDNN_F32, MDNN_TAG_NHWC));
+	const mdnn_md *psrc = nhwc ? &nsrc : &any_src, *pdst = nhwc ? &ndst : &any_dst;
 	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, psrc, pdst, &any_wei,
-		strides, dil, padl, padr, c / g < 16, where);
+		strides, dil, padl, padr, c / g < 16 && !nhwc, where);
 	free(od);
 	mdnn.attr_destroy(attr);
 	return s;

@@ -14,10 +14,10 @@ import (
 	"github.com/macdist/macdist/nn/models"
 )
 
-// TestLayoutAB times training steps of one model on a Blocked16 device
-// and on an NCHW one, alternating, in one process: on a shared machine
-// the load then falls on both alike, which separate bench runs cannot
-// promise. It runs only when asked, as
+// TestLayoutAB times training steps of one model on an NCHW device, a
+// Blocked16 one and an NHWC one, alternating, in one process: on a shared
+// machine the load then falls on all alike, which separate bench runs
+// cannot promise. It runs only when asked, as
 //
 //	MACDIST_LAYOUT_AB=model,image-size,batch,steps go test ./nn/models -run LayoutAB -v
 //
@@ -44,7 +44,7 @@ func TestLayoutAB(t *testing.T) {
 		ce    *nn.CrossEntropyLoss
 		times []time.Duration
 	}
-	layouts := []kernels.Layout{kernels.NCHW, kernels.Blocked16}
+	layouts := []kernels.Layout{kernels.NCHW, kernels.Blocked16, kernels.NHWC}
 	var vs []*variant
 	for _, l := range layouts {
 		d, err := cpu.NewWithDNN("")
