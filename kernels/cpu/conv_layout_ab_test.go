@@ -72,14 +72,14 @@ func TestConvLayoutAB(t *testing.T) {
 			q := [16]int64{int64(model.batch), int64(s.c), int64(s.hw), int64(s.hw), int64(s.out), 1,
 				int64(s.k), int64(s.k), int64(s.stride), int64(s.stride), int64(s.pad), int64(s.pad), 1, 1, int64(oh), int64(oh)}
 			xl := l
-			if s.c < 16 && l == kernels.Blocked16 { // as the Device feeds a first layer
+			if s.c < 16 { // the model's input, NCHW, as the Device feeds a first layer
 				xl = kernels.NCHW
 			}
 			cv, err := newDNNConv(arena, q, false, nthr, xl, l)
 			if err != nil {
 				t.Fatalf("%v %+v: %v", l, s, err)
 			}
-			t.Logf("%s %+v: %s", abName(l), s, cv.impl())
+			t.Logf("%s %+v: %s", l, s, cv.impl())
 			nx, ny := model.batch*s.c*s.hw*s.hw, model.batch*s.out*oh*oh
 			set = append(set, conv{cv: cv, x: fill(nx), w: fill(s.out * s.c * s.k * s.k), y: make([]float32, ny),
 				dx: make([]float32, nx), dw: make([]float32, s.out*s.c*s.k*s.k)})
@@ -117,7 +117,7 @@ func TestConvLayoutAB(t *testing.T) {
 			return d[len(d)/2].Round(time.Millisecond)
 		}
 		f, b := med(times[i][0]), med(times[i][1])
-		t.Logf("%s %s: forward %v, backward (data + weights) %v, sum %v (medians of %d)", name, abName(l), f, b, f+b, rounds)
+		t.Logf("%s %s: forward %v, backward (data + weights) %v, sum %v (medians of %d)", name, l, f, b, f+b, rounds)
 	}
 }
 
@@ -127,11 +127,4 @@ func fill(n int) []float32 {
 		s[i] = float32(i%13)/13 - 0.5
 	}
 	return s
-}
-
-func abName(l kernels.Layout) string {
-	if l == kernels.NHWC {
-		return "nhwc"
-	}
-	return l.String()
 }

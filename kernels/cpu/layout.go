@@ -42,34 +42,6 @@ func defaultLayout(dnn dnnImpl) (kernels.Layout, error) {
 	return chooseLayout(dnn, os.Getenv("MACDIST_LAYOUT"), isa)
 }
 
-// ParseLayout is the layout MACDIST_LAYOUT names: "nchw", "blocked16" or
-// "nhwc".
-func ParseLayout(s string) (kernels.Layout, error) {
-	for _, l := range [...]kernels.Layout{kernels.NCHW, kernels.Blocked16, kernels.NHWC} {
-		if s == layoutEnv(l) {
-			return l, nil
-		}
-	}
-	return kernels.NCHW, fmt.Errorf("cpu: layout %q, want nchw, blocked16 or nhwc", s)
-}
-
-func layoutEnv(l kernels.Layout) string {
-	if l == kernels.Blocked16 {
-		return "blocked16"
-	}
-	return l.String()
-}
-
-// LayoutFromEnv reports the layout MACDIST_LAYOUT asks for, if it is set.
-func LayoutFromEnv() (l kernels.Layout, set bool, err error) {
-	s := os.Getenv("MACDIST_LAYOUT")
-	if s == "" {
-		return kernels.NCHW, false, nil
-	}
-	l, err = ParseLayout(s)
-	return l, true, err
-}
-
 // SetActivationLayout makes l the layout d keeps activations in (see
 // kernels.Layouter): NCHW, or Blocked16 or NHWC on the oneDNN path. It
 // is meant to be called before d is used: by the trainer, which picks a
@@ -81,6 +53,10 @@ func (d *Device) SetActivationLayout(l kernels.Layout) error {
 	d.layout = l
 	return nil
 }
+
+// Layout is the layout d keeps activations in where it can (see
+// ActivationLayout): NCHW, Blocked16 or NHWC.
+func (d *Device) Layout() kernels.Layout { return d.layout }
 
 // ActivationLayout is Blocked16 for a multiple of 16 channels where d
 // keeps that layout, NHWC for any number where d keeps NHWC (oneDNN
@@ -144,13 +120,12 @@ func blocksOf(l kernels.Layout, c, hw int) chanBlocks {
 	return chanBlocks{cb: c / 16, ps: 16, bstride: 16 * hw}
 }
 
-// The Blocked16 and NHWC per-channel kernels work on units of one block
-// of 16 channels and a chunk of images, so that a layer of 16 channels
-// still spreads over the cores. Reductions leave one partial sum per chunk
+// The Blocked16 per-channel kernels work on units of one block of 16
+// channels and a chunk of images, so that a layer of 16 channels still
+// spreads over the cores. Reductions leave one partial sum per chunk
 // and channel, added up afterwards in chunk order: how a batch is cut
 // depends on its shape alone, never on the threads, so results repeat to
-// the bit. Each channel's lane sums image after image, pixel after pixel,
-// in either layout, so the two give the same bits.
+// the bit. (NHWC's units are whole chunks: see runRows.)
 
 type bkOp uint8
 
@@ -174,20 +149,29 @@ type bkTask struct {
 	relu            bool      // bkNorm: max(y, 0); bkGradSums (y), bkDx (out): dy masked where the ReLU's output ≤ 0
 	out             []float32 // bkDx: the ReLU's output
 	chunks, plane   int
+	rows            bool // NHWC: see runRows
 	chanBlocks
 }
 
 // cut cuts n images of c channels, laid out as l, into chunks of chunk
-// images (n ≥ 1).
+// images (n ≥ 1). In NHWC a unit is a chunk, all its channels.
 func (t *bkTask) cut(l kernels.Layout, n, c, hw int) {
 	t.n, t.c, t.hw, t.plane = n, c, hw, hw*16
 	t.chanBlocks = blocksOf(l, c, hw)
+	t.rows = l == kernels.NHWC
+	if t.rows {
+		t.cb, t.plane = 1, hw*c
+	}
 	want := max(1, (bkUnitsWanted+t.cb-1)/t.cb)
 	t.chunk = (n + min(n, want) - 1) / min(n, want)
 	t.chunks = (n + t.chunk - 1) / t.chunk
 }
 
 func (t *bkTask) run(lo, hi int) {
+	if t.rows {
+		t.runRows(lo, hi)
+		return
+	}
 	istride := t.c * t.hw
 	for u := lo; u < hi; u++ {
 		k, blk := u/t.cb, u%t.cb

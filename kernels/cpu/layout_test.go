@@ -69,8 +69,6 @@ func TestBlockedSIMDMatchesGo(t *testing.T) {
 
 // TestBlockedRepeats wants batch norm in Blocked16 and NHWC to give the
 // same bits whatever the threads: the batch is cut by its shape alone.
-// The two layouts sum each channel in the same order, so they agree to
-// the bit too, on 32 channels and, for NHWC, on 40 (a narrow last block).
 func TestBlockedRepeats(t *testing.T) {
 	d, err := NewWithDNN("")
 	if err != nil {
@@ -105,13 +103,62 @@ func TestBlockedRepeats(t *testing.T) {
 		}
 		return out
 	}
-	one := run(kernels.Blocked16, 32, 1)
-	sameBits(t, "Blocked16, 4 threads", run(kernels.Blocked16, 32, 4), one)
-	sameBits(t, "Blocked16, 3 threads", run(kernels.Blocked16, 32, 3), one)
-	sameBits(t, "NHWC, 1 thread", run(kernels.NHWC, 32, 1), one)
-	sameBits(t, "NHWC, 3 threads", run(kernels.NHWC, 32, 3), one)
-	odd := run(kernels.NHWC, 40, 1)
-	sameBits(t, "NHWC c=40, 4 threads", run(kernels.NHWC, 40, 4), odd)
+	for _, s := range []struct {
+		l kernels.Layout
+		c int
+	}{{kernels.Blocked16, 32}, {kernels.NHWC, 32}, {kernels.NHWC, 40}, {kernels.NHWC, 6}} {
+		one := run(s.l, s.c, 1)
+		for _, threads := range []int{3, 4} {
+			sameBits(t, name("%v c=%d, %d threads", s.l, s.c, threads), run(s.l, s.c, threads), one)
+		}
+	}
+}
+
+// TestNHWCSIMDMatchesGo wants the bits of the Go NHWC loops from their
+// AVX2 versions, for channels in whole vectors and not.
+func TestNHWCSIMDMatchesGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no AVX2")
+	}
+	for _, c := range []int{6, 8, 16, 20, 40, 64} {
+		const rows = 13
+		n := rows * c
+		x, dy, y := simdInputs(n), simdInputs(n + 5)[5:], simdInputs(n + 9)[9:]
+		fx, fdy := finite(slices.Clone(x)), finite(slices.Clone(dy))
+		coef := func(seed int) []float32 {
+			v := make([]float32, c)
+			for j := range v {
+				v[j] = float32(math.Sin(float64(seed*c+j))) + 0.25
+			}
+			return v
+		}
+		mu, a, b, k1, k2, sc := coef(1), coef(2), coef(3), coef(4), coef(5), coef(6)
+		s1, q1, s2, q2 := make([]float64, c), make([]float64, c), make([]float64, c), make([]float64, c)
+		nhwcSumsGo(s1, q1, fx)
+		simdNHWCSums(s2, q2, fx)
+		if !slices.Equal(s1, s2) || !slices.Equal(q1, q2) {
+			t.Errorf("c=%d: sums %v %v, Go %v %v", c, s2, q2, s1, q1)
+		}
+		for _, mask := range [][]float32{nil, y} {
+			nhwcGradSumsGo(s1, q1, fx, fdy, mask, mu, a)
+			simdNHWCGradSums(s2, q2, fx, fdy, mask, mu, a)
+			if !slices.Equal(s1, s2) || !slices.Equal(q1, q2) {
+				t.Errorf("c=%d mask %v: grad sums %v %v, Go %v %v", c, mask != nil, s2, q2, s1, q1)
+			}
+		}
+		for _, relu := range []bool{false, true} {
+			g, v := make([]float32, n), make([]float32, n)
+			nhwcNormGo(g, x, mu, a, b, relu)
+			simdNHWCNorm(v, x, mu, a, b, relu)
+			sameBits(t, name("c=%d relu %v: norm", c, relu), v, g)
+		}
+		for _, mask := range [][]float32{nil, y} {
+			g, v := make([]float32, n), make([]float32, n)
+			nhwcDxGo(g, dy, x, mask, mu, a, k1, k2, sc)
+			simdNHWCDx(v, dy, x, mask, mu, a, k1, k2, sc)
+			sameBits(t, name("c=%d mask %v: dx", c, mask != nil), v, g)
+		}
+	}
 }
 
 // TestAddSIMDMatchesGo wants Add's and AddReLU's bits from the AVX2 loop.
