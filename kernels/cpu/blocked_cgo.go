@@ -5,11 +5,10 @@ package cpu
 /*
 #cgo CFLAGS: -O3
 
-// AVX2 versions of the batch-norm loops of Blocked16 and NHWC in
-// layout.go: sixteen channels of a pixel, side by side, are two vectors
-// of eight floats (four of doubles for the sums); the next pixel's are ps
-// floats on (16 in Blocked16, c in NHWC). Every lane performs the
-// float32 and float64 operations of the Go version, in its order, without contraction into fused
+// AVX2 versions of the Blocked16 batch-norm loops in layout.go: a pixel's
+// sixteen channels are two vectors of eight floats (four of doubles for
+// the sums). Every lane performs the float32 and float64 operations of
+// the Go version, in its order, without contraction into fused
 // multiply-adds, so that the two agree to the bit.
 
 #pragma GCC optimize("fp-contract=off")
@@ -34,11 +33,11 @@ static inline BK_AVX2 bk_v8f bk_keep(bk_v8f v, bk_v8f m) {
 	return (bk_v8f)((bk_v8i)v & k);
 }
 
-static BK_AVX2 void macdist_bk_sums(double *s, double *q, const float *x, long nimg, long hw, long istride, long ps) {
+static BK_AVX2 void macdist_bk_sums(double *s, double *q, const float *x, long nimg, long hw, long istride) {
 	bk_v4d a[4] = {{0}}, b[4] = {{0}};
 	for (long i = 0; i < nimg; i++) {
 		const float *p = x + i * istride;
-		for (long r = 0; r < hw; r++, p += ps) {
+		for (long r = 0; r < hw; r++, p += 16) {
 			bk_v8f u = bk_ld(p), w = bk_ld(p + 8);
 			bk_v4d e[4] = {bk_lo(u), bk_hi(u), bk_lo(w), bk_hi(w)};
 			for (int k = 0; k < 4; k++) {
@@ -53,13 +52,13 @@ static BK_AVX2 void macdist_bk_sums(double *s, double *q, const float *x, long n
 	}
 }
 
-static BK_AVX2 void macdist_bk_norm(float *y, const float *x, long nimg, long hw, long istride, long ps,
+static BK_AVX2 void macdist_bk_norm(float *y, const float *x, long nimg, long hw, long istride,
 	const float *mu, const float *a, const float *b, int relu) {
 	bk_v8f m0 = bk_ld(mu), m1 = bk_ld(mu + 8), a0 = bk_ld(a), a1 = bk_ld(a + 8), b0 = bk_ld(b), b1 = bk_ld(b + 8);
 	for (long i = 0; i < nimg; i++) {
 		const float *p = x + i * istride;
 		float *o = y + i * istride;
-		for (long r = 0; r < hw; r++, p += ps, o += ps) {
+		for (long r = 0; r < hw; r++, p += 16, o += 16) {
 			bk_v8f z0 = (bk_ld(p) - m0) * a0 + b0, z1 = (bk_ld(p + 8) - m1) * a1 + b1;
 			if (relu) { // as ReLU: a NaN stays
 				z0 = (bk_v8f)((bk_v8i)z0 & ((z0 > (bk_v8f){0}) | (z0 != z0)));
@@ -72,17 +71,17 @@ static BK_AVX2 void macdist_bk_norm(float *y, const float *x, long nimg, long hw
 }
 
 static BK_AVX2 void macdist_bk_grad_sums(double *s, double *q, const float *x, const float *dy, const float *y,
-	long nimg, long hw, long istride, long ps, const float *mu, const float *rs) {
+	long nimg, long hw, long istride, const float *mu, const float *rs) {
 	bk_v8f m0 = bk_ld(mu), m1 = bk_ld(mu + 8), r0 = bk_ld(rs), r1 = bk_ld(rs + 8);
 	bk_v4d a[4] = {{0}}, b[4] = {{0}};
 	for (long i = 0; i < nimg; i++) {
 		const float *p = x + i * istride, *g = dy + i * istride, *o = y ? y + i * istride : NULL;
-		for (long r = 0; r < hw; r++, p += ps, g += ps) {
+		for (long r = 0; r < hw; r++, p += 16, g += 16) {
 			bk_v8f g0 = bk_ld(g), g1 = bk_ld(g + 8);
 			if (o != NULL) {
 				g0 = bk_keep(g0, bk_ld(o));
 				g1 = bk_keep(g1, bk_ld(o + 8));
-				o += ps;
+				o += 16;
 			}
 			bk_v8f h0 = (bk_ld(p) - m0) * r0, h1 = (bk_ld(p + 8) - m1) * r1;
 			bk_v4d e[4] = {bk_lo(g0), bk_hi(g0), bk_lo(g1), bk_hi(g1)};
@@ -99,19 +98,19 @@ static BK_AVX2 void macdist_bk_grad_sums(double *s, double *q, const float *x, c
 	}
 }
 
-static BK_AVX2 void macdist_bk_dx(float *dx, const float *dy, const float *x, const float *y, long nimg, long hw, long istride, long ps,
+static BK_AVX2 void macdist_bk_dx(float *dx, const float *dy, const float *x, const float *y, long nimg, long hw, long istride,
 	const float *mu, const float *rs, const float *k1, const float *k2, const float *scale) {
 	bk_v8f m0 = bk_ld(mu), m1 = bk_ld(mu + 8), r0 = bk_ld(rs), r1 = bk_ld(rs + 8);
 	bk_v8f c0 = bk_ld(k1), c1 = bk_ld(k1 + 8), d0 = bk_ld(k2), d1 = bk_ld(k2 + 8), s0 = bk_ld(scale), s1 = bk_ld(scale + 8);
 	for (long i = 0; i < nimg; i++) {
 		const float *p = x + i * istride, *g = dy + i * istride, *m = y ? y + i * istride : NULL;
 		float *o = dx + i * istride;
-		for (long r = 0; r < hw; r++, p += ps, g += ps, o += ps) {
+		for (long r = 0; r < hw; r++, p += 16, g += 16, o += 16) {
 			bk_v8f g0 = bk_ld(g), g1 = bk_ld(g + 8);
 			if (m != NULL) {
 				g0 = bk_keep(g0, bk_ld(m));
 				g1 = bk_keep(g1, bk_ld(m + 8));
-				m += ps;
+				m += 16;
 			}
 			bk_st(o, s0 * (g0 - c0 - (bk_ld(p) - m0) * r0 * d0));
 			bk_st(o + 8, s1 * (g1 - c1 - (bk_ld(p + 8) - m1) * r1 * d1));
@@ -125,61 +124,58 @@ import "unsafe"
 
 func dptr(s []float64) *C.double { return (*C.double)(unsafe.Pointer(unsafe.SliceData(s))) }
 
-// bkSpan checks that nimg images of hw pixels of 16 elements, ps apart,
-// at istride fit in each of bufs (nil ones aside).
-func bkSpan(nimg, hw, istride, ps int, bufs ...[]float32) bool {
+// bkSpan checks that nimg images of hw·16 elements at istride fit in each
+// of bufs (nil ones aside).
+func bkSpan(nimg, hw, istride int, bufs ...[]float32) bool {
 	if nimg <= 0 || hw <= 0 {
 		return false
 	}
-	if ps < 16 {
-		panic("cpu: a pixel stride below 16")
-	}
 	for _, b := range bufs {
 		if b != nil {
-			_ = b[(nimg-1)*istride+(hw-1)*ps+15]
+			_ = b[(nimg-1)*istride+hw*16-1]
 		}
 	}
 	return true
 }
 
-func simdBkSums(s, q []float64, x []float32, nimg, hw, istride, ps int) {
+func simdBkSums(s, q []float64, x []float32, nimg, hw, istride int) {
 	_, _ = s[15], q[15]
-	if !bkSpan(nimg, hw, istride, ps, x) {
+	if !bkSpan(nimg, hw, istride, x) {
 		clear(s[:16])
 		clear(q[:16])
 		return
 	}
-	C.macdist_bk_sums(dptr(s), dptr(q), fptr(x), C.long(nimg), C.long(hw), C.long(istride), C.long(ps))
+	C.macdist_bk_sums(dptr(s), dptr(q), fptr(x), C.long(nimg), C.long(hw), C.long(istride))
 }
 
-func simdBkNorm(y, x []float32, nimg, hw, istride, ps int, mu, a, b []float32, relu bool) {
+func simdBkNorm(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
 	_, _, _ = mu[15], a[15], b[15]
-	if !bkSpan(nimg, hw, istride, ps, y, x) {
+	if !bkSpan(nimg, hw, istride, y, x) {
 		return
 	}
 	r := C.int(0)
 	if relu {
 		r = 1
 	}
-	C.macdist_bk_norm(fptr(y), fptr(x), C.long(nimg), C.long(hw), C.long(istride), C.long(ps), fptr(mu), fptr(a), fptr(b), r)
+	C.macdist_bk_norm(fptr(y), fptr(x), C.long(nimg), C.long(hw), C.long(istride), fptr(mu), fptr(a), fptr(b), r)
 }
 
-func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride, ps int, mu, rs []float32) {
+func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {
 	_, _, _, _ = s[15], q[15], mu[15], rs[15]
-	if !bkSpan(nimg, hw, istride, ps, x, dy, y) {
+	if !bkSpan(nimg, hw, istride, x, dy, y) {
 		clear(s[:16])
 		clear(q[:16])
 		return
 	}
-	C.macdist_bk_grad_sums(dptr(s), dptr(q), fptr(x), fptr(dy), fptrOpt(y), C.long(nimg), C.long(hw), C.long(istride), C.long(ps),
+	C.macdist_bk_grad_sums(dptr(s), dptr(q), fptr(x), fptr(dy), fptrOpt(y), C.long(nimg), C.long(hw), C.long(istride),
 		fptr(mu), fptr(rs))
 }
 
-func simdBkDx(dx, dy, x, y []float32, nimg, hw, istride, ps int, mu, rs, k1, k2, scale []float32) {
+func simdBkDx(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
 	_, _, _, _, _ = mu[15], rs[15], k1[15], k2[15], scale[15]
-	if !bkSpan(nimg, hw, istride, ps, dx, dy, x, y) {
+	if !bkSpan(nimg, hw, istride, dx, dy, x, y) {
 		return
 	}
-	C.macdist_bk_dx(fptr(dx), fptr(dy), fptr(x), fptrOpt(y), C.long(nimg), C.long(hw), C.long(istride), C.long(ps),
+	C.macdist_bk_dx(fptr(dx), fptr(dy), fptr(x), fptrOpt(y), C.long(nimg), C.long(hw), C.long(istride),
 		fptr(mu), fptr(rs), fptr(k1), fptr(k2), fptr(scale))
 }

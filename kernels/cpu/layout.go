@@ -140,24 +140,22 @@ const (
 const bkUnitsWanted = 16
 
 type bkTask struct {
-	op              bkOp
-	n, c, hw, chunk int
-	y, x, dy        []float32
-	s, q            []float64 // [chunks][c] partial sums
-	mu, a, b        []float32 // per channel; rs is a in bkGradSums and bkDx
-	k1, k2, scale   []float32
-	relu            bool      // bkNorm: max(y, 0); bkGradSums (y), bkDx (out): dy masked where the ReLU's output ≤ 0
-	out             []float32 // bkDx: the ReLU's output
-	chunks, plane   int
-	rows            bool // NHWC: see runRows
-	chanBlocks
+	op                bkOp
+	n, c, hw, chunk   int
+	y, x, dy          []float32
+	s, q              []float64 // [chunks][c] partial sums
+	mu, a, b          []float32 // per channel; rs is a in bkGradSums and bkDx
+	k1, k2, scale     []float32
+	relu              bool      // bkNorm: max(y, 0); bkGradSums (y), bkDx (out): dy masked where the ReLU's output ≤ 0
+	out               []float32 // bkDx: the ReLU's output
+	chunks, cb, plane int
+	rows              bool // NHWC: see runRows
 }
 
 // cut cuts n images of c channels, laid out as l, into chunks of chunk
 // images (n ≥ 1). In NHWC a unit is a chunk, all its channels.
 func (t *bkTask) cut(l kernels.Layout, n, c, hw int) {
-	t.n, t.c, t.hw, t.plane = n, c, hw, hw*16
-	t.chanBlocks = blocksOf(l, c, hw)
+	t.n, t.c, t.hw, t.cb, t.plane = n, c, hw, c/16, hw*16
 	t.rows = l == kernels.NHWC
 	if t.rows {
 		t.cb, t.plane = 1, hw*c
@@ -172,123 +170,111 @@ func (t *bkTask) run(lo, hi int) {
 		t.runRows(lo, hi)
 		return
 	}
-	istride := t.c * t.hw
+	istride := t.cb * t.plane
 	for u := lo; u < hi; u++ {
 		k, blk := u/t.cb, u%t.cb
 		i0 := k * t.chunk
 		nimg := min(t.chunk, t.n-i0)
+		off := (i0*t.cb + blk) * t.plane
 		ch := blk * 16
-		w := min(16, t.c-ch)
-		off := i0*istride + blk*t.bstride
-		end := off + (nimg-1)*istride + (t.hw-1)*t.ps + w
-		ps := t.ps
+		end := off + (nimg-1)*istride + t.plane
 		switch t.op {
 		case bkSums:
 			p := k*t.c + ch
-			bkSumsRun(t.s[p:p+w], t.q[p:p+w], t.x[off:end], nimg, t.hw, istride, ps)
+			bkSumsRun(t.s[p:p+16], t.q[p:p+16], t.x[off:end], nimg, t.hw, istride)
 		case bkNorm:
-			bkNormRun(t.y[off:end], t.x[off:end], nimg, t.hw, istride, ps, t.mu[ch:ch+w], t.a[ch:ch+w], t.b[ch:ch+w], t.relu)
+			bkNormRun(t.y[off:end], t.x[off:end], nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16], t.b[ch:ch+16], t.relu)
 		case bkGradSums:
 			p := k*t.c + ch
 			var y []float32
 			if t.relu {
 				y = t.y[off:end]
 			}
-			bkGradSumsRun(t.s[p:p+w], t.q[p:p+w], t.x[off:end], t.dy[off:end], y, nimg, t.hw, istride, ps, t.mu[ch:ch+w], t.a[ch:ch+w])
+			bkGradSumsRun(t.s[p:p+16], t.q[p:p+16], t.x[off:end], t.dy[off:end], y, nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16])
 		case bkDx:
 			var y []float32
 			if t.relu {
 				y = t.out[off:end]
 			}
-			bkDxRun(t.y[off:end], t.dy[off:end], t.x[off:end], y, nimg, t.hw, istride, ps,
-				t.mu[ch:ch+w], t.a[ch:ch+w], t.k1[ch:ch+w], t.k2[ch:ch+w], t.scale[ch:ch+w])
+			bkDxRun(t.y[off:end], t.dy[off:end], t.x[off:end], y, nimg, t.hw, istride,
+				t.mu[ch:ch+16], t.a[ch:ch+16], t.k1[ch:ch+16], t.k2[ch:ch+16], t.scale[ch:ch+16])
 		}
 	}
 }
 
-// The loops below take nimg images at istride, each of hw pixels ps
-// apart, and work on the first w channels of each pixel, w the length of
-// the per-channel slices (s, mu): 16 but in NHWC's last block. The SIMD
-// versions take 16 only.
-
-func bkSumsRun(s, q []float64, x []float32, nimg, hw, istride, ps int) {
-	if haveSIMD && len(s) == 16 {
-		simdBkSums(s, q, x, nimg, hw, istride, ps)
+func bkSumsRun(s, q []float64, x []float32, nimg, hw, istride int) {
+	if haveSIMD {
+		simdBkSums(s, q, x, nimg, hw, istride)
 		return
 	}
-	bkSumsGo(s, q, x, nimg, hw, istride, ps)
+	bkSumsGo(s, q, x, nimg, hw, istride)
 }
 
 // bkSumsGo adds each lane's values and squares in float64, image after
 // image and pixel after pixel, as the SIMD version does.
-func bkSumsGo(s, q []float64, x []float32, nimg, hw, istride, ps int) {
+func bkSumsGo(s, q []float64, x []float32, nimg, hw, istride int) {
 	var a, b [16]float64
-	w := len(s)
 	for i := 0; i < nimg; i++ {
-		p := x[i*istride:]
-		for r := 0; r < hw; r++ {
-			for j, v := range p[r*ps:][:w] {
+		p := x[i*istride:][:hw*16]
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
 				f := float64(v)
 				a[j] += f
 				b[j] += f * f
 			}
 		}
 	}
-	copy(s, a[:w])
-	copy(q, b[:w])
+	copy(s, a[:])
+	copy(q, b[:])
 }
 
-func bkNormRun(y, x []float32, nimg, hw, istride, ps int, mu, a, b []float32, relu bool) {
-	if haveSIMD && len(mu) == 16 {
-		simdBkNorm(y, x, nimg, hw, istride, ps, mu, a, b, relu)
+func bkNormRun(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+	if haveSIMD {
+		simdBkNorm(y, x, nimg, hw, istride, mu, a, b, relu)
 		return
 	}
-	bkNormGo(y, x, nimg, hw, istride, ps, mu, a, b, relu)
+	bkNormGo(y, x, nimg, hw, istride, mu, a, b, relu)
 }
 
-func bkNormGo(y, x []float32, nimg, hw, istride, ps int, mu, a, b []float32, relu bool) {
-	w := len(mu)
-	a, b = a[:w], b[:w]
+func bkNormGo(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+	mu, a, b = mu[:16], a[:16], b[:16]
 	for i := 0; i < nimg; i++ {
-		p, o := x[i*istride:], y[i*istride:]
-		for r := 0; r < hw; r++ {
-			o := o[r*ps:][:w]
-			for j, v := range p[r*ps:][:w] {
+		p, o := x[i*istride:][:hw*16], y[i*istride:][:hw*16]
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
 				z := (v-mu[j])*a[j] + b[j]
 				if relu && !(z > 0) && z == z { // as ReLU: a NaN stays
 					z = 0
 				}
-				o[j] = z
+				o[r+j] = z
 			}
 		}
 	}
 }
 
-func bkGradSumsRun(s, q []float64, x, dy, y []float32, nimg, hw, istride, ps int, mu, rs []float32) {
-	if haveSIMD && len(s) == 16 {
-		simdBkGradSums(s, q, x, dy, y, nimg, hw, istride, ps, mu, rs)
+func bkGradSumsRun(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {
+	if haveSIMD {
+		simdBkGradSums(s, q, x, dy, y, nimg, hw, istride, mu, rs)
 		return
 	}
-	bkGradSumsGo(s, q, x, dy, y, nimg, hw, istride, ps, mu, rs)
+	bkGradSumsGo(s, q, x, dy, y, nimg, hw, istride, mu, rs)
 }
 
 // bkGradSumsGo adds dy and dy·x̂ (x̂ in float32, as bnGradSums has it);
 // with y, dy counts only where y > 0.
-func bkGradSumsGo(s, q []float64, x, dy, y []float32, nimg, hw, istride, ps int, mu, rs []float32) {
+func bkGradSumsGo(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {
 	var a, b [16]float64
-	w := len(s)
-	mu, rs = mu[:w], rs[:w]
+	mu, rs = mu[:16], rs[:16]
 	for i := 0; i < nimg; i++ {
-		for r := 0; r < hw; r++ {
-			at := i*istride + r*ps
-			g := dy[at:][:w]
-			var o []float32
-			if y != nil {
-				o = y[at:][:w]
-			}
-			for j, v := range x[at:][:w] {
-				d := g[j]
-				if o != nil && !(o[j] > 0) {
+		p, g := x[i*istride:][:hw*16], dy[i*istride:][:hw*16]
+		var o []float32
+		if y != nil {
+			o = y[i*istride:][:hw*16]
+		}
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				d := g[r+j]
+				if o != nil && !(o[r+j] > 0) {
 					d = 0
 				}
 				f := float64(d)
@@ -297,37 +283,35 @@ func bkGradSumsGo(s, q []float64, x, dy, y []float32, nimg, hw, istride, ps int,
 			}
 		}
 	}
-	copy(s, a[:w])
-	copy(q, b[:w])
+	copy(s, a[:])
+	copy(q, b[:])
 }
 
-func bkDxRun(dx, dy, x, y []float32, nimg, hw, istride, ps int, mu, rs, k1, k2, scale []float32) {
-	if haveSIMD && len(mu) == 16 {
-		simdBkDx(dx, dy, x, y, nimg, hw, istride, ps, mu, rs, k1, k2, scale)
+func bkDxRun(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+	if haveSIMD {
+		simdBkDx(dx, dy, x, y, nimg, hw, istride, mu, rs, k1, k2, scale)
 		return
 	}
-	bkDxGo(dx, dy, x, y, nimg, hw, istride, ps, mu, rs, k1, k2, scale)
+	bkDxGo(dx, dy, x, y, nimg, hw, istride, mu, rs, k1, k2, scale)
 }
 
 // bkDxGo writes dx; with y (the output of a ReLU after the norm), dy
 // counts only where y > 0.
-func bkDxGo(dx, dy, x, y []float32, nimg, hw, istride, ps int, mu, rs, k1, k2, scale []float32) {
-	w := len(mu)
-	rs, k1, k2, scale = rs[:w], k1[:w], k2[:w], scale[:w]
+func bkDxGo(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
+	mu, rs, k1, k2, scale = mu[:16], rs[:16], k1[:16], k2[:16], scale[:16]
 	for i := 0; i < nimg; i++ {
-		for r := 0; r < hw; r++ {
-			at := i*istride + r*ps
-			g, o := dy[at:][:w], dx[at:][:w]
-			var m []float32
-			if y != nil {
-				m = y[at:][:w]
-			}
-			for j, v := range x[at:][:w] {
-				d := g[j]
-				if m != nil && !(m[j] > 0) {
+		p, g, o := x[i*istride:][:hw*16], dy[i*istride:][:hw*16], dx[i*istride:][:hw*16]
+		var m []float32
+		if y != nil {
+			m = y[i*istride:][:hw*16]
+		}
+		for r := 0; r < len(p); r += 16 {
+			for j, v := range p[r : r+16] {
+				d := g[r+j]
+				if m != nil && !(m[r+j] > 0) {
 					d = 0
 				}
-				o[j] = scale[j] * (d - k1[j] - (v-mu[j])*rs[j]*k2[j])
+				o[r+j] = scale[j] * (d - k1[j] - (v-mu[j])*rs[j]*k2[j])
 			}
 		}
 	}

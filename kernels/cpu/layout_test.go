@@ -9,60 +9,52 @@ import (
 	"github.com/macdist/macdist/kernels"
 )
 
-// TestBlockedSIMDMatchesGo wants the bits of the Go Blocked16 and NHWC
-// loops from their AVX2 versions, on finite inputs and, for the
-// element-wise ones, the specials too.
+// TestBlockedSIMDMatchesGo wants the bits of the Go Blocked16 loops from
+// their AVX2 versions, on finite inputs and, for the element-wise ones,
+// the specials too.
 func TestBlockedSIMDMatchesGo(t *testing.T) {
 	if !haveSIMD {
 		t.Skip("no AVX2")
 	}
 	for _, s := range [][3]int{{1, 1, 16}, {3, 7, 32}, {2, 64, 48}} {
-		for _, l := range []kernels.Layout{kernels.Blocked16, kernels.NHWC} {
-			nimg, hw, c := s[0], s[1], s[2]
-			// The last block of channels, pixels ps apart.
-			istride, ps, off := c*hw, 16, (c/16-1)*16*hw
-			if l == kernels.NHWC {
-				ps, off = c, c-16
+		nimg, hw, cb := s[0], s[1], s[2]/16
+		istride := cb * hw * 16
+		n := (nimg-1)*istride + hw*16
+		x, dy, y := simdInputs(n), simdInputs(n + 5)[5:], simdInputs(n + 9)[9:]
+		fx, fdy := finite(slices.Clone(x)), finite(slices.Clone(dy))
+		coef := func(seed int) []float32 {
+			v := make([]float32, 16)
+			for j := range v {
+				v[j] = float32(math.Sin(float64(seed*16+j))) + 0.25
 			}
-			n := nimg * istride
-			x, dy, y := simdInputs(n), simdInputs(n + 5)[5:], simdInputs(n + 9)[9:]
-			x, dy, y = x[off:], dy[off:], y[off:]
-			fx, fdy := finite(slices.Clone(x)), finite(slices.Clone(dy))
-			coef := func(seed int) []float32 {
-				v := make([]float32, 16)
-				for j := range v {
-					v[j] = float32(math.Sin(float64(seed*16+j))) + 0.25
-				}
-				return v
-			}
-			mu, a, b, k1, k2, sc := coef(1), coef(2), coef(3), coef(4), coef(5), coef(6)
-			what := name("%v %v", l, s)
+			return v
+		}
+		mu, a, b, k1, k2, sc := coef(1), coef(2), coef(3), coef(4), coef(5), coef(6)
 
-			var s1, q1, s2, q2 [16]float64
-			bkSumsGo(s1[:], q1[:], fx, nimg, hw, istride, ps)
-			simdBkSums(s2[:], q2[:], fx, nimg, hw, istride, ps)
+		var s1, q1, s2, q2 [16]float64
+		bkSumsGo(s1[:], q1[:], fx, nimg, hw, istride)
+		simdBkSums(s2[:], q2[:], fx, nimg, hw, istride)
+		if s1 != s2 || q1 != q2 {
+			t.Errorf("%v: sums %v %v, Go %v %v", s, s2, q2, s1, q1)
+		}
+		for _, mask := range [][]float32{nil, y} {
+			bkGradSumsGo(s1[:], q1[:], fx, fdy, mask, nimg, hw, istride, mu, a)
+			simdBkGradSums(s2[:], q2[:], fx, fdy, mask, nimg, hw, istride, mu, a)
 			if s1 != s2 || q1 != q2 {
-				t.Errorf("%s: sums %v %v, Go %v %v", what, s2, q2, s1, q1)
+				t.Errorf("%v mask %v: grad sums %v %v, Go %v %v", s, mask != nil, s2, q2, s1, q1)
 			}
-			for _, mask := range [][]float32{nil, y} {
-				bkGradSumsGo(s1[:], q1[:], fx, fdy, mask, nimg, hw, istride, ps, mu, a)
-				simdBkGradSums(s2[:], q2[:], fx, fdy, mask, nimg, hw, istride, ps, mu, a)
-				if s1 != s2 || q1 != q2 {
-					t.Errorf("%s mask %v: grad sums %v %v, Go %v %v", what, mask != nil, s2, q2, s1, q1)
-				}
-			}
-			for _, relu := range []bool{false, true} {
-				g, v := make([]float32, len(x)), make([]float32, len(x))
-				bkNormGo(g, x, nimg, hw, istride, ps, mu, a, b, relu)
-				simdBkNorm(v, x, nimg, hw, istride, ps, mu, a, b, relu)
-				sameBits(t, name("%s relu %v: norm", what, relu), v, g)
-			}
-			for _, mask := range [][]float32{nil, y} {
-				g, v := make([]float32, len(x)), make([]float32, len(x))
-				bkDxGo(g, dy, x, mask, nimg, hw, istride, ps, mu, a, k1, k2, sc)
-				simdBkDx(v, dy, x, mask, nimg, hw, istride, ps, mu, a, k1, k2, sc)
-				sameBits(t, name("%s mask %v: dx", what, mask != nil), v, g)
-			}
+		}
+		for _, relu := range []bool{false, true} {
+			g, v := make([]float32, n), make([]float32, n)
+			bkNormGo(g, x, nimg, hw, istride, mu, a, b, relu)
+			simdBkNorm(v, x, nimg, hw, istride, mu, a, b, relu)
+			sameBits(t, name("%v relu %v: norm", s, relu), v, g)
+		}
+		for _, mask := range [][]float32{nil, y} {
+			g, v := make([]float32, n), make([]float32, n)
+			bkDxGo(g, dy, x, mask, nimg, hw, istride, mu, a, k1, k2, sc)
+			simdBkDx(v, dy, x, mask, nimg, hw, istride, mu, a, k1, k2, sc)
+			sameBits(t, name("%v mask %v: dx", s, mask != nil), v, g)
 		}
 	}
 }

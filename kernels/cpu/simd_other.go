@@ -77,18 +77,18 @@ func simdAddBias(x, bias []float32, r0, rows, mid, inner int) {
 
 func simdAddBiasRows(x, bias []float32, rows, cols int) { panic("cpu: no SIMD kernels in this build") }
 
-func simdBkSums(s, q []float64, x []float32, nimg, hw, istride, ps int) {
+func simdBkSums(s, q []float64, x []float32, nimg, hw, istride int) {
 	panic("cpu: no SIMD kernels in this build")
 }
 
-func simdBkNorm(y, x []float32, nimg, hw, istride, ps int, mu, a, b []float32, relu bool) {
+func simdBkNorm(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
 	panic("cpu: no SIMD kernels in this build")
 }
 
-func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride, ps int, mu, rs []float32) {
+func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {
 	panic("cpu: no SIMD kernels in this build")
 }
 
-func simdBkDx(dx, dy, x, y []float32, nimg, hw, istride, ps int, mu, rs, k1, k2, scale []float32) {
+func simdBkDx(dx, dy, x, y []float32, nimg, hw, istride int, mu, rs, k1, k2, scale []float32) {
 	panic("cpu: no SIMD kernels in this build")
 }
