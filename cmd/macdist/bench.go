@@ -26,7 +26,10 @@ type benchOutput struct {
 	// lines say "nchw", "channels_last" or "channels_last_bf16").
 	Mode string `json:"mode"`
 	// DNNISA is the instruction set oneDNN's kernels use ("" on im2col).
-	DNNISA  string `json:"dnn_isa"`
+	DNNISA string `json:"dnn_isa"`
+	// Layout is the activation layout on the oneDNN path: "nchw",
+	// "nChw16c" or "nhwc" (the model's, unless MACDIST_LAYOUT chooses).
+	Layout  string `json:"layout,omitempty"`
 	Device  string `json:"device"`
 	Threads int    `json:"threads"`
 	Params  int    `json:"params"`
@@ -66,6 +69,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
+	dev.UseModelLayout(*model) // as the trainer does
 	m, err := models.New(dev, *model, models.Config{ImageSize: *imageSize, Depth: *depth, Classes: *classes})
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -98,6 +102,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if dev.DNN() == "onednn" {
 		out.Mode = "onednn"
+		out.Layout = dev.Layout().String()
 		if _, isa, err := cpu.OneDNN(); err == nil {
 			out.DNNISA = isa
 		}
