@@ -319,6 +319,12 @@ const (
 	// per-channel reduction then reads sixteen channels side by side, a
 	// vector wide, instead of one plane at a time.
 	Blocked16
+	// NHWC is [n][h][w][c], a pixel's channels side by side: PyTorch's
+	// channels_last, for any c. oneDNN's brgemm convolutions compute in
+	// it natively, and so do its kernels for channel counts that are no
+	// multiple of 16; per-channel reductions read a pixel's channels a
+	// vector at a time, as in Blocked16.
+	NHWC
 )
 
 func (l Layout) String() string {
@@ -327,6 +333,8 @@ func (l Layout) String() string {
 		return "nchw"
 	case Blocked16:
 		return "nChw16c"
+	case NHWC:
+		return "nhwc"
 	}
 	return fmt.Sprintf("layout(%d)", uint8(l))
 }

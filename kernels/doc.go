@@ -29,7 +29,7 @@
 //
 // Every method of Device takes NCHW activations. A Device may keep them in
 // a layout of its own between the layers that know it (Layouter: the cpu
-// Device with oneDNN keeps nChw16c, its convolutions' own), so that no
+// Device with oneDNN keeps nChw16c or nhwc, its convolutions' own), so that no
 // reorder runs around each convolution; the layers that do not know it
 // convert at their edge, and what crosses a model's edges stays NCHW.
 // ReLUFuser lets the same layers fold a ReLU into the pass before it.

@@ -7,7 +7,7 @@ import (
 )
 
 // Device layouts. A Device may keep activations in a layout of its own
-// (kernels.Layouter: the cpu Device with oneDNN keeps nChw16c), so that
+// (kernels.Layouter: the cpu Device with oneDNN keeps nChw16c or nhwc), so that
 // its convolutions read and write them without a reorder on every call.
 // A Tensor says which layout its Data is in, and the layers split in two:
 //

@@ -32,9 +32,12 @@ type benchOutput struct {
 	// computes bf16 in hardware (a bf16 line without it is emulated).
 	Precision  string `json:"precision"`
 	BF16Native bool   `json:"bf16_native"`
-	Device     string `json:"device"`
-	Threads    int    `json:"threads"`
-	Params     int    `json:"params"`
+	// Layout is the activation layout on the oneDNN path: "nchw",
+	// "nChw16c" or "nhwc" (the model's, unless MACDIST_LAYOUT chooses).
+	Layout  string `json:"layout,omitempty"`
+	Device  string `json:"device"`
+	Threads int    `json:"threads"`
+	Params  int    `json:"params"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -77,6 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := dev.SetPrecision(prec); err != nil {
 		return err // says what the CPU lacks; "macdist bench:" prefixes it
 	}
+	dev.UseModelLayout(*model) // as the trainer does
 	m, err := models.New(dev, *model, models.Config{ImageSize: *imageSize, Depth: *depth, Classes: *classes})
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -111,6 +115,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out.BF16Native, _, _ = cpu.BF16Support()
 	if dev.DNN() == "onednn" {
 		out.Mode = "onednn"
+		out.Layout = dev.Layout().String()
 		if _, isa, err := cpu.OneDNN(); err == nil {
 			out.DNNISA = isa
 		}

@@ -103,6 +103,35 @@ func TestNoAllocs(t *testing.T) {
 			{"PlaneSpreadIn", func() { d.PlaneSpreadIn(bl, z, y, 32, 64, 64, 1) }},
 		}...)
 	}
+	if d.SetActivationLayout(kernels.NHWC) == nil {
+		const nl = kernels.NHWC
+		// 40 channels: a narrow last block, which the Go loops take.
+		ng := kernels.ConvGeom{C: 40, H: 8, W: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}
+		nx, ny, ndx := d.Alloc(4*40*64), d.Alloc(4*40*64), d.Alloc(4*40*64)
+		nw, ndw := d.Alloc(40*40*9), d.Alloc(40*40*9)
+		npg := kernels.PoolGeom{C: 40, H: 8, W: 8, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1}
+		nsm, nsr, nrm, nrv := d.Alloc(40), d.Alloc(40), d.Alloc(40), d.Alloc(40)
+		d.Fill(nrv, 1)
+		d.Convolves(ng, 40, 1, 4, false)
+		d.ConvForwardIn(nl, nl, ny, nx, nw, nil, ng, 40, 1, 4) // makes the nhwc primitives
+		ops = append(ops, []struct {
+			name string
+			f    func()
+		}{
+			{"ConvForwardIn nhwc", func() { d.ConvForwardIn(nl, nl, ny, nx, nw, nil, ng, 40, 1, 4) }},
+			{"ConvBackwardIn nhwc", func() { d.ConvBackwardIn(nl, nl, ndx, ndw, nil, nx, ny, nw, ng, 40, 1, 4) }},
+			{"Relayout nhwc", func() { d.Relayout(z, nl, x, kernels.NCHW, 32, 64, 64) }},
+			{"BatchNormTrainIn nhwc", func() { d.BatchNormTrainIn(nl, z, sm, sr, rm, rv, x, nil, nil, 32, 64, 64, 0.1, 1e-5) }},
+			{"BatchNormEvalIn nhwc", func() { d.BatchNormEvalIn(nl, z, x, rm, rv, nil, nil, 32, 64, 64, 1e-5) }},
+			{"BatchNormBackwardIn nhwc", func() { d.BatchNormBackwardIn(nl, z, nil, nil, y, x, sm, sr, nil, 32, 64, 64) }},
+			{"BatchNormReLUTrainIn nhwc c=40", func() { d.BatchNormReLUTrainIn(nl, ny, nsm, nsr, nrm, nrv, nx, nil, nil, 4, 40, 64, 0.1, 1e-5) }},
+			{"BatchNormReLUBackwardIn nhwc c=40", func() { d.BatchNormReLUBackwardIn(nl, ndx, nil, nil, ny, ny, nx, nsm, nsr, nil, 4, 40, 64) }},
+			{"PlaneSumIn nhwc", func() { d.PlaneSumIn(nl, z, x, 32, 64, 64, 1) }},
+			{"PlaneSpreadIn nhwc", func() { d.PlaneSpreadIn(nl, z, y, 32, 64, 64, 1) }},
+			{"MaxPool2dIn nhwc", func() { d.MaxPool2dIn(nl, z, nx, npg, 4) }},
+			{"MaxPool2dBackwardIn nhwc", func() { d.MaxPool2dBackwardIn(nl, ndx, z, nx, npg, 4) }},
+		}...)
+	}
 	for _, op := range ops {
 		if d.BLAS() != "openblas" && (op.name == "Gemm" || op.name == "GemmStrided") {
 			continue // gonum's Sgemm starts goroutines of its own

@@ -3,6 +3,8 @@ package cpu_test
 import (
 	"testing"
 
+	"github.com/macdist/macdist/kernels"
+
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/kernels/kernelstest"
 )
@@ -17,6 +19,9 @@ func TestConformance(t *testing.T) {
 		// The two convolution paths, each with New's BLAS.
 		{"onednn", func() (*cpu.Device, error) { return cpu.NewWithDNN("onednn") }},
 		{"im2col", func() (*cpu.Device, error) { return cpu.NewWithDNN("none") }},
+		// The oneDNN path in each activation layout besides its default.
+		{"onednn-nhwc", func() (*cpu.Device, error) { return inLayout(kernels.NHWC) }},
+		{"onednn-blocked16", func() (*cpu.Device, error) { return inLayout(kernels.Blocked16) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := tc.open()
@@ -26,4 +31,13 @@ func TestConformance(t *testing.T) {
 			kernelstest.Run(t, d)
 		})
 	}
+}
+
+// inLayout returns a Device on the oneDNN path keeping l.
+func inLayout(l kernels.Layout) (*cpu.Device, error) {
+	d, err := cpu.NewWithDNN("onednn")
+	if err != nil {
+		return nil, err
+	}
+	return d, d.SetActivationLayout(l)
 }

@@ -73,7 +73,8 @@ func (b *buffer) Len() int { return len(b.data) }
 //
 // On the oneDNN path with AVX-512, activations of a multiple of 16
 // channels are kept in kernels.Blocked16 between the layers that know
-// it (see kernels.Layouter); MACDIST_LAYOUT=nchw keeps them in NCHW.
+// it (see kernels.Layouter), or in the layout measured fastest for a
+// model (UseModelLayout); MACDIST_LAYOUT=nchw|blocked16|nhwc chooses.
 func New() *Device {
 	d := &Device{blas: defaultBLAS(), dnn: defaultDNN()}
 	l, err := defaultLayout(d.dnn)

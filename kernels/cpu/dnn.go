@@ -202,12 +202,10 @@ var errRefused = errors.New("oneDNN refused the shape before")
 // mustDNNConv returns the primitives for a call of op; d.mu must be held.
 // The primitives of other layouts than NCHW are made on their first call:
 // a layout changes the reorders at the ports, not what oneDNN accepts.
+// Any layout the Device knows is taken, whichever it keeps.
 func (d *Device) mustDNNConv(op string, g kernels.ConvGeom, out, groups, n int, bias bool, xl, yl kernels.Layout) *dnnConv {
-	for _, l := range [...]kernels.Layout{xl, yl} {
-		if l != kernels.NCHW && l != d.dnnLayout() {
-			panic(fmt.Sprintf("cpu: %s: layout %v, which this Device does not keep", op, l))
-		}
-	}
+	d.checkLayout(op, xl, g.C)
+	d.checkLayout(op, yl, out)
 	cv, err := d.dnnConv(d.convKey(g, out, groups, n, bias, xl, yl))
 	if err != nil {
 		panic(fmt.Sprintf("cpu: %s of %+v out=%d groups=%d n=%d bias=%v, %v to %v: %v (did Convolves accept it?)",

@@ -9,17 +9,20 @@ import (
 )
 
 // chooseLayout is the activation layout of a Device on the convolution
-// path dnn, given MACDIST_LAYOUT ("nchw" or "blocked16"; empty for the
-// default). oneDNN computes its convolutions in nChw16c on CPUs with
-// AVX-512 (and in nChw8c on AVX2 ones, where Blocked16 would be
+// path dnn, given MACDIST_LAYOUT ("nchw", "blocked16" or "nhwc"; empty
+// for the default). oneDNN computes its convolutions in nChw16c on CPUs
+// with AVX-512 (and in nChw8c on AVX2 ones, where Blocked16 would be
 // reordered like NCHW, so the default there is NCHW).
 func chooseLayout(dnn dnnImpl, env string, isa int) (kernels.Layout, error) {
 	switch env {
 	case "nchw":
 		return kernels.NCHW, nil
-	case "blocked16":
+	case "blocked16", "nhwc":
 		if dnn != dnnOneDNN {
-			return kernels.NCHW, fmt.Errorf("cpu: MACDIST_LAYOUT=blocked16 needs oneDNN, and convolutions take im2col")
+			return kernels.NCHW, fmt.Errorf("cpu: MACDIST_LAYOUT=%s needs oneDNN, and convolutions take im2col", env)
+		}
+		if env == "nhwc" {
+			return kernels.NHWC, nil
 		}
 		return kernels.Blocked16, nil
 	case "":
@@ -28,7 +31,7 @@ func chooseLayout(dnn dnnImpl, env string, isa int) (kernels.Layout, error) {
 		}
 		return kernels.NCHW, nil
 	}
-	return kernels.NCHW, fmt.Errorf("cpu: MACDIST_LAYOUT=%q, want nchw or blocked16", env)
+	return kernels.NCHW, fmt.Errorf("cpu: MACDIST_LAYOUT=%q, want nchw, blocked16 or nhwc", env)
 }
 
 func defaultLayout(dnn dnnImpl) (kernels.Layout, error) {
@@ -40,24 +43,29 @@ func defaultLayout(dnn dnnImpl) (kernels.Layout, error) {
 }
 
 // SetActivationLayout makes l the layout d keeps activations in (see
-// kernels.Layouter): NCHW, or Blocked16 on the oneDNN path. It is meant
-// for tests and benchmarks that compare the two, before d is used.
+// kernels.Layouter): NCHW, or Blocked16 or NHWC on the oneDNN path. It
+// is meant to be called before d is used: by the trainer, which picks a
+// layout per model, and by tests and benchmarks that compare them.
 func (d *Device) SetActivationLayout(l kernels.Layout) error {
-	if l != kernels.NCHW && (l != kernels.Blocked16 || d.dnn != dnnOneDNN) {
+	if l != kernels.NCHW && (l != kernels.Blocked16 && l != kernels.NHWC || d.dnn != dnnOneDNN) {
 		return fmt.Errorf("cpu: layout %v on the %v convolution path", l, d.dnn)
 	}
 	d.layout = l
 	return nil
 }
 
-// dnnLayout is the layout other than NCHW that d's kernels accept.
-func (d *Device) dnnLayout() kernels.Layout { return d.layout }
+// Layout is the layout d keeps activations in where it can (see
+// ActivationLayout): NCHW, Blocked16 or NHWC.
+func (d *Device) Layout() kernels.Layout { return d.layout }
 
 // ActivationLayout is Blocked16 for a multiple of 16 channels where d
-// keeps that layout, NCHW otherwise.
+// keeps that layout, NHWC for any number where d keeps NHWC (oneDNN
+// convolves it natively whatever the channels), NCHW otherwise.
 func (d *Device) ActivationLayout(c int) kernels.Layout {
-	if d.layout == kernels.Blocked16 && c > 0 && c%16 == 0 {
-		return kernels.Blocked16
+	switch {
+	case c <= 0:
+	case d.layout == kernels.Blocked16 && c%16 == 0, d.layout == kernels.NHWC:
+		return d.layout
 	}
 	return kernels.NCHW
 }
@@ -65,7 +73,7 @@ func (d *Device) ActivationLayout(c int) kernels.Layout {
 // checkLayout panics unless d handles l for c channels.
 func (d *Device) checkLayout(op string, l kernels.Layout, c int) {
 	switch {
-	case l == kernels.NCHW:
+	case l == kernels.NCHW, l == kernels.NHWC:
 	case l == kernels.Blocked16 && c%16 == 0:
 	default:
 		panic(fmt.Sprintf("cpu: %s: layout %v for %d channels", op, l, c))
@@ -81,24 +89,43 @@ func (d *Device) Relayout(dst kernels.Buffer, to kernels.Layout, src kernels.Buf
 		d.CopyStrided(dst, 0, [4]int{0, 0, 0, 1}, src, 0, [4]int{0, 0, 0, 1}, [4]int{1, 1, 1, n * c * hw})
 		return
 	}
-	// Both as [n][c/16][hw][16]: the blocked layout's strides, and the
-	// plain one's, in which lane j is channel 16·k+j's plane.
-	cb := c / 16
-	blocked := [4]int{c * hw, 16 * hw, 16, 1}
-	plain := [4]int{c * hw, 16 * hw, 1, hw}
-	shape := [4]int{n, cb, hw, 16}
-	if to == kernels.Blocked16 {
-		d.CopyStrided(dst, 0, blocked, src, 0, plain, shape)
-	} else {
-		d.CopyStrided(dst, 0, plain, src, 0, blocked, shape)
+	// Both as [n][c/b][hw][b], b channels a block: 16 where one side is
+	// Blocked16, all c between NCHW and NHWC.
+	b := c
+	if from == kernels.Blocked16 || to == kernels.Blocked16 {
+		b = 16
 	}
+	strides := func(l kernels.Layout) [4]int {
+		switch l {
+		case kernels.Blocked16:
+			return [4]int{c * hw, 16 * hw, 16, 1}
+		case kernels.NHWC:
+			return [4]int{c * hw, b, c, 1}
+		}
+		return [4]int{c * hw, b * hw, 1, hw}
+	}
+	d.CopyStrided(dst, 0, strides(to), src, 0, strides(from), [4]int{n, c / b, hw, b})
+}
+
+// chanBlocks is how the per-channel kernels see an activation laid out
+// as Blocked16 or NHWC: blocks of up to 16 channels side by side, the
+// next pixel's ps elements on, the next block's bstride on, the next
+// image's c·hw on. Only NHWC's last block may be narrower than 16.
+type chanBlocks struct{ cb, ps, bstride int }
+
+func blocksOf(l kernels.Layout, c, hw int) chanBlocks {
+	if l == kernels.NHWC {
+		return chanBlocks{cb: (c + 15) / 16, ps: c, bstride: 16}
+	}
+	return chanBlocks{cb: c / 16, ps: 16, bstride: 16 * hw}
 }
 
 // The Blocked16 per-channel kernels work on units of one block of 16
 // channels and a chunk of images, so that a layer of 16 channels still
-// spreads over the cores. Reductions leave one partial sum per chunk and
-// channel, added up afterwards in chunk order: how a batch is cut depends
-// on its shape alone, never on the threads, so results repeat to the bit.
+// spreads over the cores. Reductions leave one partial sum per chunk
+// and channel, added up afterwards in chunk order: how a batch is cut
+// depends on its shape alone, never on the threads, so results repeat to
+// the bit. (NHWC's units are whole chunks: see runRows.)
 
 type bkOp uint8
 
@@ -122,17 +149,27 @@ type bkTask struct {
 	relu              bool      // bkNorm: max(y, 0); bkGradSums (y), bkDx (out): dy masked where the ReLU's output ≤ 0
 	out               []float32 // bkDx: the ReLU's output
 	chunks, cb, plane int
+	rows              bool // NHWC: see runRows
 }
 
-// cut cuts n images of c channels into chunks of chunk images (n ≥ 1).
-func (t *bkTask) cut(n, c, hw int) {
+// cut cuts n images of c channels, laid out as l, into chunks of chunk
+// images (n ≥ 1). In NHWC a unit is a chunk, all its channels.
+func (t *bkTask) cut(l kernels.Layout, n, c, hw int) {
 	t.n, t.c, t.hw, t.cb, t.plane = n, c, hw, c/16, hw*16
+	t.rows = l == kernels.NHWC
+	if t.rows {
+		t.cb, t.plane = 1, hw*c
+	}
 	want := max(1, (bkUnitsWanted+t.cb-1)/t.cb)
 	t.chunk = (n + min(n, want) - 1) / min(n, want)
 	t.chunks = (n + t.chunk - 1) / t.chunk
 }
 
 func (t *bkTask) run(lo, hi int) {
+	if t.rows {
+		t.runRows(lo, hi)
+		return
+	}
 	istride := t.cb * t.plane
 	for u := lo; u < hi; u++ {
 		k, blk := u/t.cb, u%t.cb
@@ -296,13 +333,13 @@ func (d *Device) bkScratch(chunks, c int) (s, q []float64, v [5][]float32) {
 	return s, q, v
 }
 
-// startBk makes task, cut for an n × c × hw tensor, d's Blocked16 task,
-// with its partial sums in d's scratch, and returns it and the scratch's
-// per-channel vectors; d.mu must be held.
-func (d *Device) startBk(task bkTask, n, c, hw int) (*bkTask, [5][]float32) {
+// startBk makes task, cut for an n × c × hw tensor laid out as l, d's
+// Blocked16 or NHWC task, with its partial sums in d's scratch, and
+// returns it and the scratch's per-channel vectors; d.mu must be held.
+func (d *Device) startBk(task bkTask, l kernels.Layout, n, c, hw int) (*bkTask, [5][]float32) {
 	t := &d.bk
 	*t = task
-	t.cut(n, c, hw)
+	t.cut(l, n, c, hw)
 	var v [5][]float32
 	t.s, t.q, v = d.bkScratch(t.chunks, c)
 	return t, v
@@ -325,19 +362,19 @@ func bkTotals(s, q []float64, chunks, c, ch int) (float64, float64) {
 }
 
 // BatchNormTrainIn is BatchNormTrain with x and y laid out as l. The
-// Blocked16 version takes the variance as E[x²] − mean², both sums in
-// float64, in one pass over x.
+// Blocked16 and NHWC versions take the variance as E[x²] − mean², both
+// sums in float64, in one pass over x.
 func (d *Device) BatchNormTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
 	if l == kernels.NCHW {
 		d.BatchNormTrain(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps)
 		return
 	}
-	d.bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, false)
+	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, false)
 }
 
-func (d *Device) bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32, relu bool) {
+func (d *Device) bnTrainBlocked(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32, relu bool) {
 	const op = "BatchNormTrainIn"
-	d.checkLayout(op, kernels.Blocked16, c)
+	d.checkLayout(op, l, c)
 	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
 	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
 	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
@@ -354,7 +391,7 @@ func (d *Device) bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t, v := d.startBk(bkTask{op: bkSums, x: xs}, n, c, hw)
+	t, v := d.startBk(bkTask{op: bkSums, x: xs}, l, n, c, hw)
 	d.runBk()
 	m := float64(n * hw)
 	mo := float64(momentum)
@@ -399,7 +436,7 @@ func (d *Device) BatchNormEvalIn(l kernels.Layout, y, x, runMean, runVar, gamma,
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t, v := d.startBk(bkTask{op: bkNorm, x: xs, y: ys}, n, c, hw)
+	t, v := d.startBk(bkTask{op: bkNorm, x: xs, y: ys}, l, n, c, hw)
 	mu, a, b := v[0], v[1], v[2]
 	for ch := 0; ch < c; ch++ {
 		g, bb := float32(1), float32(0)
@@ -423,14 +460,14 @@ func (d *Device) BatchNormBackwardIn(l kernels.Layout, dx, dgamma, dbeta, dy, x,
 		d.BatchNormBackward(dx, dgamma, dbeta, dy, x, saveMean, saveRstd, gamma, n, c, hw)
 		return
 	}
-	d.bnBackwardBlocked(dx, dgamma, dbeta, dy, x, nil, saveMean, saveRstd, gamma, n, c, hw)
+	d.bnBackwardBlocked(l, dx, dgamma, dbeta, dy, x, nil, saveMean, saveRstd, gamma, n, c, hw)
 }
 
-// bnBackwardBlocked is BatchNormBackwardIn for Blocked16; with y (the
-// output of a ReLU fused after the norm) dy counts only where y > 0.
-func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
+// bnBackwardBlocked is BatchNormBackwardIn for Blocked16 and NHWC; with y
+// (the output of a ReLU fused after the norm) dy counts only where y > 0.
+func (d *Device) bnBackwardBlocked(l kernels.Layout, dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
 	const op = "BatchNormBackwardIn"
-	d.checkLayout(op, kernels.Blocked16, c)
+	d.checkLayout(op, l, c)
 	dxs, dys, xs := d.slice(dx, op, "dx"), d.slice(dy, op, "dy"), d.slice(x, op, "x")
 	ys := d.optSlice(y, op, "y")
 	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
@@ -443,7 +480,7 @@ func (d *Device) bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRs
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t, v := d.startBk(bkTask{op: bkGradSums, x: xs, dy: dys, y: ys, mu: sm, a: sr, relu: ys != nil}, n, c, hw)
+	t, v := d.startBk(bkTask{op: bkGradSums, x: xs, dy: dys, y: ys, mu: sm, a: sr, relu: ys != nil}, l, n, c, hw)
 	d.runBk()
 	m := float64(n * hw)
 	k1, k2, scale := v[0], v[1], v[2]
@@ -477,17 +514,20 @@ func (d *Device) PlaneSumIn(l kernels.Layout, y, x kernels.Buffer, n, c, hw int,
 	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
 	needLen(op, "y", len(ys), n*c)
 	needLen(op, "x", len(xs), n*c*hw)
-	var acc [16]float64
-	for i := 0; i < n*c/16; i++ { // image i/(c/16), block i%(c/16)
-		acc = [16]float64{}
-		p := xs[i*hw*16:][:hw*16]
-		for r := 0; r < len(p); r += 16 {
-			for j, v := range p[r : r+16] {
-				acc[j] += float64(v)
+	b := blocksOf(l, c, hw)
+	for i := 0; i < n; i++ {
+		for blk := 0; blk < b.cb; blk++ {
+			w := min(16, c-blk*16)
+			var acc [16]float64
+			p := xs[i*c*hw+blk*b.bstride:]
+			for r := 0; r < hw; r++ {
+				for j, v := range p[r*b.ps:][:w] {
+					acc[j] += float64(v)
+				}
 			}
-		}
-		for j, v := range acc {
-			ys[i*16+j] = alpha * float32(v)
+			for j, v := range acc[:w] {
+				ys[i*c+blk*16+j] = alpha * float32(v)
+			}
 		}
 	}
 }
@@ -503,70 +543,80 @@ func (d *Device) PlaneSpreadIn(l kernels.Layout, dx, dy kernels.Buffer, n, c, hw
 	dxs, dys := d.slice(dx, op, "dx"), d.slice(dy, op, "dy")
 	needLen(op, "dx", len(dxs), n*c*hw)
 	needLen(op, "dy", len(dys), n*c)
-	for i := 0; i < n*c/16; i++ {
-		var g [16]float32
-		for j := range g {
-			g[j] = alpha * dys[i*16+j]
-		}
-		p := dxs[i*hw*16:][:hw*16]
-		for r := 0; r < len(p); r += 16 {
-			copy(p[r:r+16], g[:])
+	b := blocksOf(l, c, hw)
+	for i := 0; i < n; i++ {
+		for blk := 0; blk < b.cb; blk++ {
+			w := min(16, c-blk*16)
+			var g [16]float32
+			for j := range g[:w] {
+				g[j] = alpha * dys[i*c+blk*16+j]
+			}
+			p := dxs[i*c*hw+blk*b.bstride:]
+			for r := 0; r < hw; r++ {
+				copy(p[r*b.ps:][:w], g[:w])
+			}
 		}
 	}
 }
 
 var _ kernels.Layouter = (*Device)(nil)
 
-// FusesReLU is true for Blocked16, whose batch-norm loops take a ReLU
-// flag; NCHW's keep to the separate ReLU.
-func (d *Device) FusesReLU(l kernels.Layout) bool { return l == kernels.Blocked16 }
+// FusesReLU is true for Blocked16 and NHWC, whose batch-norm loops take
+// a ReLU flag; NCHW's keep to the separate ReLU.
+func (d *Device) FusesReLU(l kernels.Layout) bool { return l == kernels.Blocked16 || l == kernels.NHWC }
 
 // BatchNormReLUTrainIn is BatchNormTrainIn and then ReLU, in one pass.
 func (d *Device) BatchNormReLUTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
-	if l != kernels.Blocked16 {
+	if !d.FusesReLU(l) {
 		panic(fmt.Sprintf("cpu: BatchNormReLUTrainIn: layout %v (FusesReLU says no)", l))
 	}
-	d.bnTrainBlocked(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, true)
+	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, true)
 }
 
 // BatchNormReLUBackwardIn is ReLUBackward and then BatchNormBackwardIn,
 // the mask read in both of the latter's passes instead of written out.
 func (d *Device) BatchNormReLUBackwardIn(l kernels.Layout, dx, dgamma, dbeta, dy, y, x, saveMean, saveRstd, gamma kernels.Buffer, n, c, hw int) {
-	if l != kernels.Blocked16 {
+	if !d.FusesReLU(l) {
 		panic(fmt.Sprintf("cpu: BatchNormReLUBackwardIn: layout %v (FusesReLU says no)", l))
 	}
 	d.slice(y, "BatchNormReLUBackwardIn", "y") // y is required here
-	d.bnBackwardBlocked(dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma, n, c, hw)
+	d.bnBackwardBlocked(l, dx, dgamma, dbeta, dy, x, y, saveMean, saveRstd, gamma, n, c, hw)
 }
 
 var _ kernels.ReLUFuser = (*Device)(nil)
 
-// bkPoolTask max-pools Blocked16 activations, a unit being one image's
-// block of 16 channels, so that backward's accumulations do not race.
+// bkPoolTask max-pools Blocked16 or NHWC activations, a unit being one
+// image's block of 16 channels, so that backward's accumulations do not
+// race.
 type bkPoolTask struct {
 	g        kernels.PoolGeom
 	y, x, dx []float32 // dy travels in y for backward
+	in, out  chanBlocks
 }
 
 func (t *bkPoolTask) run(lo, hi int) {
 	g := t.g
-	plane, oplane := g.H*g.W*16, g.OutH()*g.OutW()*16
+	plane, oplane := g.C*g.H*g.W, g.C*g.OutH()*g.OutW()
 	for u := lo; u < hi; u++ {
+		i, blk := u/t.in.cb, u%t.in.cb
+		w := min(16, g.C-blk*16)
+		xo, yo := i*plane+blk*t.in.bstride, i*oplane+blk*t.out.bstride
 		var dx []float32
 		if t.dx != nil {
-			dx = t.dx[u*plane : (u+1)*plane]
+			dx = t.dx[xo:]
 		}
-		bkMaxPool(t.y[u*oplane:(u+1)*oplane], t.x[u*plane:(u+1)*plane], dx, g)
+		bkMaxPool(t.y[yo:], t.x[xo:], dx, g, t.in.ps, t.out.ps, w)
 	}
 }
 
-// bkMaxPool is maxPoolPlane for the 16 channels of a block, side by side:
-// the same window maxima, ties to the first in row-major order, a NaN
-// winning; a window inside the image starts at its first element (a
-// window of −Inf keeps it, as in maxPoolInside), one that reaches into
-// the padding at −Inf with no element (as in maxPoolPlane). With dx it
-// adds y (holding dy) into dx at each maximum instead.
-func bkMaxPool(y, x, dx []float32, g kernels.PoolGeom) {
+// bkMaxPool is maxPoolPlane for w ≤ 16 channels side by side, the next
+// pixel's ps elements on in x and ops in y: the same window maxima, ties
+// to the first in row-major order, a NaN winning; a window inside the
+// image starts at its first element (a window of −Inf keeps it, as in
+// maxPoolInside), one that reaches into the padding at −Inf with no
+// element (as in maxPoolPlane). With dx it adds y (holding dy) into dx
+// at each maximum instead.
+func bkMaxPool(y, x, dx []float32, g kernels.PoolGeom, ps, ops, w int) {
 	ow := g.OutW()
 	var best [16]float32
 	var at [16]int
@@ -574,25 +624,25 @@ func bkMaxPool(y, x, dx []float32, g kernels.PoolGeom) {
 		for j := 0; j < ow; j++ {
 			hs, he, ws, we, _ := window(g, i, j)
 			inside := g.PadH == 0 && g.PadW == 0
-			for k := range best {
+			for k := range best[:w] {
 				if inside {
-					best[k], at[k] = x[(hs*g.W+ws)*16+k], (hs*g.W+ws)*16+k
+					best[k], at[k] = x[(hs*g.W+ws)*ps+k], (hs*g.W+ws)*ps+k
 				} else {
 					best[k], at[k] = float32(math.Inf(-1)), -1
 				}
 			}
 			for h := hs; h < he; h++ {
-				for w := ws; w < we; w++ {
-					p := (h*g.W + w) * 16
-					for k, v := range x[p : p+16] {
+				for c := ws; c < we; c++ {
+					p := (h*g.W + c) * ps
+					for k, v := range x[p : p+w] {
 						if b := best[k]; v > b || (v != v && b == b) {
 							best[k], at[k] = v, p+k
 						}
 					}
 				}
 			}
-			o := (i*ow + j) * 16
-			for k := range best {
+			o := (i*ow + j) * ops
+			for k := range best[:w] {
 				if dx == nil {
 					y[o+k] = best[k]
 				} else if at[k] >= 0 {
@@ -634,7 +684,8 @@ func (d *Device) bkPool(op string, l kernels.Layout, y, x, dx kernels.Buffer, g 
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.bkPoolT = bkPoolTask{g: g, y: ys, x: xs, dx: dxs}
-	d.parallel(&d.bkPoolT, n*g.C/16, max(1, grainCheap/max(1, g.H*g.W*16)))
+	in, out := blocksOf(l, g.C, g.H*g.W), blocksOf(l, g.C, g.OutH()*g.OutW())
+	d.bkPoolT = bkPoolTask{g: g, y: ys, x: xs, dx: dxs, in: in, out: out}
+	d.parallel(&d.bkPoolT, n*in.cb, max(1, grainCheap/max(1, g.H*g.W*16)))
 	d.bkPoolT = bkPoolTask{}
 }

@@ -59,8 +59,8 @@ func TestBlockedSIMDMatchesGo(t *testing.T) {
 	}
 }
 
-// TestBlockedRepeats wants batch norm in Blocked16 to give the same bits
-// whatever the threads: the batch is cut by its shape alone.
+// TestBlockedRepeats wants batch norm in Blocked16 and NHWC to give the
+// same bits whatever the threads: the batch is cut by its shape alone.
 func TestBlockedRepeats(t *testing.T) {
 	d, err := NewWithDNN("")
 	if err != nil {
@@ -69,26 +69,88 @@ func TestBlockedRepeats(t *testing.T) {
 	if d.SetActivationLayout(kernels.Blocked16) != nil {
 		t.Skip("no oneDNN")
 	}
-	const n, c, hw = 37, 32, 25
-	x := d.Alloc(n * c * hw)
-	d.Upload(x, finite(simdInputs(n*c*hw)))
-	run := func(threads int) []float32 {
+	const n, hw = 37, 25
+	run := func(l kernels.Layout, c, threads int) []float32 {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
+		x, plain := d.Alloc(n*c*hw), d.Alloc(n*c*hw)
+		d.Upload(plain, finite(simdInputs(n*c*hw)))
+		d.Relayout(x, l, plain, kernels.NCHW, n, c, hw)
 		y, sm, sr, rm, rv := d.Alloc(n*c*hw), d.Alloc(c), d.Alloc(c), d.Alloc(c), d.Alloc(c)
-		d.BatchNormTrainIn(kernels.Blocked16, y, sm, sr, rm, rv, x, nil, nil, n, c, hw, 0.1, 1e-5)
+		d.BatchNormTrainIn(l, y, sm, sr, rm, rv, x, nil, nil, n, c, hw, 0.1, 1e-5)
 		dx, dg, db := d.Alloc(n*c*hw), d.Alloc(c), d.Alloc(c)
-		d.BatchNormBackwardIn(kernels.Blocked16, dx, dg, db, y, x, sm, sr, nil, n, c, hw)
+		d.BatchNormBackwardIn(l, dx, dg, db, y, x, sm, sr, nil, n, c, hw)
 		out := make([]float32, 0, 2*n*c*hw+2*c)
-		for _, b := range []kernels.Buffer{y, dx, dg, db} {
+		for _, b := range []kernels.Buffer{y, dx} {
+			p := d.Alloc(n * c * hw)
+			d.Relayout(p, kernels.NCHW, b, l, n, c, hw)
+			b = p
+			v := make([]float32, b.Len())
+			d.Download(v, b)
+			out = append(out, v...)
+		}
+		for _, b := range []kernels.Buffer{dg, db} {
 			v := make([]float32, b.Len())
 			d.Download(v, b)
 			out = append(out, v...)
 		}
 		return out
 	}
-	one := run(1)
-	sameBits(t, "4 threads", run(4), one)
-	sameBits(t, "3 threads", run(3), one)
+	for _, s := range []struct {
+		l kernels.Layout
+		c int
+	}{{kernels.Blocked16, 32}, {kernels.NHWC, 32}, {kernels.NHWC, 40}, {kernels.NHWC, 6}} {
+		one := run(s.l, s.c, 1)
+		for _, threads := range []int{3, 4} {
+			sameBits(t, name("%v c=%d, %d threads", s.l, s.c, threads), run(s.l, s.c, threads), one)
+		}
+	}
+}
+
+// TestNHWCSIMDMatchesGo wants the bits of the Go NHWC loops from their
+// AVX2 versions, for channels in whole vectors and not.
+func TestNHWCSIMDMatchesGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no AVX2")
+	}
+	for _, c := range []int{6, 8, 16, 20, 40, 64} {
+		const rows = 13
+		n := rows * c
+		x, dy, y := simdInputs(n), simdInputs(n + 5)[5:], simdInputs(n + 9)[9:]
+		fx, fdy := finite(slices.Clone(x)), finite(slices.Clone(dy))
+		coef := func(seed int) []float32 {
+			v := make([]float32, c)
+			for j := range v {
+				v[j] = float32(math.Sin(float64(seed*c+j))) + 0.25
+			}
+			return v
+		}
+		mu, a, b, k1, k2, sc := coef(1), coef(2), coef(3), coef(4), coef(5), coef(6)
+		s1, q1, s2, q2 := make([]float64, c), make([]float64, c), make([]float64, c), make([]float64, c)
+		nhwcSumsGo(s1, q1, fx)
+		simdNHWCSums(s2, q2, fx)
+		if !slices.Equal(s1, s2) || !slices.Equal(q1, q2) {
+			t.Errorf("c=%d: sums %v %v, Go %v %v", c, s2, q2, s1, q1)
+		}
+		for _, mask := range [][]float32{nil, y} {
+			nhwcGradSumsGo(s1, q1, fx, fdy, mask, mu, a)
+			simdNHWCGradSums(s2, q2, fx, fdy, mask, mu, a)
+			if !slices.Equal(s1, s2) || !slices.Equal(q1, q2) {
+				t.Errorf("c=%d mask %v: grad sums %v %v, Go %v %v", c, mask != nil, s2, q2, s1, q1)
+			}
+		}
+		for _, relu := range []bool{false, true} {
+			g, v := make([]float32, n), make([]float32, n)
+			nhwcNormGo(g, x, mu, a, b, relu)
+			simdNHWCNorm(v, x, mu, a, b, relu)
+			sameBits(t, name("c=%d relu %v: norm", c, relu), v, g)
+		}
+		for _, mask := range [][]float32{nil, y} {
+			g, v := make([]float32, n), make([]float32, n)
+			nhwcDxGo(g, dy, x, mask, mu, a, k1, k2, sc)
+			simdNHWCDx(v, dy, x, mask, mu, a, k1, k2, sc)
+			sameBits(t, name("c=%d mask %v: dx", c, mask != nil), v, g)
+		}
+	}
 }
 
 // TestAddSIMDMatchesGo wants Add's and AddReLU's bits from the AVX2 loop.

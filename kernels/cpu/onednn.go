@@ -30,6 +30,7 @@ enum {
 	MDNN_BF16 = 2, MDNN_F32 = 3,                    // dnnl_bf16, dnnl_f32
 	MDNN_TAG_ANY = 1, MDNN_TAG_X = 2, MDNN_TAG_NCHW = 5, MDNN_TAG_OIHW = 5, MDNN_TAG_GOIHW = 7,
 	MDNN_TAG_NCHW16C = 69,                          // dnnl_nChw16c (dnnl_aBcd16b)
+	MDNN_TAG_NHWC = 20,                             // dnnl_nhwc (dnnl_acdb)
 	MDNN_FORWARD_TRAINING = 64,
 	MDNN_CONV_DIRECT = 1,
 	MDNN_ENGINE_CPU = 1,
@@ -328,13 +329,19 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 	MDNN_TRY(mdnn.md_init_by_tag(&dst, 4, dd, MDNN_F32, dst_tag));
 	MDNN_TRY(mdnn.md_init_by_tag(&wei, wnd, wdims, MDNN_F32, wtag));
 	MDNN_TRY(mdnn.md_init_by_tag(&b, 1, bd, MDNN_F32, MDNN_TAG_X));
-	MDNN_TRY(mdnn.md_init_by_tag(&any_src, 4, sd, MDNN_F32, MDNN_TAG_ANY));
-	MDNN_TRY(mdnn.md_init_by_tag(&any_dst, 4, dd, MDNN_F32, MDNN_TAG_ANY));
+	// nhwc is asked for as such, on both sides when on one: oneDNN's
+	// kernels compute in it natively, "any" would choose nChw16c and
+	// reorder at the ports, and "any" against a fixed nhwc gets its
+	// reference kernels (100 times slower): an nchw side is reordered.
+	int nhwc = src_tag == MDNN_TAG_NHWC || dst_tag == MDNN_TAG_NHWC;
+	int atag = nhwc ? MDNN_TAG_NHWC : MDNN_TAG_ANY;
+	MDNN_TRY(mdnn.md_init_by_tag(&any_src, 4, sd, MDNN_F32, atag));
+	MDNN_TRY(mdnn.md_init_by_tag(&any_dst, 4, dd, MDNN_F32, atag));
 	MDNN_TRY(mdnn.md_init_by_tag(&any_wei, wnd, wdims, MDNN_F32, MDNN_TAG_ANY));
 	mdnn_md in_src = any_src, in_dst = any_dst, in_wei = any_wei;
 	if (in_dt != MDNN_F32) {
-		MDNN_TRY(mdnn.md_init_by_tag(&in_src, 4, sd, in_dt, MDNN_TAG_ANY));
-		MDNN_TRY(mdnn.md_init_by_tag(&in_dst, 4, dd, in_dt, MDNN_TAG_ANY));
+		MDNN_TRY(mdnn.md_init_by_tag(&in_src, 4, sd, in_dt, atag));
+		MDNN_TRY(mdnn.md_init_by_tag(&in_dst, 4, dd, in_dt, atag));
 		MDNN_TRY(mdnn.md_init_by_tag(&in_wei, wnd, wdims, in_dt, MDNN_TAG_ANY));
 	}
 	const mdnn_md *bmd = bias ? &b : NULL;
@@ -351,7 +358,7 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 		return 1;
 	}
 	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, &any_src, &any_dst, &any_wei,
-		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g < 16, where);
+		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g < 16 && !nhwc, where);
 	free(od);
 	mdnn.attr_destroy(attr);
 	return s;
@@ -587,6 +594,8 @@ func dnnTag(l kernels.Layout) C.int {
 		return C.MDNN_TAG_NCHW
 	case kernels.Blocked16:
 		return C.MDNN_TAG_NCHW16C
+	case kernels.NHWC:
+		return C.MDNN_TAG_NHWC
 	}
 	panic(fmt.Sprintf("cpu: oneDNN: no format tag for layout %v", l))
 }

@@ -6,10 +6,16 @@ import (
 	"github.com/macdist/macdist/kernels"
 )
 
-// blockedIndex is where Blocked16 keeps element (i, ch, s) of an n×c×hw
-// activation: the layout's definition.
-func blockedIndex(c, hw, i, ch, s int) int {
-	return ((i*(c/16)+ch/16)*hw+s)*16 + ch%16
+// layoutIndex is where l keeps element (i, ch, s) of an n×c×hw
+// activation: the layouts' definitions.
+func layoutIndex(l kernels.Layout, c, hw, i, ch, s int) int {
+	switch l {
+	case kernels.Blocked16:
+		return ((i*(c/16)+ch/16)*hw+s)*16 + ch%16
+	case kernels.NHWC:
+		return (i*hw+s)*c + ch
+	}
+	return (i*c+ch)*hw + s
 }
 
 // testLayouter holds a kernels.Layouter's layouts to their definition and
@@ -21,15 +27,16 @@ func testLayouter(h *harness) {
 	if !ok {
 		h.t.Skip("not a kernels.Layouter")
 	}
-	if l := lo.ActivationLayout(16); l != kernels.NCHW && l != kernels.Blocked16 {
+	l := lo.ActivationLayout(16)
+	switch l {
+	case kernels.NCHW:
+		h.t.Skip("the device keeps NCHW only")
+	case kernels.Blocked16, kernels.NHWC:
+	default:
 		h.t.Fatalf("ActivationLayout(16) = %v, a layout this suite does not know", l)
 	}
-	if l := lo.ActivationLayout(15); l != kernels.NCHW {
-		h.t.Errorf("ActivationLayout(15) = %v: Blocked16 needs a multiple of 16 channels", l)
-	}
-	l := lo.ActivationLayout(16)
-	if l == kernels.NCHW {
-		h.t.Skip("the device keeps NCHW only")
+	if l15 := lo.ActivationLayout(15); l15 != kernels.NCHW && (l15 != kernels.NHWC || l != kernels.NHWC) {
+		h.t.Errorf("ActivationLayout(15) = %v, with ActivationLayout(16) = %v: Blocked16 needs a multiple of 16 channels", l15, l)
 	}
 	d := h.dev
 	to := func(v []float32, n, c, hw int) kernels.Buffer {
@@ -42,7 +49,11 @@ func testLayouter(h *harness) {
 		lo.Relayout(p, kernels.NCHW, b, l, n, c, hw)
 		return h.get(p)
 	}
-	for _, s := range [][3]int{{1, 16, 1}, {3, 16, 7}, {2, 48, 64}, {20, 32, 9}} {
+	shapes := [][3]int{{1, 16, 1}, {3, 16, 7}, {2, 48, 64}, {20, 32, 9}}
+	if lo.ActivationLayout(40) == l {
+		shapes = append(shapes, [3]int{3, 40, 5}, [3]int{2, 6, 9}) // a narrow last block of channels, and one alone
+	}
+	for _, s := range shapes {
 		n, c, hw := s[0], s[1], s[2]
 		x := h.uniform(n*c*hw, 9, 11)
 		xl := to(x, n, c, hw)
@@ -51,7 +62,7 @@ func testLayouter(h *harness) {
 		for i := 0; i < n; i++ {
 			for ch := 0; ch < c; ch++ {
 				for p := 0; p < hw; p++ {
-					want[blockedIndex(c, hw, i, ch, p)] = float64(x[(i*c+ch)*hw+p])
+					want[layoutIndex(l, c, hw, i, ch, p)] = float64(x[(i*c+ch)*hw+p])
 				}
 			}
 		}
@@ -109,8 +120,38 @@ func testLayouter(h *harness) {
 		lo.PlaneSpreadIn(l, spl, h.buf(g), n, c, hw, alpha)
 		h.checkExact(what+" spread", back(spl, n, c, hw), widen(h.get(sp)))
 	}
+	if other := otherLayout(l); other != l {
+		// Between the two blocked-channel layouts, for a device that
+		// keeps one and may be handed the other.
+		const n, c, hw = 2, 32, 5
+		x := h.uniform(n*c*hw, -1, 1)
+		a, b := to(x, n, c, hw), h.alloc(n*c*hw)
+		lo.Relayout(b, other, a, l, n, c, hw)
+		want := make([]float64, len(x))
+		for i := 0; i < n; i++ {
+			for ch := 0; ch < c; ch++ {
+				for p := 0; p < hw; p++ {
+					want[layoutIndex(other, c, hw, i, ch, p)] = float64(x[(i*c+ch)*hw+p])
+				}
+			}
+		}
+		h.checkExact(name("Relayout %v to %v", l, other), h.get(b), want)
+		lo.Relayout(a, l, b, other, n, c, hw)
+		h.checkExact(name("Relayout %v to %v and back", l, other), back(a, n, c, hw), widen(x))
+	}
 	testLayoutPool(h, lo, l)
 	testLayoutConv(h, lo, l)
+}
+
+// otherLayout is the blocked-channel layout that is not l, or l.
+func otherLayout(l kernels.Layout) kernels.Layout {
+	switch l {
+	case kernels.Blocked16:
+		return kernels.NHWC
+	case kernels.NHWC:
+		return kernels.Blocked16
+	}
+	return l
 }
 
 // testLayoutPool checks MaxPool2dIn and its backward against MaxPool2d,
@@ -121,7 +162,12 @@ func testLayoutPool(h *harness, lo kernels.Layouter, l kernels.Layout) {
 		{C: 16, H: 9, W: 9, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
 		{C: 32, H: 8, W: 8, KH: 2, KW: 2, StrideH: 2, StrideW: 2},
 		{C: 16, H: 7, W: 6, KH: 3, KW: 3, StrideH: 1, StrideW: 1},
+		{C: 40, H: 7, W: 7, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1},
+		{C: 6, H: 8, W: 8, KH: 2, KW: 2, StrideH: 2, StrideW: 2},
 	} {
+		if lo.ActivationLayout(g.C) != l {
+			continue
+		}
 		const n = 3
 		hw, ohw := g.H*g.W, g.OutH()*g.OutW()
 		what := name("MaxPool2dIn(%+v)", g)
@@ -166,6 +212,8 @@ func testLayoutConv(h *harness, lo kernels.Layouter, l kernels.Layout) {
 		{kernels.ConvGeom{C: 16, H: 8, W: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}, 16, 1, false, false},
 		{kernels.ConvGeom{C: 16, H: 8, W: 8, KH: 1, KW: 1, StrideH: 2, StrideW: 2, DilH: 1, DilW: 1}, 32, 1, true, false},
 		{kernels.ConvGeom{C: 32, H: 5, W: 5, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadH: 1, PadW: 1, DilH: 1, DilW: 1}, 16, 1, true, false},
+		{kernels.ConvGeom{C: 6, H: 7, W: 7, KH: 5, KW: 5, StrideH: 1, StrideW: 1, DilH: 1, DilW: 1}, 10, 1, true, false},
+		{kernels.ConvGeom{C: 16, H: 6, W: 6, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1, DilH: 1, DilW: 1}, 32, 4, false, false},
 	} {
 		const n = 3
 		g := c.g
@@ -233,12 +281,16 @@ func testReLUFuser(h *harness) {
 	if !ok {
 		return
 	}
-	for _, l := range []kernels.Layout{kernels.NCHW, lo.ActivationLayout(16)} {
-		if !f.FusesReLU(l) {
+	for _, s := range []struct {
+		l kernels.Layout
+		c int
+	}{{kernels.NCHW, 32}, {lo.ActivationLayout(16), 32}, {lo.ActivationLayout(40), 40}} {
+		l, c := s.l, s.c
+		if !f.FusesReLU(l) || lo.ActivationLayout(c) != l && l != kernels.NCHW {
 			continue
 		}
-		const n, c, hw = 5, 32, 9
-		what := name("BatchNormReLU…In(%v)", l)
+		const n, hw = 5, 9
+		what := name("BatchNormReLU…In(%v, c=%d)", l, c)
 		xv, dyv := h.rand(n*c*hw), h.rand(n*c*hw)
 		xb, dyb := h.alloc(n*c*hw), h.alloc(n*c*hw)
 		lo.Relayout(xb, l, h.buf(xv), kernels.NCHW, n, c, hw)

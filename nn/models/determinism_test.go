@@ -13,9 +13,10 @@ import (
 // TestRunRepeats trains a small ResNet and LeNet-5 for a few steps twice,
 // each time on a fresh Device, and wants the same bits: a run is identical
 // to itself with the same seed and threads, on both convolution paths
-// (oneDNN's backward-weights reduces over the batch across threads).
+// (oneDNN's backward-weights reduces over the batch across threads), and
+// on oneDNN's in NHWC besides the default layout.
 func TestRunRepeats(t *testing.T) {
-	for _, path := range []string{"", "none"} {
+	for _, path := range []string{"", "none", "nhwc"} {
 		for _, tc := range []struct {
 			name string
 			cfg  models.Config
@@ -23,7 +24,7 @@ func TestRunRepeats(t *testing.T) {
 			{"resnet20", models.Config{Depth: 8, ImageSize: 16, Seed: 3}},
 			{"lenet5", models.Config{Seed: 3}},
 		} {
-			t.Run(tc.name+"/"+map[string]string{"": "default", "none": "im2col"}[path], func(t *testing.T) {
+			t.Run(tc.name+"/"+map[string]string{"": "default", "none": "im2col", "nhwc": "nhwc"}[path], func(t *testing.T) {
 				first := trainBits(t, path, tc.name, tc.cfg)
 				if again := trainBits(t, path, tc.name, tc.cfg); !slices.Equal(first, again) {
 					t.Error("a second run from the same seed ends with other weights")
@@ -34,11 +35,21 @@ func TestRunRepeats(t *testing.T) {
 }
 
 // trainBits runs three steps of plain SGD (batch 16) on a fresh Device with
-// the convolution path dnn and returns the weights and the last logits.
+// the convolution path dnn ("nhwc": the default one, keeping NHWC) and
+// returns the weights and the last logits.
 func trainBits(t *testing.T, dnn, name string, cfg models.Config) []float32 {
+	nhwc := dnn == "nhwc"
+	if nhwc {
+		dnn = ""
+	}
 	dev, err := cpu.NewWithDNN(dnn)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if nhwc {
+		if err := dev.SetActivationLayout(kernels.NHWC); err != nil {
+			t.Skip(err)
+		}
 	}
 	m := mustNew(t, dev, name, cfg)
 	x := randInput(dev, m.InputShape(16), 9)
