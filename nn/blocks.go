@@ -16,7 +16,6 @@ type residual struct {
 	dev  kernels.Device
 	sum  slot
 	tmp  lent // addReLU's sum where the device does not fuse it
-	dx   lent
 	b    slot // the second term in the first's layout, when it differs
 	back slot
 }
@@ -56,12 +55,14 @@ func (r *residual) addReLU(a, b *Tensor, relu *ReLU, label string) *Tensor {
 	return y
 }
 
+// addGrad returns a + b, the gradient of an input that both paths read,
+// written over a: the branch's gradient, which the block made in its own
+// Backward and nobody else reads, so that the sum takes no buffer of its
+// own.
 func (r *residual) addGrad(a, b *Tensor) *Tensor {
 	b = relayout(r.dev, &r.back, b, a.Layout)
-	dx := r.dx.ensure(r.dev, a.Shape)
-	dx.Layout = a.Layout
-	r.dev.Add(dx.Data, a.Data, b.Data)
-	return dx
+	r.dev.Add(a.Data, a.Data, b.Data)
+	return a
 }
 
 // dropTerms gives back the memory of a sum's terms once the sum is made:
@@ -360,8 +361,7 @@ func (b *WideBlock) Backward(dy *Tensor) *Tensor {
 		consumed(d, dx)
 		return dx
 	}
-	// Both paths start from a, so their gradients meet there; the sum
-	// lives in the residual's dx, which this path does not use otherwise.
+	// Both paths start from a, so their gradients meet there.
 	dsc := h.back(b.ConvShortcut, dy)
 	sum := b.res.addGrad(da, dsc)
 	consumed(da, sum)
