@@ -36,6 +36,7 @@ type lender struct {
 	dev   kernels.Device
 	loans []*loan
 	lease uint64
+	hold  bool // release does nothing: every borrower keeps its buffer, as with slots (for A/B tests)
 }
 
 var (
@@ -127,7 +128,7 @@ func release(t *Tensor) {
 		return
 	}
 	lendMu.Lock()
-	if b := lentBufs[t.Data]; b != nil {
+	if b := lentBufs[t.Data]; b != nil && !b.pool.hold {
 		b.out = false
 	}
 	lendMu.Unlock()
