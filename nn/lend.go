@@ -15,11 +15,18 @@ import (
 // device has, and given back by the container that knows when they die
 // (release): a few buffers then serve a whole backward pass in turn.
 //
+// The rule that keeps this safe: a module never gives back the dy its
+// Backward was handed, nor the x its Forward was; the caller that made or
+// received that tensor does, once, after the module that consumed it has
+// returned, and not when the module passed its memory on as its own result
+// (consumed). A Backward gives back only what it made inside itself.
+//
 // A lent buffer that nobody gives back stays with its borrower, which
 // reuses it on its next call as a slot would; so a layer used on its own,
 // whose caller knows nothing of pools, behaves as before. The pool only
 // grows, and a steady-state step, which borrows and gives back in the same
-// order every time, allocates nothing.
+// order every time, allocates nothing. Like a device's Workspace, its pool
+// lasts as long as the process.
 
 // loan is one buffer of a pool.
 type loan struct {
