@@ -6,10 +6,11 @@ import "github.com/macdist/macdist/kernels"
 // reads its own output, not its input, so the layer before may reuse its
 // output buffer.
 type ReLU struct {
-	dev   kernels.Device
-	y, dx slot
-	dyIn  slot // dy in y's layout, when it came in another
-	have  bool
+	dev  kernels.Device
+	y    slot
+	dx   lent
+	dyIn slot // dy in y's layout, when it came in another
+	have bool
 }
 
 // NewReLU returns a ReLU.

@@ -29,7 +29,7 @@ type BatchNorm2d struct {
 	fwdTrain bool // the mode of the last Forward, which Backward follows
 	x        *Tensor
 	n, hw    int
-	y, dx    slot
+	y, dx    lent // y is read by the next layer only, never by Backward
 
 	dyIn  slot      // dy in y's layout, when it came in another
 	edge  plainEdge // evaluation-mode Backward, which works in NCHW
@@ -140,7 +140,12 @@ func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
 func (b *BatchNorm2d) forwardReLU(x *Tensor, r *ReLU) *Tensor {
 	f, ok := b.dev.(kernels.ReLUFuser)
 	if !ok || !b.training || !f.FusesReLU(x.Layout) || len(x.Shape) < 2 || x.Shape[1] != b.c {
-		return r.Forward(b.Forward(x))
+		// The norm's output is read by r alone: r's Backward reads its
+		// own output, the norm's its input.
+		t := b.Forward(x)
+		y := r.Forward(t)
+		release(t)
+		return y
 	}
 	b.x, b.n = x, x.Shape[0]
 	b.hw = x.Len() / (b.n * b.c)
@@ -159,7 +164,10 @@ func (b *BatchNorm2d) forwardReLU(x *Tensor, r *ReLU) *Tensor {
 // pass where that fused them.
 func (b *BatchNorm2d) backwardReLU(dy *Tensor, r *ReLU) *Tensor {
 	if b.fused != r {
-		return b.Backward(r.Backward(dy))
+		t := r.Backward(dy)
+		dx := b.Backward(t)
+		consumed(t, dx)
+		return dx
 	}
 	if !dy.SameShape(r.y.t.Shape) {
 		gradPanic(b.label(), dy.Shape, r.y.t.Shape)

@@ -15,7 +15,7 @@ import (
 type residual struct {
 	dev  kernels.Device
 	sum  slot
-	dx   slot
+	tmp  lent // addReLU's sum where the device does not fuse it
 	b    slot // the second term in the first's layout, when it differs
 	back slot
 }
@@ -34,14 +34,20 @@ func (r *residual) add(a, b *Tensor, label string) *Tensor {
 // addReLU is relu.Forward(add(a, b)), in one pass where the device fuses
 // them (kernels.ReLUFuser): the sum is written as relu's output.
 func (r *residual) addReLU(a, b *Tensor, relu *ReLU, label string) *Tensor {
-	f, ok := r.dev.(kernels.ReLUFuser)
-	if !ok {
-		return relu.Forward(r.add(a, b, label))
-	}
 	if !a.SameShape(b.Shape) {
 		panic(fmt.Sprintf("nn: %s: residual branch %v and shortcut %v differ", label, a.Shape, b.Shape))
 	}
 	b = relayout(r.dev, &r.b, b, a.Layout)
+	f, ok := r.dev.(kernels.ReLUFuser)
+	if !ok {
+		// relu alone reads the sum: its Backward reads its output.
+		s := r.tmp.ensure(r.dev, a.Shape)
+		s.Layout = a.Layout
+		r.dev.Add(s.Data, a.Data, b.Data)
+		y := relu.Forward(s)
+		release(s)
+		return y
+	}
 	y := relu.y.ensure(r.dev, a.Shape)
 	y.Layout = a.Layout
 	relu.have = true
@@ -49,11 +55,39 @@ func (r *residual) addReLU(a, b *Tensor, relu *ReLU, label string) *Tensor {
 	return y
 }
 
+// addGrad returns a + b, the gradient of an input that both paths read,
+// written over a: the branch's gradient, which the block made in its own
+// Backward and nobody else reads, so that the sum takes no buffer of its
+// own.
 func (r *residual) addGrad(a, b *Tensor) *Tensor {
 	b = relayout(r.dev, &r.back, b, a.Layout)
-	dx := r.dx.ensure(r.dev, a.Shape)
-	dx.Layout = a.Layout
-	r.dev.Add(dx.Data, a.Data, b.Data)
+	r.dev.Add(a.Data, a.Data, b.Data)
+	return a
+}
+
+// dropTerms gives back the memory of a sum's terms once the sum is made:
+// the branch's (a batch norm's output, which its Backward does not read)
+// and the projection shortcut's, but never x, the block's input, which the
+// shortcut may be and which belongs to the caller.
+func dropTerms(branch, shortcut, x *Tensor) {
+	release(branch)
+	if shortcut != x {
+		release(shortcut)
+	}
+}
+
+// addGradShortcut finishes a Backward whose residual branch returned d:
+// it runs the shortcut's Backward on ds, the gradient of the sum (none
+// for the identity), and returns the sum of the two paths, giving back
+// ds and the terms once consumed.
+func (r *residual) addGradShortcut(h *backwardHook, d, ds *Tensor, shortcut Module) *Tensor {
+	dsc := ds
+	if shortcut != nil {
+		dsc = h.backInner(shortcut, ds)
+	}
+	dx := r.addGrad(d, dsc)
+	consumed(d, dx)
+	consumed(dsc, dx)
 	return dx
 }
 
@@ -123,19 +157,22 @@ func (b *BasicBlock) Forward(x *Tensor) *Tensor {
 	if b.Downsample != nil {
 		sc = b.Downsample.Forward(x)
 	}
-	return b.res.addReLU(h, sc, b.ReLU2, layerName(b.name, "BasicBlock"))
+	y := b.res.addReLU(h, sc, b.ReLU2, layerName(b.name, "BasicBlock"))
+	dropTerms(h, sc, x)
+	return y
 }
 
 // Backward returns the sum of the gradients through both paths.
 func (b *BasicBlock) Backward(dy *Tensor) *Tensor {
 	h := &b.hook
 	ds := h.back(b.ReLU2, dy)
-	d := h.back(b.Conv1, h.backBNReLU(b.BN1, b.ReLU1, h.back(b.Conv2, h.back(b.BN2, ds))))
-	dsc := ds
+	d := h.back(b.BN2, ds)
+	d = h.backInner(b.Conv1, h.backBNReLUInner(b.BN1, b.ReLU1, h.backInner(b.Conv2, d)))
+	var sc Module // nil, not a nil *Sequential, for the identity
 	if b.Downsample != nil {
-		dsc = h.back(b.Downsample, ds)
+		sc = b.Downsample
 	}
-	return b.res.addGrad(d, dsc)
+	return b.res.addGradShortcut(&b.hook, d, ds, sc)
 }
 
 // SetBackwardHook makes Backward report each layer as its gradients become
@@ -216,20 +253,22 @@ func (b *Bottleneck) Forward(x *Tensor) *Tensor {
 	if b.Downsample != nil {
 		sc = b.Downsample.Forward(x)
 	}
-	return b.res.addReLU(h, sc, b.ReLU3, layerName(b.name, "Bottleneck"))
+	y := b.res.addReLU(h, sc, b.ReLU3, layerName(b.name, "Bottleneck"))
+	dropTerms(h, sc, x)
+	return y
 }
 
 // Backward returns the sum of the gradients through both paths.
 func (b *Bottleneck) Backward(dy *Tensor) *Tensor {
 	h := &b.hook
 	ds := h.back(b.ReLU3, dy)
-	d := h.back(b.Conv3, h.back(b.BN3, ds))
-	d = h.back(b.Conv1, h.backBNReLU(b.BN1, b.ReLU1, h.back(b.Conv2, h.backBNReLU(b.BN2, b.ReLU2, d))))
-	dsc := ds
+	d := h.backInner(b.Conv3, h.back(b.BN3, ds))
+	d = h.backInner(b.Conv1, h.backBNReLUInner(b.BN1, b.ReLU1, h.backInner(b.Conv2, h.backBNReLUInner(b.BN2, b.ReLU2, d))))
+	var sc Module // nil, not a nil *Sequential, for the identity
 	if b.Downsample != nil {
-		dsc = h.back(b.Downsample, ds)
+		sc = b.Downsample
 	}
-	return b.res.addGrad(d, dsc)
+	return b.res.addGradShortcut(&b.hook, d, ds, sc)
 }
 
 // SetBackwardHook makes Backward report each layer as its gradients become
@@ -315,15 +354,19 @@ func (b *WideBlock) Forward(x *Tensor) *Tensor {
 // Backward returns the sum of the gradients through both paths.
 func (b *WideBlock) Backward(dy *Tensor) *Tensor {
 	h := &b.hook
-	da := h.back(b.Conv1, h.backBNReLU(b.BN2, b.ReLU2, h.back(b.Drop, h.back(b.Conv2, dy))))
+	da := h.backInner(b.Conv1, h.backBNReLUInner(b.BN2, b.ReLU2, h.backInner(b.Drop, h.back(b.Conv2, dy))))
 	if b.ConvShortcut == nil {
-		return b.res.addGrad(h.backBNReLU(b.BN1, b.ReLU1, da), dy)
+		d := h.backBNReLUInner(b.BN1, b.ReLU1, da)
+		dx := b.res.addGrad(d, dy)
+		consumed(d, dx)
+		return dx
 	}
-	// Both paths start from a, so their gradients meet there; the sum
-	// lives in the residual's dx slot, which this path does not use
-	// otherwise.
-	da = b.res.addGrad(da, h.back(b.ConvShortcut, dy))
-	return h.backBNReLU(b.BN1, b.ReLU1, da)
+	// Both paths start from a, so their gradients meet there.
+	dsc := h.back(b.ConvShortcut, dy)
+	sum := b.res.addGrad(da, dsc)
+	consumed(da, sum)
+	consumed(dsc, sum)
+	return h.backBNReLUInner(b.BN1, b.ReLU1, sum)
 }
 
 // SetBackwardHook makes Backward report each layer as its gradients become

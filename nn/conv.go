@@ -54,7 +54,8 @@ type Conv2d struct {
 	training bool
 	x        *Tensor
 	geom     kernels.ConvGeom
-	y, dx    slot
+	y        slot
+	dx       lent
 
 	tapOn   bool
 	tap     kernels.Buffer

@@ -10,7 +10,7 @@ type GELU struct {
 	tanh bool
 	x    *Tensor // input of the last Forward, read by Backward
 	y    slot
-	dx   slot
+	dx   lent
 }
 
 // NewGELU returns a GELU; tanh selects the tanh approximation.

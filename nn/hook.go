@@ -44,6 +44,22 @@ func (h *backwardHook) back(m Module, dy *Tensor) *Tensor {
 	return dx
 }
 
+// backInner is back for a dy that the caller's own Backward made: once m
+// has consumed it, its memory goes back to the pool (see lent).
+func (h *backwardHook) backInner(m Module, dy *Tensor) *Tensor {
+	dx := h.back(m, dy)
+	consumed(dy, dx)
+	return dx
+}
+
+// backBNReLUInner is backBNReLU for a dy that the caller's own Backward
+// made, as backInner is back.
+func (h *backwardHook) backBNReLUInner(bn *BatchNorm2d, r *ReLU, dy *Tensor) *Tensor {
+	dx := h.backBNReLU(bn, r, dy)
+	consumed(dy, dx)
+	return dx
+}
+
 // backBNReLU runs the Backward of r after bn, fused where bn's Forward
 // fused them (see BatchNorm2d.forwardReLU), and reports r and then bn, as
 // two calls of back would.

@@ -19,7 +19,8 @@ type LayerNorm struct {
 	params []*Param
 
 	x          *Tensor // input of the last Forward, read by Backward
-	y, dx      slot
+	y          slot
+	dx         lent
 	mean, rstd kernels.Buffer // per row, saved by Forward for Backward
 	rows       int
 }

@@ -20,7 +20,8 @@ type Linear struct {
 	training bool
 	x        *Tensor
 	rows     int
-	y, dx    slot
+	y        slot
+	dx       lent
 
 	tapOn   bool
 	tap     kernels.Buffer // TapDim elements

@@ -14,11 +14,12 @@ type pool2d struct {
 	kernel, stride, padding int
 	avg                     bool
 
-	x     *Tensor
-	geom  kernels.PoolGeom
-	y, dx slot
-	edge  plainEdge // for a layout the device does not pool in
-	dyIn  slot      // dy in y's layout, when it came in another
+	x    *Tensor
+	geom kernels.PoolGeom
+	y    slot
+	dx   lent
+	edge plainEdge // for a layout the device does not pool in
+	dyIn slot      // dy in y's layout, when it came in another
 }
 
 func newPool2d(dev kernels.Device, typ string, kernel, stride, padding int, avg bool) pool2d {
@@ -133,9 +134,10 @@ func (m *AvgPool2d) SetTraining(bool) {}
 // order, so it is where a network in a device layout returns to NCHW
 // without a reorder.
 type GlobalAvgPool2d struct {
-	dev   kernels.Device
-	x     *Tensor
-	y, dx slot
+	dev kernels.Device
+	x   *Tensor
+	y   slot
+	dx  lent
 }
 
 // NewGlobalAvgPool2d returns a GlobalAvgPool2d.

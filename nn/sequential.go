@@ -1,5 +1,7 @@
 package nn
 
+import "github.com/macdist/macdist/kernels"
+
 // Sequential runs modules one after another, as PyTorch's nn.Sequential.
 // Its modules carry their own full names (Sequential adds no prefix), so a
 // torchvision "downsample" is built as convolution "….downsample.0" and norm
@@ -29,24 +31,32 @@ func (s *Sequential) Forward(x *Tensor) *Tensor {
 	return x
 }
 
-// Backward runs every module's Backward in reverse order.
+// Backward runs every module's Backward in reverse order. Each gradient
+// between two modules goes back to the pool once the earlier module has
+// consumed it (see lent).
 func (s *Sequential) Backward(dy *Tensor) *Tensor {
+	var in kernels.Buffer // the caller's, which it releases
+	if dy != nil {
+		in = dy.Data
+	}
 	for i := len(s.mods) - 1; i >= 0; i-- {
-		if i > 0 {
-			if bn, r := s.bnReLU(i - 1); r != nil {
-				dy = s.hook.backBNReLU(bn, r, dy)
-				i--
-				continue
-			}
+		prev := dy
+		if bn, r := s.bnReLU(i - 1); r != nil {
+			dy = s.hook.backBNReLU(bn, r, dy)
+			i--
+		} else {
+			dy = s.hook.back(s.mods[i], dy)
 		}
-		dy = s.hook.back(s.mods[i], dy)
+		if prev != nil && prev.Data != in {
+			consumed(prev, dy)
+		}
 	}
 	return dy
 }
 
 // bnReLU returns modules i and i+1 when they are a BatchNorm2d and a ReLU.
 func (s *Sequential) bnReLU(i int) (*BatchNorm2d, *ReLU) {
-	if i+1 >= len(s.mods) {
+	if i < 0 || i+1 >= len(s.mods) {
 		return nil, nil
 	}
 	bn, ok := s.mods[i].(*BatchNorm2d)

@@ -31,8 +31,6 @@ type ViTBlock struct {
 
 	x     *Tensor
 	h, y  slot // the two residual sums
-	dh    slot // dL/dh: dy plus the MLP branch's gradient
-	dx    slot
 	shape [3]int
 }
 
@@ -95,16 +93,26 @@ func (v *ViTBlock) Backward(dy *Tensor) *Tensor {
 	if v.dp2 != nil {
 		dm = v.dp2.Backward(dm)
 	}
-	dm = h.back(v.norm2, h.back(v.fc1, h.back(v.act, h.back(v.fc2, dm))))
-	dh := v.dh.ensure(d, v.shape[:])
-	d.Add(dh.Data, dy.Data, dm.Data)
+	t := h.back(v.fc2, dm)
+	if dm != dy { // dy is the caller's to give back
+		consumed(dm, t)
+	}
+	dm = h.backInner(v.norm2, h.backInner(v.fc1, h.backInner(v.act, t)))
+	// dL/dh = dy + dm, written over dm, which this Backward made and
+	// nobody else reads (as the residual blocks do, see addGrad).
+	d.Add(dm.Data, dy.Data, dm.Data)
+	dh := dm
 	da := dh
 	if v.dp1 != nil {
 		da = v.dp1.Backward(da)
 	}
-	da = h.back(v.norm1, h.back(v.attn, da))
-	dx := v.dx.ensure(d, v.shape[:])
-	d.Add(dx.Data, dh.Data, da.Data)
+	t = h.back(v.attn, da)
+	if da != dh { // dh is read again below
+		consumed(da, t)
+	}
+	dx := h.backInner(v.norm1, t)
+	d.Add(dx.Data, dh.Data, dx.Data)
+	release(dh)
 	return dx
 }
 
