@@ -3,33 +3,16 @@ package nn_test
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
 	"github.com/macdist/macdist/kernels"
-	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
+	"github.com/macdist/macdist/nn/nntest"
 )
 
-// bf16Device returns a cpu Device in bf16, through oneDNN's emulation
-// where the CPU has no native bf16, or skips where libdnnl.so.2 is not
-// installed.
-func bf16Device(t *testing.T) kernels.Device {
-	t.Helper()
-	t.Setenv("MACDIST_BF16", "emulate")
-	d, err := cpu.NewWithDNN("onednn")
-	if err != nil {
-		t.Skipf("bf16 needs oneDNN: %v", err)
-	}
-	if _, isa, _ := cpu.OneDNN(); !strings.HasPrefix(isa, "avx512_core") {
-		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
-	}
-	if err := d.SetPrecision(kernels.BF16); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// bf16Device is a bf16 cpu Device, or skips t (see nntest.BF16Device).
+func bf16Device(t *testing.T) kernels.Device { return nntest.BF16Device(t) }
 
 // bf16Tol are the tolerances against PyTorch's autocast, relative to the
 // largest element of each tensor (fixture.RelErr). Both sides round the

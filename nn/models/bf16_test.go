@@ -5,14 +5,12 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
-	"github.com/macdist/macdist/kernels"
-	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
+	"github.com/macdist/macdist/nn/nntest"
 )
 
 // Tolerances of a model's bf16 step against PyTorch's autocast, relative
@@ -41,16 +39,7 @@ var bf16Cases = []string{"lenet5", "resnet8"}
 // Params order.
 func bf16Step(t *testing.T, name string, cfg models.Config, seed uint64, x []float32, labels []int32) ([]float32, float64, [][]float32, []*nn.Param) {
 	t.Helper()
-	d, err := cpu.NewWithDNN("onednn")
-	if err != nil {
-		t.Skipf("bf16 needs oneDNN: %v", err)
-	}
-	if _, isa, _ := cpu.OneDNN(); !strings.HasPrefix(isa, "avx512_core") {
-		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
-	}
-	if err := d.SetPrecision(kernels.BF16); err != nil {
-		t.Fatal(err)
-	}
+	d := nntest.BF16Device(t)
 	m, err := models.New(d, name, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package nntest
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/macdist/macdist/kernels"
@@ -23,4 +24,23 @@ func CPUPaths(t testing.TB) []CPUPath {
 		t.Fatal(err)
 	}
 	return []CPUPath{{"default", cpu.New()}, {"im2col", im2col}}
+}
+
+// BF16Device returns a cpu Device in bf16, through oneDNN's emulation
+// where the CPU has no native bf16 (it sets MACDIST_BF16=emulate for t),
+// or skips t where oneDNN or AVX-512 is missing.
+func BF16Device(t *testing.T) kernels.Device {
+	t.Helper()
+	t.Setenv("MACDIST_BF16", "emulate")
+	d, err := cpu.NewWithDNN("onednn")
+	if err != nil {
+		t.Skipf("bf16 needs oneDNN: %v", err)
+	}
+	if _, isa, _ := cpu.OneDNN(); !strings.HasPrefix(isa, "avx512_core") {
+		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
+	}
+	if err := d.SetPrecision(kernels.BF16); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
