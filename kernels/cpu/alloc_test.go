@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/macdist/macdist/internal/allocs"
 	"github.com/macdist/macdist/kernels"
 	"github.com/macdist/macdist/kernels/cpu"
 )
@@ -136,7 +137,7 @@ func TestNoAllocs(t *testing.T) {
 		if d.BLAS() != "openblas" && (op.name == "Gemm" || op.name == "GemmStrided") {
 			continue // gonum's Sgemm starts goroutines of its own
 		}
-		if a := testing.AllocsPerRun(20, op.f); a != 0 {
+		if a := allocs.Steady(20, op.f); a != 0 {
 			t.Errorf("%s: %v allocations per call", op.name, a)
 		}
 	}

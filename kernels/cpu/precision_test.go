@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/macdist/macdist/internal/allocs"
 	"github.com/macdist/macdist/internal/fixture"
 	"github.com/macdist/macdist/kernels"
 	"github.com/macdist/macdist/kernels/cpu"
@@ -186,8 +187,8 @@ func TestBF16NoAllocs(t *testing.T) {
 			t.Fatal("Convolves = false")
 		}
 		op.f() // make the primitives and grow the staging, at the threads AllocsPerRun will use
-		if allocs := testing.AllocsPerRun(3, op.f); allocs != 0 {
-			t.Errorf("%s in bf16: %.0f allocations per call", op.name, allocs)
+		if n := allocs.Steady(3, op.f); n != 0 {
+			t.Errorf("%s in bf16: %.0f allocations per call", op.name, n)
 		}
 	}
 }

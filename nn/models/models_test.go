@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/macdist/macdist/internal/allocs"
 	"github.com/macdist/macdist/kernels"
 	"github.com/macdist/macdist/kernels/cpu"
 	"github.com/macdist/macdist/nn"
@@ -445,14 +446,14 @@ func TestStepAllocs(t *testing.T) {
 		m := mustNew(t, dev, tc.name, tc.cfg)
 		step := newStep(dev, m, 2)
 		step()
-		if n := testing.AllocsPerRun(3, step); n != 0 {
+		if n := allocs.Steady(3, step); n != 0 {
 			t.Errorf("%s: %v allocations per training step", tc.name, n)
 		}
 		// A data-parallel trainer's hook asks each reported layer for
 		// its parameters.
 		params := 0
 		m.SetBackwardHook(func(mod nn.Module) { params += len(mod.Params()) })
-		if n := testing.AllocsPerRun(3, step); n != 0 || params == 0 {
+		if n := allocs.Steady(3, step); n != 0 || params == 0 {
 			t.Errorf("%s: %v allocations per training step with a backward hook (%d parameters reported)", tc.name, n, params)
 		}
 		m.SetBackwardHook(nil)
