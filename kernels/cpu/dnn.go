@@ -87,6 +87,15 @@ func OneDNN() (version, isa string, err error) {
 	return oneDNNVersion(), isaName(oneDNNISA()), nil
 }
 
+// isaAVX512Core is dnnl_cpu_isa_avx512_core. oneDNN's ISAs are bit sets,
+// each holding the bits of those it extends, so every later AVX-512 ISA
+// (VNNI, BF16, AMX) has these bits too.
+const isaAVX512Core = 0x27
+
+// hasAVX512Core reports whether oneDNN's ISA isa is avx512_core or later:
+// the machines the blocked and nhwc layouts were measured on.
+func hasAVX512Core(isa int) bool { return isa&isaAVX512Core == isaAVX512Core }
+
 // isaName spells a dnnl_cpu_isa_t as oneDNN's documentation does.
 func isaName(isa int) string {
 	switch isa {

@@ -26,7 +26,7 @@ func chooseLayout(dnn dnnImpl, env string, isa int) (kernels.Layout, error) {
 		}
 		return kernels.Blocked16, nil
 	case "":
-		if dnn == dnnOneDNN && isa&0x27 == 0x27 { // avx512_core and later
+		if dnn == dnnOneDNN && hasAVX512Core(isa) {
 			return kernels.Blocked16, nil
 		}
 		return kernels.NCHW, nil

@@ -57,7 +57,7 @@ var modelLayouts = map[string]kernels.Layout{
 // beyond rounding (TestDeviceLayoutMatchesNCHW).
 func (d *Device) UseModelLayout(model string) {
 	l, ok := modelLayouts[model]
-	if !ok || os.Getenv("MACDIST_LAYOUT") != "" || d.dnn != dnnOneDNN || oneDNNISA()&0x27 != 0x27 {
+	if !ok || os.Getenv("MACDIST_LAYOUT") != "" || d.dnn != dnnOneDNN || !hasAVX512Core(oneDNNISA()) {
 		return
 	}
 	d.layout = l
