@@ -23,8 +23,14 @@ typedef int bk_v8i __attribute__((vector_size(32)));
 
 static inline BK_AVX2 bk_v8f bk_ld(const float *p) { bk_v8f v; memcpy(&v, p, sizeof v); return v; }
 static inline BK_AVX2 void bk_st(float *p, bk_v8f v) { memcpy(p, &v, sizeof v); }
+// As lo4 and hi4 of simd_cgo.go: GCC's builtin for vcvtps2pd.
+#if defined(__clang__)
 static inline BK_AVX2 bk_v4d bk_lo(bk_v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), bk_v4d); }
 static inline BK_AVX2 bk_v4d bk_hi(bk_v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), bk_v4d); }
+#else
+static inline BK_AVX2 bk_v4d bk_lo(bk_v8f v) { return __builtin_ia32_cvtps2pd256(__builtin_shufflevector(v, v, 0, 1, 2, 3)); }
+static inline BK_AVX2 bk_v4d bk_hi(bk_v8f v) { return __builtin_ia32_cvtps2pd256(__builtin_shufflevector(v, v, 4, 5, 6, 7)); }
+#endif
 static inline BK_AVX2 void bk_std(double *p, bk_v4d v) { memcpy(p, &v, sizeof v); }
 
 // bk_keep zeroes the lanes of v where m is not > 0 (NaN included).

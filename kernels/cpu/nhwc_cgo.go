@@ -26,8 +26,14 @@ static inline NH_AVX2 nh_v8f nh_ld(const float *p) { nh_v8f v; memcpy(&v, p, siz
 static inline NH_AVX2 void nh_st(float *p, nh_v8f v) { memcpy(p, &v, sizeof v); }
 static inline NH_AVX2 nh_v4d nh_ldd(const double *p) { nh_v4d v; memcpy(&v, p, sizeof v); return v; }
 static inline NH_AVX2 void nh_std(double *p, nh_v4d v) { memcpy(p, &v, sizeof v); }
+// As lo4 and hi4 of simd_cgo.go: GCC's builtin for vcvtps2pd.
+#if defined(__clang__)
 static inline NH_AVX2 nh_v4d nh_lo(nh_v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), nh_v4d); }
 static inline NH_AVX2 nh_v4d nh_hi(nh_v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), nh_v4d); }
+#else
+static inline NH_AVX2 nh_v4d nh_lo(nh_v8f v) { return __builtin_ia32_cvtps2pd256(__builtin_shufflevector(v, v, 0, 1, 2, 3)); }
+static inline NH_AVX2 nh_v4d nh_hi(nh_v8f v) { return __builtin_ia32_cvtps2pd256(__builtin_shufflevector(v, v, 4, 5, 6, 7)); }
+#endif
 
 // nh_keep zeroes the lanes of v where m is not > 0 (NaN included).
 static inline NH_AVX2 nh_v8f nh_keep(nh_v8f v, nh_v8f m) {

@@ -169,8 +169,17 @@ static AVX2 void macdist_relu_mask(uint32_t *dx, const uint32_t *dy, const uint3
 
 typedef double v4d __attribute__((vector_size(32)));
 
+// GCC 12 lowers __builtin_convertvector from four floats to four doubles
+// as two conversions of two and an insert; its builtin for vcvtps2pd
+// does it in one instruction (twice as fast in the sums of batch norm
+// and of bias gradients). Clang lowers either well.
+#if defined(__clang__)
 static inline AVX2 v4d lo4(v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d); }
 static inline AVX2 v4d hi4(v8f v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d); }
+#else
+static inline AVX2 v4d lo4(v8f v) { return __builtin_ia32_cvtps2pd256(__builtin_shufflevector(v, v, 0, 1, 2, 3)); }
+static inline AVX2 v4d hi4(v8f v) { return __builtin_ia32_cvtps2pd256(__builtin_shufflevector(v, v, 4, 5, 6, 7)); }
+#endif
 static inline AVX2 v4d splatd(double d) { return (v4d){d, d, d, d}; }
 
 // load8n loads the k < 8 floats at p, zeros after.
@@ -271,9 +280,26 @@ static AVX2 void macdist_bn_dx(float *dx, const float *dy, const float *x, long 
 }
 
 // macdist_col_sums writes acc[i] = Σ_r x[r·cols + i] in float64, row after
-// row, as colSumsGo does.
+// row, as colSumsGo does. Thirty-two columns at a time read each row's
+// stretch whole (two cache lines) and keep eight independent sums, where
+// eight at a time would walk the rows once per eight columns.
 static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long cols) {
 	long i = 0;
+	for (; i + 32 <= cols; i += 32) {
+		v4d s[8];
+		for (int k = 0; k < 8; k++) {
+			s[k] = splatd(0);
+		}
+		for (long r = 0; r < rows; r++) {
+			const float *p = x + r * cols + i;
+			for (int k = 0; k < 4; k++) {
+				v8f v = load8(p + 8 * k);
+				s[2 * k] += lo4(v);
+				s[2 * k + 1] += hi4(v);
+			}
+		}
+		memcpy(acc + i, s, sizeof s);
+	}
 	for (; i + 8 <= cols; i += 8) {
 		v4d a = splatd(0), b = splatd(0);
 		for (long r = 0; r < rows; r++) {

@@ -140,7 +140,7 @@ func TestSIMDColSumsMatchGo(t *testing.T) {
 	if !haveSIMD {
 		t.Skip("no SIMD kernels in this build or on this CPU")
 	}
-	for _, c := range []struct{ rows, cols int }{{1, 1}, {3, 7}, {5, 8}, {300, 21}, {2, 192}} {
+	for _, c := range []struct{ rows, cols int }{{1, 1}, {3, 7}, {5, 8}, {300, 21}, {2, 192}, {7, 45}, {256, 576}, {3, 33}} {
 		x := simdInputs(c.rows * c.cols)
 		for i, v := range x {
 			if v != v || math.IsInf(float64(v), 0) || math.Abs(float64(v)) > 1e6 {
