@@ -180,17 +180,17 @@ type ModelOptions struct {
 	DropPath     float64 // stochastic depth of the attention models
 }
 
-// modelLayouter is a Device that keeps activations in the layout
-// measured fastest for a model, given its name (the cpu Device: see
-// cpu.Device.UseModelLayout). The layout is the Device's business; the
-// model is built as ever.
-type modelLayouter interface {
-	UseModelLayout(model string)
+// modelTuner is a Device that keeps activations in the layout, and
+// convolves by the algorithm, measured fastest for a model, given its
+// name (the cpu Device: see cpu.Device.TuneForModel). Both are the
+// Device's business; the model is built as ever.
+type modelTuner interface {
+	TuneForModel(model string)
 }
 
 // BuildModel builds the named model for images shaped like ds's, with as
-// many outputs as ds has classes, on dev in the activation layout dev
-// chooses for it (modelLayouter).
+// many outputs as ds has classes, on dev in the activation layout and
+// convolution algorithm dev chooses for it (modelTuner).
 func BuildModel(dev kernels.Device, name string, ds data.Dataset, o ModelOptions) (*models.Model, error) {
 	c, h, w := ds.Shape()
 	if h != w {
@@ -199,8 +199,8 @@ func BuildModel(dev kernels.Device, name string, ds data.Dataset, o ModelOptions
 	if o.DropPath > 0 && !strings.HasPrefix(name, "vit") && !strings.HasPrefix(name, "deit") && !strings.HasPrefix(name, "swin") {
 		return nil, fmt.Errorf("train: --drop-path applies to the ViT, DeiT and Swin models, not %s", name)
 	}
-	if ml, ok := dev.(modelLayouter); ok {
-		ml.UseModelLayout(name)
+	if ml, ok := dev.(modelTuner); ok {
+		ml.TuneForModel(name)
 	}
 	m, err := models.New(dev, name, models.Config{InChannels: c, ImageSize: h, Classes: ds.Classes(), Depth: o.Depth, Patch: o.Patch, Seed: o.Seed,
 		DropPath: float32(o.DropPath)})

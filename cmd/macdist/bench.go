@@ -34,10 +34,14 @@ type benchOutput struct {
 	BF16Native bool   `json:"bf16_native"`
 	// Layout is the activation layout on the oneDNN path: "nchw",
 	// "nChw16c" or "nhwc" (the model's, unless MACDIST_LAYOUT chooses).
-	Layout  string `json:"layout,omitempty"`
-	Device  string `json:"device"`
-	Threads int    `json:"threads"`
-	Params  int    `json:"params"`
+	Layout string `json:"layout,omitempty"`
+	// ConvAlgorithm is what oneDNN is asked to convolve by: "direct" or
+	// "auto" (Winograd where oneDNN judges it faster; the model's, unless
+	// MACDIST_CONV_ALGO chooses).
+	ConvAlgorithm string `json:"conv_algorithm,omitempty"`
+	Device        string `json:"device"`
+	Threads       int    `json:"threads"`
+	Params        int    `json:"params"`
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,7 +84,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := dev.SetPrecision(prec); err != nil {
 		return err // says what the CPU lacks; "macdist bench:" prefixes it
 	}
-	dev.UseModelLayout(*model) // as the trainer does
+	dev.TuneForModel(*model) // as the trainer does
 	m, err := models.New(dev, *model, models.Config{ImageSize: *imageSize, Depth: *depth, Classes: *classes})
 	if err != nil {
 		return usageErrorf("%v", err)
@@ -116,6 +120,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if dev.DNN() == "onednn" {
 		out.Mode = "onednn"
 		out.Layout = dev.Layout().String()
+		out.ConvAlgorithm = dev.ConvAlgorithm().String()
 		if _, isa, err := cpu.OneDNN(); err == nil {
 			out.DNNISA = isa
 		}

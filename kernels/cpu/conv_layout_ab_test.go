@@ -75,7 +75,7 @@ func TestConvLayoutAB(t *testing.T) {
 			if s.c < 16 { // the model's input, NCHW, as the Device feeds a first layer
 				xl = kernels.NCHW
 			}
-			cv, err := newDNNConv(arena, q, false, nthr, xl, l, kernels.FP32)
+			cv, err := newDNNConv(arena, q, false, nthr, xl, l, kernels.FP32, ConvDirect)
 			if err != nil {
 				t.Fatalf("%v %+v: %v", l, s, err)
 			}

@@ -22,6 +22,14 @@ func TestConformance(t *testing.T) {
 		// The oneDNN path in each activation layout besides its default.
 		{"onednn-nhwc", func() (*cpu.Device, error) { return inLayout(kernels.NHWC) }},
 		{"onednn-blocked16", func() (*cpu.Device, error) { return inLayout(kernels.Blocked16) }},
+		// And with oneDNN's choice of algorithm (Winograd where it takes it).
+		{"onednn-auto", func() (*cpu.Device, error) {
+			d, err := inLayout(kernels.Blocked16)
+			if err != nil {
+				return nil, err
+			}
+			return d, d.SetConvAlgorithm(cpu.ConvAuto)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, err := tc.open()

@@ -46,7 +46,9 @@ type Device struct {
 	bkF64   []float64
 	bkF32   []float32
 
-	layout kernels.Layout // the activation layout besides NCHW, see ActivationLayout
+	layout  kernels.Layout // the activation layout besides NCHW, see ActivationLayout
+	convAlg ConvAlgorithm  // what oneDNN is asked to convolve by
+	gemmDNN bool           // large products go to oneDNN's sgemm (SetGemmOnDNN)
 
 	prec kernels.Precision // of convolutions and MatMul, see SetPrecision
 	bf16 bf16Stage
@@ -74,7 +76,10 @@ func (b *buffer) Len() int { return len(b.data) }
 // On the oneDNN path with AVX-512, activations of a multiple of 16
 // channels are kept in kernels.Blocked16 between the layers that know
 // it (see kernels.Layouter), or in the layout measured fastest for a
-// model (UseModelLayout); MACDIST_LAYOUT=nchw|blocked16|nhwc chooses.
+// model (TuneForModel); MACDIST_LAYOUT=nchw|blocked16|nhwc chooses.
+// oneDNN convolves by its direct algorithm, or by the one measured fastest
+// for the model; MACDIST_CONV_ALGO=direct|auto chooses (see ConvAlgorithm).
+// There, Gemm's large products go to oneDNN's sgemm too (SetGemmOnDNN).
 func New() *Device {
 	d := &Device{blas: defaultBLAS(), dnn: defaultDNN()}
 	l, err := defaultLayout(d.dnn)
@@ -82,6 +87,10 @@ func New() *Device {
 		panic(err.Error() + " (unset MACDIST_LAYOUT)")
 	}
 	d.layout = l
+	if err := d.defaultConvAlgorithm(); err != nil {
+		panic(err.Error() + " (unset MACDIST_CONV_ALGO)")
+	}
+	d.gemmDNN = d.dnn == dnnOneDNN && hasAVX512Core(oneDNNISA())
 	return d
 }
 
@@ -126,16 +135,23 @@ func Open(blas, dnn string) (*Device, error) {
 		return nil, err
 	}
 	d.layout = l
+	if err := d.defaultConvAlgorithm(); err != nil {
+		return nil, err
+	}
+	d.gemmDNN = d.dnn == dnnOneDNN && hasAVX512Core(oneDNNISA())
 	return d, nil
 }
 
 // Name describes the device, its BLAS and its convolutions, such as
 // "cpu/openblas (OpenBLAS 0.3.21, Zen, 2 threads), oneDNN 2.6.3
-// avx512_core_vnni" or "cpu/gonum".
+// avx512_core_vnni (and its sgemm for large products)" or "cpu/gonum".
 func (d *Device) Name() string {
 	s := d.blasName()
 	if d.dnn == dnnOneDNN {
 		s += ", oneDNN " + oneDNNVersion() + " " + isaName(oneDNNISA())
+		if d.gemmDNN {
+			s += " (and its sgemm for large products)"
+		}
 	}
 	return s
 }

@@ -139,6 +139,7 @@ type convKey struct {
 	threads        int
 	xl, yl         kernels.Layout // of x and dx, of y and dy
 	prec           kernels.Precision
+	alg            ConvAlgorithm
 }
 
 // dnnState is a Device's oneDNN primitives, one set per shape (nil for a
@@ -149,7 +150,7 @@ type dnnState struct {
 }
 
 func (d *Device) convKey(g kernels.ConvGeom, out, groups, n int, bias bool, xl, yl kernels.Layout) convKey {
-	return convKey{g: g, out: out, groups: groups, n: n, bias: bias, threads: runtime.GOMAXPROCS(0), xl: xl, yl: yl, prec: d.prec}
+	return convKey{g: g, out: out, groups: groups, n: n, bias: bias, threads: runtime.GOMAXPROCS(0), xl: xl, yl: yl, prec: d.prec, alg: d.convAlg}
 }
 
 // Convolves reports whether d convolves this shape with oneDNN, making
@@ -192,8 +193,15 @@ func (d *Device) dnnConv(k convKey) (*dnnConv, error) {
 	q := [16]int64{int64(k.n), int64(g.C), int64(g.H), int64(g.W), int64(k.out), int64(k.groups),
 		int64(g.KH), int64(g.KW), int64(g.StrideH), int64(g.StrideW), int64(g.PadH), int64(g.PadW),
 		int64(g.DilH), int64(g.DilW), int64(g.OutH()), int64(g.OutW())}
-	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads, k.xl, k.yl, k.prec)
-	if err != nil && k.prec != kernels.FP32 {
+	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads, k.xl, k.yl, k.prec, k.alg)
+	if err != nil && k.alg != ConvDirect {
+		// oneDNN's own choice among its algorithms should never be
+		// refused where its direct one is taken; should it be, the
+		// shape is still convolved.
+		f := k
+		f.alg = ConvDirect
+		cv, err = d.dnnConv(f)
+	} else if err != nil && k.prec != kernels.FP32 {
 		// As autocast does for an op it has no bf16 kernel for, the
 		// shape runs in float32 rather than not on oneDNN at all.
 		fmt.Fprintf(os.Stderr, "macdist: %v for the %v convolution %+v out=%d groups=%d n=%d; it runs in fp32\n",

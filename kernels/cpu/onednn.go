@@ -33,6 +33,7 @@ enum {
 	MDNN_TAG_NHWC = 20,                             // dnnl_nhwc (dnnl_acdb)
 	MDNN_FORWARD_TRAINING = 64,
 	MDNN_CONV_DIRECT = 1,
+	MDNN_CONV_AUTO = 3,
 	MDNN_ENGINE_CPU = 1,
 	MDNN_STREAM_DEFAULT = 1,
 	MDNN_SCRATCHPAD_USER = 1,
@@ -70,6 +71,8 @@ static struct {
 	int (*primitive_execute)(const void *, void *, int, const mdnn_arg *);
 	int (*memory_create)(void **, const void *, void *, void *);
 	int (*memory_set_data_handle)(void *, void *);
+	int (*sgemm)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
+		float, float *, int64_t);
 	int (*get_effective_cpu_isa)(void);
 	const mdnn_version_t *(*version)(void);
 	void (*omp_set_num_threads)(int); // from libgomp, which libdnnl pulls in; absent for other runtimes
@@ -110,6 +113,7 @@ static const char *mdnn_open(const char *name) {
 	MDNN_SYM(primitive_execute, "dnnl_primitive_execute")
 	MDNN_SYM(memory_create, "dnnl_memory_create")
 	MDNN_SYM(memory_set_data_handle, "dnnl_memory_set_data_handle")
+	MDNN_SYM(sgemm, "dnnl_sgemm")
 	MDNN_SYM(get_effective_cpu_isa, "dnnl_get_effective_cpu_isa")
 	MDNN_SYM(version, "dnnl_version")
 	*(void **)&mdnn.omp_set_num_threads = dlsym(h, "omp_set_num_threads");
@@ -145,6 +149,15 @@ static const char *mdnn_open(const char *name) {
 }
 
 static int mdnn_isa(void) { return mdnn.get_effective_cpu_isa(); }
+
+// mdnn_sgemm is dnnl_sgemm (row-major) on nthr OpenMP threads.
+static int mdnn_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+	const float *b, int64_t ldb, float beta, float *c, int64_t ldc, int nthr) {
+	if (mdnn.omp_set_num_threads != NULL) {
+		mdnn.omp_set_num_threads(nthr);
+	}
+	return mdnn.sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
 
 // mdnn_omp_threads is the calling thread's OpenMP team size, 0 without
 // libgomp.
@@ -299,7 +312,8 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	const mdnn_md *src, const mdnn_md *dst, const mdnn_md *wei, const mdnn_md *bmd,
 	const mdnn_md *any_src, const mdnn_md *any_dst, const mdnn_md *any_wei,
 	const mdnn_md *in_src, const mdnn_md *in_dst, const mdnn_md *in_wei,
-	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, const char **where);
+	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, int alg,
+	const char **where);
 
 // mdnn_conv_create builds the three primitives of a convolution from
 // q = {n, c, h, w, out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}.
@@ -309,9 +323,10 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 // and dy. in_dt is the data type the primitives read x, w and dy in:
 // MDNN_BF16 gives autocast's mixed precision, the ports' reorders
 // rounding the caller's float32 on the way in, while y, dx, dw and the
-// bias stay float32.
+// bias stay float32. alg is MDNN_CONV_DIRECT or MDNN_CONV_AUTO, the
+// same for the three passes.
 static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int bias, int nthr, int src_tag, int dst_tag,
-	int in_dt, const char **where) {
+	int in_dt, int alg, const char **where) {
 	cv->arena = a;
 	int64_t n = q[0], c = q[1], h = q[2], w = q[3], o = q[4], g = q[5];
 	int64_t kh = q[6], kw = q[7], oh = q[14], ow = q[15];
@@ -358,7 +373,7 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 		return 1;
 	}
 	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, &any_src, &any_dst, &any_wei,
-		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g < 16 && !nhwc, where);
+		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g < 16 && !nhwc, alg, where);
 	free(od);
 	mdnn.attr_destroy(attr);
 	return s;
@@ -369,10 +384,11 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	const mdnn_md *src, const mdnn_md *dst, const mdnn_md *wei, const mdnn_md *bmd,
 	const mdnn_md *any_src, const mdnn_md *any_dst, const mdnn_md *any_wei,
 	const mdnn_md *in_src, const mdnn_md *in_dst, const mdnn_md *in_wei,
-	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, const char **where) {
+	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, int alg,
+	const char **where) {
 	int bias = bmd != NULL;
 	void *fpd, *pd;
-	MDNN_TRY(mdnn.conv_fwd_init(od, MDNN_FORWARD_TRAINING, MDNN_CONV_DIRECT, in_src, in_wei, bmd, any_dst,
+	MDNN_TRY(mdnn.conv_fwd_init(od, MDNN_FORWARD_TRAINING, alg, in_src, in_wei, bmd, any_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&fpd, od, attr, mdnn_engine, NULL));
 	mdnn_prim *p = &cv->fwd;
@@ -388,7 +404,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	// pad dx to blocks of 16 channels (16 times the work for a grey
 	// image); asked for plain nchw it takes its gemm kernel, 4–10 times
 	// faster on LeNet-5's and ResNet's first layers.
-	MDNN_TRY(mdnn.conv_bwd_data_init(od, MDNN_CONV_DIRECT, small_ic ? src : any_src, in_wei, in_dst,
+	MDNN_TRY(mdnn.conv_bwd_data_init(od, alg, small_ic ? src : any_src, in_wei, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_data;
@@ -398,7 +414,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	MDNN_TRY(mdnn_finish(a, p, pd, where));
 	void *dpd = pd; // kept to compare its dy layout with backward-weights'
 
-	MDNN_TRY(mdnn.conv_bwd_weights_init(od, MDNN_CONV_DIRECT, in_src, any_wei, bmd, in_dst,
+	MDNN_TRY(mdnn.conv_bwd_weights_init(od, alg, in_src, any_wei, bmd, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_weights;
@@ -532,6 +548,14 @@ func oneDNNVersion() string {
 // libgomp's OpenMP).
 func ompThreads() int { return int(C.mdnn_omp_threads()) }
 
+// dnnSgemm is Gemm through dnnl_sgemm on nthr threads, its arguments
+// checked; a, b and c are the first elements.
+func dnnSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
+	beta float32, c []float32, ldc int, nthr int) {
+	dnnCheck("Gemm", C.mdnn_sgemm(cbool(transA), cbool(transB), C.int64_t(m), C.int64_t(n), C.int64_t(k), C.float(alpha),
+		fptr(a), C.int64_t(lda), fptr(b), C.int64_t(ldb), C.float(beta), fptr(c), C.int64_t(ldc), C.int(nthr)))
+}
+
 // oneDNNISA returns dnnl_get_effective_cpu_isa's answer.
 func oneDNNISA() int { return int(C.mdnn_isa()) }
 
@@ -569,8 +593,9 @@ func newDNNArena() dnnArena {
 // newDNNConv makes the primitives of the convolution with q = {n, c, h, w,
 // out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}, shaped for nthr
 // threads, their temporaries in a, for x and dx laid out as xl and y and
-// dy as yl, reading x, w and dy in prec.
-func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision) (*dnnConv, error) {
+// dy as yl, reading x, w and dy in prec, by the algorithm alg.
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision,
+	alg ConvAlgorithm) (*dnnConv, error) {
 	c := (*C.mdnn_conv)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mdnn_conv{}))))
 	var where *C.char
 	b := C.int(0)
@@ -581,7 +606,12 @@ func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Lay
 	if prec == kernels.BF16 {
 		dt = C.MDNN_BF16
 	}
-	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), dnnTag(xl), dnnTag(yl), dt, &where); s != 0 {
+	algo := C.int(C.MDNN_CONV_DIRECT)
+	if alg == ConvAuto {
+		algo = C.MDNN_CONV_AUTO
+	}
+	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), dnnTag(xl), dnnTag(yl), dt,
+		algo, &where); s != 0 {
 		return nil, dnnError(s, where)
 	}
 	return &dnnConv{c: c}, nil

@@ -28,7 +28,8 @@ type dnnArena struct{}
 
 func newDNNArena() dnnArena { return dnnArena{} }
 
-func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision) (*dnnConv, error) {
+func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision,
+	alg ConvAlgorithm) (*dnnConv, error) {
 	return nil, errors.New("oneDNN is not available without cgo")
 }
 
@@ -47,3 +48,8 @@ type dnnMatMuls struct{}
 
 func (*dnnMatMuls) matmul(k matKey, a, b, c []float32) bool { return false }
 func (*dnnMatMuls) impl(k matKey) string                    { return "" }
+
+func dnnSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
+	beta float32, c []float32, ldc int, nthr int) {
+	panic("cpu: oneDNN is not available without cgo")
+}

@@ -16,7 +16,7 @@ import (
 // (oneDNN's backward-weights reduces over the batch across threads), and
 // on oneDNN's in NHWC besides the default layout.
 func TestRunRepeats(t *testing.T) {
-	for _, path := range []string{"", "none", "nhwc"} {
+	for _, path := range []string{"", "none", "nhwc", "auto"} {
 		for _, tc := range []struct {
 			name string
 			cfg  models.Config
@@ -24,7 +24,7 @@ func TestRunRepeats(t *testing.T) {
 			{"resnet20", models.Config{Depth: 8, ImageSize: 16, Seed: 3}},
 			{"lenet5", models.Config{Seed: 3}},
 		} {
-			t.Run(tc.name+"/"+map[string]string{"": "default", "none": "im2col", "nhwc": "nhwc"}[path], func(t *testing.T) {
+			t.Run(tc.name+"/"+map[string]string{"": "default", "none": "im2col", "nhwc": "nhwc", "auto": "auto"}[path], func(t *testing.T) {
 				first := trainBits(t, path, tc.name, tc.cfg)
 				if again := trainBits(t, path, tc.name, tc.cfg); !slices.Equal(first, again) {
 					t.Error("a second run from the same seed ends with other weights")
@@ -35,19 +35,28 @@ func TestRunRepeats(t *testing.T) {
 }
 
 // trainBits runs three steps of plain SGD (batch 16) on a fresh Device with
-// the convolution path dnn ("nhwc": the default one, keeping NHWC) and
+// the convolution path dnn ("nhwc": the default one, keeping NHWC; "auto":
+// keeping Blocked16, with oneDNN's choice of algorithm) and
 // returns the weights and the last logits.
 func trainBits(t *testing.T, dnn, name string, cfg models.Config) []float32 {
-	nhwc := dnn == "nhwc"
-	if nhwc {
+	variant := dnn
+	if dnn == "nhwc" || dnn == "auto" {
 		dnn = ""
 	}
 	dev, err := cpu.NewWithDNN(dnn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if nhwc {
+	switch variant {
+	case "nhwc":
 		if err := dev.SetActivationLayout(kernels.NHWC); err != nil {
+			t.Skip(err)
+		}
+	case "auto":
+		if err := dev.SetActivationLayout(kernels.Blocked16); err != nil {
+			t.Skip(err)
+		}
+		if err := dev.SetConvAlgorithm(cpu.ConvAuto); err != nil {
 			t.Skip(err)
 		}
 	}

@@ -15,7 +15,9 @@ import (
 )
 
 // TestLayoutAB times training steps of one model on an NCHW device, a
-// Blocked16 one and an NHWC one, alternating, in one process: on a shared
+// Blocked16 one, an NHWC one and a Blocked16 one whose convolutions are
+// oneDNN's choice (cpu.ConvAuto: Winograd for the 3×3 stride-1 ones),
+// alternating, in one process: on a shared
 // machine the load then falls on all alike, which separate bench runs
 // cannot promise. It runs only when asked, as
 //
@@ -44,14 +46,26 @@ func TestLayoutAB(t *testing.T) {
 		ce    *nn.CrossEntropyLoss
 		times []time.Duration
 	}
-	layouts := []kernels.Layout{kernels.NCHW, kernels.Blocked16, kernels.NHWC}
+	type config struct {
+		l    kernels.Layout
+		alg  cpu.ConvAlgorithm
+		gemm bool
+	}
+	configs := []config{{kernels.NCHW, cpu.ConvDirect, false}, {kernels.Blocked16, cpu.ConvDirect, false},
+		{kernels.NHWC, cpu.ConvDirect, false}, {kernels.Blocked16, cpu.ConvAuto, false}, {kernels.Blocked16, cpu.ConvAuto, true}}
 	var vs []*variant
-	for _, l := range layouts {
+	for _, c := range configs {
 		d, err := cpu.NewWithDNN("")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := d.SetActivationLayout(l); err != nil {
+		if err := d.SetActivationLayout(c.l); err != nil {
+			t.Skip(err)
+		}
+		if err := d.SetConvAlgorithm(c.alg); err != nil {
+			t.Skip(err)
+		}
+		if err := d.SetGemmOnDNN(c.gemm); err != nil {
 			t.Skip(err)
 		}
 		m := mustNew(t, d, spec[0], models.Config{ImageSize: size, Seed: 1})
@@ -81,7 +95,8 @@ func TestLayoutAB(t *testing.T) {
 		slices.Sort(ratios)
 		times := slices.Sorted(slices.Values(v.times))
 		fast, med := times[0], times[len(times)/2]
-		t.Logf("%s %v batch %d: fastest step %v (%.0f img/s), median %v (%.0f img/s), median ratio to NCHW's step %.3f", spec[0], layouts[i], batch,
+		t.Logf("%s %v/%v/gemm on oneDNN %v batch %d: fastest step %v (%.0f img/s), median %v (%.0f img/s), median ratio to NCHW's step %.3f",
+			spec[0], configs[i].l, configs[i].alg, configs[i].gemm, batch,
 			fast.Round(time.Millisecond), float64(batch)/fast.Seconds(), med.Round(time.Millisecond), float64(batch)/med.Seconds(), ratios[steps/2])
 	}
 }

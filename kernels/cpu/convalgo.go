@@ -1,0 +1,98 @@
+package cpu
+
+import (
+	"fmt"
+	"os"
+)
+
+// ConvAlgorithm is the algorithm a Device on the oneDNN path asks oneDNN
+// to convolve by.
+type ConvAlgorithm uint8
+
+const (
+	// ConvDirect is oneDNN's direct convolution (its 1×1 and gemm
+	// kernels included): what PyTorch asks for.
+	ConvDirect ConvAlgorithm = iota
+	// ConvAuto leaves the choice to oneDNN, which takes Winograd's
+	// F(4×4, 3×3) for 3×3 stride-1 convolutions in nChw16c on AVX-512
+	// where its heuristics expect it to be faster, and the direct
+	// kernels elsewhere (and for nhwc or bf16, which its Winograd
+	// kernels do not take). Winograd's float32 results differ from the
+	// direct ones by rounding: 1e-6 to 4e-6 of the largest output on
+	// ResNet's shapes (TestConvAutoMatchesDirect).
+	ConvAuto
+)
+
+func (a ConvAlgorithm) String() string {
+	switch a {
+	case ConvDirect:
+		return "direct"
+	case ConvAuto:
+		return "auto"
+	}
+	return fmt.Sprintf("ConvAlgorithm(%d)", uint8(a))
+}
+
+// ParseConvAlgorithm parses "direct" or "auto".
+func ParseConvAlgorithm(s string) (ConvAlgorithm, error) {
+	switch s {
+	case "direct":
+		return ConvDirect, nil
+	case "auto":
+		return ConvAuto, nil
+	}
+	return ConvDirect, fmt.Errorf("cpu: convolution algorithm %q, want direct or auto", s)
+}
+
+// defaultConvAlgorithm sets d's algorithm to MACDIST_CONV_ALGO's choice,
+// leaving it direct when unset or on the im2col path (which has no other,
+// and has said why oneDNN is not there).
+func (d *Device) defaultConvAlgorithm() error {
+	env := os.Getenv("MACDIST_CONV_ALGO")
+	if env == "" || d.dnn != dnnOneDNN {
+		if _, err := ParseConvAlgorithm(env); env != "" && err != nil {
+			return fmt.Errorf("%v (MACDIST_CONV_ALGO=%s)", err, env)
+		}
+		return nil
+	}
+	a, err := ParseConvAlgorithm(env)
+	if err == nil {
+		err = d.SetConvAlgorithm(a)
+	}
+	if err != nil {
+		return fmt.Errorf("%v (MACDIST_CONV_ALGO=%s)", err, env)
+	}
+	return nil
+}
+
+// SetConvAlgorithm makes d ask oneDNN for a in the convolutions it has
+// not made yet. It is meant to be called before d is used, as
+// SetActivationLayout is; im2col has only the direct algorithm.
+func (d *Device) SetConvAlgorithm(a ConvAlgorithm) error {
+	if a != ConvDirect && a != ConvAuto {
+		return fmt.Errorf("cpu: unknown convolution algorithm %v", a)
+	}
+	if a != ConvDirect && d.dnn != dnnOneDNN {
+		return fmt.Errorf("cpu: convolution algorithm %v on the %v convolution path", a, d.dnn)
+	}
+	d.convAlg = a
+	return nil
+}
+
+// ConvAlgorithm is the algorithm d asks oneDNN for.
+func (d *Device) ConvAlgorithm() ConvAlgorithm { return d.convAlg }
+
+// SetGemmOnDNN makes d send its large products (Gemm, GemmStrided; see
+// dnnGemmMin) to oneDNN's sgemm when on, and all of them to its BLAS when
+// off. A Device on the oneDNN path with AVX-512 starts with it on: there
+// oneDNN's sgemm is 1.3 to 2.6 times as fast as single-threaded OpenBLAS
+// split over the cores on a ViT's linear layers (README.md, "CPU
+// benchmarks"). Another product of the same shape may then differ from
+// OpenBLAS's by rounding; a run still repeats itself bit for bit.
+func (d *Device) SetGemmOnDNN(on bool) error {
+	if on && d.dnn != dnnOneDNN {
+		return fmt.Errorf("cpu: oneDNN's sgemm on the %v convolution path", d.dnn)
+	}
+	d.gemmDNN = on
+	return nil
+}
