@@ -52,7 +52,7 @@ fi
 flags_for() {
 	case "$1" in
 	lenet5) echo "--steps 20 --warmup 3" ;;
-	resnet20) echo "--steps 5 --warmup 1" ;;
+	resnet20) echo "--steps 10 --warmup 2" ;;
 	# The CIFAR ViT-Tiny at depth 6 (vit-tiny-cifar defaults to 12): 192 wide,
 	# 3 heads, 4 px patches, 65 tokens.
 	vit-tiny-cifar) echo "--depth 6 --steps 3 --warmup 1" ;;
@@ -124,14 +124,18 @@ for line in open(path):
     if side not in order:
         order.append(side)
     runs.setdefault(r["model"], {}).setdefault(side, []).append(r)
-med = lambda rs: statistics.median(x["img_per_s"] for x in rs)
+# Images per second from each run's median step: on a shared machine a
+# step that a neighbour slowed moves the mean, not the median.
+ips = lambda x: x["batch"] / (x["median_step_ms"] / 1000) if x.get("median_step_ms") else x["img_per_s"]
+med = lambda rs: statistics.median(ips(x) for x in rs)
 print()
 print(f"CPU: {cpu}. Load before: {before.split('load average:')[-1].strip()}; after: {after.split('load average:')[-1].strip()}.")
-print("img/s, median of the repeats (min–max in brackets); ratio = macdist onednn ÷ PyTorch's faster fp32 mode;")
-print("bf16 ratio = macdist onednn_bf16 ÷ PyTorch channels_last_bf16")
+print("img/s from each run's median step, median of the repeats (min–max in brackets); ratio = macdist onednn ÷")
+print("PyTorch's faster fp32 mode, of the medians; paired = the median over repeats of that ratio within each repeat")
+print("(the runs of one repeat are minutes apart, not hours); bf16 ratio = macdist onednn_bf16 ÷ PyTorch channels_last_bf16")
 print()
-print("| model | batch | " + " | ".join(order) + " | ratio | bf16 ratio |")
-print("|---|---:|" + "---:|" * len(order) + "---:|---:|")
+print("| model | batch | " + " | ".join(order) + " | ratio | paired | bf16 ratio |")
+print("|---|---:|" + "---:|" * len(order) + "---:|---:|---:|")
 for model, s in runs.items():
     cells = []
     for side in order:
@@ -139,16 +143,23 @@ for model, s in runs.items():
         if not rs:
             cells.append("–")
             continue
-        v = [x["img_per_s"] for x in rs]
+        v = [ips(x) for x in rs]
         cells.append(f"{med(rs):.1f} ({min(v):.0f}–{max(v):.0f})" if len(v) > 1 else f"{v[0]:.1f}")
     torch32 = [med(s[k]) for k in ("PyTorch nchw", "PyTorch channels_last") if k in s]
     ours = s.get("macdist onednn")
     ratio = f"{med(ours) / max(torch32):.2f}" if ours and torch32 else "–"
+    # Per repeat: the i-th run of each side belongs to repeat i.
+    pairs = []
+    for i, o in enumerate(ours or []):
+        t = [ips(s[k][i]) for k in ("PyTorch nchw", "PyTorch channels_last") if k in s and i < len(s[k])]
+        if t:
+            pairs.append(ips(o) / max(t))
+    paired = f"{statistics.median(pairs):.2f}" if pairs else "–"
     ours16 = next((s[k] for k in ("macdist onednn_bf16", "macdist onednn_bf16 (emulated)") if k in s), None)
     torch16 = s.get("PyTorch channels_last_bf16")
     ratio16 = f"{med(ours16) / med(torch16):.2f}" if ours16 and torch16 else "–"
     batch = next(iter(s.values()))[0]["batch"]
-    print(f"| {model} | {batch} | " + " | ".join(cells) + f" | {ratio} | {ratio16} |")
+    print(f"| {model} | {batch} | " + " | ".join(cells) + f" | {ratio} | {paired} | {ratio16} |")
 print()
 print("Peak resident memory (MB, median of the repeats) of each process:")
 print()

@@ -144,14 +144,17 @@ func Open(blas, dnn string) (*Device, error) {
 
 // Name describes the device, its BLAS and its convolutions, such as
 // "cpu/openblas (OpenBLAS 0.3.21, Zen, 2 threads), oneDNN 2.6.3
-// avx512_core_vnni (and its sgemm for large products)" or "cpu/gonum".
+// avx512_core_vnni (nChw16c, algorithm auto; its sgemm for large
+// products)" or "cpu/gonum".
 func (d *Device) Name() string {
 	s := d.blasName()
 	if d.dnn == dnnOneDNN {
-		s += ", oneDNN " + oneDNNVersion() + " " + isaName(oneDNNISA())
+		s += ", oneDNN " + oneDNNVersion() + " " + isaName(oneDNNISA()) + " (" + d.layout.String() +
+			", algorithm " + d.convAlg.String()
 		if d.gemmDNN {
-			s += " (and its sgemm for large products)"
+			s += "; its sgemm for large products"
 		}
+		s += ")"
 	}
 	return s
 }

@@ -59,7 +59,13 @@ func TestSIMDMatchesGo(t *testing.T) {
 	if !haveSIMD {
 		t.Skip("no SIMD kernels in this build or on this CPU")
 	}
-	for _, n := range []int{1, 7, 8, 9, 1000, 4099} {
+	// GELU at both widths where the CPU has AVX-512.
+	widths := []bool{false}
+	if geluWide {
+		widths = append(widths, true)
+	}
+	defer func(w bool) { geluWide = w }(geluWide)
+	for _, n := range []int{1, 7, 8, 9, 15, 16, 17, 33, 1000, 4099} {
 		x := simdInputs(n)
 		dy := simdInputs(n + 5)[5:]
 		got, want := make([]float32, n), make([]float32, n)
@@ -80,8 +86,12 @@ func TestSIMDMatchesGo(t *testing.T) {
 					want[i] *= dy[i]
 				}
 			}
-			simdGELUOp(c.op, got, x, dy)
-			sameBits(t, c.name, got, want)
+			for _, w := range widths {
+				geluWide = w
+				clear(got)
+				simdGELUOp(c.op, got, x, dy)
+				sameBits(t, fmt.Sprintf("%s (16 lanes %v)", c.name, w), got, want)
+			}
 		}
 
 		reluBits(f32bits(want), f32bits(x))
