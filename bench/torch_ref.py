@@ -20,6 +20,7 @@ import json
 import math
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -213,6 +214,8 @@ def main():
     ap.add_argument("--mode", default="nchw", choices=MODES,
                     help="memory format and precision: NCHW float32 (the default), channels_last float32, "
                          "or channels_last under torch.autocast('cpu', torch.bfloat16)")
+    ap.add_argument("--lockstep", action="store_true",
+                    help="pace the timed steps from standard input, as `macdist bench --lockstep` (bench/lockstep.py)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -237,12 +240,18 @@ def main():
     for _ in range(a.warmup):
         step()
     times = []
+    if a.lockstep:
+        print("ready", flush=True)
     start = time.perf_counter()
     for _ in range(a.steps):
+        if a.lockstep and not sys.stdin.readline():
+            sys.exit("torch_ref: lockstep: the input ended before the steps")
         t0 = time.perf_counter()
         loss = step()
         times.append(time.perf_counter() - t0)
-    total = time.perf_counter() - start
+        if a.lockstep:
+            print(f"step_ms {times[-1] * 1000:.3f}", flush=True)
+    total = sum(times) if a.lockstep else time.perf_counter() - start
     assert math.isfinite(loss), f"loss {loss}"
     print(json.dumps({
         "framework": "pytorch-" + ".".join(torch.__version__.split(".")[:2]),

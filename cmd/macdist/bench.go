@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/macdist/macdist/internal/benchmark"
 	"github.com/macdist/macdist/kernels"
@@ -62,6 +65,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	optimizer := fs.String("optimizer", "", "include an optimizer step: "+strings.Join(mac.Methods, ", ")+" (with its default hyperparameters; empty: forward, loss and backward only)")
 	blas := fs.String("blas", "", `BLAS for the CPU device: "openblas", "gonum", or "" for the default (OpenBLAS when it loads; MACDIST_BLAS overrides)`)
 	dnn := fs.String("dnn", "", `convolutions: "onednn", "none" (im2col), or "" for the default (oneDNN when libdnnl.so.2 loads; MACDIST_DNN overrides)`)
+	lockstep := fs.Bool("lockstep", false, "pace the timed steps from standard input, for bench/lockstep.py: print \"ready\" after the warmup, then run one step per line read and print \"step_ms T\" after it")
 	precision := "fp32"
 	precisionVar(fs, &precision)
 	if err := parse(fs, args); err != nil {
@@ -101,7 +105,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageErrorf("%v", err)
 		}
 	}
-	res, err := benchmark.RunOptimizer(ctx, dev, m, opt, *batch, *steps, *warmup)
+	var gate benchmark.Gate
+	if *lockstep {
+		gate = &lineGate{in: bufio.NewReader(benchStdin), out: stdout}
+	}
+	res, err := benchmark.RunGated(ctx, dev, m, opt, *batch, *steps, *warmup, gate)
 	if err != nil {
 		return err
 	}
@@ -130,5 +138,36 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("encoding the result: %w", err)
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", line)
+	return err
+}
+
+// benchStdin is where --lockstep reads its go-aheads (a variable for the
+// tests).
+var benchStdin io.Reader = os.Stdin
+
+// lineGate is --lockstep's benchmark.Gate: a line in for each step, a line
+// out after it. bench/lockstep.py runs macdist and PyTorch this way and
+// alternates their steps.
+type lineGate struct {
+	in    *bufio.Reader
+	out   io.Writer
+	ready bool
+}
+
+func (g *lineGate) Wait() error {
+	if !g.ready {
+		g.ready = true
+		if _, err := fmt.Fprintln(g.out, "ready"); err != nil {
+			return err
+		}
+	}
+	if _, err := g.in.ReadString('\n'); err != nil {
+		return fmt.Errorf("lockstep: waiting for the go-ahead: %w", err)
+	}
+	return nil
+}
+
+func (g *lineGate) Done(d time.Duration) error {
+	_, err := fmt.Fprintf(g.out, "step_ms %.3f\n", float64(d)/float64(time.Millisecond))
 	return err
 }

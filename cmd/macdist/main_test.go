@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"math"
 	"strings"
 	"testing"
 )
@@ -95,5 +98,44 @@ func TestHelp(t *testing.T) {
 	code, _, errOut := runArgs("bench", "-h")
 	if code != 0 || !strings.Contains(errOut, "-model") {
 		t.Errorf("bench -h: exit %d, %q", code, errOut)
+	}
+}
+
+// TestBenchLockstep paces bench's timed steps from its input: "ready" after
+// the warmup, a "step_ms" line per go-ahead, the JSON line at the end; and
+// input that ends early is an error, not a hang.
+func TestBenchLockstep(t *testing.T) {
+	defer func(r io.Reader) { benchStdin = r }(benchStdin)
+	benchStdin = strings.NewReader("go\ngo\ngo\n")
+	code, out, errOut := runArgs("bench", "--model", "lenet5", "--batch", "4", "--steps", "3", "--warmup", "1", "--lockstep")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || lines[0] != "ready" {
+		t.Fatalf("want ready, three step_ms lines and the JSON, got %q", out)
+	}
+	var sum float64
+	for _, l := range lines[1:4] {
+		var ms float64
+		if _, err := fmt.Sscanf(l, "step_ms %g", &ms); err != nil || ms <= 0 {
+			t.Fatalf("line %q: want step_ms and a positive time (%v)", l, err)
+		}
+		sum += ms
+	}
+	var got struct {
+		StepMS float64 `json:"step_ms"`
+	}
+	if err := json.Unmarshal([]byte(lines[4]), &got); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(got.StepMS*3-sum) > 0.01 {
+		t.Errorf("step_ms %g × 3 steps, the lines add up to %g ms", got.StepMS, sum)
+	}
+
+	benchStdin = strings.NewReader("go\n")
+	code, _, errOut = runArgs("bench", "--model", "lenet5", "--batch", "4", "--steps", "3", "--warmup", "1", "--lockstep")
+	if code == 0 || !strings.Contains(errOut, "go-ahead") {
+		t.Errorf("two go-aheads short: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -64,6 +64,22 @@ func Run(ctx context.Context, dev kernels.Device, model Model, batch, steps, war
 // step, timed on its own as well. MAC's first-layer covariance, when on, is
 // taken from the benchmark batch.
 func RunOptimizer(ctx context.Context, dev kernels.Device, model Model, opt mac.Optimizer, batch, steps, warmup int) (Result, error) {
+	return RunGated(ctx, dev, model, opt, batch, steps, warmup, nil)
+}
+
+// A Gate paces the timed steps of RunGated from outside: Wait is called
+// before each and may block (bench/lockstep.py alternates the steps of two
+// programs that way, so that a noisy neighbour's load falls on both
+// alike), Done after each with its time.
+type Gate interface {
+	Wait() error
+	Done(step time.Duration) error
+}
+
+// RunGated is RunOptimizer with its timed steps paced by g (none if nil).
+// With a gate, the result's times are those of the steps alone, without
+// the waits.
+func RunGated(ctx context.Context, dev kernels.Device, model Model, opt mac.Optimizer, batch, steps, warmup int, g Gate) (Result, error) {
 	if batch <= 0 || steps <= 0 || warmup < 0 {
 		return Result{}, fmt.Errorf("benchmark: batch %d, steps %d, warmup %d: want batch and steps > 0, warmup ≥ 0", batch, steps, warmup)
 	}
@@ -172,6 +188,11 @@ func RunOptimizer(ctx context.Context, dev kernels.Device, model Model, opt mac.
 		if err := ctx.Err(); err != nil {
 			return Result{}, fmt.Errorf("benchmark: after %d timed steps: %w", len(times), err)
 		}
+		if g != nil {
+			if err := g.Wait(); err != nil {
+				return Result{}, fmt.Errorf("benchmark: before timed step %d: %w", len(times), err)
+			}
+		}
 		t0 := time.Now()
 		l, err := step()
 		if err != nil {
@@ -183,8 +204,19 @@ func RunOptimizer(ctx context.Context, dev kernels.Device, model Model, opt mac.
 		}
 		times = append(times, time.Since(t0))
 		last = l
+		if g != nil {
+			if err := g.Done(times[len(times)-1]); err != nil {
+				return Result{}, fmt.Errorf("benchmark: after timed step %d: %w", len(times)-1, err)
+			}
+		}
 	}
 	total := time.Since(start)
+	if g != nil {
+		total = 0
+		for _, t := range times {
+			total += t
+		}
+	}
 	if math.IsNaN(last) || math.IsInf(last, 0) {
 		return Result{}, errors.New("benchmark: the loss is not finite")
 	}

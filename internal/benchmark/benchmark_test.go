@@ -5,8 +5,10 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/macdist/macdist/kernels"
 	"github.com/macdist/macdist/kernels/cpu"
@@ -111,5 +113,55 @@ func TestRunBadLogits(t *testing.T) {
 	_, err := Run(context.Background(), dev, m, 2, 1, 0)
 	if err == nil || !strings.Contains(err.Error(), "[2 3 2 2]") {
 		t.Errorf("error %v, want one naming the logits' shape [2 3 2 2]", err)
+	}
+}
+
+// countingGate records how RunGated paces the timed steps, and fails
+// after a given number of them when told to.
+type countingGate struct {
+	waits, forwardsAtWait []int
+	done                  []time.Duration
+	m                     *toy
+	failAt                int // Wait fails on this call (1-based); 0: never
+}
+
+func (g *countingGate) Wait() error {
+	g.waits = append(g.waits, len(g.waits)+1)
+	g.forwardsAtWait = append(g.forwardsAtWait, g.m.forwards)
+	if len(g.waits) == g.failAt {
+		return errors.New("the other program went away")
+	}
+	return nil
+}
+
+func (g *countingGate) Done(d time.Duration) error { g.done = append(g.done, d); return nil }
+
+func TestRunGated(t *testing.T) {
+	dev := cpu.New()
+	m := newToy(dev, 5)
+	g := &countingGate{m: m}
+	r, err := RunGated(context.Background(), dev, m, nil, 8, 4, 2, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One wait before each timed step, after the warmup's two forwards.
+	if want := []int{2, 3, 4, 5}; !slices.Equal(g.forwardsAtWait, want) {
+		t.Errorf("forwards done at each wait: %v, want %v", g.forwardsAtWait, want)
+	}
+	if len(g.done) != 4 {
+		t.Fatalf("%d Done calls, want 4", len(g.done))
+	}
+	// The result's times are the steps' own, which Done was told.
+	var total time.Duration
+	for _, d := range g.done {
+		total += d
+	}
+	if got := r.StepMS * 4; math.Abs(got-float64(total)/float64(time.Millisecond)) > 1e-6*got {
+		t.Errorf("step_ms·steps = %g ms, the steps Done saw add up to %v", got, total)
+	}
+
+	g = &countingGate{m: newToy(dev, 5), failAt: 3}
+	if _, err := RunGated(context.Background(), dev, g.m, nil, 8, 4, 1, g); err == nil || !strings.Contains(err.Error(), "went away") {
+		t.Errorf("RunGated with a gate that fails: %v", err)
 	}
 }
