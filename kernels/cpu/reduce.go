@@ -14,6 +14,7 @@ const (
 	opReduceSum
 	opReduceSumRows
 	opReduceSumMid
+	opReduceSumMidCols
 	opExpand
 	opExpandRows
 )
@@ -34,21 +35,21 @@ type reduceTask struct {
 // gradient) use every core.
 const reduceRows = 256
 
-// colSums writes into acc the float64 sums of the columns of the rows×len(acc)
-// matrix x, one row after another.
-func colSums(acc []float64, x []float32, rows, cols int) {
+// colSums writes into acc the float64 sums of the columns of the rows×cols
+// matrix x whose rows are ld apart, one row after another.
+func colSums(acc []float64, x []float32, rows, cols, ld int) {
 	if haveSIMD {
-		simdColSums(acc, x, rows, cols)
+		simdColSums(acc, x, rows, cols, ld)
 		return
 	}
-	colSumsGo(acc, x, rows, cols)
+	colSumsGo(acc, x, rows, cols, ld)
 }
 
-func colSumsGo(acc []float64, x []float32, rows, cols int) {
+func colSumsGo(acc []float64, x []float32, rows, cols, ld int) {
 	acc = acc[:cols]
 	clear(acc)
 	for r := 0; r < rows; r++ {
-		row := x[r*cols:][:cols]
+		row := x[r*ld:][:cols]
 		for i, v := range row {
 			acc[i] += float64(v)
 		}
@@ -122,7 +123,15 @@ func (t *reduceTask) run(lo, hi int) {
 		for w := lo; w < hi; w++ {
 			o, b := w/blocks, w%blocks
 			j0, j1 := b*reduceRows, min((b+1)*reduceRows, mid)
-			colSums(t.part[w*inner:(w+1)*inner], t.x[(o*mid+j0)*inner:], j1-j0, inner)
+			colSums(t.part[w*inner:(w+1)*inner], t.x[(o*mid+j0)*inner:], j1-j0, inner, inner)
+		}
+	case opReduceSumMidCols: // inner == 1: over blocks of midCols of the mid columns
+		for w := lo; w < hi; w++ {
+			j0, j1 := w*midCols, min((w+1)*midCols, mid)
+			colSums(t.part[j0:j1], t.x[j0:], t.outer, j1-j0, mid)
+			for j := j0; j < j1; j++ {
+				t.dst[j] = combine(t.alpha, t.part[j], t.beta, t.dst[j])
+			}
 		}
 	case opReduceSumMid: // over mid channels
 		for j := lo; j < hi; j++ {
@@ -240,8 +249,22 @@ func (d *Device) ReduceSumMid(dst, x kernels.Buffer, outer, mid, inner int, alph
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.red = reduceTask{op: opReduceSumMid, outer: outer, mid: mid, inner: inner, dst: ys, x: xs, alpha: alpha, beta: beta}
+	if inner == 1 && outer > 1 {
+		// Sums down the columns of an outer×mid matrix (the mean image
+		// of a batch, for MAC's convolution taps): read row after row,
+		// where a plane at a time would stride over the whole matrix
+		// for every column. The same sums, in the same order.
+		d.red.op = opReduceSumMidCols
+		d.red.part = d.scratch64(mid)
+		d.runReduce((mid+midCols-1)/midCols, max(1, grainCheap/(midCols*outer)))
+		return
+	}
 	d.runReduce(mid, grainCheap/max(outer*inner, 1))
 }
+
+// midCols is the columns of one unit of ReduceSumMid's column sums: a
+// stretch of each row a few cache lines long.
+const midCols = 256
 
 // Expand computes dst[o, j, i] = alpha·src[o, i] + beta·dst[o, j, i].
 func (d *Device) Expand(dst, src kernels.Buffer, outer, mid, inner int, alpha, beta float32) {

@@ -301,11 +301,11 @@ static AVX2 void macdist_bn_dx(float *dx, const float *dy, const float *x, long 
 	}
 }
 
-// macdist_col_sums writes acc[i] = Σ_r x[r·cols + i] in float64, row after
+// macdist_col_sums writes acc[i] = Σ_r x[r·ld + i] in float64, row after
 // row, as colSumsGo does. Thirty-two columns at a time read each row's
 // stretch whole (two cache lines) and keep eight independent sums, where
 // eight at a time would walk the rows once per eight columns.
-static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long cols) {
+static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long cols, long ld) {
 	long i = 0;
 	for (; i + 32 <= cols; i += 32) {
 		v4d s[8];
@@ -313,7 +313,7 @@ static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long c
 			s[k] = splatd(0);
 		}
 		for (long r = 0; r < rows; r++) {
-			const float *p = x + r * cols + i;
+			const float *p = x + r * ld + i;
 			for (int k = 0; k < 4; k++) {
 				v8f v = load8(p + 8 * k);
 				s[2 * k] += lo4(v);
@@ -325,7 +325,7 @@ static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long c
 	for (; i + 8 <= cols; i += 8) {
 		v4d a = splatd(0), b = splatd(0);
 		for (long r = 0; r < rows; r++) {
-			v8f v = load8(x + r * cols + i);
+			v8f v = load8(x + r * ld + i);
 			a += lo4(v);
 			b += hi4(v);
 		}
@@ -335,7 +335,7 @@ static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long c
 	for (; i < cols; i++) {
 		double s = 0;
 		for (long r = 0; r < rows; r++) {
-			s += x[r * cols + i];
+			s += x[r * ld + i];
 		}
 		acc[i] = s;
 	}
@@ -756,7 +756,7 @@ func simdBNDx(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale floa
 }
 
 // simdColSums is colSums.
-func simdColSums(acc []float64, x []float32, rows, cols int) {
+func simdColSums(acc []float64, x []float32, rows, cols, ld int) {
 	if cols <= 0 {
 		return
 	}
@@ -765,8 +765,8 @@ func simdColSums(acc []float64, x []float32, rows, cols int) {
 		clear(acc)
 		return
 	}
-	_ = x[rows*cols-1]
-	C.macdist_col_sums((*C.double)(unsafe.Pointer(&acc[0])), fptr(x), C.long(rows), C.long(cols))
+	_ = x[(rows-1)*ld+cols-1]
+	C.macdist_col_sums((*C.double)(unsafe.Pointer(&acc[0])), fptr(x), C.long(rows), C.long(cols), C.long(ld))
 }
 
 func fptrOpt(s []float32) *C.float {

@@ -8,6 +8,9 @@ import "github.com/macdist/macdist/kernels"
 
 const haveSIMD = false
 
+// geluWide is never set here; simd_cgo.go's tests switch it.
+var geluWide = false
+
 const (
 	simdGELU = iota
 	simdGELUGrad
@@ -45,7 +48,7 @@ func simdBNDx(dx, dy, x []float32, n, hw, stride int, mu, rs, k1, k2, scale floa
 	panic("cpu: no SIMD kernels in this build")
 }
 
-func simdColSums(acc []float64, x []float32, rows, cols int) {
+func simdColSums(acc []float64, x []float32, rows, cols, ld int) {
 	panic("cpu: no SIMD kernels in this build")
 }
 

@@ -158,8 +158,22 @@ func TestSIMDColSumsMatchGo(t *testing.T) {
 			}
 		}
 		got, want := make([]float64, c.cols), make([]float64, c.cols)
-		simdColSums(got, x, c.rows, c.cols)
-		colSumsGo(want, x, c.rows, c.cols)
+		simdColSums(got, x, c.rows, c.cols, c.cols)
+		colSumsGo(want, x, c.rows, c.cols, c.cols)
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%+v: column %d: %v, Go %v", c, i, got[i], want[i])
+			}
+		}
+		// The first half of each row, rows cols apart.
+		half := c.cols/2 + 1
+		simdColSums(got, x, c.rows, half, c.cols)
+		colSumsGo(want, x, c.rows, half, c.cols)
+		for i := range want[:half] {
+			if got[i] != want[i] {
+				t.Fatalf("%+v, %d columns of each row: column %d: %v, Go %v", c, half, i, got[i], want[i])
+			}
+		}
 		for i := range want {
 			if got[i] != want[i] {
 				t.Fatalf("%+v: column %d: %v, Go %v", c, i, got[i], want[i])
