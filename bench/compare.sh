@@ -13,6 +13,10 @@
 # resnet50 runs at 224 px with a batch of 16 (BATCH does not apply to it). Each
 # JSON line also carries the process's peak resident memory (max_rss_mb).
 #
+# On a machine whose speed drifts over minutes (a shared VM), separate runs
+# catch the drift on one side or the other: bench/lockstep.py alternates
+# single steps of macdist and PyTorch instead, for the ratio alone.
+#
 # macdist's bf16 (--precision bf16, mode onednn_bf16) joins MACDIST_MODES when
 # this CPU runs bf16 natively (AVX512-BF16 or AMX), or when MACDIST_BF16=emulate
 # is set (oneDNN's emulation: slow, for checking the script, not for timing);
