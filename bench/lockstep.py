@@ -8,6 +8,7 @@ step per line it is sent and reports its time.
 
     /usr/bin/python3 bench/lockstep.py --model resnet20 --steps 30
     /usr/bin/python3 bench/lockstep.py --model resnet50 --image-size 224 --batch 16 --steps 8
+    /usr/bin/python3 bench/lockstep.py --model resnet20 --torch-modes "" --variant direct:MACDIST_CONV_ALGO=direct
 
 Prints each side's median step and images per second, and the ratio the issue
 asks for, macdist's speed over PyTorch's faster fp32 mode, as the median over
@@ -67,6 +68,9 @@ def main():
     ap.add_argument("--macdist", default="bin/macdist")
     ap.add_argument("--python", default="/usr/bin/python3")
     ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE,...",
+                    help="another macdist side, run with these environment variables (MACDIST_CONV_ALGO=direct, "
+                         "OMP_WAIT_POLICY=passive, ...); repeatable; its ratio to the first macdist is printed too")
     a = ap.parse_args()
 
     common = ["--model", a.model, "--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup)]
@@ -76,6 +80,13 @@ def main():
         common += ["--depth", str(a.depth)]
     env = dict(os.environ, GOMAXPROCS=str(a.threads))
     sides = [Side("macdist", [a.macdist, "bench", "--lockstep"] + common, env)]
+    for v in a.variant:
+        name, _, assigns = v.partition(":")
+        venv = dict(env)
+        for kv in filter(None, assigns.split(",")):
+            k, _, val = kv.partition("=")
+            venv[k] = val
+        sides.append(Side("macdist " + name, [a.macdist, "bench", "--lockstep"] + common, venv))
     here = os.path.dirname(os.path.abspath(__file__))
     for mode in a.torch_modes.split():
         sides.append(Side("PyTorch " + mode, [a.python, os.path.join(here, "torch_ref.py"), "--lockstep",
@@ -88,7 +99,9 @@ def main():
             s.step()
     results = [s.finish() for s in sides]
 
-    ours, torch = sides[0], sides[1:]
+    ours = sides[0]
+    variants = [s for s in sides[1:] if s.name.startswith("macdist ")]
+    torch = [s for s in sides[1:] if s.name.startswith("PyTorch ")]
     ratios = sorted(min(t.times[r] for t in torch) / ours.times[r] for r in range(a.steps)) if torch else []
     q = lambda f: ratios[min(len(ratios) - 1, int(f * len(ratios)))]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -104,6 +117,10 @@ def main():
         print()
         print(f"macdist ÷ PyTorch's faster fp32 mode, per round: median {statistics.median(ratios):.2f} "
               f"(quartiles {q(0.25):.2f}–{q(0.75):.2f})")
+    for v in variants:
+        vr = sorted(ours.times[r] / v.times[r] for r in range(a.steps))
+        print(f"{v.name} ÷ macdist (speed), per round: median {statistics.median(vr):.3f} "
+              f"(quartiles {vr[len(vr) // 4]:.3f}–{vr[min(len(vr) - 1, 3 * len(vr) // 4)]:.3f})")
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, f"lockstep-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
     with open(path, "w") as f:
