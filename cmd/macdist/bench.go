@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"time"
 
 	"github.com/macdist/macdist/internal/benchmark"
 	"github.com/macdist/macdist/kernels"
@@ -107,7 +105,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var gate benchmark.Gate
 	if *lockstep {
-		gate = &lineGate{in: bufio.NewReader(benchStdin), out: stdout}
+		gate = benchmark.LineGate(benchStdin, stdout)
 	}
 	res, err := benchmark.RunGated(ctx, dev, m, opt, *batch, *steps, *warmup, gate)
 	if err != nil {
@@ -144,30 +142,3 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // benchStdin is where --lockstep reads its go-aheads (a variable for the
 // tests).
 var benchStdin io.Reader = os.Stdin
-
-// lineGate is --lockstep's benchmark.Gate: a line in for each step, a line
-// out after it. bench/lockstep.py runs macdist and PyTorch this way and
-// alternates their steps.
-type lineGate struct {
-	in    *bufio.Reader
-	out   io.Writer
-	ready bool
-}
-
-func (g *lineGate) Wait() error {
-	if !g.ready {
-		g.ready = true
-		if _, err := fmt.Fprintln(g.out, "ready"); err != nil {
-			return err
-		}
-	}
-	if _, err := g.in.ReadString('\n'); err != nil {
-		return fmt.Errorf("lockstep: waiting for the go-ahead: %w", err)
-	}
-	return nil
-}
-
-func (g *lineGate) Done(d time.Duration) error {
-	_, err := fmt.Fprintf(g.out, "step_ms %.3f\n", float64(d)/float64(time.Millisecond))
-	return err
-}

@@ -9,9 +9,11 @@
 package benchmark
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -237,4 +239,35 @@ func RunGated(ctx context.Context, dev kernels.Device, model Model, opt mac.Opti
 		res.StatsBytesPerStep = float64(statsTotal) / float64(steps)
 	}
 	return res, nil
+}
+
+// LineGate is the Gate of a program run in lockstep by bench/lockstep.py:
+// it writes "ready" to out before the first timed step, waits for a line
+// from in before each, and writes "step_ms T" after each.
+func LineGate(in io.Reader, out io.Writer) Gate {
+	return &lineGate{in: bufio.NewReader(in), out: out}
+}
+
+type lineGate struct {
+	in    *bufio.Reader
+	out   io.Writer
+	ready bool
+}
+
+func (g *lineGate) Wait() error {
+	if !g.ready {
+		g.ready = true
+		if _, err := fmt.Fprintln(g.out, "ready"); err != nil {
+			return err
+		}
+	}
+	if _, err := g.in.ReadString('\n'); err != nil {
+		return fmt.Errorf("lockstep: waiting for the go-ahead: %w", err)
+	}
+	return nil
+}
+
+func (g *lineGate) Done(d time.Duration) error {
+	_, err := fmt.Fprintf(g.out, "step_ms %.3f\n", float64(d)/float64(time.Millisecond))
+	return err
 }

@@ -44,25 +44,22 @@ func ParseConvAlgorithm(s string) (ConvAlgorithm, error) {
 	return ConvDirect, fmt.Errorf("cpu: convolution algorithm %q, want direct or auto", s)
 }
 
-// defaultConvAlgorithm sets d's algorithm to MACDIST_CONV_ALGO's choice,
-// leaving it direct when unset or on the im2col path (which has no other,
-// and has said why oneDNN is not there).
-func (d *Device) defaultConvAlgorithm() error {
+// defaultConvAlgorithm is MACDIST_CONV_ALGO's choice on the convolution
+// path dnn: direct when it is unset, and on the im2col path, which has no
+// other (and has said why oneDNN is not there).
+func defaultConvAlgorithm(dnn dnnImpl) (ConvAlgorithm, error) {
 	env := os.Getenv("MACDIST_CONV_ALGO")
-	if env == "" || d.dnn != dnnOneDNN {
-		if _, err := ParseConvAlgorithm(env); env != "" && err != nil {
-			return fmt.Errorf("%v (MACDIST_CONV_ALGO=%s)", err, env)
-		}
-		return nil
+	if env == "" {
+		return ConvDirect, nil
 	}
 	a, err := ParseConvAlgorithm(env)
-	if err == nil {
-		err = d.SetConvAlgorithm(a)
-	}
 	if err != nil {
-		return fmt.Errorf("%v (MACDIST_CONV_ALGO=%s)", err, env)
+		return ConvDirect, fmt.Errorf("%v (MACDIST_CONV_ALGO=%s)", err, env)
 	}
-	return nil
+	if dnn != dnnOneDNN {
+		return ConvDirect, nil
+	}
+	return a, nil
 }
 
 // SetConvAlgorithm makes d ask oneDNN for a in the convolutions it has
@@ -81,18 +78,3 @@ func (d *Device) SetConvAlgorithm(a ConvAlgorithm) error {
 
 // ConvAlgorithm is the algorithm d asks oneDNN for.
 func (d *Device) ConvAlgorithm() ConvAlgorithm { return d.convAlg }
-
-// SetGemmOnDNN makes d send its large products (Gemm, GemmStrided; see
-// dnnGemmMin) to oneDNN's sgemm when on, and all of them to its BLAS when
-// off. A Device on the oneDNN path with AVX-512 starts with it on: there
-// oneDNN's sgemm is 1.3 to 2.6 times as fast as single-threaded OpenBLAS
-// split over the cores on a ViT's linear layers (README.md, "CPU
-// benchmarks"). Another product of the same shape may then differ from
-// OpenBLAS's by rounding; a run still repeats itself bit for bit.
-func (d *Device) SetGemmOnDNN(on bool) error {
-	if on && d.dnn != dnnOneDNN {
-		return fmt.Errorf("cpu: oneDNN's sgemm on the %v convolution path", d.dnn)
-	}
-	d.gemmDNN = on
-	return nil
-}

@@ -82,16 +82,26 @@ func (b *buffer) Len() int { return len(b.data) }
 // There, Gemm's large products go to oneDNN's sgemm too (SetGemmOnDNN).
 func New() *Device {
 	d := &Device{blas: defaultBLAS(), dnn: defaultDNN()}
+	if err := d.configure(); err != nil {
+		panic(err.Error())
+	}
+	return d
+}
+
+// configure gives d, its BLAS and convolution path chosen, the rest of
+// New's choices: the activation layout, the convolution algorithm (each as
+// the environment asks) and where large products go.
+func (d *Device) configure() error {
 	l, err := defaultLayout(d.dnn)
 	if err != nil {
-		panic(err.Error() + " (unset MACDIST_LAYOUT)")
+		return fmt.Errorf("%w (unset MACDIST_LAYOUT)", err)
 	}
 	d.layout = l
-	if err := d.defaultConvAlgorithm(); err != nil {
-		panic(err.Error() + " (unset MACDIST_CONV_ALGO)")
+	if d.convAlg, err = defaultConvAlgorithm(d.dnn); err != nil {
+		return fmt.Errorf("%w (unset MACDIST_CONV_ALGO)", err)
 	}
 	d.gemmDNN = d.dnn == dnnOneDNN && hasAVX512Core(oneDNNISA())
-	return d
+	return nil
 }
 
 // NewWithBLAS returns a Device whose Gemm uses the named BLAS: "openblas",
@@ -130,15 +140,9 @@ func Open(blas, dnn string) (*Device, error) {
 	default:
 		return nil, fmt.Errorf("cpu: unknown convolution path %q (want \"onednn\" or \"none\")", dnn)
 	}
-	l, err := defaultLayout(d.dnn)
-	if err != nil {
+	if err := d.configure(); err != nil {
 		return nil, err
 	}
-	d.layout = l
-	if err := d.defaultConvAlgorithm(); err != nil {
-		return nil, err
-	}
-	d.gemmDNN = d.dnn == dnnOneDNN && hasAVX512Core(oneDNNISA())
 	return d, nil
 }
 

@@ -194,14 +194,7 @@ func (d *Device) dnnConv(k convKey) (*dnnConv, error) {
 		int64(g.KH), int64(g.KW), int64(g.StrideH), int64(g.StrideW), int64(g.PadH), int64(g.PadW),
 		int64(g.DilH), int64(g.DilW), int64(g.OutH()), int64(g.OutW())}
 	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads, k.xl, k.yl, k.prec, k.alg)
-	if err != nil && k.alg != ConvDirect {
-		// oneDNN's own choice among its algorithms should never be
-		// refused where its direct one is taken; should it be, the
-		// shape is still convolved.
-		f := k
-		f.alg = ConvDirect
-		cv, err = d.dnnConv(f)
-	} else if err != nil && k.prec != kernels.FP32 {
+	if err != nil && k.prec != kernels.FP32 {
 		// As autocast does for an op it has no bf16 kernel for, the
 		// shape runs in float32 rather than not on oneDNN at all.
 		fmt.Fprintf(os.Stderr, "macdist: %v for the %v convolution %+v out=%d groups=%d n=%d; it runs in fp32\n",

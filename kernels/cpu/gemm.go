@@ -246,3 +246,18 @@ func (d *Device) GemmStrided(transA, transB bool, m, n, k int, alpha float32,
 	}
 	*g = gemmTask{}
 }
+
+// SetGemmOnDNN makes d send its large products (Gemm, GemmStrided; see
+// dnnGemmMin) to oneDNN's sgemm when on, and all of them to its BLAS when
+// off. A Device on the oneDNN path with AVX-512 starts with it on: there
+// oneDNN's sgemm is 1.3 to 2.6 times as fast as single-threaded OpenBLAS
+// split over the cores on a ViT's linear layers (README.md, "CPU
+// benchmarks"). Another product of the same shape may then differ from
+// OpenBLAS's by rounding; a run still repeats itself bit for bit.
+func (d *Device) SetGemmOnDNN(on bool) error {
+	if on && d.dnn != dnnOneDNN {
+		return fmt.Errorf("cpu: oneDNN's sgemm on the %v convolution path", d.dnn)
+	}
+	d.gemmDNN = on
+	return nil
+}
