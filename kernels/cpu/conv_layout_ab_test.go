@@ -75,7 +75,7 @@ func TestConvLayoutAB(t *testing.T) {
 			if s.c < 16 { // the model's input, NCHW, as the Device feeds a first layer
 				xl = kernels.NCHW
 			}
-			cv, err := newDNNConv(arena, q, false, nthr, xl, l, kernels.FP32, ConvDirect)
+			cv, err := newDNNConv(arena, q, false, nthr, xl, l, kernels.FP32, [3]ConvAlgorithm{})
 			if err != nil {
 				t.Fatalf("%v %+v: %v", l, s, err)
 			}
@@ -127,4 +127,93 @@ func fill(n int) []float32 {
 		s[i] = float32(i%13)/13 - 0.5
 	}
 	return s
+}
+
+// TestConvAlgorithmAB times each convolution of a model in nChw16c by
+// oneDNN's direct kernels and by its own choice (ConvAuto: Winograd where
+// it takes it), pass by pass, the two alternating shape after shape in one
+// process. It is what convPassAlgorithms rests on, runs
+// only when asked, as
+//
+//	MACDIST_CONV_ALGO_AB=resnet20 go test ./kernels/cpu -run ConvAlgorithmAB -v
+//
+// and asserts nothing about speed.
+func TestConvAlgorithmAB(t *testing.T) {
+	name := os.Getenv("MACDIST_CONV_ALGO_AB")
+	model, ok := abModels[name]
+	if !ok {
+		t.Skip("MACDIST_CONV_ALGO_AB=resnet20|resnet50 is not set")
+	}
+	if err := loadOneDNN(); err != nil {
+		t.Skip(err)
+	}
+	algs := []ConvAlgorithm{ConvDirect, ConvAuto}
+	type conv struct {
+		cv                *dnnConv
+		x, w, y, dx, dw []float32
+	}
+	arena := newDNNArena()
+	nthr := 2
+	convs := make([][2]conv, len(model.convs))
+	for j, s := range model.convs {
+		oh := (s.hw+2*s.pad-s.k)/s.stride + 1
+		q := [16]int64{int64(model.batch), int64(s.c), int64(s.hw), int64(s.hw), int64(s.out), 1,
+			int64(s.k), int64(s.k), int64(s.stride), int64(s.stride), int64(s.pad), int64(s.pad), 1, 1, int64(oh), int64(oh)}
+		xl := kernels.Blocked16
+		if s.c < 16 {
+			xl = kernels.NCHW
+		}
+		nx, ny := model.batch*s.c*s.hw*s.hw, model.batch*s.out*oh*oh
+		for a, alg := range algs {
+			cv, err := newDNNConv(arena, q, false, nthr, xl, kernels.Blocked16, kernels.FP32, [3]ConvAlgorithm{alg, alg, alg})
+			if err != nil {
+				t.Fatalf("%v %+v: %v", alg, s, err)
+			}
+			t.Logf("%v %+v: %s", alg, s, cv.impl())
+			convs[j][a] = conv{cv: cv, x: fill(nx), w: fill(s.out * s.c * s.k * s.k), y: make([]float32, ny),
+				dx: make([]float32, nx), dw: make([]float32, s.out*s.c*s.k*s.k)}
+		}
+	}
+	const rounds = 7
+	// times[shape][alg][pass]: forward, backward-weights, backward-data.
+	times := make([][2][3][]time.Duration, len(model.convs))
+	for r := -1; r < rounds; r++ {
+		for j := range convs {
+			for k := range algs {
+				a := (k + r + j + 2) % 2 // alternate which goes first
+				c := convs[j][a]
+				t0 := time.Now()
+				c.cv.forward(c.x, c.w, nil, c.y, nthr)
+				t1 := time.Now()
+				c.cv.backward(c.x, c.y, c.w, nil, c.dw, nil, nthr)
+				t2 := time.Now()
+				c.cv.backward(c.x, c.y, c.w, c.dx, c.dw, nil, nthr)
+				t3 := time.Now()
+				if r >= 0 {
+					p := &times[j][a]
+					p[0] = append(p[0], t1.Sub(t0))
+					p[1] = append(p[1], t2.Sub(t1))
+					p[2] = append(p[2], t3.Sub(t2)-t2.Sub(t1))
+				}
+			}
+		}
+	}
+	med := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	var tot [2][3]float64
+	for j, s := range model.convs {
+		var m [2][3]float64
+		for a := range algs {
+			for p := range 3 {
+				m[a][p] = med(times[j][a][p]) * float64(s.count)
+				tot[a][p] += m[a][p]
+			}
+		}
+		t.Logf("%+v ×%d ms direct/auto: fwd %.2f/%.2f, bwd-weights %.2f/%.2f, bwd-data %.2f/%.2f", s, s.count,
+			m[0][0], m[1][0], m[0][1], m[1][1], m[0][2], m[1][2])
+	}
+	t.Logf("%s totals ms direct/auto: fwd %.1f/%.1f, bwd-weights %.1f/%.1f, bwd-data %.1f/%.1f", name,
+		tot[0][0], tot[1][0], tot[0][1], tot[1][1], tot[0][2], tot[1][2])
 }

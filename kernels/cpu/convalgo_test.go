@@ -62,7 +62,8 @@ func TestConvAutoMatchesDirect(t *testing.T) {
 	arena := newDNNArena()
 	const n = 16
 	for _, s := range []abConv{
-		{16, 32, 16, 3, 1, 1, 1}, {64, 8, 64, 3, 1, 1, 1}, {64, 56, 64, 3, 1, 1, 1},
+		{16, 32, 16, 3, 1, 1, 1}, {16, 16, 32, 3, 1, 1, 1}, {32, 16, 32, 3, 1, 1, 1},
+		{64, 8, 64, 3, 1, 1, 1}, {64, 56, 64, 3, 1, 1, 1},
 		{256, 14, 256, 3, 1, 1, 1}, {512, 7, 512, 3, 1, 1, 1}, {32, 16, 64, 3, 2, 1, 1},
 	} {
 		oh := (s.hw+2*s.pad-s.k)/s.stride + 1
@@ -79,7 +80,7 @@ func TestConvAutoMatchesDirect(t *testing.T) {
 		nx, ny, nw := n*s.c*s.hw*s.hw, n*s.out*oh*oh, s.out*s.c*s.k*s.k
 		x, w, dy, b := rnd(nx, 1), rnd(nw, math.Sqrt(2/float64(s.k*s.k*s.c))), rnd(ny, 1), rnd(s.out, 0.1)
 		run := func(alg ConvAlgorithm) (outs [4][]float32, impl string) {
-			cv, err := newDNNConv(arena, q, true, 2, kernels.Blocked16, kernels.Blocked16, kernels.FP32, alg)
+			cv, err := newDNNConv(arena, q, true, 2, kernels.Blocked16, kernels.Blocked16, kernels.FP32, convPassAlgorithms(alg, s.c, s.out))
 			if err != nil {
 				t.Fatalf("%+v %v: %v", s, alg, err)
 			}
@@ -91,13 +92,16 @@ func TestConvAutoMatchesDirect(t *testing.T) {
 		direct, _ := run(ConvDirect)
 		auto, impl := run(ConvAuto)
 		again, _ := run(ConvAuto)
-		wino := strings.Contains(impl, "wino")
 		t.Logf("%+v: %s", s, impl)
 		// Measured on avx512_core_vnni; oneDNN's heuristics may judge
 		// otherwise on other ISAs, where the results must still agree.
 		if isa := isaName(oneDNNISA()); isa == "avx512_core" || isa == "avx512_core_vnni" {
-			if want := s.stride == 1; wino != want {
-				t.Errorf("%+v: Winograd %v, want %v (%s)", s, wino, want, impl)
+			passes := strings.Split(impl, ", ")
+			for i, a := range convPassAlgorithms(ConvAuto, s.c, s.out) {
+				wino := strings.Contains(passes[i], "wino")
+				if want := s.stride == 1 && a == ConvAuto; wino != want {
+					t.Errorf("%+v: %s: Winograd %v, want %v", s, passes[i], wino, want)
+				}
 			}
 		}
 		for k, name := range []string{"y", "dx", "dw", "db"} {
@@ -112,6 +116,28 @@ func TestConvAutoMatchesDirect(t *testing.T) {
 			if diff > 1e-5*big {
 				t.Errorf("%+v %s: max |auto − direct| %.3g, %.3g of the largest |%s|", s, name, diff, diff/big, name)
 			}
+		}
+	}
+}
+
+func TestConvPassAlgorithms(t *testing.T) {
+	d, a := ConvDirect, ConvAuto
+	for _, tc := range []struct {
+		alg    ConvAlgorithm
+		c, out int
+		want   [3]ConvAlgorithm
+	}{
+		{d, 64, 64, [3]ConvAlgorithm{d, d, d}},
+		{a, 3, 16, [3]ConvAlgorithm{d, d, d}},    // a first layer
+		{a, 16, 16, [3]ConvAlgorithm{d, d, a}},   // ResNet-20's first stage
+		{a, 16, 32, [3]ConvAlgorithm{d, a, a}},   // forward sums 16 channels, backward-data 32
+		{a, 32, 16, [3]ConvAlgorithm{a, d, a}},   //
+		{a, 32, 32, [3]ConvAlgorithm{a, a, a}},   //
+		{a, 512, 512, [3]ConvAlgorithm{a, a, a}}, //
+		{a, 15, 64, [3]ConvAlgorithm{d, a, d}},   // too few inputs for backward-weights
+	} {
+		if got := convPassAlgorithms(tc.alg, tc.c, tc.out); got != tc.want {
+			t.Errorf("convPassAlgorithms(%v, %d, %d) = %v, want %v", tc.alg, tc.c, tc.out, got, tc.want)
 		}
 	}
 }

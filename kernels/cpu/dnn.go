@@ -193,7 +193,8 @@ func (d *Device) dnnConv(k convKey) (*dnnConv, error) {
 	q := [16]int64{int64(k.n), int64(g.C), int64(g.H), int64(g.W), int64(k.out), int64(k.groups),
 		int64(g.KH), int64(g.KW), int64(g.StrideH), int64(g.StrideW), int64(g.PadH), int64(g.PadW),
 		int64(g.DilH), int64(g.DilW), int64(g.OutH()), int64(g.OutW())}
-	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads, k.xl, k.yl, k.prec, k.alg)
+	cv, err := newDNNConv(d.dnnst.arena, q, k.bias, k.threads, k.xl, k.yl, k.prec,
+		convPassAlgorithms(k.alg, g.C/k.groups, k.out/k.groups))
 	if err != nil && k.prec != kernels.FP32 {
 		// As autocast does for an op it has no bf16 kernel for, the
 		// shape runs in float32 rather than not on oneDNN at all.

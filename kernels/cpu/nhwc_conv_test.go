@@ -22,7 +22,7 @@ func TestNHWCConvKernels(t *testing.T) {
 	for _, c := range []int{3, 16} {
 		for _, p := range [][2]kernels.Layout{{kernels.NCHW, kernels.NHWC}, {kernels.NHWC, kernels.NHWC}, {kernels.NHWC, kernels.NCHW}} {
 			q := [16]int64{8, int64(c), 16, 16, 32, 1, 3, 3, 1, 1, 1, 1, 1, 1, 16, 16}
-			cv, err := newDNNConv(arena, q, true, 2, p[0], p[1], kernels.FP32, ConvDirect)
+			cv, err := newDNNConv(arena, q, true, 2, p[0], p[1], kernels.FP32, [3]ConvAlgorithm{})
 			if err != nil {
 				t.Fatalf("c=%d %v to %v: %v", c, p[0], p[1], err)
 			}

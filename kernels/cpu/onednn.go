@@ -312,8 +312,8 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	const mdnn_md *src, const mdnn_md *dst, const mdnn_md *wei, const mdnn_md *bmd,
 	const mdnn_md *any_src, const mdnn_md *any_dst, const mdnn_md *any_wei,
 	const mdnn_md *in_src, const mdnn_md *in_dst, const mdnn_md *in_wei,
-	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, int alg,
-	const char **where);
+	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic,
+	const int *alg, const char **where);
 
 // mdnn_conv_create builds the three primitives of a convolution from
 // q = {n, c, h, w, out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}.
@@ -323,10 +323,10 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 // and dy. in_dt is the data type the primitives read x, w and dy in:
 // MDNN_BF16 gives autocast's mixed precision, the ports' reorders
 // rounding the caller's float32 on the way in, while y, dx, dw and the
-// bias stay float32. alg is MDNN_CONV_DIRECT or MDNN_CONV_AUTO, the
-// same for the three passes.
+// bias stay float32. alg holds MDNN_CONV_DIRECT or MDNN_CONV_AUTO for the
+// forward, backward-data and backward-weights passes, in that order.
 static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int bias, int nthr, int src_tag, int dst_tag,
-	int in_dt, int alg, const char **where) {
+	int in_dt, const int *alg, const char **where) {
 	cv->arena = a;
 	int64_t n = q[0], c = q[1], h = q[2], w = q[3], o = q[4], g = q[5];
 	int64_t kh = q[6], kw = q[7], oh = q[14], ow = q[15];
@@ -384,11 +384,11 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	const mdnn_md *src, const mdnn_md *dst, const mdnn_md *wei, const mdnn_md *bmd,
 	const mdnn_md *any_src, const mdnn_md *any_dst, const mdnn_md *any_wei,
 	const mdnn_md *in_src, const mdnn_md *in_dst, const mdnn_md *in_wei,
-	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic, int alg,
-	const char **where) {
+	const int64_t *strides, const int64_t *dil, const int64_t *padl, const int64_t *padr, int small_ic,
+	const int *alg, const char **where) {
 	int bias = bmd != NULL;
 	void *fpd, *pd;
-	MDNN_TRY(mdnn.conv_fwd_init(od, MDNN_FORWARD_TRAINING, alg, in_src, in_wei, bmd, any_dst,
+	MDNN_TRY(mdnn.conv_fwd_init(od, MDNN_FORWARD_TRAINING, alg[0], in_src, in_wei, bmd, any_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&fpd, od, attr, mdnn_engine, NULL));
 	mdnn_prim *p = &cv->fwd;
@@ -404,7 +404,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	// pad dx to blocks of 16 channels (16 times the work for a grey
 	// image); asked for plain nchw it takes its gemm kernel, 4–10 times
 	// faster on LeNet-5's and ResNet's first layers.
-	MDNN_TRY(mdnn.conv_bwd_data_init(od, alg, small_ic ? src : any_src, in_wei, in_dst,
+	MDNN_TRY(mdnn.conv_bwd_data_init(od, alg[1], small_ic ? src : any_src, in_wei, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_data;
@@ -414,7 +414,7 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	MDNN_TRY(mdnn_finish(a, p, pd, where));
 	void *dpd = pd; // kept to compare its dy layout with backward-weights'
 
-	MDNN_TRY(mdnn.conv_bwd_weights_init(od, alg, in_src, any_wei, bmd, in_dst,
+	MDNN_TRY(mdnn.conv_bwd_weights_init(od, alg[2], in_src, any_wei, bmd, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
 	p = &cv->bwd_weights;
@@ -593,9 +593,10 @@ func newDNNArena() dnnArena {
 // newDNNConv makes the primitives of the convolution with q = {n, c, h, w,
 // out, groups, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow}, shaped for nthr
 // threads, their temporaries in a, for x and dx laid out as xl and y and
-// dy as yl, reading x, w and dy in prec, by the algorithm alg.
+// dy as yl, reading x, w and dy in prec, forward, backward-data and
+// backward-weights by algs (convPassAlgorithms).
 func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision,
-	alg ConvAlgorithm) (*dnnConv, error) {
+	algs [3]ConvAlgorithm) (*dnnConv, error) {
 	c := (*C.mdnn_conv)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mdnn_conv{}))))
 	var where *C.char
 	b := C.int(0)
@@ -606,12 +607,15 @@ func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Lay
 	if prec == kernels.BF16 {
 		dt = C.MDNN_BF16
 	}
-	algo := C.int(C.MDNN_CONV_DIRECT)
-	if alg == ConvAuto {
-		algo = C.MDNN_CONV_AUTO
+	var algo [3]C.int
+	for i, a := range algs {
+		algo[i] = C.MDNN_CONV_DIRECT
+		if a == ConvAuto {
+			algo[i] = C.MDNN_CONV_AUTO
+		}
 	}
 	if s := C.mdnn_conv_create(a.a, c, (*C.int64_t)(unsafe.Pointer(&q[0])), b, C.int(nthr), dnnTag(xl), dnnTag(yl), dt,
-		algo, &where); s != 0 {
+		&algo[0], &where); s != 0 {
 		return nil, dnnError(s, where)
 	}
 	return &dnnConv{c: c}, nil

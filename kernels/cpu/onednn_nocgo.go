@@ -29,7 +29,7 @@ type dnnArena struct{}
 func newDNNArena() dnnArena { return dnnArena{} }
 
 func newDNNConv(a dnnArena, q [16]int64, bias bool, nthr int, xl, yl kernels.Layout, prec kernels.Precision,
-	alg ConvAlgorithm) (*dnnConv, error) {
+	algs [3]ConvAlgorithm) (*dnnConv, error) {
 	return nil, errors.New("oneDNN is not available without cgo")
 }
 
