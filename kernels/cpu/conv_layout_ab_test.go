@@ -149,7 +149,7 @@ func TestConvAlgorithmAB(t *testing.T) {
 	}
 	algs := []ConvAlgorithm{ConvDirect, ConvAuto}
 	type conv struct {
-		cv                *dnnConv
+		cv              *dnnConv
 		x, w, y, dx, dw []float32
 	}
 	arena := newDNNArena()
