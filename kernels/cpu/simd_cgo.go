@@ -585,18 +585,111 @@ static inline int64_t maxkey(uint32_t b) {
 	return (((mag ^ neg) - neg) & ~nan) | (0x7fffffff & nan);
 }
 
+typedef int32_t mp_v4i __attribute__((vector_size(16)));
+
+// MP_KEY is maxkey lane by lane in 32 bits, which hold its every value:
+// the magnitude negated for a negative float, int32's largest for a NaN.
+#define MP_KEY(b) ((((((b) & 0x7fffffff) ^ ((b) >> 31)) - ((b) >> 31)) & ~(((b) & 0x7fffffff) > 0x7f800000)) | \
+	(0x7fffffff & (((b) & 0x7fffffff) > 0x7f800000)))
+
+// MP_CHUNK pools the n windows from column 2·j of rows r0 and r1 (the
+// bits of x, h·w planes) into yp + j, or with dp adds yp[j] into dp at
+// each window's first maximum in row-major order, as maxPool2x2 does; in
+// backward only the lanes from live on. V is a vector type of n int32
+// lanes, EVEN and ODD the shuffles that split 2n lanes into the windows'
+// left and right columns, LO and HI those that interleave them again.
+#define MP_CHUNK(V, n, EVEN, ODD, LO, HI)                                                                   \
+	do {                                                                                                \
+		V t0, t1, b0, b1;                                                                           \
+		memcpy(&t0, r0 + 2 * j, sizeof t0);                                                         \
+		memcpy(&t1, r0 + 2 * j + n, sizeof t1);                                                     \
+		memcpy(&b0, r1 + 2 * j, sizeof b0);                                                         \
+		memcpy(&b1, r1 + 2 * j + n, sizeof b1);                                                     \
+		V e0 = __builtin_shufflevector(t0, t1, EVEN), o0 = __builtin_shufflevector(t0, t1, ODD);    \
+		V e1 = __builtin_shufflevector(b0, b1, EVEN), o1 = __builtin_shufflevector(b0, b1, ODD);    \
+		V k0 = MP_KEY(e0), k1 = MP_KEY(o0), k2 = MP_KEY(e1), k3 = MP_KEY(o1);                       \
+		V g01 = k1 > k0, g23 = k3 > k2;                                                             \
+		V ka = (k1 & g01) | (k0 & ~g01), kb = (k3 & g23) | (k2 & ~g23);                             \
+		V gab = kb > ka;                                                                            \
+		if (dp == 0) {                                                                              \
+			V va = (o0 & g01) | (e0 & ~g01), vb = (o1 & g23) | (e1 & ~g23);                      \
+			V v = (vb & gab) | (va & ~gab);                                                     \
+			memcpy(yp + j, &v, sizeof v);                                                       \
+			break;                                                                              \
+		}                                                                                           \
+		V lane, dy, d0, d1, d2, d3, w0, w1;                                                         \
+		for (int l = 0; l < n; l++) lane[l] = -(j + l >= live);                                     \
+		memcpy(&dy, yp + j, sizeof dy);                                                             \
+		V m0 = ~g01 & ~gab & lane, m1 = g01 & ~gab & lane, m2 = ~g23 & gab & lane, m3 = g23 & gab & lane; \
+		memcpy(&t0, dp + 2 * j, sizeof t0);                                                         \
+		memcpy(&t1, dp + 2 * j + n, sizeof t1);                                                     \
+		memcpy(&b0, dp + w + 2 * j, sizeof b0);                                                     \
+		memcpy(&b1, dp + w + 2 * j + n, sizeof b1);                                                 \
+		e0 = __builtin_shufflevector(t0, t1, EVEN), o0 = __builtin_shufflevector(t0, t1, ODD);      \
+		e1 = __builtin_shufflevector(b0, b1, EVEN), o1 = __builtin_shufflevector(b0, b1, ODD);      \
+		typedef float F __attribute__((vector_size(sizeof(V))));                                    \
+		F fy, f;                                                                                    \
+		memcpy(&fy, &dy, sizeof fy);                                                                \
+		memcpy(&f, &e0, sizeof f), f += fy, memcpy(&d0, &f, sizeof f);                              \
+		memcpy(&f, &o0, sizeof f), f += fy, memcpy(&d1, &f, sizeof f);                              \
+		memcpy(&f, &e1, sizeof f), f += fy, memcpy(&d2, &f, sizeof f);                              \
+		memcpy(&f, &o1, sizeof f), f += fy, memcpy(&d3, &f, sizeof f);                              \
+		e0 = (d0 & m0) | (e0 & ~m0), o0 = (d1 & m1) | (o0 & ~m1);                                   \
+		e1 = (d2 & m2) | (e1 & ~m2), o1 = (d3 & m3) | (o1 & ~m3);                                   \
+		w0 = __builtin_shufflevector(e0, o0, LO), w1 = __builtin_shufflevector(e0, o0, HI);         \
+		memcpy(dp + 2 * j, &w0, sizeof w0);                                                         \
+		memcpy(dp + 2 * j + n, &w1, sizeof w1);                                                     \
+		w0 = __builtin_shufflevector(e1, o1, LO), w1 = __builtin_shufflevector(e1, o1, HI);         \
+		memcpy(dp + w + 2 * j, &w0, sizeof w0);                                                     \
+		memcpy(dp + w + 2 * j + n, &w1, sizeof w1);                                                 \
+	} while (0)
+
+#define MP_EVEN8 0, 2, 4, 6, 8, 10, 12, 14
+#define MP_ODD8 1, 3, 5, 7, 9, 11, 13, 15
+#define MP_LO8 0, 8, 1, 9, 2, 10, 3, 11
+#define MP_HI8 4, 12, 5, 13, 6, 14, 7, 15
+#define MP_EVEN4 0, 2, 4, 6
+#define MP_ODD4 1, 3, 5, 7
+#define MP_LO4 0, 4, 1, 5
+#define MP_HI4 2, 6, 3, 7
+
 // macdist_maxpool2x2 is maxPool2x2 of pool.go for planes [0, n) of h×w
 // (output oh×ow): y = the window maxima, or with dx non-NULL dx += y at
-// each window's first maximum.
+// each window's first maximum. A row's windows go 8 (or 4) at a time, the
+// last group overlapping the one before rather than falling to scalar
+// code: forward writes the same maxima twice, backward adds in the new
+// lanes only; sums are kept at the maxima only, dx's other bits left as
+// they are (a −0 stays −0). Rows of fewer than 4 windows take the scalar
+// loop.
 static AVX2 void macdist_maxpool2x2(float *y, const float *x, float *dx, long n, long h, long w, long oh, long ow) {
 	for (long p = 0; p < n; p++) {
 		const float *xp = x + p * h * w;
-		const uint32_t *xb = (const uint32_t *)xp;
-		float *yp = y + p * oh * ow;
-		float *dp = dx ? dx + p * h * w : 0;
+		const int32_t *xb = (const int32_t *)xp;
+		float *yp0 = y + p * oh * ow;
 		for (long i = 0; i < oh; i++) {
-			const uint32_t *r0 = xb + 2 * i * w, *r1 = r0 + w;
-			for (long j = 0; j < ow; j++) {
+			const int32_t *r0 = xb + 2 * i * w, *r1 = r0 + w;
+			float *yp = yp0 + i * ow;
+			float *dp = dx ? dx + p * h * w + 2 * i * w : 0;
+			long j = 0, live = 0;
+			if (ow >= 8) {
+				for (; j + 8 <= ow; j += 8) {
+					MP_CHUNK(v8i, 8, MP_EVEN8, MP_ODD8, MP_LO8, MP_HI8);
+				}
+				if (j < ow) {
+					live = j, j = ow - 8;
+					MP_CHUNK(v8i, 8, MP_EVEN8, MP_ODD8, MP_LO8, MP_HI8);
+				}
+				continue;
+			}
+			if (ow >= 4) {
+				MP_CHUNK(mp_v4i, 4, MP_EVEN4, MP_ODD4, MP_LO4, MP_HI4);
+				if (ow > 4) {
+					live = 4, j = ow - 4;
+					MP_CHUNK(mp_v4i, 4, MP_EVEN4, MP_ODD4, MP_LO4, MP_HI4);
+				}
+				continue;
+			}
+			for (; j < ow; j++) {
 				int64_t k0 = maxkey(r0[2 * j]), k1 = maxkey(r0[2 * j + 1]);
 				int64_t k2 = maxkey(r1[2 * j]), k3 = maxkey(r1[2 * j + 1]);
 				int64_t g01 = (k0 - k1) >> 63;
@@ -605,11 +698,11 @@ static AVX2 void macdist_maxpool2x2(float *y, const float *x, float *dx, long n,
 				int64_t kb = k2 ^ ((k2 ^ k3) & g23), ib = 2 + (g23 & 1);
 				int64_t gab = (ka - kb) >> 63;
 				int64_t at = ia ^ ((ia ^ ib) & gab);
-				long off = 2 * i * w + 2 * j + (at & 1) + (at >> 1) * w;
+				long off = 2 * j + (at & 1) + (at >> 1) * w;
 				if (dp) {
-					dp[off] += yp[i * ow + j];
+					dp[off] += yp[j];
 				} else {
-					yp[i * ow + j] = xp[off];
+					yp[j] = xp[2 * i * w + off];
 				}
 			}
 		}

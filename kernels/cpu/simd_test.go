@@ -281,7 +281,8 @@ func TestSIMDMaxPoolMatchesGo(t *testing.T) {
 	if !haveSIMD {
 		t.Skip("no SIMD kernels in this build or on this CPU")
 	}
-	for _, c := range []struct{ n, h, w int }{{1, 2, 2}, {3, 5, 6}, {2, 28, 28}, {4, 7, 9}} {
+	for _, c := range []struct{ n, h, w int }{{1, 2, 2}, {3, 5, 6}, {2, 28, 28}, {4, 7, 9}, {2, 10, 10}, {2, 8, 14},
+		{3, 16, 16}, {1, 4, 34}, {2, 6, 33}, {1, 3, 17}, {2, 12, 8}} {
 		g := kernels.PoolGeom{C: 1, H: c.h, W: c.w, KH: 2, KW: 2, StrideH: 2, StrideW: 2}
 		oh, ow := g.OutH(), g.OutW()
 		x := simdInputs(c.n * c.h * c.w)
