@@ -373,7 +373,7 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 		return 1;
 	}
 	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, &any_src, &any_dst, &any_wei,
-		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g < 16 && !nhwc, alg, where);
+		&in_src, &in_dst, &in_wei, strides, dil, padl, padr, c / g <= 4 && !nhwc, alg, where);
 	free(od);
 	mdnn.attr_destroy(attr);
 	return s;
@@ -400,10 +400,13 @@ static int mdnn_conv_prims(mdnn_arena *a, mdnn_conv *cv, mdnn_opdesc *od, void *
 	MDNN_TRY(mdnn_add_port(a, p, fpd, MDNN_ARG_DST, MDNN_Q_DST, 0, dst, 1, 0, 2, where));
 	MDNN_TRY(mdnn_finish(a, p, fpd, where));
 
-	// With fewer than 16 input channels a group, oneDNN's direct kernels
-	// pad dx to blocks of 16 channels (16 times the work for a grey
-	// image); asked for plain nchw it takes its gemm kernel, 4–10 times
-	// faster on LeNet-5's and ResNet's first layers.
+	// With few input channels a group, oneDNN's direct kernels pad dx to
+	// blocks of 16 channels (16 times the work for a grey image); asked
+	// for plain nchw it takes its gemm kernel, 4–10 times faster on
+	// LeNet-5's and ResNet's first layers. From 6 channels the padded
+	// direct kernels win: LeNet-5's second layer took 1.6–1.9 ms a step
+	// against gemm's 4.5–5.0 (ONEDNN_VERBOSE, 2 threads), so gemm is
+	// asked for up to 4 (small_ic).
 	MDNN_TRY(mdnn.conv_bwd_data_init(od, alg[1], small_ic ? src : any_src, in_wei, in_dst,
 		strides, dil, padl, padr));
 	MDNN_TRY(mdnn.pd_create(&pd, od, attr, mdnn_engine, fpd));
