@@ -160,6 +160,9 @@ func TestAddSIMDMatchesGo(t *testing.T) {
 	}
 	for _, n := range []int{1, 7, 8, 33, 1000} {
 		a, b := simdInputs(n + 3)[3:], simdInputs(n)
+		// −0 + −0 is −0, which ReLU makes +0; −Inf + Inf is a NaN it keeps.
+		a[0], b[0] = float32(math.Copysign(0, -1)), float32(math.Copysign(0, -1))
+		a[n-1], b[n-1] = float32(math.Inf(-1)), float32(math.Inf(1))
 		for _, relu := range []bool{false, true} {
 			want := make([]float32, n)
 			for i := range want {

@@ -164,14 +164,22 @@ static AVX2 void macdist_relu(uint32_t *y, const uint32_t *x, long n) {
 	}
 }
 
-// macdist_add is y = a + b, then ReLU's bits with relu: the sum is the
-// Go loop's float32 addition, vectorised.
+// macdist_add is y = a + b, then ReLU's bits with relu, in one pass: the
+// sum is the Go loop's float32 addition, vectorised.
 static AVX2 void macdist_add(float *y, const float *a, const float *b, long n, int relu) {
-	for (long i = 0; i < n; i++) {
-		y[i] = a[i] + b[i];
+	if (!relu) {
+		for (long i = 0; i < n; i++) {
+			y[i] = a[i] + b[i];
+		}
+		return;
 	}
-	if (relu) {
-		macdist_relu((uint32_t *)y, (const uint32_t *)y, n);
+	for (long i = 0; i < n; i++) {
+		float s = a[i] + b[i];
+		uint32_t u;
+		memcpy(&u, &s, sizeof u);
+		int zero = (int32_t)u < 0 && (u & 0x7fffffff) <= 0x7f800000;
+		u = zero ? 0 : u;
+		memcpy(y + i, &u, sizeof u);
 	}
 }
 
