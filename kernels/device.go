@@ -400,6 +400,11 @@ type ReLUFuser interface {
 	FusesReLU(l Layout) bool
 	// BatchNormReLUTrainIn is BatchNormTrainIn followed by y = max(y, 0).
 	BatchNormReLUTrainIn(l Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta Buffer, n, c, hw int, momentum, eps float32)
+	// BatchNormAddReLUTrainIn is BatchNormTrainIn followed by
+	// y = max(y + z, 0), z laid out as x: a residual block's last norm,
+	// its shortcut and its ReLU. Its Backward is ReLUBackward on y, then
+	// BatchNormBackwardIn.
+	BatchNormAddReLUTrainIn(l Layout, y, saveMean, saveRstd, runMean, runVar, x, z, gamma, beta Buffer, n, c, hw int, momentum, eps float32)
 	// BatchNormReLUBackwardIn is BatchNormBackwardIn for dy the gradient
 	// with respect to the ReLU's output y (dy counts where y > 0).
 	BatchNormReLUBackwardIn(l Layout, dx, dgamma, dbeta, dy, y, x, saveMean, saveRstd, gamma Buffer, n, c, hw int)

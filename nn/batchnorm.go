@@ -101,12 +101,14 @@ func (b *BatchNorm2d) Backward(dy *Tensor) *Tensor {
 	if b.fused != nil {
 		panic("nn: " + b.label() + ": Backward after a Forward fused with a ReLU (use backwardReLU)")
 	}
-	if !dy.SameShape(b.y.t.Shape) {
-		gradPanic(b.label(), dy.Shape, b.y.t.Shape)
+	// The output has x's shape and layout; after forwardAddReLU b has
+	// written no output of its own.
+	if !dy.SameShape(b.x.Shape) {
+		gradPanic(b.label(), dy.Shape, b.x.Shape)
 	}
 	d := b.dev
 	if b.fwdTrain {
-		dy = relayout(d, &b.dyIn, dy, b.y.t.Layout)
+		dy = relayout(d, &b.dyIn, dy, b.x.Layout)
 		dx := b.dx.ensure(d, b.x.Shape)
 		dx.Layout = b.x.Layout
 		if lo, ok := d.(kernels.Layouter); ok {
@@ -157,6 +159,32 @@ func (b *BatchNorm2d) forwardReLU(x *Tensor, r *ReLU) *Tensor {
 		b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
 	b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
 	b.fused = r
+	return y
+}
+
+// forwardAddReLU is res.addReLU(b.Forward(x), z, r, label), in one pass
+// where the device fuses them (kernels.ReLUFuser): the norm writes r's
+// output and neither its own nor the sum. Backward stays b.Backward after
+// r.Backward, whose gradient the shortcut needs as well.
+func (b *BatchNorm2d) forwardAddReLU(x, z *Tensor, r *ReLU, res *residual, label string) *Tensor {
+	f, ok := b.dev.(kernels.ReLUFuser)
+	if !ok || !b.training || !f.FusesReLU(x.Layout) || len(x.Shape) < 2 || x.Shape[1] != b.c || !x.SameShape(z.Shape) {
+		h := b.Forward(x)
+		y := res.addReLU(h, z, r, label)
+		release(h) // read by nobody: b's Backward reads x, r's its own output
+		return y
+	}
+	z = relayout(b.dev, &res.b, z, x.Layout)
+	b.x, b.n = x, x.Shape[0]
+	b.hw = x.Len() / (b.n * b.c)
+	b.fwdTrain = true
+	b.fused = nil
+	y := r.y.ensure(b.dev, x.Shape)
+	y.Layout = x.Layout
+	r.have = true
+	f.BatchNormAddReLUTrainIn(x.Layout, y.Data, b.saveMean, b.saveRs, b.runMean.Value.Data, b.runVar.Value.Data, x.Data,
+		z.Data, b.weight.Value.Data, b.bias.Value.Data, b.n, b.c, b.hw, b.Momentum, b.Eps)
+	b.dev.Axpby(b.numBatches.Value.Data, 1, b.one, 1)
 	return y
 }
 

@@ -65,12 +65,10 @@ func (r *residual) addGrad(a, b *Tensor) *Tensor {
 	return a
 }
 
-// dropTerms gives back the memory of a sum's terms once the sum is made:
-// the branch's (a batch norm's output, which its Backward does not read)
-// and the projection shortcut's, but never x, the block's input, which the
-// shortcut may be and which belongs to the caller.
-func dropTerms(branch, shortcut, x *Tensor) {
-	release(branch)
+// dropShortcut gives back the memory of a projection shortcut's output
+// once the sum is made, but never x, the block's input, which the shortcut
+// may be and which belongs to the caller.
+func dropShortcut(shortcut, x *Tensor) {
 	if shortcut != x {
 		release(shortcut)
 	}
@@ -152,13 +150,13 @@ func NewBasicBlock(dev kernels.Device, name string, in, out, stride int, rng *ra
 // Forward runs the block; the output is owned by the block.
 func (b *BasicBlock) Forward(x *Tensor) *Tensor {
 	h := b.BN1.forwardReLU(b.Conv1.Forward(x), b.ReLU1)
-	h = b.BN2.Forward(b.Conv2.Forward(h))
+	h = b.Conv2.Forward(h)
 	sc := x
 	if b.Downsample != nil {
 		sc = b.Downsample.Forward(x)
 	}
-	y := b.res.addReLU(h, sc, b.ReLU2, layerName(b.name, "BasicBlock"))
-	dropTerms(h, sc, x)
+	y := b.BN2.forwardAddReLU(h, sc, b.ReLU2, &b.res, layerName(b.name, "BasicBlock"))
+	dropShortcut(sc, x)
 	return y
 }
 
@@ -248,13 +246,13 @@ func NewBottleneck(dev kernels.Device, name string, in, width, stride int, rng *
 func (b *Bottleneck) Forward(x *Tensor) *Tensor {
 	h := b.BN1.forwardReLU(b.Conv1.Forward(x), b.ReLU1)
 	h = b.BN2.forwardReLU(b.Conv2.Forward(h), b.ReLU2)
-	h = b.BN3.Forward(b.Conv3.Forward(h))
+	h = b.Conv3.Forward(h)
 	sc := x
 	if b.Downsample != nil {
 		sc = b.Downsample.Forward(x)
 	}
-	y := b.res.addReLU(h, sc, b.ReLU3, layerName(b.name, "Bottleneck"))
-	dropTerms(h, sc, x)
+	y := b.BN3.forwardAddReLU(h, sc, b.ReLU3, &b.res, layerName(b.name, "Bottleneck"))
+	dropShortcut(sc, x)
 	return y
 }
 

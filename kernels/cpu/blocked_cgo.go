@@ -58,14 +58,21 @@ static BK_AVX2 void macdist_bk_sums(double *s, double *q, const float *x, long n
 	}
 }
 
-static BK_AVX2 void macdist_bk_norm(float *y, const float *x, long nimg, long hw, long istride,
+// macdist_bk_norm writes y = (x − mu)·a + b, then adds z (laid out as x)
+// unless it is NULL, then takes ReLU's bits with relu.
+static BK_AVX2 void macdist_bk_norm(float *y, const float *x, const float *z, long nimg, long hw, long istride,
 	const float *mu, const float *a, const float *b, int relu) {
 	bk_v8f m0 = bk_ld(mu), m1 = bk_ld(mu + 8), a0 = bk_ld(a), a1 = bk_ld(a + 8), b0 = bk_ld(b), b1 = bk_ld(b + 8);
 	for (long i = 0; i < nimg; i++) {
-		const float *p = x + i * istride;
+		const float *p = x + i * istride, *s = z ? z + i * istride : NULL;
 		float *o = y + i * istride;
 		for (long r = 0; r < hw; r++, p += 16, o += 16) {
 			bk_v8f z0 = (bk_ld(p) - m0) * a0 + b0, z1 = (bk_ld(p + 8) - m1) * a1 + b1;
+			if (s) { // the norm's float32 result, then the sum, as Add has them
+				z0 += bk_ld(s);
+				z1 += bk_ld(s + 8);
+				s += 16;
+			}
 			if (relu) { // as ReLU: a NaN stays
 				z0 = (bk_v8f)((bk_v8i)z0 & ((z0 > (bk_v8f){0}) | (z0 != z0)));
 				z1 = (bk_v8f)((bk_v8i)z1 & ((z1 > (bk_v8f){0}) | (z1 != z1)));
@@ -154,16 +161,20 @@ func simdBkSums(s, q []float64, x []float32, nimg, hw, istride int) {
 	C.macdist_bk_sums(dptr(s), dptr(q), fptr(x), C.long(nimg), C.long(hw), C.long(istride))
 }
 
-func simdBkNorm(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+func simdBkNorm(y, x, z []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
 	_, _, _ = mu[15], a[15], b[15]
-	if !bkSpan(nimg, hw, istride, y, x) {
+	if !bkSpan(nimg, hw, istride, y, x, z) {
 		return
+	}
+	var zp *C.float
+	if z != nil {
+		zp = fptr(z)
 	}
 	r := C.int(0)
 	if relu {
 		r = 1
 	}
-	C.macdist_bk_norm(fptr(y), fptr(x), C.long(nimg), C.long(hw), C.long(istride), fptr(mu), fptr(a), fptr(b), r)
+	C.macdist_bk_norm(fptr(y), fptr(x), zp, C.long(nimg), C.long(hw), C.long(istride), fptr(mu), fptr(a), fptr(b), r)
 }
 
 func simdBkGradSums(s, q []float64, x, dy, y []float32, nimg, hw, istride int, mu, rs []float32) {

@@ -131,7 +131,7 @@ type bkOp uint8
 
 const (
 	bkSums     bkOp = iota // s = Σ x, q = Σ x²
-	bkNorm                 // y = (x − mu)·a + b
+	bkNorm                 // y = (x − mu)·a + b (+ z)
 	bkGradSums             // s = Σ dy, q = Σ dy·(x − mu)·rs
 	bkDx                   // y = scale·(dy − k1 − (x − mu)·rs·k2)
 )
@@ -143,6 +143,7 @@ type bkTask struct {
 	op                bkOp
 	n, c, hw, chunk   int
 	y, x, dy          []float32
+	z                 []float32 // bkNorm: added to the norm before the ReLU, unless nil
 	s, q              []float64 // [chunks][c] partial sums
 	mu, a, b          []float32 // per channel; rs is a in bkGradSums and bkDx
 	k1, k2, scale     []float32
@@ -183,7 +184,11 @@ func (t *bkTask) run(lo, hi int) {
 			p := k*t.c + ch
 			bkSumsRun(t.s[p:p+16], t.q[p:p+16], t.x[off:end], nimg, t.hw, istride)
 		case bkNorm:
-			bkNormRun(t.y[off:end], t.x[off:end], nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16], t.b[ch:ch+16], t.relu)
+			var z []float32
+			if t.z != nil {
+				z = t.z[off:end]
+			}
+			bkNormRun(t.y[off:end], t.x[off:end], z, nimg, t.hw, istride, t.mu[ch:ch+16], t.a[ch:ch+16], t.b[ch:ch+16], t.relu)
 		case bkGradSums:
 			p := k*t.c + ch
 			var y []float32
@@ -228,21 +233,30 @@ func bkSumsGo(s, q []float64, x []float32, nimg, hw, istride int) {
 	copy(q, b[:])
 }
 
-func bkNormRun(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+func bkNormRun(y, x, z []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
 	if haveSIMD {
-		simdBkNorm(y, x, nimg, hw, istride, mu, a, b, relu)
+		simdBkNorm(y, x, z, nimg, hw, istride, mu, a, b, relu)
 		return
 	}
-	bkNormGo(y, x, nimg, hw, istride, mu, a, b, relu)
+	bkNormGo(y, x, z, nimg, hw, istride, mu, a, b, relu)
 }
 
-func bkNormGo(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+// bkNormGo writes y = (x − mu)·a + b, plus s when s is given, then ReLU's
+// values with relu.
+func bkNormGo(y, x, s []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
 	mu, a, b = mu[:16], a[:16], b[:16]
 	for i := 0; i < nimg; i++ {
 		p, o := x[i*istride:][:hw*16], y[i*istride:][:hw*16]
+		var q []float32
+		if s != nil {
+			q = s[i*istride:][:hw*16]
+		}
 		for r := 0; r < len(p); r += 16 {
 			for j, v := range p[r : r+16] {
 				z := (v-mu[j])*a[j] + b[j]
+				if q != nil {
+					z = float32(z) + q[r+j] // the norm rounded to float32 first, as Add sees it
+				}
 				if relu && !(z > 0) && z == z { // as ReLU: a NaN stays
 					z = 0
 				}
@@ -369,13 +383,20 @@ func (d *Device) BatchNormTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMe
 		d.BatchNormTrain(y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps)
 		return
 	}
-	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, false)
+	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, nil, gamma, beta, n, c, hw, momentum, eps, false)
 }
 
-func (d *Device) bnTrainBlocked(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32, relu bool) {
+// bnTrainBlocked is BatchNormTrainIn for Blocked16 and NHWC; z, when not
+// nil, is added to the norm before the ReLU of relu.
+func (d *Device) bnTrainBlocked(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, z, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32, relu bool) {
 	const op = "BatchNormTrainIn"
 	d.checkLayout(op, l, c)
 	ys, xs := d.slice(y, op, "y"), d.slice(x, op, "x")
+	var zs []float32
+	if z != nil {
+		zs = d.slice(z, op, "z")
+		needLen(op, "z", len(zs), n*c*hw)
+	}
 	sm, sr := d.slice(saveMean, op, "saveMean"), d.slice(saveRstd, op, "saveRstd")
 	rm, rv := d.slice(runMean, op, "runMean"), d.slice(runVar, op, "runVar")
 	gs, bs := d.optSlice(gamma, op, "gamma"), d.optSlice(beta, op, "beta")
@@ -413,7 +434,7 @@ func (d *Device) bnTrainBlocked(l kernels.Layout, y, saveMean, saveRstd, runMean
 		}
 		mu[ch], a[ch], b[ch] = float32(mean), float32(rs)*g, bb
 	}
-	t.op, t.y, t.mu, t.a, t.b, t.relu = bkNorm, ys, mu, a, b, relu
+	t.op, t.y, t.z, t.mu, t.a, t.b, t.relu = bkNorm, ys, zs, mu, a, b, relu
 	d.runBk()
 	*t = bkTask{}
 }
@@ -570,7 +591,19 @@ func (d *Device) BatchNormReLUTrainIn(l kernels.Layout, y, saveMean, saveRstd, r
 	if !d.FusesReLU(l) {
 		panic(fmt.Sprintf("cpu: BatchNormReLUTrainIn: layout %v (FusesReLU says no)", l))
 	}
-	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, gamma, beta, n, c, hw, momentum, eps, true)
+	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, nil, gamma, beta, n, c, hw, momentum, eps, true)
+}
+
+// BatchNormAddReLUTrainIn is BatchNormTrainIn, then y = max(y + z, 0), in
+// one pass: a residual block's last norm, the sum with its shortcut and
+// the ReLU after it, with neither the norm's output nor the sum written
+// out.
+func (d *Device) BatchNormAddReLUTrainIn(l kernels.Layout, y, saveMean, saveRstd, runMean, runVar, x, z, gamma, beta kernels.Buffer, n, c, hw int, momentum, eps float32) {
+	if !d.FusesReLU(l) {
+		panic(fmt.Sprintf("cpu: BatchNormAddReLUTrainIn: layout %v (FusesReLU says no)", l))
+	}
+	d.slice(z, "BatchNormAddReLUTrainIn", "z") // z is required here
+	d.bnTrainBlocked(l, y, saveMean, saveRstd, runMean, runVar, x, z, gamma, beta, n, c, hw, momentum, eps, true)
 }
 
 // BatchNormReLUBackwardIn is ReLUBackward and then BatchNormBackwardIn,

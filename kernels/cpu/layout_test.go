@@ -45,10 +45,12 @@ func TestBlockedSIMDMatchesGo(t *testing.T) {
 			}
 		}
 		for _, relu := range []bool{false, true} {
-			g, v := make([]float32, n), make([]float32, n)
-			bkNormGo(g, x, nimg, hw, istride, mu, a, b, relu)
-			simdBkNorm(v, x, nimg, hw, istride, mu, a, b, relu)
-			sameBits(t, name("%v relu %v: norm", s, relu), v, g)
+			for _, z := range [][]float32{nil, dy} {
+				g, v := make([]float32, n), make([]float32, n)
+				bkNormGo(g, x, z, nimg, hw, istride, mu, a, b, relu)
+				simdBkNorm(v, x, z, nimg, hw, istride, mu, a, b, relu)
+				sameBits(t, name("%v relu %v z %v: norm", s, relu, z != nil), v, g)
+			}
 		}
 		for _, mask := range [][]float32{nil, y} {
 			g, v := make([]float32, n), make([]float32, n)
@@ -139,10 +141,12 @@ func TestNHWCSIMDMatchesGo(t *testing.T) {
 			}
 		}
 		for _, relu := range []bool{false, true} {
-			g, v := make([]float32, n), make([]float32, n)
-			nhwcNormGo(g, x, mu, a, b, relu)
-			simdNHWCNorm(v, x, mu, a, b, relu)
-			sameBits(t, name("c=%d relu %v: norm", c, relu), v, g)
+			for _, z := range [][]float32{nil, dy} {
+				g, v := make([]float32, n), make([]float32, n)
+				nhwcNormGo(g, x, z, mu, a, b, relu)
+				simdNHWCNorm(v, x, z, mu, a, b, relu)
+				sameBits(t, name("c=%d relu %v z %v: norm", c, relu, z != nil), v, g)
+			}
 		}
 		for _, mask := range [][]float32{nil, y} {
 			g, v := make([]float32, n), make([]float32, n)

@@ -36,21 +36,25 @@ func nhwcSumsGo(s, q []float64, x []float32) {
 
 // nhwcNormRun writes y = (x − mu)·a + b row by row, then max(y, 0) with
 // relu (a NaN stays, as in ReLU).
-func nhwcNormRun(y, x, mu, a, b []float32, relu bool) {
+func nhwcNormRun(y, x, s, mu, a, b []float32, relu bool) {
 	if haveSIMD {
-		simdNHWCNorm(y, x, mu, a, b, relu)
+		simdNHWCNorm(y, x, s, mu, a, b, relu)
 		return
 	}
-	nhwcNormGo(y, x, mu, a, b, relu)
+	nhwcNormGo(y, x, s, mu, a, b, relu)
 }
 
-func nhwcNormGo(y, x, mu, a, b []float32, relu bool) {
+// nhwcNormGo is bkNormGo for NHWC rows.
+func nhwcNormGo(y, x, s, mu, a, b []float32, relu bool) {
 	c := len(mu)
 	a, b = a[:c], b[:c]
 	for r := 0; r < len(x); r += c {
 		o := y[r : r+c]
 		for j, v := range x[r : r+c] {
 			z := (v-mu[j])*a[j] + b[j]
+			if s != nil {
+				z = float32(z) + s[r+j]
+			}
 			if relu && !(z > 0) && z == z {
 				z = 0
 			}
@@ -131,7 +135,11 @@ func (t *bkTask) runRows(lo, hi int) {
 		case bkSums:
 			nhwcSumsRun(t.s[k*c:(k+1)*c], t.q[k*c:(k+1)*c], t.x[a:e])
 		case bkNorm:
-			nhwcNormRun(t.y[a:e], t.x[a:e], t.mu[:c], t.a[:c], t.b[:c], t.relu)
+			var z []float32
+			if t.z != nil {
+				z = t.z[a:e]
+			}
+			nhwcNormRun(t.y[a:e], t.x[a:e], z, t.mu[:c], t.a[:c], t.b[:c], t.relu)
 		case bkGradSums:
 			var y []float32
 			if t.relu {

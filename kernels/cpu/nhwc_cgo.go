@@ -62,12 +62,16 @@ static NH_AVX2 void macdist_nhwc_sums(double *s, double *q, const float *x, long
 	}
 }
 
-static NH_AVX2 void macdist_nhwc_norm(float *y, const float *x, long rows, long c,
+// macdist_nhwc_norm is macdist_bk_norm for rows of c channels.
+static NH_AVX2 void macdist_nhwc_norm(float *y, const float *x, const float *s, long rows, long c,
 	const float *mu, const float *a, const float *b, int relu) {
-	for (long r = 0; r < rows; r++, x += c, y += c) {
+	for (long r = 0; r < rows; r++, x += c, y += c, s = s ? s + c : NULL) {
 		long j = 0;
 		for (; j + 8 <= c; j += 8) {
 			nh_v8f z = (nh_ld(x + j) - nh_ld(mu + j)) * nh_ld(a + j) + nh_ld(b + j);
+			if (s) {
+				z += nh_ld(s + j);
+			}
 			if (relu) { // as ReLU: a NaN stays
 				z = (nh_v8f)((nh_v8i)z & ((z > (nh_v8f){0}) | (z != z)));
 			}
@@ -75,6 +79,9 @@ static NH_AVX2 void macdist_nhwc_norm(float *y, const float *x, long rows, long 
 		}
 		for (; j < c; j++) {
 			float z = (x[j] - mu[j]) * a[j] + b[j];
+			if (s) {
+				z += s[j];
+			}
 			if (relu && !(z > 0) && z == z) {
 				z = 0;
 			}
@@ -163,15 +170,19 @@ func simdNHWCSums(s, q []float64, x []float32) {
 	C.macdist_nhwc_sums(dptr(s), dptr(q), fptr(x), C.long(rows), C.long(c))
 }
 
-func simdNHWCNorm(y, x, mu, a, b []float32, relu bool) {
+func simdNHWCNorm(y, x, s, mu, a, b []float32, relu bool) {
 	c := len(mu)
 	_, _ = a[c-1], b[c-1]
-	rows := nhwcRows(c, x, y)
+	rows := nhwcRows(c, x, y, s)
+	var sp *C.float
+	if s != nil {
+		sp = fptr(s)
+	}
 	r := C.int(0)
 	if relu {
 		r = 1
 	}
-	C.macdist_nhwc_norm(fptr(y), fptr(x), C.long(rows), C.long(c), fptr(mu), fptr(a), fptr(b), r)
+	C.macdist_nhwc_norm(fptr(y), fptr(x), sp, C.long(rows), C.long(c), fptr(mu), fptr(a), fptr(b), r)
 }
 
 func simdNHWCGradSums(s, q []float64, x, dy, y, mu, rs []float32) {

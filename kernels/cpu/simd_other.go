@@ -84,7 +84,7 @@ func simdBkSums(s, q []float64, x []float32, nimg, hw, istride int) {
 	panic("cpu: no SIMD kernels in this build")
 }
 
-func simdBkNorm(y, x []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
+func simdBkNorm(y, x, z []float32, nimg, hw, istride int, mu, a, b []float32, relu bool) {
 	panic("cpu: no SIMD kernels in this build")
 }
 

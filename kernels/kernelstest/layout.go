@@ -304,6 +304,25 @@ func testReLUFuser(h *harness) {
 		h.checkExact(what+" y", h.get(y2), widen(h.get(y1)))
 		h.checkExact(what+" mean", h.get(sm2), widen(h.get(sm)))
 
+		// The norm, the sum with a shortcut and the ReLU, against the
+		// three apart.
+		zv := h.rand(n * c * hw)
+		zv[0], zv[1] = nan32, float32(negZero())
+		zb := h.alloc(n * c * hw)
+		lo.Relayout(zb, l, h.buf(zv), kernels.NCHW, n, c, hw)
+		y3, sm3, sr3, rm3, rv3 := h.alloc(n*c*hw), h.alloc(c), h.alloc(c), h.alloc(c), h.buf(filled(c, 1))
+		lo.BatchNormTrainIn(l, y3, sm3, sr3, rm3, rv3, xb, gamma, beta, n, c, hw, 0.1, 1e-5)
+		d.Add(y3, y3, zb)
+		d.ReLU(y3, y3)
+		y4, sm4, sr4, rm4, rv4 := h.alloc(n*c*hw), h.alloc(c), h.alloc(c), h.alloc(c), h.buf(filled(c, 1))
+		f.BatchNormAddReLUTrainIn(l, y4, sm4, sr4, rm4, rv4, xb, zb, gamma, beta, n, c, hw, 0.1, 1e-5)
+		add := name("BatchNormAddReLUTrainIn(%v, c=%d)", l, c)
+		h.checkExact(add+" y", h.get(y4), widen(h.get(y3)))
+		h.checkExact(add+" mean", h.get(sm4), widen(h.get(sm3)))
+		h.checkExact(add+" rstd", h.get(sr4), widen(h.get(sr3)))
+		h.checkExact(add+" running mean", h.get(rm4), widen(h.get(rm3)))
+		h.checkExact(add+" running var", h.get(rv4), widen(h.get(rv3)))
+
 		g1, dg1, db1 := h.alloc(n*c*hw), h.alloc(c), h.alloc(c)
 		masked := h.alloc(n * c * hw)
 		d.ReLUBackward(masked, dyb, y1)
