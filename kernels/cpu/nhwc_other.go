@@ -4,7 +4,9 @@ package cpu
 
 func simdNHWCSums(s, q []float64, x []float32) { panic("cpu: no SIMD kernels in this build") }
 
-func simdNHWCNorm(y, x, z, mu, a, b []float32, relu bool) { panic("cpu: no SIMD kernels in this build") }
+func simdNHWCNorm(y, x, z, mu, a, b []float32, relu bool) {
+	panic("cpu: no SIMD kernels in this build")
+}
 
 func simdNHWCGradSums(s, q []float64, x, dy, y, mu, rs []float32) {
 	panic("cpu: no SIMD kernels in this build")
