@@ -310,42 +310,41 @@ static AVX2 void macdist_bn_dx(float *dx, const float *dy, const float *x, long 
 }
 
 // macdist_col_sums writes acc[i] = Σ_r x[r·ld + i] in float64, row after
-// row, as colSumsGo does. Thirty-two columns at a time read each row's
-// stretch whole (two cache lines) and keep eight independent sums, where
-// eight at a time would walk the rows once per eight columns.
+// row, as colSumsGo does. It reads the rows in order, four at a time into
+// sums kept in acc, as a stream the prefetchers follow: walking the rows
+// once per 32 columns instead took twice as long on a ViT's bias gradient
+// (8,320 × 768).
 static AVX2 void macdist_col_sums(double *acc, const float *x, long rows, long cols, long ld) {
-	long i = 0;
-	for (; i + 32 <= cols; i += 32) {
-		v4d s[8];
-		for (int k = 0; k < 8; k++) {
-			s[k] = splatd(0);
-		}
-		for (long r = 0; r < rows; r++) {
-			const float *p = x + r * ld + i;
+	memset(acc, 0, cols * sizeof *acc);
+	long r = 0;
+	for (; r + 4 <= rows; r += 4) {
+		const float *p = x + r * ld;
+		long i = 0;
+		for (; i + 8 <= cols; i += 8) {
+			v4d a, b;
+			memcpy(&a, acc + i, sizeof a);
+			memcpy(&b, acc + i + 4, sizeof b);
 			for (int k = 0; k < 4; k++) {
-				v8f v = load8(p + 8 * k);
-				s[2 * k] += lo4(v);
-				s[2 * k + 1] += hi4(v);
+				v8f v = load8(p + k * ld + i);
+				a += lo4(v);
+				b += hi4(v);
 			}
+			memcpy(acc + i, &a, sizeof a);
+			memcpy(acc + i + 4, &b, sizeof b);
 		}
-		memcpy(acc + i, s, sizeof s);
+		for (; i < cols; i++) {
+			double s = acc[i];
+			for (int k = 0; k < 4; k++) {
+				s += p[k * ld + i];
+			}
+			acc[i] = s;
+		}
 	}
-	for (; i + 8 <= cols; i += 8) {
-		v4d a = splatd(0), b = splatd(0);
-		for (long r = 0; r < rows; r++) {
-			v8f v = load8(x + r * ld + i);
-			a += lo4(v);
-			b += hi4(v);
+	for (; r < rows; r++) {
+		const float *p = x + r * ld;
+		for (long i = 0; i < cols; i++) {
+			acc[i] += p[i];
 		}
-		memcpy(acc + i, &a, sizeof a);
-		memcpy(acc + i + 4, &b, sizeof b);
-	}
-	for (; i < cols; i++) {
-		double s = 0;
-		for (long r = 0; r < rows; r++) {
-			s += x[r * ld + i];
-		}
-		acc[i] = s;
 	}
 }
 
