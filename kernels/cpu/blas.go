@@ -103,5 +103,25 @@ func (d *Device) sgemm(transA, transB bool, m, n, k int, alpha float32, a []floa
 	if transB {
 		tb = blas.Trans
 	}
-	gonum.Implementation{}.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	// gonum runs a product of four or more 64×64 blocks of C on goroutines
+	// of its own, which allocate on every call (a steady-state step must
+	// not) and compete with the Device's for the cores. Tiles of at most
+	// 64×192 stay on the calling goroutine; gemmParts already spreads large
+	// products over the Device's.
+	const tileM, tileN = 64, 192
+	for i := 0; i < m; i += tileM {
+		mi := min(tileM, m-i)
+		ai := a[i:]
+		if !transA {
+			ai = a[i*lda:]
+		}
+		for j := 0; j < n; j += tileN {
+			nj := min(tileN, n-j)
+			bj := b[j:]
+			if transB {
+				bj = b[j*ldb:]
+			}
+			gonum.Implementation{}.Sgemm(ta, tb, mi, nj, k, alpha, ai, lda, bj, ldb, beta, c[i*ldc+j:], ldc)
+		}
+	}
 }

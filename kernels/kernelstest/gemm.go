@@ -79,7 +79,7 @@ func (h *harness) runGemm(tc gemmCase, nanC bool) {
 }
 
 func testGemm(h *harness) {
-	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 13, 31}, {64, 65, 63}, {2, 130, 257}, {129, 3, 2}}
+	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {17, 13, 31}, {64, 65, 63}, {2, 130, 257}, {129, 3, 2}, {70, 200, 9}}
 	for _, s := range shapes {
 		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
 			for _, ab := range [][2]float32{{1, 0}, {0.5, -2}, {-1, 1}} {
