@@ -2,7 +2,7 @@
 #
 #   make setup     install the system packages (OpenBLAS, Fashion-MNIST) with apt
 #   make build     go build ./... and bin/macdist
-#   make test      get what the tests need (g++ with apt if missing; Prometheus's binaries
+#   make test      get what the tests need (g++, libopenblas0 with apt if missing; Prometheus's binaries
 #                  unpacked into .cache/test-tools, not installed: no service); vet, gofmt
 #                  check, go test ./..., -race on the concurrent packages, kernels/cuda and
 #                  collective/nccl on an emulated GPU and NCCL. Every step runs; any red
@@ -103,7 +103,7 @@ setup:
 	$(call apt_install,$(APT_PKGS))
 	$(GO) mod download
 
-# g++ for the emulated GPU (apt, if missing), and Prometheus's binaries for
+# g++ and libopenblas0 (apt, if missing), and Prometheus's binaries for
 # deploy/'s live scrape, downloaded and unpacked, never installed.
 setup-test:
 	@bash scripts/test-tools.sh

@@ -5,6 +5,12 @@
 #
 #   - g++ (apt-get install, when missing): builds the emulated GPU of
 #     kernels/cuda's and collective/nccl's tests. A compiler; no service.
+#   - libopenblas0 (apt-get install, when missing): a library, opened at run
+#     time; no service. The tests pass on gonum's pure-Go fallback too, but
+#     mac's ResNet parity runs 5x longer there (390 s on 2 cores against 80),
+#     too near go test's timeout on a slower machine, and users run OpenBLAS.
+#     oneDNN and libjpeg-turbo stay optional (make setup installs them): the
+#     tests pass with and without each.
 #   - prometheus and promtool (deploy/'s live scrape and config checks): the
 #     Debian package is *downloaded* (apt-get download) and unpacked with
 #     dpkg -x into $TOOLS (default .cache/test-tools), never installed, so
@@ -39,6 +45,16 @@ if ! command -v g++ >/dev/null; then
 	apt_update
 	echo "test-tools: installing g++ (apt-get install --no-install-recommends g++)"
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends g++ >/dev/null
+fi
+
+if ! installed libopenblas0; then
+	if [ "$SUDO" = none ]; then
+		echo "test-tools: libopenblas0 is missing and there is no root or sudo to install it (apt-get install libopenblas0)" >&2
+		exit 1
+	fi
+	apt_update
+	echo "test-tools: installing libopenblas0 (apt-get install --no-install-recommends libopenblas0)"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends libopenblas0 >/dev/null
 fi
 
 if [ -x "$TOOLS/usr/bin/prometheus" ] && [ -x "$TOOLS/usr/bin/promtool" ]; then
