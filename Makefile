@@ -27,7 +27,7 @@ RACE_PKGS := $(foreach d,$(RACE_CANDIDATES),$(if $(wildcard $(d)/*.go $(d)/*/*.g
 # without them macdist falls back to gonum, im2col and Go's JPEG decoder, slowly).
 APT_PKGS := libopenblas0 libdnnl2 libturbojpeg0 dataset-fashion-mnist
 # And those that only `make fixtures` and `make bench` need.
-APT_PY_PKGS := python3-torch python3-numpy
+APT_PY_PKGS := python3-torch python3-torchvision python3-numpy
 
 .PHONY: all build test test-cuda-emu setup-test vet fmt-check lint bench bench-kernels bench-compare fixtures setup setup-python proto fuzz clean
 

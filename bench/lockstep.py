@@ -9,12 +9,13 @@ step per line it is sent and reports its time.
     /usr/bin/python3 bench/lockstep.py --model resnet20 --steps 30
     /usr/bin/python3 bench/lockstep.py --model resnet50 --image-size 224 --batch 16 --steps 8
     /usr/bin/python3 bench/lockstep.py --model resnet20 --torch-modes "" --variant direct:MACDIST_CONV_ALGO=direct
+    /usr/bin/python3 bench/lockstep.py --model resnet20 --precision bf16
 
 Prints each side's median step and images per second, and the ratio the issue
-asks for, macdist's speed over PyTorch's faster fp32 mode (the one with the
-faster median step), as the median over rounds of that round's ratio, with its
-quartiles; and each process's peak resident memory (its rusage). Needs Debian's python3-torch for the PyTorch side
-(the standard library only here).
+asks for, macdist's speed over PyTorch's faster mode of the same precision (fp32: NCHW or channels_last; bf16:
+channels_last under autocast) with the faster median step, as the median over rounds of that round's ratio, with
+its quartiles; and each process's peak resident memory (its rusage). Needs Debian's python3-torch for the PyTorch
+side (the standard library only here).
 """
 
 import argparse
@@ -64,7 +65,11 @@ def main():
     ap.add_argument("--image-size", type=int, default=0)
     ap.add_argument("--depth", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--torch-modes", default="nchw channels_last")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                    help="macdist's --precision; PyTorch's modes default to those of the same precision")
+    ap.add_argument("--torch-modes", default=None,
+                    help='PyTorch modes (bench/torch_ref.py --mode); default "nchw channels_last" in fp32, '
+                         '"channels_last_bf16" in bf16')
     ap.add_argument("--macdist", default="bin/macdist")
     ap.add_argument("--python", default="/usr/bin/python3")
     ap.add_argument("--out", default="runs/bench")
@@ -73,20 +78,23 @@ def main():
                          "OMP_WAIT_POLICY=passive, ...); repeatable; its ratio to the first macdist is printed too")
     a = ap.parse_args()
 
+    if a.torch_modes is None:
+        a.torch_modes = "channels_last_bf16" if a.precision == "bf16" else "nchw channels_last"
     common = ["--model", a.model, "--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup)]
     if a.image_size:
         common += ["--image-size", str(a.image_size)]
     if a.depth:
         common += ["--depth", str(a.depth)]
     env = dict(os.environ, GOMAXPROCS=str(a.threads))
-    sides = [Side("macdist", [a.macdist, "bench", "--lockstep"] + common, env)]
+    ours_argv = [a.macdist, "bench", "--lockstep", "--precision", a.precision] + common
+    sides = [Side("macdist " + a.precision if a.precision != "fp32" else "macdist", ours_argv, env)]
     for v in a.variant:
         name, _, assigns = v.partition(":")
         venv = dict(env)
         for kv in filter(None, assigns.split(",")):
             k, _, val = kv.partition("=")
             venv[k] = val
-        sides.append(Side("macdist " + name, [a.macdist, "bench", "--lockstep"] + common, venv))
+        sides.append(Side("macdist " + name, ours_argv, venv))
     here = os.path.dirname(os.path.abspath(__file__))
     for mode in a.torch_modes.split():
         sides.append(Side("PyTorch " + mode, [a.python, os.path.join(here, "torch_ref.py"), "--lockstep",
@@ -119,7 +127,7 @@ def main():
         print(f"| {s.name} | {med:.1f} | {a.batch / med * 1000:.1f} | {res['max_rss_mb']:.0f} |")
     if ratios:
         print()
-        print(f"macdist ÷ PyTorch's faster fp32 mode ({fastest.name}), per round: median {statistics.median(ratios):.2f} "
+        print(f"macdist ÷ PyTorch's faster {a.precision} mode ({fastest.name}), per round: median {statistics.median(ratios):.2f} "
               f"(quartiles {q(0.25):.2f}–{q(0.75):.2f})")
     for v in variants:
         vr = sorted(ours.times[r] / v.times[r] for r in range(a.steps))
