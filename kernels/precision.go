@@ -111,3 +111,49 @@ func MatMulStrided(dev Device, transA, transB bool, m, n, k int, alpha float32,
 	}
 	dev.GemmStrided(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 }
+
+// Product is one matrix product C = Alpha·op(A)·op(B) + Beta·C whose
+// left operand A is given apart (see MatMulSharedA).
+type Product struct {
+	TransA, TransB bool
+	M, N, K        int
+	Alpha          float32
+	B              Buffer
+	LDB            int
+	Beta           float32
+	C              Buffer
+	LDC            int
+}
+
+// SharedOperandMatMul is a MixedPrecision Device that converts the left
+// operand of two products once (see MatMulSharedA).
+type SharedOperandMatMul interface {
+	MatMulSharedAAt(a Buffer, lda int, p1, p2 Product)
+}
+
+// MatMulSharedA computes p1 and then p2 in dev's precision, both reading
+// the same stored matrix A (rows ld apart), as a linear layer's backward
+// reads its output gradient dY into dW = dYᵀ·X and dX = dY·W. The two
+// must read A whole and alike: op(A) of one is op(A) of the other or its
+// transpose. A Device that rounds its operands to bf16 then rounds A
+// once; the results are those of two MatMul calls, bit for bit.
+func MatMulSharedA(dev Device, a Buffer, lda int, p1, p2 Product) {
+	r1, c1 := p1.M, p1.K
+	if p1.TransA {
+		r1, c1 = c1, r1
+	}
+	r2, c2 := p2.M, p2.K
+	if p2.TransA {
+		r2, c2 = c2, r2
+	}
+	if r1 != r2 || c1 != c2 {
+		panic(fmt.Sprintf("kernels: MatMulSharedA: the products read A as %d×%d and %d×%d", r1, c1, r2, c2))
+	}
+	if s, ok := dev.(SharedOperandMatMul); ok {
+		s.MatMulSharedAAt(a, lda, p1, p2)
+		return
+	}
+	for _, p := range [2]Product{p1, p2} {
+		MatMul(dev, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
+	}
+}

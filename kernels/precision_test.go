@@ -1,6 +1,8 @@
 package kernels_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -44,4 +46,32 @@ func TestParsePrecision(t *testing.T) {
 	if kernels.BF16.String() != "bf16" || kernels.FP32.String() != "fp32" {
 		t.Error("String")
 	}
+}
+
+// TestMatMulSharedA checks the helper on a Device without the shared path
+// (two MatMul calls) against a closed form, and its refusal of two
+// products that read A differently.
+func TestMatMulSharedA(t *testing.T) {
+	host := cpu.New()
+	dev := fp32Only{host}
+	// A = [[1 2 3] [4 5 6]] stored 2×3 with lda 4.
+	a := host.Wrap([]float32{1, 2, 3, 0, 4, 5, 6, 0})
+	// p1: Aᵀ·[1 1] (3×1) plus C; p2: A·[1 0 1]ᵀ (2×1).
+	c1, c2 := []float32{10, 20, 30}, []float32{-1, -1}
+	kernels.MatMulSharedA(dev, a, 4,
+		kernels.Product{TransA: true, M: 3, N: 1, K: 2, Alpha: 1, B: host.Wrap([]float32{1, 1}), LDB: 1, Beta: 1, C: host.Wrap(c1), LDC: 1},
+		kernels.Product{M: 2, N: 1, K: 3, Alpha: 2, B: host.Wrap([]float32{1, 0, 1}), LDB: 1, C: host.Wrap(c2), LDC: 1})
+	if want := []float32{15, 27, 39}; !slices.Equal(c1, want) {
+		t.Errorf("first product %v, want %v", c1, want)
+	}
+	if want := []float32{8, 20}; !slices.Equal(c2, want) {
+		t.Errorf("second product %v, want %v", c2, want)
+	}
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "read A as 2×3 and 3×3") {
+			t.Errorf("mismatched products: %v", r)
+		}
+	}()
+	kernels.MatMulSharedA(dev, a, 4, kernels.Product{M: 2, N: 1, K: 3, Alpha: 1, B: host.Wrap(make([]float32, 3)), LDB: 1, C: host.Wrap(make([]float32, 2)), LDC: 1},
+		kernels.Product{M: 3, N: 1, K: 3, Alpha: 1, B: host.Wrap(make([]float32, 3)), LDB: 1, C: host.Wrap(make([]float32, 3)), LDC: 1})
 }

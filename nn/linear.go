@@ -115,15 +115,19 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 	if l.training && (l.curv.gradOn || l.curv.gmeanOn) {
 		l.backwardCurv(dy)
 	}
-	kernels.MatMul(d, true, false, l.out, l.in, l.rows, 1, dy.Data, l.out, l.x.Data, l.in, 1, l.weight.Grad.Data, l.in)
 	if l.bias != nil {
 		d.ReduceSum(l.bias.Grad.Data, dy.Data, 1, l.rows, l.out, 1, 1)
 	}
+	dw := kernels.Product{TransA: true, M: l.out, N: l.in, K: l.rows, Alpha: 1,
+		B: l.x.Data, LDB: l.in, Beta: 1, C: l.weight.Grad.Data, LDC: l.in}
 	if l.noDx {
+		kernels.MatMul(d, dw.TransA, dw.TransB, dw.M, dw.N, dw.K, dw.Alpha, dy.Data, l.out, dw.B, dw.LDB, dw.Beta, dw.C, dw.LDC)
 		return nil
 	}
 	dx := l.dx.ensure(d, l.x.Shape)
-	kernels.MatMul(d, false, false, l.rows, l.in, l.out, 1, dy.Data, l.out, l.weight.Value.Data, l.in, 0, dx.Data, l.in)
+	// One product after the other on the same dy: in bf16 it is rounded once.
+	kernels.MatMulSharedA(d, dy.Data, l.out, dw, kernels.Product{M: l.rows, N: l.in, K: l.out, Alpha: 1,
+		B: l.weight.Value.Data, LDB: l.in, C: dx.Data, LDC: l.in})
 	return l.edge.out(d, dx)
 }
 

@@ -241,7 +241,10 @@ static int mbf_mm_create(mbf_state *st, mbf_mm *mm, const int64_t *q, int transA
 	return 0;
 }
 
-static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, int nthr) {
+// mbf_mm_run runs mm; with keep_a it skips A's reorder, the bf16 copy of
+// the previous call's A standing in for it (MatMulSharedA: the same
+// matrix, packed alike).
+static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, int nthr, int keep_a) {
 	if (mbf.omp_set_num_threads != NULL) {
 		mbf.omp_set_num_threads(nthr);
 	}
@@ -253,13 +256,13 @@ static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, i
 	mbf_arg ra[2] = {{MBF_ARG_SRC, mm->a_user}, {MBF_ARG_DST, mm->a_bf}};
 	mbf_arg rb[2] = {{MBF_ARG_SRC, mm->b_user}, {MBF_ARG_DST, mm->b_bf}};
 	mbf_arg args[4] = {{MBF_ARG_SRC, mm->a_bf}, {MBF_ARG_WEIGHTS, mm->b_bf}, {MBF_ARG_DST, mm->c_user}};
-	int na = 3, s;
+	int na = 3, s = 0;
 	if (mm->scratch != NULL) {
 		mbf.memory_set_data_handle(mm->scratch, st->buf[MBF_SCRATCH]);
 		args[na].arg = MBF_ARG_SCRATCHPAD;
 		args[na++].mem = mm->scratch;
 	}
-	if ((s = mbf.primitive_execute(mm->a_reorder, st->stream, 2, ra)) == 0 &&
+	if ((keep_a || (s = mbf.primitive_execute(mm->a_reorder, st->stream, 2, ra)) == 0) &&
 		(s = mbf.primitive_execute(mm->b_reorder, st->stream, 2, rb)) == 0) {
 		s = mbf.primitive_execute(mm->prim, st->stream, na, args);
 	}
@@ -335,13 +338,15 @@ func (s *dnnMatMuls) get(k matKey) *C.mbf_mm {
 
 // matmul runs the product k on the caller's matrices, their first
 // elements at a, b and c, and reports false, having done nothing, where
-// oneDNN has no primitive for it.
-func (s *dnnMatMuls) matmul(k matKey, a, b, c []float32) bool {
+// oneDNN has no primitive for it. With keepA it takes the bf16 copy of
+// the previous product's A for its own, which the caller has made sure is
+// the same matrix, packed alike.
+func (s *dnnMatMuls) matmul(k matKey, a, b, c []float32, keepA bool) bool {
 	mm := s.get(k)
 	if mm == nil {
 		return false
 	}
-	dnnCheck("MatMul", C.mbf_mm_run(s.st, mm, fptr(a), fptr(b), fptr(c), C.int(k.threads)))
+	dnnCheck("MatMul", C.mbf_mm_run(s.st, mm, fptr(a), fptr(b), fptr(c), C.int(k.threads), cbool(keepA)))
 	return true
 }
 

@@ -190,6 +190,35 @@ func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a ker
 		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
+	st := &d.bf16
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false)
+}
+
+// MatMulSharedAAt is kernels.MatMulSharedA in d's precision: in BF16 on
+// oneDNN, the second product takes the first's bf16 copy of A (packed
+// densely in A's stored order whichever way a product reads it, so the
+// same for both).
+func (d *Device) MatMulSharedAAt(a kernels.Buffer, lda int, p1, p2 kernels.Product) {
+	if d.prec != kernels.BF16 {
+		for _, p := range [2]kernels.Product{p1, p2} {
+			d.Gemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
+		}
+		return
+	}
+	st := &d.bf16
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	onDNN := d.matMulBF16(p1.TransA, p1.TransB, p1.M, p1.N, p1.K, p1.Alpha, a, lda, p1.B, p1.LDB, p1.Beta, p1.C, p1.LDC, false)
+	d.matMulBF16(p2.TransA, p2.TransB, p2.M, p2.N, p2.K, p2.Alpha, a, lda, p2.B, p2.LDB, p2.Beta, p2.C, p2.LDC, onDNN)
+}
+
+// matMulBF16 is MatMulAt in BF16, d.bf16.mu held, and reports whether
+// oneDNN ran it (leaving A's bf16 copy in place). keepA offers oneDNN
+// the previous product's copy of A for this one's, which the caller
+// vouches for: the same matrix, stored alike.
+func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int, keepA bool) bool {
 	as, bs := d.slice(a, "MatMul", "A"), d.slice(b, "MatMul", "B")
 	na, nb, _ := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
 	needLen("MatMul", "A", len(as), na)
@@ -197,20 +226,19 @@ func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a ker
 	ra, ca := operand(transA, m, k)
 	rb, cb := operand(transB, k, n)
 	st := &d.bf16
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	if d.useDNNMat(m, n, k, alpha, beta) {
 		cs := d.slice(c, "MatMul", "C")
 		_, _, nc := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
 		needLen("MatMul", "C", len(cs), nc)
 		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, batch: 1,
 			alpha: alpha, beta: beta, threads: runtime.GOMAXPROCS(0)}
-		if st.mats.matmul(key, as, bs, cs) {
-			return
+		if st.mats.matmul(key, as, bs, cs, keepA) {
+			return true
 		}
 	}
 	d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as, 1, 0, ra, ca, lda), lda,
 		d.stage(&st.b, bs, 1, 0, rb, cb, ldb), ldb, beta, c, ldc)
+	return false
 }
 
 // MatMulStridedAt is GemmStrided in d's precision.
@@ -242,7 +270,7 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
 			strideA: strideA, strideB: strideB, strideC: strideC, batch: batch, alpha: alpha, beta: beta,
 			threads: runtime.GOMAXPROCS(0)}
-		if st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:]) {
+		if st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:], false) {
 			return
 		}
 	}
@@ -250,4 +278,7 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 		d.stage(&st.b, bs[bOff:endB], batch, strideB, rb, cb, ldb), 0, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 }
 
-var _ kernels.MixedPrecision = (*Device)(nil)
+var (
+	_ kernels.MixedPrecision      = (*Device)(nil)
+	_ kernels.SharedOperandMatMul = (*Device)(nil)
+)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,6 +140,73 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 	for _, v := range c {
 		if math.IsNaN(float64(v)) {
 			t.Fatal("MatMul with beta 0 read C")
+		}
+	}
+}
+
+// TestBF16MatMulSharedA checks that the second product of MatMulSharedAAt,
+// which takes the first's bf16 copy of A, gives what a MatMulAt of its own
+// gives, bit for bit, whichever way each product reads A; a product on
+// another matrix runs just before, so a stale copy would show.
+func TestBF16MatMulSharedA(t *testing.T) {
+	t.Setenv("MACDIST_BF16", "emulate")
+	d, err := NewWithDNN("onednn")
+	if err != nil {
+		t.Skip(err)
+	}
+	if isa := isaName(oneDNNISA()); !strings.HasPrefix(isa, "avx512_core") {
+		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
+	}
+	fill := func(n int, f float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(math.Sin(float64(i)*f + 1))
+		}
+		return v
+	}
+	// A is stored rows×cols, lda = cols+3; each product multiplies op(A)
+	// by a B of n columns.
+	const rows, cols, lda, n = 37, 21, 24, 9
+	product := func(transA bool, seed float64) (kernels.Product, []float32) {
+		m, k := rows, cols
+		if transA {
+			m, k = cols, rows
+		}
+		c := fill(m*n, seed)
+		return kernels.Product{TransA: transA, M: m, N: n, K: k, Alpha: 0.5, B: d.Wrap(fill(k*n, seed+0.2)), LDB: n,
+			Beta: 0.25, C: d.Wrap(c), LDC: n}, c
+	}
+	for _, prec := range []kernels.Precision{kernels.FP32, kernels.BF16} {
+		if err := d.SetPrecision(prec); err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range [][2]bool{{true, false}, {false, false}, {true, true}, {false, true}} {
+			a, other := d.Wrap(fill(rows*lda, 0.7)), d.Wrap(fill(rows*lda, 1.3))
+			p1, got1 := product(tr[0], 0.1)
+			p2, got2 := product(tr[1], 0.4)
+			q1, want1 := product(tr[0], 0.1)
+			q2, want2 := product(tr[1], 0.4)
+			for _, q := range [2]kernels.Product{q1, q2} {
+				d.MatMulAt(q.TransA, q.TransB, q.M, q.N, q.K, q.Alpha, a, lda, q.B, q.LDB, q.Beta, q.C, q.LDC)
+			}
+			// Another A through the same shapes, so that the copy the
+			// shared call must not reuse holds something else.
+			scratch, _ := product(tr[1], 0.9)
+			d.MatMulAt(scratch.TransA, scratch.TransB, scratch.M, scratch.N, scratch.K, 1, other, lda,
+				scratch.B, scratch.LDB, 0, scratch.C, scratch.LDC)
+			d.MatMulSharedAAt(a, lda, p1, p2)
+			if !slices.Equal(got1, want1) || !slices.Equal(got2, want2) {
+				t.Errorf("%v, trans %v: MatMulSharedAAt differs from two MatMulAt", prec, tr)
+			}
+			if prec == kernels.BF16 {
+				for _, p := range [2]kernels.Product{p1, p2} {
+					key := matKey{transA: p.TransA, transB: p.TransB, m: p.M, n: p.N, k: p.K, lda: lda, ldb: p.LDB, ldc: p.LDC,
+						batch: 1, alpha: p.Alpha, beta: p.Beta, threads: runtime.GOMAXPROCS(0)}
+					if d.bf16.mats.impl(key) == "" {
+						t.Errorf("trans %v: oneDNN made no matmul for %+v, so the shared copy went untested", tr, key)
+					}
+				}
+			}
 		}
 	}
 }
