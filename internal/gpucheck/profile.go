@@ -262,22 +262,54 @@ func (p *Profiler) AdamW(pp, g, m, v kernels.Buffer, lr, beta1, beta2, eps, weig
 
 var _ kernels.Device = (*Profiler)(nil)
 
-// ForLayers returns the device to build layers on: p itself, or, when the
-// wrapped device has optional methods that layers look for
-// (kernels.Permuter), p with those methods too, so that the layers take the
-// same path as on the bare device.
+// ForLayers returns the device to build layers on: p with the optional
+// methods of the wrapped device that layers look for (kernels.Permuter,
+// kernels.Convolver, kernels.LaunchBound), so that the layers take the
+// same path as on the bare device. Without them a GPU's convolutions would
+// be unfolded and multiplied instead of going to cuDNN, and the layers
+// would split their work as for a CPU: a profile of another program.
 func (p *Profiler) ForLayers() kernels.Device {
+	l := layerProfiler{Profiler: p}
+	l.cv, _ = p.Device.(kernels.Convolver)
 	if pm, ok := p.Device.(kernels.Permuter); ok {
-		return permProfiler{p, pm}
+		return permProfiler{l, pm}
 	}
-	return p
+	return l
+}
+
+// layerProfiler is a Profiler that is a Convolver and LaunchBound as the
+// wrapped device is: Convolves says no where the device has no
+// Convolver, which sends the layers to im2col as on the device itself.
+type layerProfiler struct {
+	*Profiler
+	cv kernels.Convolver
+}
+
+func (l layerProfiler) LaunchBound() bool { return kernels.IsLaunchBound(l.Profiler.Device) }
+
+func (l layerProfiler) Convolves(g kernels.ConvGeom, out, groups, n int, bias bool) bool {
+	return l.cv != nil && l.cv.Convolves(g, out, groups, n, bias)
+}
+
+func (l layerProfiler) ConvForward(y, x, w, bias kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	l.timed("ConvForward", func() { l.cv.ConvForward(y, x, w, bias, g, out, groups, n) })
+}
+
+func (l layerProfiler) ConvBackward(dx, dw, db, x, dy, w kernels.Buffer, g kernels.ConvGeom, out, groups, n int) {
+	l.timed("ConvBackward", func() { l.cv.ConvBackward(dx, dw, db, x, dy, w, g, out, groups, n) })
 }
 
 type permProfiler struct {
-	*Profiler
+	layerProfiler
 	pm kernels.Permuter
 }
 
 func (p permProfiler) CopyStrided(dst kernels.Buffer, dstOff int, dstStride [4]int, src kernels.Buffer, srcOff int, srcStride [4]int, shape [4]int) {
 	p.timed("CopyStrided", func() { p.pm.CopyStrided(dst, dstOff, dstStride, src, srcOff, srcStride, shape) })
 }
+
+var (
+	_ kernels.Convolver   = layerProfiler{}
+	_ kernels.LaunchBound = layerProfiler{}
+	_ kernels.Permuter    = permProfiler{}
+)
