@@ -2,6 +2,8 @@ package cpu
 
 import (
 	"math"
+	"math/big"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -70,6 +72,54 @@ func TestGELUApprox(t *testing.T) {
 		}
 		if g := f.got(float32(math.NaN())); !math.IsNaN(float64(g)) {
 			t.Errorf("%s(NaN) = %v, want NaN", f.name, g)
+		}
+	}
+}
+
+// TestFMA32 checks the emulated float32 fused multiply-add against the
+// exact a·b + c rounded by math/big, on operands of every scale, the
+// products' low bits lying on either side of c's, and the specials.
+func TestFMA32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	val := func() float32 {
+		switch rng.IntN(8) {
+		case 0:
+			return []float32{0, float32(math.Copysign(0, -1)), 1, -1, 0.5, math.MaxFloat32, 1e-45, 1.1754944e-38}[rng.IntN(8)]
+		case 1: // a float32 with few significant bits, so that sums tie
+			return float32(rng.IntN(1<<8)-1<<7) * float32(math.Ldexp(1, rng.IntN(20)-10))
+		}
+		return math.Float32frombits(rng.Uint32()&^(0xff<<23)|uint32(100+rng.IntN(56))<<23) * float32(1-2*rng.IntN(2))
+	}
+	exact := func(a, b, c float32) float32 {
+		x := new(big.Float).SetPrec(400).SetFloat64(float64(a))
+		x.Mul(x, new(big.Float).SetPrec(400).SetFloat64(float64(b)))
+		x.Add(x, new(big.Float).SetPrec(400).SetFloat64(float64(c)))
+		f, _ := x.Float32()
+		return f
+	}
+	for i := 0; i < 200000; i++ {
+		a, b, c := val(), val(), val()
+		if i%4 == 0 { // c just below the product's last bit
+			c = float32(float64(a)*float64(b)) * float32(math.Ldexp(1, -25-rng.IntN(4)))
+		}
+		if math.IsInf(float64(a)*float64(b)+float64(c), 0) {
+			continue
+		}
+		got, want := fma32(a, b, c), exact(a, b, c)
+		if math.Float32bits(got) != math.Float32bits(want) && !(got == 0 && want == 0) {
+			t.Fatalf("fma32(%g, %g, %g) = %g (%#08x), exact rounding %g (%#08x)", a, b, c,
+				got, math.Float32bits(got), want, math.Float32bits(want))
+		}
+	}
+	for _, c := range []struct{ a, b, c, want float32 }{
+		{float32(math.Inf(1)), 2, 1, float32(math.Inf(1))},
+		{float32(math.Inf(1)), 0, 1, float32(math.NaN())},
+		{float32(math.NaN()), 1, 1, float32(math.NaN())},
+		{math.MaxFloat32, 2, 0, float32(math.Inf(1))},
+	} {
+		got := fma32(c.a, c.b, c.c)
+		if got != c.want && !(got != got && c.want != c.want) {
+			t.Errorf("fma32(%g, %g, %g) = %g, want %g", c.a, c.b, c.c, got, c.want)
 		}
 	}
 }

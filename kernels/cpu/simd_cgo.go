@@ -19,6 +19,7 @@ package cpu
 
 #pragma GCC optimize("fp-contract=off", "no-tree-loop-distribute-patterns")
 
+#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -53,6 +54,10 @@ enum { gelu, geluGrad, geluTanh, geluTanhGrad };
 // above, and a tail of fewer than N goes through a padded copy, so that
 // every element takes the same path.
 #define GSPLAT(V, c) ((V){0} + (c))
+// GFMA is a·b + c rounded once, Go's fma32: the instruction, spelled out
+// because contraction is off.
+#define GFMA(a, b, c) ((v8f)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define GFMA16(a, b, c) ((v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
 #define GLOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define GSTORE(p, v) do { __typeof__(v) s_ = (v); memcpy((p), &s_, sizeof s_); } while (0)
 
@@ -62,25 +67,37 @@ static inline TGT V vexp32##SUF(V v) { \
 	v = gsel##SUF(v < GSPLAT(V, -87.3f), GSPLAT(V, -87.3f), v); \
 	VI big = v > GSPLAT(V, 88.37f); \
 	const float magic = 12582912.0f; \
-	V t = v * GSPLAT(V, 1.442695041f) + GSPLAT(V, magic); \
+	V t = GFMA##SUF(v, GSPLAT(V, 1.442695041f), GSPLAT(V, magic)); \
 	V n = t - GSPLAT(V, magic); \
-	V r = v - n * GSPLAT(V, 0.693145752f) - n * GSPLAT(V, 1.42860677e-06f); \
-	V p = GSPLAT(V, 1) + r * (GSPLAT(V, 1) + r * (GSPLAT(V, 0.5f) + r * (GSPLAT(V, 1.0f / 6) + r * (GSPLAT(V, 1.0f / 24) + \
-		r * (GSPLAT(V, 1.0f / 120) + r * (GSPLAT(V, 1.0f / 720) + r * GSPLAT(V, 1.0f / 5040))))))); \
+	V r = GFMA##SUF(-n, GSPLAT(V, 1.42860677e-06f), GFMA##SUF(-n, GSPLAT(V, 0.693145752f), v)); \
+	V q = GFMA##SUF(r, GSPLAT(V, 1.0f / 5040), GSPLAT(V, 1.0f / 720)); \
+	q = GFMA##SUF(r, q, GSPLAT(V, 1.0f / 120)); \
+	q = GFMA##SUF(r, q, GSPLAT(V, 1.0f / 24)); \
+	q = GFMA##SUF(r, q, GSPLAT(V, 1.0f / 6)); \
+	q = GFMA##SUF(r, q, GSPLAT(V, 0.5f)); \
+	q = GFMA##SUF(r, q, GSPLAT(V, 1)); \
+	V p = GFMA##SUF(r, q, GSPLAT(V, 1)); \
 	VI e = (((VI)t - GSPLAT(VI, 0x4B400000)) + GSPLAT(VI, 127)) << 23; \
 	return gsel##SUF(big, GSPLAT(V, __builtin_inff()), p * (V)e); \
 } \
  \
 static inline TGT V verfc##SUF(V t) { \
-	return GSPLAT(V, -7.887979515e-06f) + t * (GSPLAT(V, 0.2258922335f) + t * (GSPLAT(V, 0.2230639838f) + t * (GSPLAT(V, 0.2259019773f) + \
-		t * (GSPLAT(V, 0.08926198892f) + t * (GSPLAT(V, 0.3704830101f) + t * (GSPLAT(V, -0.4451698562f) + t * (GSPLAT(V, 0.7218005321f) + \
-		t * (GSPLAT(V, -0.6191120110f) + t * (GSPLAT(V, 0.2457896622f) + t * GSPLAT(V, -0.03790363059f)))))))))); \
+	V q = GFMA##SUF(t, GSPLAT(V, -0.03790363059f), GSPLAT(V, 0.2457896622f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, -0.6191120110f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, 0.7218005321f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, -0.4451698562f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, 0.3704830101f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, 0.08926198892f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, 0.2259019773f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, 0.2230639838f)); \
+	q = GFMA##SUF(t, q, GSPLAT(V, 0.2258922335f)); \
+	return GFMA##SUF(t, q, GSPLAT(V, -7.887979515e-06f)); \
 } \
  \
 static inline TGT V vcdf##SUF(V x, V *gauss) { \
 	V z = (V)((VI)x & GSPLAT(VI, 0x7fffffff)) * GSPLAT(V, 0.70710678118654752f); \
 	*gauss = vexp32##SUF(GSPLAT(V, -0.5f) * x * x); \
-	V q = GSPLAT(V, 0.5f) * verfc##SUF(GSPLAT(V, 1) / (GSPLAT(V, 1) + GSPLAT(V, 0.4f) * z)) * *gauss; \
+	V q = GSPLAT(V, 0.5f) * verfc##SUF(GSPLAT(V, 1) / GFMA##SUF(GSPLAT(V, 0.4f), z, GSPLAT(V, 1))) * *gauss; \
 	VI neg = (VI)x >> 31; \
 	return gsel##SUF(neg, q, GSPLAT(V, 1) - q); \
 } \
@@ -94,7 +111,7 @@ static inline TGT V vgelu##SUF(int op, V x) { \
 		return x * vcdf##SUF(x, &g); \
 	case geluGrad: { \
 		V c = vcdf##SUF(x, &g); \
-		return c + x * GSPLAT(V, 0.3989422804014327f) * g; \
+		return GFMA##SUF(x * GSPLAT(V, 0.3989422804014327f), g, c); \
 	} \
 	case geluTanh: \
 		u = GSPLAT(V, sqrt2OverPi) * (x + GSPLAT(V, geluC) * x * x * x); \
