@@ -123,6 +123,8 @@ type Product struct {
 	Beta           float32
 	C              Buffer
 	LDC            int
+	// KeptB, where not nil, may hold B's rounded copy (see MatMulKeptB).
+	KeptB *KeptOperand
 }
 
 // SharedOperandMatMul is a MixedPrecision Device that converts the left
@@ -154,6 +156,74 @@ func MatMulSharedA(dev Device, a Buffer, lda int, p1, p2 Product) {
 		return
 	}
 	for _, p := range [2]Product{p1, p2} {
-		MatMul(dev, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
+		MatMulKeptB(dev, p.KeptB, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
 	}
+}
+
+// KeptOperand holds the rounded copy of a matrix that one product made of
+// its left operand, for a later product that reads the same matrix as its
+// right operand: a linear layer's forward rounds its input X for X·Wᵀ, and
+// its backward reads X again for dW = dYᵀ·X, as autocast saves the bf16
+// input for backward. A layer owns one per matrix it keeps; the zero value
+// holds nothing. The copy stands for the matrix until the matrix changes,
+// which the owner, not the Device, must see to.
+type KeptOperand struct {
+	src            Buffer
+	rows, cols, ld int
+	held           any
+}
+
+// Set records that the Device's copy (its own type, reused from call to
+// call) rounds src, stored rows×cols with rows ld apart.
+func (k *KeptOperand) Set(src Buffer, rows, cols, ld int, held any) {
+	k.src, k.rows, k.cols, k.ld, k.held = src, rows, cols, ld, held
+}
+
+// Copy is the Device's copy, holding src if it rounds src stored as
+// given, else nil; the storage itself, valid or not, is Storage.
+func (k *KeptOperand) Copy(src Buffer, rows, cols, ld int) any {
+	if k == nil || k.src == nil || k.src != src || k.rows != rows || k.cols != cols || k.ld != ld {
+		return nil
+	}
+	return k.held
+}
+
+// Storage is the Device's copy whatever it holds, for a Device to round
+// into again; nil before the first Set.
+func (k *KeptOperand) Storage() any { return k.held }
+
+// Forget marks the copy as holding nothing, keeping its storage.
+func (k *KeptOperand) Forget() { k.src = nil }
+
+// OperandKeeper is a MixedPrecision Device that can keep a product's
+// rounded left operand for a later one (see MatMulKeepA and MatMulKeptB).
+type OperandKeeper interface {
+	// MatMulKeepAAt is MatMulAt, leaving in keep the rounded copy of A
+	// where it makes one, and keep empty where it does not.
+	MatMulKeepAAt(keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
+	// MatMulKeptBAt is MatMulAt, taking B's rounded copy from keep where
+	// keep holds one of b stored as this product reads it.
+	MatMulKeptBAt(keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
+}
+
+// MatMulKeepA is MatMul that leaves A's rounded copy in keep, on a Device
+// that rounds its operands and can keep them; elsewhere keep holds
+// nothing. The results are MatMul's, bit for bit.
+func MatMulKeepA(dev Device, keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
+	if o, ok := dev.(OperandKeeper); ok {
+		o.MatMulKeepAAt(keep, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	keep.Forget()
+	MatMul(dev, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// MatMulKeptB is MatMul that takes B's rounded copy from keep where keep
+// holds one of b: the same results, bit for bit, without rounding B again.
+func MatMulKeptB(dev Device, keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
+	if o, ok := dev.(OperandKeeper); ok {
+		o.MatMulKeptBAt(keep, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	MatMul(dev, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }

@@ -75,3 +75,53 @@ func TestMatMulSharedA(t *testing.T) {
 	kernels.MatMulSharedA(dev, a, 4, kernels.Product{M: 2, N: 1, K: 3, Alpha: 1, B: host.Wrap(make([]float32, 3)), LDB: 1, C: host.Wrap(make([]float32, 2)), LDC: 1},
 		kernels.Product{M: 3, N: 1, K: 3, Alpha: 1, B: host.Wrap(make([]float32, 3)), LDB: 1, C: host.Wrap(make([]float32, 3)), LDC: 1})
 }
+
+// TestKeptOperand checks what a KeptOperand claims to hold, and that on
+// a Device that keeps nothing MatMulKeepA and MatMulKeptB are MatMul and
+// leave the copy empty.
+func TestKeptOperand(t *testing.T) {
+	host := cpu.New()
+	x, y := host.Wrap(make([]float32, 12)), host.Wrap(make([]float32, 12))
+	var k kernels.KeptOperand
+	if k.Copy(x, 3, 4, 4) != nil || k.Storage() != nil {
+		t.Fatal("a zero KeptOperand holds something")
+	}
+	store := &struct{ n int }{7}
+	k.Set(x, 3, 4, 4, store)
+	for _, c := range []struct {
+		src            kernels.Buffer
+		rows, cols, ld int
+		held           bool
+	}{
+		{x, 3, 4, 4, true}, {y, 3, 4, 4, false}, {x, 4, 3, 4, false}, {x, 3, 4, 5, false}, {x, 3, 3, 4, false},
+	} {
+		if got := k.Copy(c.src, c.rows, c.cols, c.ld) != nil; got != c.held {
+			t.Errorf("Copy(x=%v, %d×%d, ld %d) held %v, want %v", c.src == x, c.rows, c.cols, c.ld, got, c.held)
+		}
+	}
+	k.Forget()
+	if k.Copy(x, 3, 4, 4) != nil || k.Storage() != store {
+		t.Error("Forget: the copy still claims X, or its storage is gone")
+	}
+	var nilKeep *kernels.KeptOperand
+	if nilKeep.Copy(x, 3, 4, 4) != nil {
+		t.Error("a nil KeptOperand holds something")
+	}
+
+	dev := fp32Only{host}
+	k.Set(x, 3, 4, 4, store)
+	a := host.Wrap([]float32{1, 2, 3, 4})              // 2×2
+	b := host.Wrap([]float32{1, 0, 0, 1})              // identity
+	c, c2 := make([]float32, 4), []float32{1, 1, 1, 1} // C = A·I; C2 = Aᵀ·I + C2
+	kernels.MatMulKeepA(dev, &k, false, false, 2, 2, 2, 1, a, 2, b, 2, 0, host.Wrap(c), 2)
+	kernels.MatMulKeptB(dev, &k, true, false, 2, 2, 2, 1, a, 2, b, 2, 1, host.Wrap(c2), 2)
+	if want := []float32{1, 2, 3, 4}; !slices.Equal(c, want) {
+		t.Errorf("MatMulKeepA: %v, want %v", c, want)
+	}
+	if want := []float32{2, 4, 3, 5}; !slices.Equal(c2, want) {
+		t.Errorf("MatMulKeptB: %v, want %v", c2, want)
+	}
+	if k.Copy(x, 3, 4, 4) != nil {
+		t.Error("MatMulKeepA on a Device that keeps nothing left the old copy claimed")
+	}
+}

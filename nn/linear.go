@@ -22,6 +22,10 @@ type Linear struct {
 	rows     int
 	y        slot
 	dx       lent
+	// xr is x as the forward's product rounded it, where the device
+	// rounds (bf16): the backward's dW reads it instead of rounding x
+	// again, as autocast saves the bf16 input.
+	xr kernels.KeptOperand
 
 	tapOn   bool
 	tap     kernels.Buffer // TapDim elements
@@ -87,7 +91,12 @@ func (l *Linear) Forward(x *Tensor) *Tensor {
 	l.x, l.rows = x, rows
 
 	d := l.dev
-	kernels.MatMul(d, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
+	if l.training {
+		kernels.MatMulKeepA(d, &l.xr, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
+	} else {
+		l.xr.Forget()
+		kernels.MatMul(d, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
+	}
 	if l.bias != nil {
 		d.AddBias(y.Data, l.bias.Value.Data, rows, 1)
 	}
@@ -119,9 +128,9 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 		d.ReduceSum(l.bias.Grad.Data, dy.Data, 1, l.rows, l.out, 1, 1)
 	}
 	dw := kernels.Product{TransA: true, M: l.out, N: l.in, K: l.rows, Alpha: 1,
-		B: l.x.Data, LDB: l.in, Beta: 1, C: l.weight.Grad.Data, LDC: l.in}
+		B: l.x.Data, LDB: l.in, Beta: 1, C: l.weight.Grad.Data, LDC: l.in, KeptB: &l.xr}
 	if l.noDx {
-		kernels.MatMul(d, dw.TransA, dw.TransB, dw.M, dw.N, dw.K, dw.Alpha, dy.Data, l.out, dw.B, dw.LDB, dw.Beta, dw.C, dw.LDC)
+		kernels.MatMulKeptB(d, dw.KeptB, dw.TransA, dw.TransB, dw.M, dw.N, dw.K, dw.Alpha, dy.Data, l.out, dw.B, dw.LDB, dw.Beta, dw.C, dw.LDC)
 		return nil
 	}
 	dx := l.dx.ensure(d, l.x.Shape)

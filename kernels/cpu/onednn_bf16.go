@@ -241,18 +241,21 @@ static int mbf_mm_create(mbf_state *st, mbf_mm *mm, const int64_t *q, int transA
 	return 0;
 }
 
-// mbf_mm_run runs mm; with keep_a it skips A's reorder, the bf16 copy of
-// the previous call's A standing in for it (MatMulSharedA: the same
-// matrix, packed alike).
-static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, int nthr, int keep_a) {
+// mbf_mm_run runs mm. A's bf16 copy goes to a_bf, or to the state's
+// buffer where a_bf is NULL; with keep_a it is not made again, the
+// previous call's copy in the state's buffer standing in for it
+// (MatMulSharedA: the same matrix, packed alike). B's copy is the state's
+// buffer, made afresh, unless b_bf brings one made before (MatMulKeptB).
+static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, int nthr, int keep_a, void *a_bf,
+	void *b_bf) {
 	if (mbf.omp_set_num_threads != NULL) {
 		mbf.omp_set_num_threads(nthr);
 	}
 	mbf.memory_set_data_handle(mm->a_user, a);
 	mbf.memory_set_data_handle(mm->b_user, b);
 	mbf.memory_set_data_handle(mm->c_user, c);
-	mbf.memory_set_data_handle(mm->a_bf, st->buf[MBF_A]);
-	mbf.memory_set_data_handle(mm->b_bf, st->buf[MBF_B]);
+	mbf.memory_set_data_handle(mm->a_bf, a_bf != NULL ? a_bf : st->buf[MBF_A]);
+	mbf.memory_set_data_handle(mm->b_bf, b_bf != NULL ? b_bf : st->buf[MBF_B]);
 	mbf_arg ra[2] = {{MBF_ARG_SRC, mm->a_user}, {MBF_ARG_DST, mm->a_bf}};
 	mbf_arg rb[2] = {{MBF_ARG_SRC, mm->b_user}, {MBF_ARG_DST, mm->b_bf}};
 	mbf_arg args[4] = {{MBF_ARG_SRC, mm->a_bf}, {MBF_ARG_WEIGHTS, mm->b_bf}, {MBF_ARG_DST, mm->c_user}};
@@ -263,14 +266,18 @@ static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, i
 		args[na++].mem = mm->scratch;
 	}
 	if ((keep_a || (s = mbf.primitive_execute(mm->a_reorder, st->stream, 2, ra)) == 0) &&
-		(s = mbf.primitive_execute(mm->b_reorder, st->stream, 2, rb)) == 0) {
+		(b_bf != NULL || (s = mbf.primitive_execute(mm->b_reorder, st->stream, 2, rb)) == 0)) {
 		s = mbf.primitive_execute(mm->prim, st->stream, na, args);
 	}
+	// Drop the caller's pointers (Go memory) before returning.
 	mbf.memory_set_data_handle(mm->a_user, NULL);
 	mbf.memory_set_data_handle(mm->b_user, NULL);
 	mbf.memory_set_data_handle(mm->c_user, NULL);
+	mbf.memory_set_data_handle(mm->a_bf, NULL);
+	mbf.memory_set_data_handle(mm->b_bf, NULL);
 	return s;
 }
+
 */
 import "C"
 
@@ -340,13 +347,23 @@ func (s *dnnMatMuls) get(k matKey) *C.mbf_mm {
 // elements at a, b and c, and reports false, having done nothing, where
 // oneDNN has no primitive for it. With keepA it takes the bf16 copy of
 // the previous product's A for its own, which the caller has made sure is
-// the same matrix, packed alike.
-func (s *dnnMatMuls) matmul(k matKey, a, b, c []float32, keepA bool) bool {
+// the same matrix, packed alike. A non-nil aBF receives A's bf16 copy; a
+// non-nil bBF is B's, made before: each the stored matrix, rows packed
+// without gaps (see mbf_operand), so one copy serves a product that reads
+// the matrix as A and a later one that reads it as B.
+func (s *dnnMatMuls) matmul(k matKey, a, b, c []float32, keepA bool, aBF, bBF []uint16) bool {
 	mm := s.get(k)
 	if mm == nil {
 		return false
 	}
-	dnnCheck("MatMul", C.mbf_mm_run(s.st, mm, fptr(a), fptr(b), fptr(c), C.int(k.threads), cbool(keepA)))
+	var ap, bp unsafe.Pointer
+	if aBF != nil {
+		ap = unsafe.Pointer(&aBF[0])
+	}
+	if bBF != nil {
+		bp = unsafe.Pointer(&bBF[0])
+	}
+	dnnCheck("MatMul", C.mbf_mm_run(s.st, mm, fptr(a), fptr(b), fptr(c), C.int(k.threads), cbool(keepA), ap, bp))
 	return true
 }
 

@@ -193,7 +193,7 @@ func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a ker
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false)
+	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16Opts{})
 }
 
 // MatMulSharedAAt is kernels.MatMulSharedA in d's precision: in BF16 on
@@ -210,15 +210,80 @@ func (d *Device) MatMulSharedAAt(a kernels.Buffer, lda int, p1, p2 kernels.Produ
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	onDNN := d.matMulBF16(p1.TransA, p1.TransB, p1.M, p1.N, p1.K, p1.Alpha, a, lda, p1.B, p1.LDB, p1.Beta, p1.C, p1.LDC, false)
-	d.matMulBF16(p2.TransA, p2.TransB, p2.M, p2.N, p2.K, p2.Alpha, a, lda, p2.B, p2.LDB, p2.Beta, p2.C, p2.LDC, onDNN)
+	onDNN := d.matMulBF16(p1.TransA, p1.TransB, p1.M, p1.N, p1.K, p1.Alpha, a, lda, p1.B, p1.LDB, p1.Beta, p1.C, p1.LDC,
+		bf16Opts{bBF: keptBF16(p1.KeptB, p1.B, p1.TransB, p1.K, p1.N, p1.LDB)})
+	d.matMulBF16(p2.TransA, p2.TransB, p2.M, p2.N, p2.K, p2.Alpha, a, lda, p2.B, p2.LDB, p2.Beta, p2.C, p2.LDC,
+		bf16Opts{keepA: onDNN, bBF: keptBF16(p2.KeptB, p2.B, p2.TransB, p2.K, p2.N, p2.LDB)})
+}
+
+// bf16Copy is a kernels.KeptOperand's storage on this Device: a matrix in
+// bf16, its rows packed without gaps, as oneDNN's matmul reads its
+// operands (see dnnMatMuls.matmul).
+type bf16Copy struct{ data []uint16 }
+
+// keptBF16 is keep's copy of b, stored rows×cols (op(B) k×n) with rows
+// ld apart, or nil where keep holds no copy of it.
+func keptBF16(keep *kernels.KeptOperand, b kernels.Buffer, transB bool, k, n, ld int) []uint16 {
+	rb, cb := operand(transB, k, n)
+	if cp, ok := keep.Copy(b, rb, cb, ld).(*bf16Copy); ok && len(cp.data) == rb*cb && rb*cb > 0 {
+		return cp.data
+	}
+	return nil
+}
+
+// MatMulKeepAAt is kernels.MatMulKeepA in d's precision: in BF16, where
+// oneDNN computes the product, A's bf16 copy stays in keep.
+func (d *Device) MatMulKeepAAt(keep *kernels.KeptOperand, transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
+	keep.Forget()
+	if d.prec != kernels.BF16 {
+		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	st := &d.bf16
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ra, ca := operand(transA, m, k)
+	cp, _ := keep.Storage().(*bf16Copy)
+	if cp == nil {
+		cp = &bf16Copy{}
+	}
+	if cap(cp.data) < ra*ca {
+		cp.data = make([]uint16, ra*ca)
+	}
+	cp.data = cp.data[:ra*ca]
+	var aBF []uint16
+	if ra*ca > 0 {
+		aBF = cp.data
+	}
+	if d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16Opts{aBF: aBF}) {
+		keep.Set(a, ra, ca, lda, cp)
+	}
+}
+
+// MatMulKeptBAt is kernels.MatMulKeptB in d's precision.
+func (d *Device) MatMulKeptBAt(keep *kernels.KeptOperand, transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
+	if d.prec != kernels.BF16 {
+		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	st := &d.bf16
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16Opts{bBF: keptBF16(keep, b, transB, k, n, ldb)})
+}
+
+// bf16Opts are the bf16 copies a product in BF16 shares with others: see
+// dnnMatMuls.matmul.
+type bf16Opts struct {
+	keepA    bool     // A's copy is the previous product's
+	aBF, bBF []uint16 // where A's copy goes; B's copy, made before
 }
 
 // matMulBF16 is MatMulAt in BF16, d.bf16.mu held, and reports whether
-// oneDNN ran it (leaving A's bf16 copy in place). keepA offers oneDNN
-// the previous product's copy of A for this one's, which the caller
+// oneDNN ran it (so that the copies in o were made or used). keepA offers
+// oneDNN the previous product's copy of A for this one's, which the caller
 // vouches for: the same matrix, stored alike.
-func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int, keepA bool) bool {
+func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int, o bf16Opts) bool {
 	as, bs := d.slice(a, "MatMul", "A"), d.slice(b, "MatMul", "B")
 	na, nb, _ := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
 	needLen("MatMul", "A", len(as), na)
@@ -232,7 +297,7 @@ func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a k
 		needLen("MatMul", "C", len(cs), nc)
 		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, batch: 1,
 			alpha: alpha, beta: beta, threads: runtime.GOMAXPROCS(0)}
-		if st.mats.matmul(key, as, bs, cs, keepA) {
+		if st.mats.matmul(key, as, bs, cs, o.keepA, o.aBF, o.bBF) {
 			return true
 		}
 	}
@@ -270,7 +335,7 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
 			strideA: strideA, strideB: strideB, strideC: strideC, batch: batch, alpha: alpha, beta: beta,
 			threads: runtime.GOMAXPROCS(0)}
-		if st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:], false) {
+		if st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:], false, nil, nil) {
 			return
 		}
 	}
@@ -281,4 +346,5 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 var (
 	_ kernels.MixedPrecision      = (*Device)(nil)
 	_ kernels.SharedOperandMatMul = (*Device)(nil)
+	_ kernels.OperandKeeper       = (*Device)(nil)
 )

@@ -210,3 +210,84 @@ func TestBF16MatMulSharedA(t *testing.T) {
 		}
 	}
 }
+
+// TestBF16KeptOperand checks MatMulKeepA and MatMulKeptB as a linear
+// layer uses them (Y = X·Wᵀ, then dW += dYᵀ·X and dX = dY·W with X's
+// copy): bit for bit what MatMulAt gives, in FP32 and BF16; the copy is
+// used (a change to X after the forward does not reach the backward's
+// product, as the layer's contract has it) and refused for another
+// matrix or another storage.
+func TestBF16KeptOperand(t *testing.T) {
+	t.Setenv("MACDIST_BF16", "emulate")
+	d, err := NewWithDNN("onednn")
+	if err != nil {
+		t.Skip(err)
+	}
+	if isa := isaName(oneDNNISA()); !strings.HasPrefix(isa, "avx512_core") {
+		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
+	}
+	fill := func(n int, f float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(math.Sin(float64(i)*f + 1))
+		}
+		return v
+	}
+	const rows, in, out = 45, 19, 13
+	for _, prec := range []kernels.Precision{kernels.FP32, kernels.BF16} {
+		if err := d.SetPrecision(prec); err != nil {
+			t.Fatal(err)
+		}
+		xs := fill(rows*in, 0.3)
+		x, w, dy := d.Wrap(xs), d.Wrap(fill(out*in, 0.5)), d.Wrap(fill(rows*out, 0.9))
+		var keep kernels.KeptOperand
+		y, wantY := make([]float32, rows*out), make([]float32, rows*out)
+		kernels.MatMulKeepA(d, &keep, false, true, rows, out, in, 1, x, in, w, in, 0, d.Wrap(y), out)
+		d.MatMulAt(false, true, rows, out, in, 1, x, in, w, in, 0, d.Wrap(wantY), out)
+		if !slices.Equal(y, wantY) {
+			t.Errorf("%v: MatMulKeepA differs from MatMulAt", prec)
+		}
+		if held := keep.Copy(x, rows, in, in) != nil; held != (prec == kernels.BF16) {
+			t.Fatalf("%v: a copy of X kept: %v", prec, held)
+		}
+		xOld := slices.Clone(xs)
+		for i := range xs {
+			xs[i] += 0.25 // X changes; where the copy is used, the backward does not see it
+		}
+		backward := func(useKeep bool, xb kernels.Buffer, ldx int) (dw, dx []float32) {
+			dw, dx = fill(out*in, 0.1), make([]float32, rows*in)
+			kb := &keep
+			if !useKeep {
+				kb = nil
+			}
+			d.MatMulSharedAAt(dy, out, kernels.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, B: xb, LDB: ldx,
+				Beta: 1, C: d.Wrap(dw), LDC: in, KeptB: kb},
+				kernels.Product{M: rows, N: in, K: out, Alpha: 1, B: w, LDB: in, C: d.Wrap(dx), LDC: in})
+			return dw, dx
+		}
+		gotDW, gotDX := backward(true, x, in)
+		want := xs
+		if prec == kernels.BF16 {
+			want = xOld
+		}
+		wantDW, wantDX := backward(false, d.Wrap(want), in)
+		if !slices.Equal(gotDW, wantDW) || !slices.Equal(gotDX, wantDX) {
+			t.Errorf("%v: the backward with X kept differs from one on the X it was kept from", prec)
+		}
+		solo := fill(out*in, 0.1)
+		kernels.MatMulKeptB(d, &keep, true, false, out, in, rows, 1, dy, out, x, in, 1, d.Wrap(solo), in)
+		if !slices.Equal(solo, wantDW) {
+			t.Errorf("%v: MatMulKeptB differs from the shared backward", prec)
+		}
+		// Another matrix, or X read with another ld, is rounded afresh.
+		other := d.Wrap(slices.Clone(xs))
+		gotDW, _ = backward(true, other, in)
+		wantDW, _ = backward(false, other, in)
+		if !slices.Equal(gotDW, wantDW) {
+			t.Errorf("%v: a kept copy of X stood in for another matrix", prec)
+		}
+		if keep.Copy(x, rows, in-1, in) != nil || keep.Copy(x, rows, in, in+1) != nil {
+			t.Errorf("%v: the copy claims to hold X stored otherwise", prec)
+		}
+	}
+}
