@@ -123,7 +123,7 @@ type Product struct {
 	Beta           float32
 	C              Buffer
 	LDC            int
-	// KeptB, where not nil, may hold B's rounded copy (see MatMulKeptB).
+	// KeptB, where not nil, keeps B's rounded copy (see MatMulKept).
 	KeptB *KeptOperand
 }
 
@@ -156,33 +156,42 @@ func MatMulSharedA(dev Device, a Buffer, lda int, p1, p2 Product) {
 		return
 	}
 	for _, p := range [2]Product{p1, p2} {
-		MatMulKeptB(dev, p.KeptB, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
+		MatMulKept(dev, nil, p.KeptB, p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
 	}
 }
 
-// KeptOperand holds the rounded copy of a matrix that one product made of
-// its left operand, for a later product that reads the same matrix as its
-// right operand: a linear layer's forward rounds its input X for X·Wᵀ, and
-// its backward reads X again for dW = dYᵀ·X, as autocast saves the bf16
-// input for backward. A layer owns one per matrix it keeps; the zero value
-// holds nothing. The copy stands for the matrix until the matrix changes,
-// which the owner, not the Device, must see to.
+// StoredMatrix is where a matrix operand lies in its buffer: Batch
+// matrices (1 for a Gemm's) Stride apart from Off, each Rows×Cols as
+// stored, rows LD apart.
+type StoredMatrix struct {
+	Off, Batch, Stride, Rows, Cols, LD int
+}
+
+// KeptOperand holds a Device's rounded copy of one matrix, so that the
+// products that read the matrix round it once: a linear layer's forward
+// rounds its input X for X·Wᵀ and its backward reads X again for
+// dW = dYᵀ·X, as autocast saves the bf16 input for backward; attention
+// reads each head's Q, K, V and P in its forward and again in its
+// backward. A layer owns one per matrix; the zero value holds nothing.
+// The copy stands for the matrix until the matrix changes, which the
+// owner, not the Device, must see to: it calls Forget when it writes the
+// matrix anew.
 type KeptOperand struct {
-	src            Buffer
-	rows, cols, ld int
-	held           any
+	src  Buffer
+	at   StoredMatrix
+	held any
 }
 
 // Set records that the Device's copy (its own type, reused from call to
-// call) rounds src, stored rows×cols with rows ld apart.
-func (k *KeptOperand) Set(src Buffer, rows, cols, ld int, held any) {
-	k.src, k.rows, k.cols, k.ld, k.held = src, rows, cols, ld, held
+// call) rounds the matrix of src at at.
+func (k *KeptOperand) Set(src Buffer, at StoredMatrix, held any) {
+	k.src, k.at, k.held = src, at, held
 }
 
-// Copy is the Device's copy, holding src if it rounds src stored as
-// given, else nil; the storage itself, valid or not, is Storage.
-func (k *KeptOperand) Copy(src Buffer, rows, cols, ld int) any {
-	if k == nil || k.src == nil || k.src != src || k.rows != rows || k.cols != cols || k.ld != ld {
+// Copy is the Device's copy if it rounds the matrix of src at at, and nil
+// otherwise; the storage itself, valid or not, is Storage.
+func (k *KeptOperand) Copy(src Buffer, at StoredMatrix) any {
+	if k == nil || k.src == nil || k.src != src || k.at != at {
 		return nil
 	}
 	return k.held
@@ -193,37 +202,52 @@ func (k *KeptOperand) Copy(src Buffer, rows, cols, ld int) any {
 func (k *KeptOperand) Storage() any { return k.held }
 
 // Forget marks the copy as holding nothing, keeping its storage.
-func (k *KeptOperand) Forget() { k.src = nil }
+func (k *KeptOperand) Forget() {
+	if k != nil {
+		k.src = nil
+	}
+}
 
-// OperandKeeper is a MixedPrecision Device that can keep a product's
-// rounded left operand for a later one (see MatMulKeepA and MatMulKeptB).
+// OperandKeeper is a MixedPrecision Device that keeps its operands'
+// rounded copies in KeptOperands (see MatMulKept).
 type OperandKeeper interface {
-	// MatMulKeepAAt is MatMulAt, leaving in keep the rounded copy of A
-	// where it makes one, and keep empty where it does not.
-	MatMulKeepAAt(keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
-	// MatMulKeptBAt is MatMulAt, taking B's rounded copy from keep where
-	// keep holds one of b stored as this product reads it.
-	MatMulKeptBAt(keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
+	// MatMulKeptAt is MatMulAt with keepA and keepB (see MatMulKept).
+	MatMulKeptAt(keepA, keepB *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int)
+	// MatMulStridedKeptAt is MatMulStridedAt with keepA and keepB.
+	MatMulStridedKeptAt(keepA, keepB *KeptOperand, transA, transB bool, m, n, k int, alpha float32,
+		a Buffer, aOff, lda, strideA int,
+		b Buffer, bOff, ldb, strideB int,
+		beta float32, c Buffer, cOff, ldc, strideC int, batch int)
 }
 
-// MatMulKeepA is MatMul that leaves A's rounded copy in keep, on a Device
-// that rounds its operands and can keep them; elsewhere keep holds
-// nothing. The results are MatMul's, bit for bit.
-func MatMulKeepA(dev Device, keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
+// MatMulKept is MatMul that keeps the rounded copies of its operands:
+// where keepA (keepB) holds a copy of A (B) stored as this product reads
+// it, the product takes it instead of rounding A again, and where it
+// holds none, the product leaves its own copy there. Either may be nil;
+// the results are MatMul's, bit for bit. A Device that rounds nothing, or
+// keeps nothing, leaves them empty.
+func MatMulKept(dev Device, keepA, keepB *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
 	if o, ok := dev.(OperandKeeper); ok {
-		o.MatMulKeepAAt(keep, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		o.MatMulKeptAt(keepA, keepB, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	keep.Forget()
+	keepA.Forget()
+	keepB.Forget()
 	MatMul(dev, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
-// MatMulKeptB is MatMul that takes B's rounded copy from keep where keep
-// holds one of b: the same results, bit for bit, without rounding B again.
-func MatMulKeptB(dev Device, keep *KeptOperand, transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
+// MatMulStridedKept is MatMulStrided with the operands' copies kept, as
+// MatMulKept is MatMul.
+func MatMulStridedKept(dev Device, keepA, keepB *KeptOperand, transA, transB bool, m, n, k int, alpha float32,
+	a Buffer, aOff, lda, strideA int,
+	b Buffer, bOff, ldb, strideB int,
+	beta float32, c Buffer, cOff, ldc, strideC int, batch int) {
 	if o, ok := dev.(OperandKeeper); ok {
-		o.MatMulKeptBAt(keep, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		o.MatMulStridedKeptAt(keepA, keepB, transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB,
+			beta, c, cOff, ldc, strideC, batch)
 		return
 	}
-	MatMul(dev, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	keepA.Forget()
+	keepB.Forget()
+	MatMulStrided(dev, transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 }

@@ -77,51 +77,58 @@ func TestMatMulSharedA(t *testing.T) {
 }
 
 // TestKeptOperand checks what a KeptOperand claims to hold, and that on
-// a Device that keeps nothing MatMulKeepA and MatMulKeptB are MatMul and
-// leave the copy empty.
+// a Device that keeps nothing MatMulKept and MatMulStridedKept are
+// MatMul and MatMulStrided and leave the copies empty.
 func TestKeptOperand(t *testing.T) {
 	host := cpu.New()
 	x, y := host.Wrap(make([]float32, 12)), host.Wrap(make([]float32, 12))
+	at := kernels.StoredMatrix{Batch: 1, Rows: 3, Cols: 4, LD: 4}
 	var k kernels.KeptOperand
-	if k.Copy(x, 3, 4, 4) != nil || k.Storage() != nil {
+	if k.Copy(x, at) != nil || k.Storage() != nil {
 		t.Fatal("a zero KeptOperand holds something")
 	}
 	store := &struct{ n int }{7}
-	k.Set(x, 3, 4, 4, store)
+	k.Set(x, at, store)
 	for _, c := range []struct {
-		src            kernels.Buffer
-		rows, cols, ld int
-		held           bool
+		src  kernels.Buffer
+		at   kernels.StoredMatrix
+		held bool
 	}{
-		{x, 3, 4, 4, true}, {y, 3, 4, 4, false}, {x, 4, 3, 4, false}, {x, 3, 4, 5, false}, {x, 3, 3, 4, false},
+		{x, at, true}, {y, at, false},
+		{x, kernels.StoredMatrix{Batch: 1, Rows: 4, Cols: 3, LD: 4}, false},
+		{x, kernels.StoredMatrix{Batch: 1, Rows: 3, Cols: 4, LD: 5}, false},
+		{x, kernels.StoredMatrix{Off: 1, Batch: 1, Rows: 3, Cols: 4, LD: 4}, false},
+		{x, kernels.StoredMatrix{Batch: 2, Stride: 6, Rows: 3, Cols: 4, LD: 4}, false},
 	} {
-		if got := k.Copy(c.src, c.rows, c.cols, c.ld) != nil; got != c.held {
-			t.Errorf("Copy(x=%v, %d×%d, ld %d) held %v, want %v", c.src == x, c.rows, c.cols, c.ld, got, c.held)
+		if got := k.Copy(c.src, c.at) != nil; got != c.held {
+			t.Errorf("Copy(x=%v, %+v) held %v, want %v", c.src == x, c.at, got, c.held)
 		}
 	}
 	k.Forget()
-	if k.Copy(x, 3, 4, 4) != nil || k.Storage() != store {
+	if k.Copy(x, at) != nil || k.Storage() != store {
 		t.Error("Forget: the copy still claims X, or its storage is gone")
 	}
 	var nilKeep *kernels.KeptOperand
-	if nilKeep.Copy(x, 3, 4, 4) != nil {
+	nilKeep.Forget()
+	if nilKeep.Copy(x, at) != nil {
 		t.Error("a nil KeptOperand holds something")
 	}
 
 	dev := fp32Only{host}
-	k.Set(x, 3, 4, 4, store)
+	k.Set(x, at, store)
+	k2 := k
 	a := host.Wrap([]float32{1, 2, 3, 4})              // 2×2
 	b := host.Wrap([]float32{1, 0, 0, 1})              // identity
 	c, c2 := make([]float32, 4), []float32{1, 1, 1, 1} // C = A·I; C2 = Aᵀ·I + C2
-	kernels.MatMulKeepA(dev, &k, false, false, 2, 2, 2, 1, a, 2, b, 2, 0, host.Wrap(c), 2)
-	kernels.MatMulKeptB(dev, &k, true, false, 2, 2, 2, 1, a, 2, b, 2, 1, host.Wrap(c2), 2)
+	kernels.MatMulKept(dev, &k, nil, false, false, 2, 2, 2, 1, a, 2, b, 2, 0, host.Wrap(c), 2)
+	kernels.MatMulStridedKept(dev, nil, &k2, true, false, 2, 2, 2, 1, a, 0, 2, 0, b, 0, 2, 0, 1, host.Wrap(c2), 0, 2, 0, 1)
 	if want := []float32{1, 2, 3, 4}; !slices.Equal(c, want) {
-		t.Errorf("MatMulKeepA: %v, want %v", c, want)
+		t.Errorf("MatMulKept: %v, want %v", c, want)
 	}
 	if want := []float32{2, 4, 3, 5}; !slices.Equal(c2, want) {
-		t.Errorf("MatMulKeptB: %v, want %v", c2, want)
+		t.Errorf("MatMulStridedKept: %v, want %v", c2, want)
 	}
-	if k.Copy(x, 3, 4, 4) != nil {
-		t.Error("MatMulKeepA on a Device that keeps nothing left the old copy claimed")
+	if k.Copy(x, at) != nil || k2.Copy(x, at) != nil {
+		t.Error("on a Device that keeps nothing, an old copy is still claimed")
 	}
 }

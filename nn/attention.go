@@ -43,6 +43,12 @@ type MultiHeadSelfAttention struct {
 	ctx    slot           // [B, N, dim], proj's input
 	dqkv   slot           // [B, N, 3·dim]
 
+	// Per head, the rounded copies its products share where the device
+	// rounds them (bf16, kernels.MatMulKept): Q, K, V and P made by the
+	// forward and read again by the backward, as autocast saves them, and
+	// the backward's own dctx and dS, each read by two products.
+	keepQ, keepK, keepV, keepP, keepDctx, keepDS []kernels.KeptOperand
+
 	tapOn     bool
 	tapTokens int
 	xbar      kernels.Buffer // tokens × (dim [+1])
@@ -92,10 +98,22 @@ func (a *MultiHeadSelfAttention) Forward(x *Tensor) *Tensor {
 
 	qkv := a.qkv.Forward(x)
 	a.qkvOut = qkv
+	if len(a.keepQ) != h {
+		for _, k := range []*[]kernels.KeptOperand{&a.keepQ, &a.keepK, &a.keepV, &a.keepP, &a.keepDctx, &a.keepDS} {
+			*k = make([]kernels.KeptOperand, h)
+		}
+	}
+	keep := func(k []kernels.KeptOperand, i int) *kernels.KeptOperand {
+		k[i].Forget() // this Forward's matrices are new
+		if !a.training {
+			return nil // no backward to keep them for
+		}
+		return &k[i]
+	}
 	// Matrix (b, h) of the scores sits at (b·H + h)·N·N; one GemmStrided per
 	// head walks the batch, Q and K rows being 3·D apart in qkv's output.
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, true, N, N, dh, a.scale,
+		kernels.MatMulStridedKept(d, keep(a.keepQ, i), keep(a.keepK, i), false, true, N, N, dh, a.scale,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, a.scores, i*N*N, N, h*N*N, B)
@@ -103,7 +121,7 @@ func (a *MultiHeadSelfAttention) Forward(x *Tensor) *Tensor {
 	d.Softmax(a.probs, a.scores, B*h*N, N)
 	ctx := a.ctx.ensure(d, x.Shape)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, false, N, dh, N, 1,
+		kernels.MatMulStridedKept(d, keep(a.keepP, i), keep(a.keepV, i), false, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, ctx.Data, i*dh, D, N*D, B)
@@ -161,9 +179,13 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 
 	dctx := a.hook.back(a.proj, dy)
 	dqkv := a.dqkv.ensure(d, qkv.Shape)
+	for i := 0; i < h; i++ {
+		a.keepDctx[i].Forget()
+		a.keepDS[i].Forget()
+	}
 	// dV = Pᵀ·dctx, written into the V columns of dqkv.
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, true, false, N, dh, N, 1,
+		kernels.MatMulStridedKept(d, &a.keepP[i], &a.keepDctx[i], true, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			dctx.Data, i*dh, D, N*D,
 			0, dqkv.Data, 2*D+i*dh, 3*D, N*3*D, B)
@@ -172,7 +194,7 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	// the device's shared scratch; the logits buffer receives dS.
 	dp := Workspace(d).Get(B * h * N * N)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, true, N, N, dh, 1,
+		kernels.MatMulStridedKept(d, &a.keepDctx[i], &a.keepV[i], false, true, N, N, dh, 1,
 			dctx.Data, i*dh, D, N*D,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, dp, i*N*N, N, h*N*N, B)
@@ -181,11 +203,11 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	d.SoftmaxBackward(ds, dp, a.probs, B*h*N, N)
 	// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, false, N, dh, N, a.scale,
+		kernels.MatMulStridedKept(d, &a.keepDS[i], &a.keepK[i], false, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, dqkv.Data, i*dh, 3*D, N*3*D, B)
-		kernels.MatMulStrided(d, true, false, N, dh, N, a.scale,
+		kernels.MatMulStridedKept(d, &a.keepDS[i], &a.keepQ[i], true, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			0, dqkv.Data, D+i*dh, 3*D, N*3*D, B)

@@ -3,6 +3,7 @@ package nn_test
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/macdist/macdist/internal/fixture"
@@ -100,5 +101,68 @@ func TestBF16AutocastLayers(t *testing.T) {
 				check("grad."+p.Name, p.Grad.Data)
 			}
 		})
+	}
+}
+
+// roundEveryTime is a bf16 Device without kernels.OperandKeeper and
+// kernels.SharedOperandMatMul: every product rounds its operands afresh.
+type roundEveryTime struct {
+	kernels.Device
+	kernels.MixedPrecision
+}
+
+// TestBF16KeptCopiesExact runs attention (its qkv and proj linear layers
+// included) for two training steps on different inputs, once keeping the
+// bf16 copies of X, Q, K, V, P, dctx and dS between products and once
+// rounding every operand every time: the outputs and gradients must agree
+// bit for bit, so no copy outlives its matrix (the second step's inputs
+// differ) and none stands in for another.
+func TestBF16KeptCopiesExact(t *testing.T) {
+	kept := bf16Device(t)
+	d2 := bf16Device(t)
+	fresh := roundEveryTime{d2, d2.(kernels.MixedPrecision)}
+	if _, ok := kernels.Device(fresh).(kernels.OperandKeeper); ok {
+		t.Fatal("the fresh device keeps copies")
+	}
+	const b, n, dim, heads = 3, 9, 32, 2
+	layer := func(dev kernels.Device) *nn.MultiHeadSelfAttention {
+		return nn.NewMultiHeadSelfAttention(dev, "attn", dim, heads, true, rand.New(rand.NewPCG(3, 4)))
+	}
+	a1, a2 := layer(kept), layer(fresh)
+	rng := rand.New(rand.NewPCG(5, 6))
+	random := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	read := func(dev kernels.Device, buf kernels.Buffer) []float32 {
+		v := make([]float32, buf.Len())
+		dev.Download(v, buf)
+		return v
+	}
+	for step := range 2 {
+		x, r := random(b*n*dim), random(b*n*dim)
+		var outs [2][][]float32
+		for i, c := range []struct {
+			dev kernels.Device
+			a   *nn.MultiHeadSelfAttention
+		}{{kept, a1}, {fresh, a2}} {
+			xt, rt := nn.NewTensor(c.dev, b, n, dim), nn.NewTensor(c.dev, b, n, dim)
+			c.dev.Upload(xt.Data, x)
+			c.dev.Upload(rt.Data, r)
+			y := c.a.Forward(xt)
+			outs[i] = append(outs[i], read(c.dev, y.Data))
+			outs[i] = append(outs[i], read(c.dev, c.a.Backward(rt).Data))
+			for _, p := range c.a.Params() {
+				outs[i] = append(outs[i], read(c.dev, p.Grad.Data))
+			}
+		}
+		for j := range outs[0] {
+			if !slices.Equal(outs[0][j], outs[1][j]) {
+				t.Errorf("step %d, output %d (y, dx, then the gradients): kept copies differ from fresh roundings", step, j)
+			}
+		}
 	}
 }

@@ -91,12 +91,12 @@ func (l *Linear) Forward(x *Tensor) *Tensor {
 	l.x, l.rows = x, rows
 
 	d := l.dev
-	if l.training {
-		kernels.MatMulKeepA(d, &l.xr, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
-	} else {
-		l.xr.Forget()
-		kernels.MatMul(d, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
+	l.xr.Forget() // x is new, or new data in the old buffer
+	keep := &l.xr
+	if !l.training {
+		keep = nil // no backward to keep it for
 	}
+	kernels.MatMulKept(d, keep, nil, false, true, rows, l.out, l.in, 1, x.Data, l.in, l.weight.Value.Data, l.in, 0, y.Data, l.out)
 	if l.bias != nil {
 		d.AddBias(y.Data, l.bias.Value.Data, rows, 1)
 	}
@@ -130,7 +130,7 @@ func (l *Linear) Backward(dy *Tensor) *Tensor {
 	dw := kernels.Product{TransA: true, M: l.out, N: l.in, K: l.rows, Alpha: 1,
 		B: l.x.Data, LDB: l.in, Beta: 1, C: l.weight.Grad.Data, LDC: l.in, KeptB: &l.xr}
 	if l.noDx {
-		kernels.MatMulKeptB(d, dw.KeptB, dw.TransA, dw.TransB, dw.M, dw.N, dw.K, dw.Alpha, dy.Data, l.out, dw.B, dw.LDB, dw.Beta, dw.C, dw.LDC)
+		kernels.MatMulKept(d, nil, dw.KeptB, dw.TransA, dw.TransB, dw.M, dw.N, dw.K, dw.Alpha, dy.Data, l.out, dw.B, dw.LDB, dw.Beta, dw.C, dw.LDC)
 		return nil
 	}
 	dx := l.dx.ensure(d, l.x.Shape)

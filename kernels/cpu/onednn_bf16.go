@@ -241,13 +241,11 @@ static int mbf_mm_create(mbf_state *st, mbf_mm *mm, const int64_t *q, int transA
 	return 0;
 }
 
-// mbf_mm_run runs mm. A's bf16 copy goes to a_bf, or to the state's
-// buffer where a_bf is NULL; with keep_a it is not made again, the
-// previous call's copy in the state's buffer standing in for it
-// (MatMulSharedA: the same matrix, packed alike). B's copy is the state's
-// buffer, made afresh, unless b_bf brings one made before (MatMulKeptB).
-static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, int nthr, int keep_a, void *a_bf,
-	void *b_bf) {
+// mbf_mm_run runs mm. A's bf16 copy is a_bf, or the state's buffer where
+// a_bf is NULL; it is made from a unless a_ready says it holds A already
+// (made by an earlier product: MatMulSharedA, MatMulKept). So for B.
+static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, int nthr, void *a_bf, int a_ready,
+	void *b_bf, int b_ready) {
 	if (mbf.omp_set_num_threads != NULL) {
 		mbf.omp_set_num_threads(nthr);
 	}
@@ -265,8 +263,8 @@ static int mbf_mm_run(mbf_state *st, mbf_mm *mm, float *a, float *b, float *c, i
 		args[na].arg = MBF_ARG_SCRATCHPAD;
 		args[na++].mem = mm->scratch;
 	}
-	if ((keep_a || (s = mbf.primitive_execute(mm->a_reorder, st->stream, 2, ra)) == 0) &&
-		(b_bf != NULL || (s = mbf.primitive_execute(mm->b_reorder, st->stream, 2, rb)) == 0)) {
+	if ((a_ready || (s = mbf.primitive_execute(mm->a_reorder, st->stream, 2, ra)) == 0) &&
+		(b_ready || (s = mbf.primitive_execute(mm->b_reorder, st->stream, 2, rb)) == 0)) {
 		s = mbf.primitive_execute(mm->prim, st->stream, na, args);
 	}
 	// Drop the caller's pointers (Go memory) before returning.
@@ -345,25 +343,24 @@ func (s *dnnMatMuls) get(k matKey) *C.mbf_mm {
 
 // matmul runs the product k on the caller's matrices, their first
 // elements at a, b and c, and reports false, having done nothing, where
-// oneDNN has no primitive for it. With keepA it takes the bf16 copy of
-// the previous product's A for its own, which the caller has made sure is
-// the same matrix, packed alike. A non-nil aBF receives A's bf16 copy; a
-// non-nil bBF is B's, made before: each the stored matrix, rows packed
-// without gaps (see mbf_operand), so one copy serves a product that reads
-// the matrix as A and a later one that reads it as B.
-func (s *dnnMatMuls) matmul(k matKey, a, b, c []float32, keepA bool, aBF, bBF []uint16) bool {
+// oneDNN has no primitive for it. o says where the operands' bf16 copies
+// are and whether they hold them already: each copy is the operand's
+// stored matrices, rows packed without gaps (see mbf_operand), so one copy
+// serves every product that reads the matrix, as A or as B.
+func (s *dnnMatMuls) matmul(k matKey, a, b, c []float32, o bf16Opts) bool {
 	mm := s.get(k)
 	if mm == nil {
 		return false
 	}
 	var ap, bp unsafe.Pointer
-	if aBF != nil {
-		ap = unsafe.Pointer(&aBF[0])
+	if o.a.data != nil {
+		ap = unsafe.Pointer(&o.a.data[0])
 	}
-	if bBF != nil {
-		bp = unsafe.Pointer(&bBF[0])
+	if o.b.data != nil {
+		bp = unsafe.Pointer(&o.b.data[0])
 	}
-	dnnCheck("MatMul", C.mbf_mm_run(s.st, mm, fptr(a), fptr(b), fptr(c), C.int(k.threads), cbool(keepA), ap, bp))
+	dnnCheck("MatMul", C.mbf_mm_run(s.st, mm, fptr(a), fptr(b), fptr(c), C.int(k.threads),
+		ap, cbool(o.aShared || o.a.ready), bp, cbool(o.b.ready)))
 	return true
 }
 

@@ -46,10 +46,8 @@ func (*dnnConv) sharesDy() bool { return false }
 // Without oneDNN, MatMul in BF16 rounds its operands itself.
 type dnnMatMuls struct{}
 
-func (*dnnMatMuls) matmul(k matKey, a, b, c []float32, keepA bool, aBF, bBF []uint16) bool {
-	return false
-}
-func (*dnnMatMuls) impl(k matKey) string { return "" }
+func (*dnnMatMuls) matmul(k matKey, a, b, c []float32, o bf16Opts) bool { return false }
+func (*dnnMatMuls) impl(k matKey) string                                { return "" }
 
 func dnnSgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int,
 	beta float32, c []float32, ldc int, nthr int) {

@@ -186,14 +186,23 @@ func operand(trans bool, r, c int) (rows, cols int) {
 
 // MatMulAt is Gemm in d's precision.
 func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
+	d.MatMulKeptAt(nil, nil, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// MatMulKeptAt is kernels.MatMulKept in d's precision: in BF16, where
+// oneDNN computes the product, the operands' bf16 copies are taken from
+// keepA and keepB or left there.
+func (d *Device) MatMulKeptAt(keepA, keepB *kernels.KeptOperand, transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
 	if d.prec != kernels.BF16 {
+		keepA.Forget()
+		keepB.Forget()
 		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16Opts{})
+	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, keepA, keepB, false)
 }
 
 // MatMulSharedAAt is kernels.MatMulSharedA in d's precision: in BF16 on
@@ -203,6 +212,7 @@ func (d *Device) MatMulAt(transA, transB bool, m, n, k int, alpha float32, a ker
 func (d *Device) MatMulSharedAAt(a kernels.Buffer, lda int, p1, p2 kernels.Product) {
 	if d.prec != kernels.BF16 {
 		for _, p := range [2]kernels.Product{p1, p2} {
+			p.KeptB.Forget()
 			d.Gemm(p.TransA, p.TransB, p.M, p.N, p.K, p.Alpha, a, lda, p.B, p.LDB, p.Beta, p.C, p.LDC)
 		}
 		return
@@ -211,79 +221,78 @@ func (d *Device) MatMulSharedAAt(a kernels.Buffer, lda int, p1, p2 kernels.Produ
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	onDNN := d.matMulBF16(p1.TransA, p1.TransB, p1.M, p1.N, p1.K, p1.Alpha, a, lda, p1.B, p1.LDB, p1.Beta, p1.C, p1.LDC,
-		bf16Opts{bBF: keptBF16(p1.KeptB, p1.B, p1.TransB, p1.K, p1.N, p1.LDB)})
+		nil, p1.KeptB, false)
 	d.matMulBF16(p2.TransA, p2.TransB, p2.M, p2.N, p2.K, p2.Alpha, a, lda, p2.B, p2.LDB, p2.Beta, p2.C, p2.LDC,
-		bf16Opts{keepA: onDNN, bBF: keptBF16(p2.KeptB, p2.B, p2.TransB, p2.K, p2.N, p2.LDB)})
+		nil, p2.KeptB, onDNN)
 }
 
-// bf16Copy is a kernels.KeptOperand's storage on this Device: a matrix in
-// bf16, its rows packed without gaps, as oneDNN's matmul reads its
+// bf16Copy is a kernels.KeptOperand's storage on this Device: matrices
+// in bf16, rows packed without gaps, as oneDNN's matmul reads its
 // operands (see dnnMatMuls.matmul).
 type bf16Copy struct{ data []uint16 }
 
-// keptBF16 is keep's copy of b, stored rows×cols (op(B) k×n) with rows
-// ld apart, or nil where keep holds no copy of it.
-func keptBF16(keep *kernels.KeptOperand, b kernels.Buffer, transB bool, k, n, ld int) []uint16 {
-	rb, cb := operand(transB, k, n)
-	if cp, ok := keep.Copy(b, rb, cb, ld).(*bf16Copy); ok && len(cp.data) == rb*cb && rb*cb > 0 {
-		return cp.data
-	}
-	return nil
+// keptOperand is one operand's bf16 copy for a product: data to read
+// (ready) or to fill and then record in keep.
+type keptOperand struct {
+	data  []uint16
+	ready bool
+	keep  *kernels.KeptOperand
+	src   kernels.Buffer
+	at    kernels.StoredMatrix
+	store *bf16Copy
 }
 
-// MatMulKeepAAt is kernels.MatMulKeepA in d's precision: in BF16, where
-// oneDNN computes the product, A's bf16 copy stays in keep.
-func (d *Device) MatMulKeepAAt(keep *kernels.KeptOperand, transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
-	keep.Forget()
-	if d.prec != kernels.BF16 {
-		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
+// resolveKept finds in keep the copy of src's batch rows×cols matrices
+// (stride apart from off, rows ld apart), or the storage to round them
+// into; the zero keptOperand without a keep.
+func resolveKept(keep *kernels.KeptOperand, src kernels.Buffer, off, batch, stride, rows, cols, ld int) keptOperand {
+	if keep == nil {
+		return keptOperand{}
 	}
-	st := &d.bf16
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	ra, ca := operand(transA, m, k)
+	if stride == 0 || batch == 1 {
+		batch, stride = 1, 0
+	}
+	at := kernels.StoredMatrix{Off: off, Batch: batch, Stride: stride, Rows: rows, Cols: cols, LD: ld}
+	n := batch * rows * cols
+	if n <= 0 {
+		keep.Forget()
+		return keptOperand{}
+	}
+	if cp, ok := keep.Copy(src, at).(*bf16Copy); ok && len(cp.data) == n {
+		return keptOperand{data: cp.data, ready: true}
+	}
 	cp, _ := keep.Storage().(*bf16Copy)
 	if cp == nil {
 		cp = &bf16Copy{}
 	}
-	if cap(cp.data) < ra*ca {
-		cp.data = make([]uint16, ra*ca)
+	if cap(cp.data) < n {
+		cp.data = make([]uint16, n)
 	}
-	cp.data = cp.data[:ra*ca]
-	var aBF []uint16
-	if ra*ca > 0 {
-		aBF = cp.data
-	}
-	if d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16Opts{aBF: aBF}) {
-		keep.Set(a, ra, ca, lda, cp)
+	cp.data = cp.data[:n]
+	keep.Forget()
+	return keptOperand{data: cp.data, keep: keep, src: src, at: at, store: cp}
+}
+
+// done records a copy made for keep, or leaves keep empty where oneDNN
+// did not run the product.
+func (o keptOperand) done(onDNN bool) {
+	if o.keep != nil && onDNN {
+		o.keep.Set(o.src, o.at, o.store)
 	}
 }
 
-// MatMulKeptBAt is kernels.MatMulKeptB in d's precision.
-func (d *Device) MatMulKeptBAt(keep *kernels.KeptOperand, transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int) {
-	if d.prec != kernels.BF16 {
-		d.Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
-	}
-	st := &d.bf16
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	d.matMulBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16Opts{bBF: keptBF16(keep, b, transB, k, n, ldb)})
-}
-
-// bf16Opts are the bf16 copies a product in BF16 shares with others: see
+// bf16Opts are the operands' bf16 copies for one product in BF16: see
 // dnnMatMuls.matmul.
 type bf16Opts struct {
-	keepA    bool     // A's copy is the previous product's
-	aBF, bBF []uint16 // where A's copy goes; B's copy, made before
+	aShared bool // A's copy is the previous product's, in the state's buffer
+	a, b    keptOperand
 }
 
-// matMulBF16 is MatMulAt in BF16, d.bf16.mu held, and reports whether
-// oneDNN ran it (so that the copies in o were made or used). keepA offers
-// oneDNN the previous product's copy of A for this one's, which the caller
-// vouches for: the same matrix, stored alike.
-func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int, o bf16Opts) bool {
+// matMulBF16 is MatMulKeptAt in BF16, d.bf16.mu held, and reports whether
+// oneDNN ran it. aShared offers oneDNN the previous product's copy of A
+// for this one's, which the caller vouches for: the same matrix, stored
+// alike.
+func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a kernels.Buffer, lda int, b kernels.Buffer, ldb int, beta float32, c kernels.Buffer, ldc int, keepA, keepB *kernels.KeptOperand, aShared bool) bool {
 	as, bs := d.slice(a, "MatMul", "A"), d.slice(b, "MatMul", "B")
 	na, nb, _ := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
 	needLen("MatMul", "A", len(as), na)
@@ -291,19 +300,30 @@ func (d *Device) matMulBF16(transA, transB bool, m, n, k int, alpha float32, a k
 	ra, ca := operand(transA, m, k)
 	rb, cb := operand(transB, k, n)
 	st := &d.bf16
+	if keepA == keepB {
+		keepB = nil // one matrix read twice: its copy serves A
+	}
+	o := bf16Opts{aShared: aShared}
+	if !aShared {
+		o.a = resolveKept(keepA, a, 0, 1, 0, ra, ca, lda)
+	}
+	o.b = resolveKept(keepB, b, 0, 1, 0, rb, cb, ldb)
+	onDNN := false
 	if d.useDNNMat(m, n, k, alpha, beta) {
 		cs := d.slice(c, "MatMul", "C")
 		_, _, nc := gemmShapes("MatMul", transA, transB, m, n, k, lda, ldb, ldc)
 		needLen("MatMul", "C", len(cs), nc)
 		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, batch: 1,
 			alpha: alpha, beta: beta, threads: runtime.GOMAXPROCS(0)}
-		if st.mats.matmul(key, as, bs, cs, o.keepA, o.aBF, o.bBF) {
-			return true
-		}
+		onDNN = st.mats.matmul(key, as, bs, cs, o)
 	}
-	d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as, 1, 0, ra, ca, lda), lda,
-		d.stage(&st.b, bs, 1, 0, rb, cb, ldb), ldb, beta, c, ldc)
-	return false
+	o.a.done(onDNN)
+	o.b.done(onDNN)
+	if !onDNN {
+		d.Gemm(transA, transB, m, n, k, alpha, d.stage(&st.a, as, 1, 0, ra, ca, lda), lda,
+			d.stage(&st.b, bs, 1, 0, rb, cb, ldb), ldb, beta, c, ldc)
+	}
+	return onDNN
 }
 
 // MatMulStridedAt is GemmStrided in d's precision.
@@ -311,9 +331,20 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 	a kernels.Buffer, aOff, lda, strideA int,
 	b kernels.Buffer, bOff, ldb, strideB int,
 	beta float32, c kernels.Buffer, cOff, ldc, strideC int, batch int) {
+	d.MatMulStridedKeptAt(nil, nil, transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB,
+		beta, c, cOff, ldc, strideC, batch)
+}
+
+// MatMulStridedKeptAt is kernels.MatMulStridedKept in d's precision.
+func (d *Device) MatMulStridedKeptAt(keepA, keepB *kernels.KeptOperand, transA, transB bool, m, n, k int, alpha float32,
+	a kernels.Buffer, aOff, lda, strideA int,
+	b kernels.Buffer, bOff, ldb, strideB int,
+	beta float32, c kernels.Buffer, cOff, ldc, strideC int, batch int) {
 	if d.prec != kernels.BF16 || batch <= 0 || m == 0 || n == 0 || k == 0 || aOff < 0 || bOff < 0 || cOff < 0 ||
 		strideA < 0 || strideB < 0 || strideC < 0 || (strideC == 0 && batch > 1) {
 		// Nothing to round, or arguments GemmStrided refuses with its message.
+		keepA.Forget()
+		keepB.Forget()
 		d.GemmStrided(transA, transB, m, n, k, alpha, a, aOff, lda, strideA, b, bOff, ldb, strideB, beta, c, cOff, ldc, strideC, batch)
 		return
 	}
@@ -328,6 +359,14 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 	st := &d.bf16
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if keepA == keepB {
+		keepB = nil
+	}
+	o := bf16Opts{
+		a: resolveKept(keepA, a, aOff, batch, strideA, ra, ca, lda),
+		b: resolveKept(keepB, b, bOff, batch, strideB, rb, cb, ldb),
+	}
+	onDNN := false
 	if d.useDNNMat(m, n, k, alpha, beta) {
 		cs := d.slice(c, op, "C")
 		_, _, nc := gemmShapes(op, transA, transB, m, n, k, lda, ldb, ldc)
@@ -335,9 +374,12 @@ func (d *Device) MatMulStridedAt(transA, transB bool, m, n, k int, alpha float32
 		key := matKey{transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
 			strideA: strideA, strideB: strideB, strideC: strideC, batch: batch, alpha: alpha, beta: beta,
 			threads: runtime.GOMAXPROCS(0)}
-		if st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:], false, nil, nil) {
-			return
-		}
+		onDNN = st.mats.matmul(key, as[aOff:], bs[bOff:], cs[cOff:], o)
+	}
+	o.a.done(onDNN)
+	o.b.done(onDNN)
+	if onDNN {
+		return
 	}
 	d.GemmStrided(transA, transB, m, n, k, alpha, d.stage(&st.a, as[aOff:endA], batch, strideA, ra, ca, lda), 0, lda, strideA,
 		d.stage(&st.b, bs[bOff:endB], batch, strideB, rb, cb, ldb), 0, ldb, strideB, beta, c, cOff, ldc, strideC, batch)

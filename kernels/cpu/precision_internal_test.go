@@ -211,13 +211,10 @@ func TestBF16MatMulSharedA(t *testing.T) {
 	}
 }
 
-// TestBF16KeptOperand checks MatMulKeepA and MatMulKeptB as a linear
-// layer uses them (Y = X·Wᵀ, then dW += dYᵀ·X and dX = dY·W with X's
-// copy): bit for bit what MatMulAt gives, in FP32 and BF16; the copy is
-// used (a change to X after the forward does not reach the backward's
-// product, as the layer's contract has it) and refused for another
-// matrix or another storage.
-func TestBF16KeptOperand(t *testing.T) {
+// bf16Device is a Device that computes BF16 through oneDNN, natively or
+// emulated, or skips t.
+func bf16Device(t *testing.T) *Device {
+	t.Helper()
 	t.Setenv("MACDIST_BF16", "emulate")
 	d, err := NewWithDNN("onednn")
 	if err != nil {
@@ -226,68 +223,131 @@ func TestBF16KeptOperand(t *testing.T) {
 	if isa := isaName(oneDNNISA()); !strings.HasPrefix(isa, "avx512_core") {
 		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
 	}
-	fill := func(n int, f float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(math.Sin(float64(i)*f + 1))
-		}
-		return v
+	return d
+}
+
+// sines is n values of sin(i·f + 1).
+func sines(n int, f float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Sin(float64(i)*f + 1))
 	}
+	return v
+}
+
+// TestBF16KeptOperand checks MatMulKept as a linear layer uses it
+// (Y = X·Wᵀ keeping X, then dW += dYᵀ·X with X's copy beside dX = dY·W):
+// bit for bit what MatMulAt gives, in FP32 and BF16; the copy is used (a
+// change to X after the forward does not reach the backward's product,
+// as the layer's contract has it) and refused for another matrix or
+// another storage.
+func TestBF16KeptOperand(t *testing.T) {
+	d := bf16Device(t)
 	const rows, in, out = 45, 19, 13
+	xAt := kernels.StoredMatrix{Batch: 1, Rows: rows, Cols: in, LD: in}
 	for _, prec := range []kernels.Precision{kernels.FP32, kernels.BF16} {
 		if err := d.SetPrecision(prec); err != nil {
 			t.Fatal(err)
 		}
-		xs := fill(rows*in, 0.3)
-		x, w, dy := d.Wrap(xs), d.Wrap(fill(out*in, 0.5)), d.Wrap(fill(rows*out, 0.9))
+		xs := sines(rows*in, 0.3)
+		x, w, dy := d.Wrap(xs), d.Wrap(sines(out*in, 0.5)), d.Wrap(sines(rows*out, 0.9))
 		var keep kernels.KeptOperand
 		y, wantY := make([]float32, rows*out), make([]float32, rows*out)
-		kernels.MatMulKeepA(d, &keep, false, true, rows, out, in, 1, x, in, w, in, 0, d.Wrap(y), out)
+		kernels.MatMulKept(d, &keep, nil, false, true, rows, out, in, 1, x, in, w, in, 0, d.Wrap(y), out)
 		d.MatMulAt(false, true, rows, out, in, 1, x, in, w, in, 0, d.Wrap(wantY), out)
 		if !slices.Equal(y, wantY) {
-			t.Errorf("%v: MatMulKeepA differs from MatMulAt", prec)
+			t.Errorf("%v: MatMulKept differs from MatMulAt", prec)
 		}
-		if held := keep.Copy(x, rows, in, in) != nil; held != (prec == kernels.BF16) {
+		if held := keep.Copy(x, xAt) != nil; held != (prec == kernels.BF16) {
 			t.Fatalf("%v: a copy of X kept: %v", prec, held)
 		}
 		xOld := slices.Clone(xs)
 		for i := range xs {
 			xs[i] += 0.25 // X changes; where the copy is used, the backward does not see it
 		}
-		backward := func(useKeep bool, xb kernels.Buffer, ldx int) (dw, dx []float32) {
-			dw, dx = fill(out*in, 0.1), make([]float32, rows*in)
-			kb := &keep
-			if !useKeep {
-				kb = nil
-			}
-			d.MatMulSharedAAt(dy, out, kernels.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, B: xb, LDB: ldx,
+		backward := func(kb *kernels.KeptOperand, xb kernels.Buffer) (dw, dx []float32) {
+			dw, dx = sines(out*in, 0.1), make([]float32, rows*in)
+			d.MatMulSharedAAt(dy, out, kernels.Product{TransA: true, M: out, N: in, K: rows, Alpha: 1, B: xb, LDB: in,
 				Beta: 1, C: d.Wrap(dw), LDC: in, KeptB: kb},
 				kernels.Product{M: rows, N: in, K: out, Alpha: 1, B: w, LDB: in, C: d.Wrap(dx), LDC: in})
 			return dw, dx
 		}
-		gotDW, gotDX := backward(true, x, in)
+		gotDW, gotDX := backward(&keep, x)
 		want := xs
 		if prec == kernels.BF16 {
 			want = xOld
 		}
-		wantDW, wantDX := backward(false, d.Wrap(want), in)
+		wantDW, wantDX := backward(nil, d.Wrap(want))
 		if !slices.Equal(gotDW, wantDW) || !slices.Equal(gotDX, wantDX) {
 			t.Errorf("%v: the backward with X kept differs from one on the X it was kept from", prec)
 		}
-		solo := fill(out*in, 0.1)
-		kernels.MatMulKeptB(d, &keep, true, false, out, in, rows, 1, dy, out, x, in, 1, d.Wrap(solo), in)
+		solo := sines(out*in, 0.1)
+		kernels.MatMulKept(d, nil, &keep, true, false, out, in, rows, 1, dy, out, x, in, 1, d.Wrap(solo), in)
 		if !slices.Equal(solo, wantDW) {
-			t.Errorf("%v: MatMulKeptB differs from the shared backward", prec)
+			t.Errorf("%v: MatMulKept (B) differs from the shared backward", prec)
 		}
-		// Another matrix, or X read with another ld, is rounded afresh.
+		// Another matrix is rounded afresh, and its copy replaces X's.
 		other := d.Wrap(slices.Clone(xs))
-		gotDW, _ = backward(true, other, in)
-		wantDW, _ = backward(false, other, in)
+		gotDW, _ = backward(&keep, other)
+		wantDW, _ = backward(nil, other)
 		if !slices.Equal(gotDW, wantDW) {
 			t.Errorf("%v: a kept copy of X stood in for another matrix", prec)
 		}
-		if keep.Copy(x, rows, in-1, in) != nil || keep.Copy(x, rows, in, in+1) != nil {
-			t.Errorf("%v: the copy claims to hold X stored otherwise", prec)
+		if keep.Copy(x, xAt) != nil {
+			t.Errorf("%v: the copy still claims X after rounding another matrix into it", prec)
 		}
+	}
+}
+
+// TestBF16KeptStrided checks MatMulStridedKept as attention uses it: the
+// heads of Q and K side by side in one buffer, batch matrices apart, kept
+// by the forward's scores S = Q·Kᵀ and read again by the backward's
+// dK = dSᵀ·Q and dQ = dS·K, bit for bit as MatMulStridedAt on the
+// matrices they were kept from; a copy serves its own head only.
+func TestBF16KeptStrided(t *testing.T) {
+	d := bf16Device(t)
+	if err := d.SetPrecision(kernels.BF16); err != nil {
+		t.Fatal(err)
+	}
+	const batch, n, dh, heads = 5, 7, 8, 2
+	const ld, stride = 2 * heads * dh, n * 2 * heads * dh // rows of [Q heads | K heads]
+	qk := sines(batch*stride, 0.21)
+	buf := d.Wrap(qk)
+	kq, kk := make([]kernels.KeptOperand, heads), make([]kernels.KeptOperand, heads)
+	scores := make([]float32, heads*batch*n*n)
+	for h := 0; h < heads; h++ {
+		kernels.MatMulStridedKept(d, &kq[h], &kk[h], false, true, n, n, dh, 0.5, buf, h*dh, ld, stride,
+			buf, (heads+h)*dh, ld, stride, 0, d.Wrap(scores), h*batch*n*n, n, n*n, batch)
+	}
+	old := slices.Clone(qk)
+	for i := range qk {
+		qk[i] = -qk[i] // the forward's Q and K are now stale here
+	}
+	ds := d.Wrap(sines(heads*batch*n*n, 0.4))
+	for h := 0; h < heads; h++ {
+		for _, c := range []struct {
+			name  string
+			trans bool
+			keep  []kernels.KeptOperand
+			off   int
+		}{{"dK = dSᵀ·Q", true, kq, h * dh}, {"dQ = dS·K", false, kk, (heads + h) * dh}} {
+			got, want := make([]float32, batch*n*dh), make([]float32, batch*n*dh)
+			kernels.MatMulStridedKept(d, nil, &c.keep[h], c.trans, false, n, dh, n, 1, ds, h*batch*n*n, n, n*n,
+				buf, c.off, ld, stride, 0, d.Wrap(got), 0, dh, n*dh, batch)
+			d.MatMulStridedAt(c.trans, false, n, dh, n, 1, ds, h*batch*n*n, n, n*n,
+				d.Wrap(old), c.off, ld, stride, 0, d.Wrap(want), 0, dh, n*dh, batch)
+			if !slices.Equal(got, want) {
+				t.Errorf("head %d, %s: differs from the product on the kept matrices", h, c.name)
+			}
+		}
+	}
+	// Head 0's copy of Q is no copy of head 1's Q.
+	at := kernels.StoredMatrix{Off: dh, Batch: batch, Stride: stride, Rows: n, Cols: dh, LD: ld}
+	if kq[0].Copy(buf, at) != nil {
+		t.Error("head 0's copy claims head 1's Q")
+	}
+	at.Off = 0
+	if kq[0].Copy(buf, at) == nil {
+		t.Error("head 0's copy of Q is gone")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/macdist/macdist/internal/allocs"
 	"github.com/macdist/macdist/internal/fixture"
 	"github.com/macdist/macdist/nn"
 	"github.com/macdist/macdist/nn/models"
@@ -135,6 +136,29 @@ func checkBF16Model(t *testing.T, fixtureName string) {
 	for i := range grads {
 		if !slices.Equal(grads[i], grads2[i]) {
 			t.Errorf("a second bf16 step gives another gradient %d", i)
+		}
+	}
+}
+
+// TestBF16StepAllocs wants a steady bf16 training step to allocate
+// nothing: the matmul primitives, the staging and the kept bf16 copies
+// of the operands (kernels.KeptOperand) are made on the first step and
+// reused.
+func TestBF16StepAllocs(t *testing.T) {
+	dev := nntest.BF16Device(t)
+	for _, tc := range []struct {
+		name string
+		cfg  models.Config
+	}{
+		{"lenet5", models.Config{}},
+		{"resnet20", models.Config{Depth: 8, ImageSize: 16}},
+		{"vit-tiny-cifar", models.Config{Depth: 1, ImageSize: 16}},
+	} {
+		m := mustNew(t, dev, tc.name, tc.cfg)
+		step := newStep(dev, m, 2)
+		step()
+		if n := allocs.Steady(3, step); n != 0 {
+			t.Errorf("%s: %v allocations per bf16 training step", tc.name, n)
 		}
 	}
 }
