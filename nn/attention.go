@@ -43,11 +43,7 @@ type MultiHeadSelfAttention struct {
 	ctx    slot           // [B, N, dim], proj's input
 	dqkv   slot           // [B, N, 3·dim]
 
-	// Per head, the rounded copies its products share where the device
-	// rounds them (bf16, kernels.MatMulKept): Q, K, V and P made by the
-	// forward and read again by the backward, as autocast saves them, and
-	// the backward's own dctx and dS, each read by two products.
-	keepQ, keepK, keepV, keepP, keepDctx, keepDS []kernels.KeptOperand
+	kept headCopies
 
 	tapOn     bool
 	tapTokens int
@@ -98,22 +94,12 @@ func (a *MultiHeadSelfAttention) Forward(x *Tensor) *Tensor {
 
 	qkv := a.qkv.Forward(x)
 	a.qkvOut = qkv
-	if len(a.keepQ) != h {
-		for _, k := range []*[]kernels.KeptOperand{&a.keepQ, &a.keepK, &a.keepV, &a.keepP, &a.keepDctx, &a.keepDS} {
-			*k = make([]kernels.KeptOperand, h)
-		}
-	}
-	keep := func(k []kernels.KeptOperand, i int) *kernels.KeptOperand {
-		k[i].Forget() // this Forward's matrices are new
-		if !a.training {
-			return nil // no backward to keep them for
-		}
-		return &k[i]
-	}
+	c := &a.kept
+	c.startForward(h, a.training)
 	// Matrix (b, h) of the scores sits at (b·H + h)·N·N; one GemmStrided per
 	// head walks the batch, Q and K rows being 3·D apart in qkv's output.
 	for i := 0; i < h; i++ {
-		kernels.MatMulStridedKept(d, keep(a.keepQ, i), keep(a.keepK, i), false, true, N, N, dh, a.scale,
+		kernels.MatMulStridedKept(d, c.at(c.q, i), c.at(c.k, i), false, true, N, N, dh, a.scale,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, a.scores, i*N*N, N, h*N*N, B)
@@ -121,7 +107,7 @@ func (a *MultiHeadSelfAttention) Forward(x *Tensor) *Tensor {
 	d.Softmax(a.probs, a.scores, B*h*N, N)
 	ctx := a.ctx.ensure(d, x.Shape)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStridedKept(d, keep(a.keepP, i), keep(a.keepV, i), false, false, N, dh, N, 1,
+		kernels.MatMulStridedKept(d, c.at(c.p, i), c.at(c.v, i), false, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, ctx.Data, i*dh, D, N*D, B)
@@ -179,13 +165,11 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 
 	dctx := a.hook.back(a.proj, dy)
 	dqkv := a.dqkv.ensure(d, qkv.Shape)
-	for i := 0; i < h; i++ {
-		a.keepDctx[i].Forget()
-		a.keepDS[i].Forget()
-	}
+	c := &a.kept
+	c.startBackward()
 	// dV = Pᵀ·dctx, written into the V columns of dqkv.
 	for i := 0; i < h; i++ {
-		kernels.MatMulStridedKept(d, &a.keepP[i], &a.keepDctx[i], true, false, N, dh, N, 1,
+		kernels.MatMulStridedKept(d, &c.p[i], &c.dctx[i], true, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			dctx.Data, i*dh, D, N*D,
 			0, dqkv.Data, 2*D+i*dh, 3*D, N*3*D, B)
@@ -194,7 +178,7 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	// the device's shared scratch; the logits buffer receives dS.
 	dp := Workspace(d).Get(B * h * N * N)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStridedKept(d, &a.keepDctx[i], &a.keepV[i], false, true, N, N, dh, 1,
+		kernels.MatMulStridedKept(d, &c.dctx[i], &c.v[i], false, true, N, N, dh, 1,
 			dctx.Data, i*dh, D, N*D,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, dp, i*N*N, N, h*N*N, B)
@@ -203,11 +187,11 @@ func (a *MultiHeadSelfAttention) Backward(dy *Tensor) *Tensor {
 	d.SoftmaxBackward(ds, dp, a.probs, B*h*N, N)
 	// S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q.
 	for i := 0; i < h; i++ {
-		kernels.MatMulStridedKept(d, &a.keepDS[i], &a.keepK[i], false, false, N, dh, N, a.scale,
+		kernels.MatMulStridedKept(d, &c.ds[i], &c.k[i], false, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, dqkv.Data, i*dh, 3*D, N*3*D, B)
-		kernels.MatMulStridedKept(d, &a.keepDS[i], &a.keepQ[i], true, false, N, dh, N, a.scale,
+		kernels.MatMulStridedKept(d, &c.ds[i], &c.q[i], true, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			0, dqkv.Data, D+i*dh, 3*D, N*3*D, B)
@@ -252,4 +236,47 @@ func (a *MultiHeadSelfAttention) SetAttentionTap(on bool) { a.tapOn = on }
 // and 0 tokens before the first.
 func (a *MultiHeadSelfAttention) AttentionTap() (xbar, tbar kernels.Buffer, tokens int) {
 	return a.xbar, a.tbar, a.tapTokens
+}
+
+// headCopies are, per head, the rounded copies attention's products share
+// where the device rounds them (bf16, kernels.MatMulKept): Q, K, V and P
+// made by the forward and read again by the backward, as autocast saves
+// them, and the backward's own dctx and dS, each read by two products.
+type headCopies struct {
+	q, k, v, p, dctx, ds []kernels.KeptOperand
+	keep                 bool // the forward keeps Q, K, V and P (training)
+}
+
+// startForward readies the copies for a Forward over h heads: every one
+// forgotten, its matrix being new.
+func (c *headCopies) startForward(h int, training bool) {
+	if len(c.q) != h {
+		for _, k := range []*[]kernels.KeptOperand{&c.q, &c.k, &c.v, &c.p, &c.dctx, &c.ds} {
+			*k = make([]kernels.KeptOperand, h)
+		}
+	}
+	for i := range h {
+		for _, k := range [...][]kernels.KeptOperand{c.q, c.k, c.v, c.p, c.dctx, c.ds} {
+			k[i].Forget()
+		}
+	}
+	c.keep = training
+}
+
+// at is head i's copy in k for a Forward's product: none outside
+// training, where no backward will read it.
+func (c *headCopies) at(k []kernels.KeptOperand, i int) *kernels.KeptOperand {
+	if !c.keep {
+		return nil
+	}
+	return &k[i]
+}
+
+// startBackward forgets dctx's and dS's copies, the Backward's new
+// matrices.
+func (c *headCopies) startBackward() {
+	for i := range c.dctx {
+		c.dctx[i].Forget()
+		c.ds[i].Forget()
+	}
 }

@@ -111,12 +111,13 @@ type roundEveryTime struct {
 	kernels.MixedPrecision
 }
 
-// TestBF16KeptCopiesExact runs attention (its qkv and proj linear layers
-// included) for two training steps on different inputs, once keeping the
-// bf16 copies of X, Q, K, V, P, dctx and dS between products and once
-// rounding every operand every time: the outputs and gradients must agree
-// bit for bit, so no copy outlives its matrix (the second step's inputs
-// differ) and none stands in for another.
+// TestBF16KeptCopiesExact runs attention and window attention (their
+// qkv and proj linear layers included) for two training steps on
+// different inputs, two backwards each, once keeping the bf16 copies of X, Q, K, V, P, dctx
+// and dS between products and once rounding every operand every time:
+// the outputs and gradients must agree bit for bit, so no copy outlives
+// its matrix (the second step's inputs differ) and none stands in for
+// another.
 func TestBF16KeptCopiesExact(t *testing.T) {
 	kept := bf16Device(t)
 	d2 := bf16Device(t)
@@ -124,45 +125,66 @@ func TestBF16KeptCopiesExact(t *testing.T) {
 	if _, ok := kernels.Device(fresh).(kernels.OperandKeeper); ok {
 		t.Fatal("the fresh device keeps copies")
 	}
-	const b, n, dim, heads = 3, 9, 32, 2
-	layer := func(dev kernels.Device) *nn.MultiHeadSelfAttention {
-		return nn.NewMultiHeadSelfAttention(dev, "attn", dim, heads, true, rand.New(rand.NewPCG(3, 4)))
-	}
-	a1, a2 := layer(kept), layer(fresh)
-	rng := rand.New(rand.NewPCG(5, 6))
-	random := func(n int) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(rng.NormFloat64())
-		}
-		return v
-	}
-	read := func(dev kernels.Device, buf kernels.Buffer) []float32 {
-		v := make([]float32, buf.Len())
-		dev.Download(v, buf)
-		return v
-	}
-	for step := range 2 {
-		x, r := random(b*n*dim), random(b*n*dim)
-		var outs [2][][]float32
-		for i, c := range []struct {
-			dev kernels.Device
-			a   *nn.MultiHeadSelfAttention
-		}{{kept, a1}, {fresh, a2}} {
-			xt, rt := nn.NewTensor(c.dev, b, n, dim), nn.NewTensor(c.dev, b, n, dim)
-			c.dev.Upload(xt.Data, x)
-			c.dev.Upload(rt.Data, r)
-			y := c.a.Forward(xt)
-			outs[i] = append(outs[i], read(c.dev, y.Data))
-			outs[i] = append(outs[i], read(c.dev, c.a.Backward(rt).Data))
-			for _, p := range c.a.Params() {
-				outs[i] = append(outs[i], read(c.dev, p.Grad.Data))
+	const dim, heads = 32, 2
+	for _, c := range []struct {
+		name  string
+		shape []int
+		layer func(dev kernels.Device) nn.Module
+	}{
+		{"attention", []int{3, 9, dim}, func(dev kernels.Device) nn.Module {
+			return nn.NewMultiHeadSelfAttention(dev, "attn", dim, heads, true, rand.New(rand.NewPCG(3, 4)))
+		}},
+		{"window attention", []int{2, 4, 4, dim}, func(dev kernels.Device) nn.Module {
+			return nn.NewWindowAttention(dev, "attn", dim, heads, 2, 1, rand.New(rand.NewPCG(3, 4)))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m1, m2 := c.layer(kept), c.layer(fresh)
+			rng := rand.New(rand.NewPCG(5, 6))
+			size := 1
+			for _, s := range c.shape {
+				size *= s
 			}
-		}
-		for j := range outs[0] {
-			if !slices.Equal(outs[0][j], outs[1][j]) {
-				t.Errorf("step %d, output %d (y, dx, then the gradients): kept copies differ from fresh roundings", step, j)
+			random := func() []float32 {
+				v := make([]float32, size)
+				for i := range v {
+					v[i] = float32(rng.NormFloat64())
+				}
+				return v
 			}
-		}
+			read := func(dev kernels.Device, buf kernels.Buffer) []float32 {
+				v := make([]float32, buf.Len())
+				dev.Download(v, buf)
+				return v
+			}
+			for step := range 2 {
+				// Two backwards after one forward: the second's dctx and
+				// dS are new matrices too.
+				x, r, r2 := random(), random(), random()
+				var outs [2][][]float32
+				for i, s := range []struct {
+					dev kernels.Device
+					m   nn.Module
+				}{{kept, m1}, {fresh, m2}} {
+					xt, rt, rt2 := nn.NewTensor(s.dev, c.shape...), nn.NewTensor(s.dev, c.shape...), nn.NewTensor(s.dev, c.shape...)
+					s.dev.Upload(xt.Data, x)
+					s.dev.Upload(rt.Data, r)
+					s.dev.Upload(rt2.Data, r2)
+					outs[i] = append(outs[i], read(s.dev, s.m.Forward(xt).Data))
+					outs[i] = append(outs[i], read(s.dev, s.m.Backward(rt).Data))
+					outs[i] = append(outs[i], read(s.dev, s.m.Backward(rt2).Data))
+					for _, p := range s.m.Params() {
+						if p.Trainable() {
+							outs[i] = append(outs[i], read(s.dev, p.Grad.Data))
+						}
+					}
+				}
+				for j := range outs[0] {
+					if !slices.Equal(outs[0][j], outs[1][j]) {
+						t.Errorf("step %d, output %d (y, two dx, then the gradients): kept copies differ from fresh roundings", step, j)
+					}
+				}
+			}
+		})
 	}
 }

@@ -46,6 +46,7 @@ type WindowAttention struct {
 	qkvOut        *Tensor
 	scores, probs kernels.Buffer // [B·nW, heads, N, N]
 	ctx, dqkv     slot
+	kept          headCopies
 	biasMask      slot // [nW, heads·N·N]: bias plus the shift mask
 	mask          kernels.Buffer
 	maskGeom      windowGeom
@@ -217,8 +218,10 @@ func (a *WindowAttention) Forward(x *Tensor) *Tensor {
 
 	qkv := a.qkv.Forward(xw)
 	a.qkvOut = qkv
+	c := &a.kept
+	c.startForward(h, a.training)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, true, N, N, dh, a.scale,
+		kernels.MatMulStridedKept(d, c.at(c.q, i), c.at(c.k, i), false, true, N, N, dh, a.scale,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, a.scores, i*N*N, N, h*N*N, bw)
@@ -244,7 +247,7 @@ func (a *WindowAttention) Forward(x *Tensor) *Tensor {
 	d.Softmax(a.probs, a.scores, bw*h*N, N)
 	ctx := a.ctx.ensure(d, wshape[:])
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, false, N, dh, N, 1,
+		kernels.MatMulStridedKept(d, c.at(c.p, i), c.at(c.v, i), false, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, ctx.Data, i*dh, D, N*D, bw)
@@ -293,15 +296,17 @@ func (a *WindowAttention) Backward(dy *Tensor) *Tensor {
 
 	dctx := a.hook.back(a.proj, dout)
 	dqkv := a.dqkv.ensure(d, qkv.Shape)
+	c := &a.kept
+	c.startBackward()
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, true, false, N, dh, N, 1,
+		kernels.MatMulStridedKept(d, &c.p[i], &c.dctx[i], true, false, N, dh, N, 1,
 			a.probs, i*N*N, N, h*N*N,
 			dctx.Data, i*dh, D, N*D,
 			0, dqkv.Data, 2*D+i*dh, 3*D, N*3*D, bw)
 	}
 	dp := Workspace(d).Get(bw * h * N * N)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, true, N, N, dh, 1,
+		kernels.MatMulStridedKept(d, &c.dctx[i], &c.v[i], false, true, N, N, dh, 1,
 			dctx.Data, i*dh, D, N*D,
 			qkv.Data, 2*D+i*dh, 3*D, N*3*D,
 			0, dp, i*N*N, N, h*N*N, bw)
@@ -316,11 +321,11 @@ func (a *WindowAttention) Backward(dy *Tensor) *Tensor {
 	d.ReduceSum(a.dbias.Data, ds, 1, bw, h*N*N, 1, 0)
 	a.hook.back(a.rpb, a.dbias)
 	for i := 0; i < h; i++ {
-		kernels.MatMulStrided(d, false, false, N, dh, N, a.scale,
+		kernels.MatMulStridedKept(d, &c.ds[i], &c.k[i], false, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, D+i*dh, 3*D, N*3*D,
 			0, dqkv.Data, i*dh, 3*D, N*3*D, bw)
-		kernels.MatMulStrided(d, true, false, N, dh, N, a.scale,
+		kernels.MatMulStridedKept(d, &c.ds[i], &c.q[i], true, false, N, dh, N, a.scale,
 			ds, i*N*N, N, h*N*N,
 			qkv.Data, i*dh, 3*D, N*3*D,
 			0, dqkv.Data, D+i*dh, 3*D, N*3*D, bw)
