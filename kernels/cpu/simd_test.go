@@ -330,3 +330,42 @@ func BenchmarkAddTo(b *testing.B) {
 		})
 	}
 }
+
+// TestSIMDLNParamMatchesGo checks LayerNorm's parameter sums against the
+// Go loop of lnParamTask, bit for bit: rows not a multiple of the four
+// the SIMD loop takes together, columns not of its eight, a row stride
+// wider than the columns summed, and either sum alone.
+func TestSIMDLNParamMatchesGo(t *testing.T) {
+	if !haveSIMD {
+		t.Skip("no SIMD kernels in this build or on this CPU")
+	}
+	for _, c := range []struct{ rows, cols, ld int }{{1, 3, 3}, {4, 8, 8}, {7, 19, 24}, {13, 40, 41}, {64, 192, 192}} {
+		x := finite(simdInputs(c.rows * c.ld))
+		dy := finite(simdInputs(c.rows*c.ld + 3)[3:])
+		mean, rstd := finite(simdInputs(c.rows+11)[11:]), finite(simdInputs(c.rows+17)[17:])
+		wantG, wantB := make([]float64, c.cols), make([]float64, c.cols)
+		for r := 0; r < c.rows; r++ {
+			for j := 0; j < c.cols; j++ {
+				g := dy[r*c.ld+j]
+				wantG[j] += float64(g) * float64((x[r*c.ld+j]-mean[r])*rstd[r])
+				wantB[j] += float64(g)
+			}
+		}
+		for _, both := range [][2]bool{{true, true}, {true, false}, {false, true}} {
+			var g, b []float64
+			if both[0] {
+				g = make([]float64, c.cols)
+			}
+			if both[1] {
+				b = make([]float64, c.cols)
+			}
+			simdLNParam(g, b, dy, x, mean, rstd, c.rows, c.cols, c.ld)
+			for j := range c.cols {
+				if (g != nil && math.Float64bits(g[j]) != math.Float64bits(wantG[j])) ||
+					(b != nil && math.Float64bits(b[j]) != math.Float64bits(wantB[j])) {
+					t.Fatalf("%+v, sums %v: column %d differs from the Go loop's (%v, %v)", c, both, j, wantG[j], wantB[j])
+				}
+			}
+		}
+	}
+}
