@@ -342,7 +342,7 @@ func TestSIMDLNParamMatchesGo(t *testing.T) {
 	for _, c := range []struct{ rows, cols, ld int }{{1, 3, 3}, {4, 8, 8}, {7, 19, 24}, {13, 40, 41}, {64, 192, 192}} {
 		x := finite(simdInputs(c.rows * c.ld))
 		dy := finite(simdInputs(c.rows*c.ld + 3)[3:])
-		mean, rstd := finite(simdInputs(c.rows+11)[11:]), finite(simdInputs(c.rows+17)[17:])
+		mean, rstd := finite(simdInputs(c.rows + 11)[11:]), finite(simdInputs(c.rows + 17)[17:])
 		wantG, wantB := make([]float64, c.cols), make([]float64, c.cols)
 		for r := 0; r < c.rows; r++ {
 			for j := 0; j < c.cols; j++ {
