@@ -73,25 +73,12 @@ func TestRoundBF16(t *testing.T) {
 // matmul for every transposition and for batches that share A or B
 // (stride 0), and agrees there with Gemm on rounded operands.
 func TestBF16MatMulOneDNN(t *testing.T) {
-	t.Setenv("MACDIST_BF16", "emulate")
-	d, err := NewWithDNN("onednn")
-	if err != nil {
-		t.Skip(err)
-	}
-	if isa := isaName(oneDNNISA()); !strings.HasPrefix(isa, "avx512_core") {
-		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
-	}
+	d := bf16Device(t)
 	if err := d.SetPrecision(kernels.BF16); err != nil {
 		t.Fatal(err)
 	}
 	const m, n, k, batch = 5, 6, 19, 3
-	fill := func(n int, f float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(math.Sin(float64(i)*f + 1))
-		}
-		return v
-	}
+	fill := sines
 	round := func(v []float32) []float32 {
 		r := make([]float32, len(v))
 		for i, x := range v {
@@ -149,21 +136,8 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 // gives, bit for bit, whichever way each product reads A; a product on
 // another matrix runs just before, so a stale copy would show.
 func TestBF16MatMulSharedA(t *testing.T) {
-	t.Setenv("MACDIST_BF16", "emulate")
-	d, err := NewWithDNN("onednn")
-	if err != nil {
-		t.Skip(err)
-	}
-	if isa := isaName(oneDNNISA()); !strings.HasPrefix(isa, "avx512_core") {
-		t.Skipf("bf16 needs AVX-512 here, native or emulated; oneDNN's ISA is %s", isa)
-	}
-	fill := func(n int, f float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(math.Sin(float64(i)*f + 1))
-		}
-		return v
-	}
+	d := bf16Device(t)
+	fill := sines
 	// A is stored rows×cols, lda = cols+3; each product multiplies op(A)
 	// by a B of n columns.
 	const rows, cols, lda, n = 37, 21, 24, 9
