@@ -104,10 +104,15 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		}
 	}
 	if cfg.Fast {
-		// A dead node is declared within about 2 s on loopback.
-		c.ProbeInterval = 300 * time.Millisecond
-		c.ProbeTimeout = 150 * time.Millisecond
-		c.SuspicionMult = 3
+		// A dead node is declared within about 3 s on loopback: a node
+		// is suspected after a probe unanswered for 250 ms and dead when
+		// it has not refuted that in SuspicionMult·ProbeInterval, 2 s. At
+		// 0.9 s, a 2-core machine running a test suite beside a 3-node
+		// launch starved an agent that long, and its peers declared it
+		// dead while it lived.
+		c.ProbeInterval = 500 * time.Millisecond
+		c.ProbeTimeout = 250 * time.Millisecond
+		c.SuspicionMult = 4
 		c.GossipInterval = 50 * time.Millisecond
 		c.PushPullInterval = 5 * time.Second
 	}
