@@ -107,9 +107,9 @@ func NewMembership(cfg MembershipConfig) (*Membership, error) {
 		// A dead node is declared within about 3 s on loopback: a node
 		// is suspected after a probe unanswered for 250 ms and dead when
 		// it has not refuted that in SuspicionMult·ProbeInterval, 2 s. At
-		// 0.9 s, a 2-core machine running a test suite beside a 3-node
-		// launch starved an agent that long, and its peers declared it
-		// dead while it lived.
+		// 0.9 s, on a 2-core machine crowded with test processes, the
+		// peers of a 3-node launch declared a live agent dead, twice in
+		// one run.
 		c.ProbeInterval = 500 * time.Millisecond
 		c.ProbeTimeout = 250 * time.Millisecond
 		c.SuspicionMult = 4
