@@ -247,8 +247,9 @@ type headCopies struct {
 	keep                 bool // the forward keeps Q, K, V and P (training)
 }
 
-// startForward readies the copies for a Forward over h heads: every one
-// forgotten, its matrix being new.
+// startForward readies the copies for a Forward over h heads: Q's, K's,
+// V's and P's forgotten, their matrices being new (startBackward does
+// dctx's and dS's).
 func (c *headCopies) startForward(h int, training bool) {
 	if len(c.q) != h {
 		for _, k := range []*[]kernels.KeptOperand{&c.q, &c.k, &c.v, &c.p, &c.dctx, &c.ds} {
@@ -256,7 +257,7 @@ func (c *headCopies) startForward(h int, training bool) {
 		}
 	}
 	for i := range h {
-		for _, k := range [...][]kernels.KeptOperand{c.q, c.k, c.v, c.p, c.dctx, c.ds} {
+		for _, k := range [...][]kernels.KeptOperand{c.q, c.k, c.v, c.p} {
 			k[i].Forget()
 		}
 	}

@@ -374,8 +374,9 @@ static int mdnn_conv_create(mdnn_arena *a, mdnn_conv *cv, const int64_t *q, int 
 	if (od == NULL) {
 		return 1;
 	}
+	int lowp = in_dt != MDNN_F32;
 	int s = mdnn_conv_prims(a, cv, od, attr, &src, &dst, &wei, bmd, &any_src, &any_dst, &any_wei,
-		&in_src, &in_dst, &in_wei, in_dt != MDNN_F32 ? &lp_src : NULL, &lp_dst, strides, dil, padl, padr,
+		&in_src, &in_dst, &in_wei, lowp ? &lp_src : NULL, lowp ? &lp_dst : NULL, strides, dil, padl, padr,
 		c / g <= 4 && !nhwc, alg, where);
 	free(od);
 	mdnn.attr_destroy(attr);

@@ -78,7 +78,6 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 		t.Fatal(err)
 	}
 	const m, n, k, batch = 5, 6, 19, 3
-	fill := sines
 	round := func(v []float32) []float32 {
 		r := make([]float32, len(v))
 		for i, x := range v {
@@ -95,8 +94,8 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 			if tr[1] {
 				ldb = k
 			}
-			a, b := fill(batch*m*k, 0.7), fill(batch*k*n, 0.3)
-			got, want := fill(batch*m*n, 0.1), fill(batch*m*n, 0.1)
+			a, b := sines(batch*m*k, 0.7), sines(batch*k*n, 0.3)
+			got, want := sines(batch*m*n, 0.1), sines(batch*m*n, 0.1)
 			d.MatMulStridedAt(tr[0], tr[1], m, n, k, 0.25, d.Wrap(a), 0, lda, strides[0], d.Wrap(b), 0, ldb, strides[1],
 				0.5, d.Wrap(got), 0, n, m*n, batch)
 			d.GemmStrided(tr[0], tr[1], m, n, k, 0.25, d.Wrap(round(a)), 0, lda, strides[0], d.Wrap(round(b)), 0, ldb, strides[1],
@@ -123,7 +122,7 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 	for i := range c {
 		c[i] = float32(math.NaN())
 	}
-	d.MatMulAt(false, false, m, n, k, 1, d.Wrap(fill(m*k, 0.7)), k, d.Wrap(fill(k*n, 0.3)), n, 0, d.Wrap(c), n)
+	d.MatMulAt(false, false, m, n, k, 1, d.Wrap(sines(m*k, 0.7)), k, d.Wrap(sines(k*n, 0.3)), n, 0, d.Wrap(c), n)
 	for _, v := range c {
 		if math.IsNaN(float64(v)) {
 			t.Fatal("MatMul with beta 0 read C")
@@ -137,7 +136,6 @@ func TestBF16MatMulOneDNN(t *testing.T) {
 // another matrix runs just before, so a stale copy would show.
 func TestBF16MatMulSharedA(t *testing.T) {
 	d := bf16Device(t)
-	fill := sines
 	// A is stored rows×cols, lda = cols+3; each product multiplies op(A)
 	// by a B of n columns.
 	const rows, cols, lda, n = 37, 21, 24, 9
@@ -146,8 +144,8 @@ func TestBF16MatMulSharedA(t *testing.T) {
 		if transA {
 			m, k = cols, rows
 		}
-		c := fill(m*n, seed)
-		return kernels.Product{TransA: transA, M: m, N: n, K: k, Alpha: 0.5, B: d.Wrap(fill(k*n, seed+0.2)), LDB: n,
+		c := sines(m*n, seed)
+		return kernels.Product{TransA: transA, M: m, N: n, K: k, Alpha: 0.5, B: d.Wrap(sines(k*n, seed+0.2)), LDB: n,
 			Beta: 0.25, C: d.Wrap(c), LDC: n}, c
 	}
 	for _, prec := range []kernels.Precision{kernels.FP32, kernels.BF16} {
@@ -155,7 +153,7 @@ func TestBF16MatMulSharedA(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, tr := range [][2]bool{{true, false}, {false, false}, {true, true}, {false, true}} {
-			a, other := d.Wrap(fill(rows*lda, 0.7)), d.Wrap(fill(rows*lda, 1.3))
+			a, other := d.Wrap(sines(rows*lda, 0.7)), d.Wrap(sines(rows*lda, 1.3))
 			p1, got1 := product(tr[0], 0.1)
 			p2, got2 := product(tr[1], 0.4)
 			q1, want1 := product(tr[0], 0.1)
